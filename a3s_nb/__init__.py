@@ -1,3 +1,44 @@
-"""a3s_nb: save, resume and analyse a3s-code agent sessions from Jupyter."""
+"""a3s_nb: save, resume and analyse a3s-code agent sessions from Jupyter.
+
+Importing the package has no side effects; ``%load_ext a3s_nb`` registers the magics.
+"""
+
+from .errors import (
+    A3sNbError,
+    AmbiguousSessionIdError,
+    CorruptFileError,
+    InvalidSessionIdError,
+    SessionNotFoundError,
+    StoreError,
+)
+from .models import SessionBundle, SessionData
+from .store import FileStore, MemoryStore, Store, open_store
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "A3sNbError",
+    "AmbiguousSessionIdError",
+    "CorruptFileError",
+    "FileStore",
+    "InvalidSessionIdError",
+    "MemoryStore",
+    "SessionBundle",
+    "SessionData",
+    "SessionNotFoundError",
+    "Store",
+    "StoreError",
+    "open_store",
+]
+
+
+def load_ipython_extension(ipython):  # pragma: no cover - exercised through IPython
+    from .magics import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython):  # pragma: no cover
+    from .magics import unload_ipython_extension as _unload
+
+    _unload(ipython)

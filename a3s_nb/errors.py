@@ -1,0 +1,59 @@
+"""Domain exceptions. Each refines the built-in a caller would naturally catch."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class A3sNbError(Exception):
+    """Base class of every error a3s_nb raises on purpose."""
+
+
+class InvalidSessionIdError(A3sNbError, ValueError):
+    """A session id that cannot be stored safely as a file name."""
+
+
+class SessionNotFoundError(A3sNbError, KeyError):
+    """No session with that id (or id prefix) in the store."""
+
+    def __init__(self, session_id: str, store: str, known: Iterable[str] = ()):
+        self.session_id = session_id
+        self.store = store
+        self.suggestions = difflib.get_close_matches(session_id, list(known), n=3, cutoff=0.5)
+        msg = f"no session {session_id!r} in store {store}"
+        if self.suggestions:
+            msg += "; did you mean " + " or ".join(repr(s) for s in self.suggestions) + "?"
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return self.args[0]
+
+
+class AmbiguousSessionIdError(A3sNbError, KeyError):
+    """An id prefix that matches more than one saved session."""
+
+    def __init__(self, prefix: str, candidates: list[str]):
+        self.prefix = prefix
+        self.candidates = candidates
+        shown = ", ".join(candidates[:10]) + (" ..." if len(candidates) > 10 else "")
+        super().__init__(
+            f"{prefix!r} matches {len(candidates)} sessions: {shown}; give more of the id"
+        )
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class CorruptFileError(A3sNbError, ValueError):
+    """A store file that is empty, truncated, not JSON, or not the a3s-code shape."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class StoreError(A3sNbError, OSError):
+    """The store directory itself cannot be used (missing, not a directory, unwritable)."""
