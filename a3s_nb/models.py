@@ -110,9 +110,9 @@ class AutoDelegationConfig(A3sModel):
     """Sub-agent delegation settings. a3s-code writes these keys in camelCase."""
 
     enabled: bool = False
-    autoParallel: bool = True  # noqa: N815 - a3s-code's spelling
-    minConfidence: float = 0.72  # noqa: N815
-    maxTasks: int = 4  # noqa: N815
+    autoParallel: bool = True
+    minConfidence: float = 0.72
+    maxTasks: int = 4
 
 
 class SessionConfig(A3sModel):
@@ -263,9 +263,7 @@ class SessionData(A3sModel):
     created_at: int = 0  # unix seconds
     updated_at: int = 0  # unix seconds
     llm_config: LlmConfigData | None = None
-    tasks: list[Task] = Field(
-        default_factory=list, validation_alias=AliasChoices("tasks", "todos")
-    )
+    tasks: list[Task] = Field(default_factory=list, validation_alias=AliasChoices("tasks", "todos"))
     parent_id: str | None = None
     # identity labels, a3s-code 3.3+
     tenant_id: str | None = None

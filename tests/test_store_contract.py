@@ -1,0 +1,247 @@
+"""The contract every store backend keeps. New backends join the ``store`` fixture."""
+
+from __future__ import annotations
+
+import pytest
+
+import a3s_nb
+from a3s_nb.models import (
+    LlmConfigData,
+    LoopCheckpoint,
+    Message,
+    RunRecord,
+    RunSnapshot,
+    SessionBundle,
+    SessionConfig,
+    SessionData,
+    StepOutcome,
+    TextBlock,
+    TokenUsage,
+    TraceEvent,
+    WorkflowCheckpoint,
+    WorkflowStep,
+)
+
+
+@pytest.fixture(params=["file", "memory"])
+def store(request, tmp_path) -> a3s_nb.Store:
+    if request.param == "file":
+        return a3s_nb.open_store(tmp_path / "s")
+    return a3s_nb.open_store(":memory:")
+
+
+def make_bundle(session_id: str = "s-1", n: int = 1) -> SessionBundle:
+    messages = [
+        Message(role="user" if i % 2 == 0 else "assistant", content=[TextBlock(text=f"m{i}")])
+        for i in range(n)
+    ]
+    runs = [
+        RunRecord(
+            snapshot=RunSnapshot(
+                id=f"run-{i}",
+                session_id=session_id,
+                status="completed",
+                prompt=f"p{i}",
+                created_at_ms=1_700_000_000_000 + i,
+                updated_at_ms=1_700_000_000_010 + i,
+                result_text="ok",
+                event_count=0,
+            )
+        )
+        for i in range(n)
+    ]
+    traces = [
+        TraceEvent(
+            kind="tool_execution",
+            name="bash",
+            success=True,
+            exit_code=0,
+            duration_ms=3,
+            output_bytes=10,
+        )
+    ]
+    session = SessionData(
+        id=session_id,
+        config=SessionConfig(workspace="/w"),
+        messages=messages,
+        model_name="openai/m",
+        llm_config=LlmConfigData(provider="openai", model="m", api_key="sk-secret-never-written"),
+        created_at=1_700_000_000,
+        updated_at=1_700_000_100,
+    )
+    return SessionBundle(session=session, runs=runs, traces=traces)
+
+
+def test_save_then_load_gives_equal_models(store):
+    bundle = make_bundle(n=3)
+    store.save(bundle)
+    loaded = store.load("s-1")
+    assert loaded.session.model_dump() == bundle.session.model_dump()
+    assert loaded.runs == bundle.runs
+    assert loaded.traces == bundle.traces
+    assert loaded.subagent_tasks is None
+
+
+def test_save_writes_timestamps_as_given(store):
+    store.save(make_bundle())
+    s = store.load("s-1").session
+    assert (s.created_at, s.updated_at) == (1_700_000_000, 1_700_000_100)
+
+
+def test_api_key_is_never_written(store):
+    store.save(make_bundle())
+    assert "sk-secret-never-written" not in str(store.read_raw("s-1", "session"))
+    assert store.load("s-1").session.llm_config.api_key is None
+
+
+def test_list_exists_delete(store):
+    assert store.list() == []
+    for sid in ["b", "a", "c"]:
+        store.save(make_bundle(sid))
+    assert store.list() == ["a", "b", "c"]
+    assert store.exists("b") and not store.exists("zz")
+    store.delete("b")
+    assert store.list() == ["a", "c"]
+    assert not store.exists("b")
+    assert store.read_raw("b", "runs") is None
+    with pytest.raises(a3s_nb.SessionNotFoundError):
+        store.delete("b")
+
+
+def test_saving_again_replaces(store):
+    store.save(make_bundle(n=1))
+    store.save(make_bundle(n=4))
+    loaded = store.load("s-1")
+    assert len(loaded.session.messages) == 4
+    assert len(loaded.runs) == 4
+    assert store.list() == ["s-1"]
+
+
+def test_unknown_id_suggests_close_ones(store):
+    store.save(make_bundle("fix-oscar-000"))
+    with pytest.raises(a3s_nb.SessionNotFoundError, match="did you mean 'fix-oscar-000'") as e:
+        store.load("fix-oscar-00")
+    assert isinstance(e.value, KeyError)
+    assert str(e.value).startswith("no session 'fix-oscar-00'")
+
+
+def test_resolve_prefix(store):
+    for sid in ["abc-1", "abd-2", "xyz"]:
+        store.save(make_bundle(sid))
+    assert store.resolve("x") == "xyz"
+    assert store.resolve("abc") == "abc-1"
+    assert store.resolve("abd-2") == "abd-2"
+    with pytest.raises(a3s_nb.AmbiguousSessionIdError, match="abc-1, abd-2") as e:
+        store.resolve("ab")
+    assert e.value.candidates == ["abc-1", "abd-2"]
+    with pytest.raises(a3s_nb.SessionNotFoundError):
+        store.resolve("q")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "a/b",
+        "a\\b",
+        "..",
+        "a..b",
+        "../etc/passwd",
+        "a\nb",
+        "a\x00b",
+        ".hidden",
+        " pad",
+        "x" * 201,
+    ],
+)
+def test_unsafe_ids_are_refused(store, bad):
+    with pytest.raises(a3s_nb.InvalidSessionIdError):
+        store.save(make_bundle(bad))
+    assert store.list() == []
+
+
+def test_run_of_another_session_is_refused_and_nothing_written(store):
+    bundle = make_bundle()
+    bundle.runs[0].snapshot.session_id = "other"
+    with pytest.raises(ValueError, match="belongs to session 'other'"):
+        store.save(bundle)
+    assert store.list() == []
+
+
+def test_unknown_fields_survive(store):
+    bundle = make_bundle()
+    data = bundle.model_dump(mode="json", by_alias=True)
+    data["session"]["from_the_future"] = {"x": [1, 2]}
+    data["session"]["messages"][0]["content"][0]["trust"] = "external"
+    data["session"]["messages"].append({"role": "user", "content": [{"type": "hologram", "z": 1}]})
+    data["runs"][0]["events"] = [
+        {"sequence": 0, "timestamp_ms": 5, "event": {"type": "warp_drive", "speed": 9}},
+        {"sequence": 1, "timestamp_ms": 6, "event": {"type": "turn_start", "turn": 1, "new": True}},
+    ]
+    store.save(SessionBundle.model_validate(data))
+    raw = store.read_raw("s-1", "session")
+    assert raw["from_the_future"] == {"x": [1, 2]}
+    assert raw["messages"][0]["content"][0]["trust"] == "external"
+    assert raw["messages"][-1]["content"][0] == {"type": "hologram", "z": 1}
+    events = store.read_raw("s-1", "runs")[0]["events"]
+    assert events[0]["event"] == {"type": "warp_drive", "speed": 9}
+    assert events[1]["event"] == {"type": "turn_start", "turn": 1, "new": True}
+
+
+def test_subagent_tasks_written_only_when_present(store):
+    bundle = make_bundle()
+    store.save(bundle)
+    assert store.read_raw("s-1", "subagent_tasks") is None
+    bundle.subagent_tasks = []
+    store.save(bundle)
+    assert store.read_raw("s-1", "subagent_tasks") == []
+    assert store.load("s-1").subagent_tasks == []
+
+
+def test_loop_and_workflow_checkpoints(store):
+    cp = LoopCheckpoint(
+        schema_version=1,
+        run_id="run-7",
+        session_id="s-1",
+        turn=2,
+        messages=[Message(role="user", content=[TextBlock(text="hi")])],
+        total_usage=TokenUsage(prompt_tokens=3, completion_tokens=4, total_tokens=7),
+        tool_calls_count=1,
+        checkpoint_ms=1,
+    )
+    assert store.load_loop_checkpoint("run-7") is None
+    store.save_loop_checkpoint(cp)
+    assert store.load_loop_checkpoint("run-7") == cp
+    store.delete_loop_checkpoint("run-7")
+    store.delete_loop_checkpoint("run-7")  # idempotent
+    assert store.load_loop_checkpoint("run-7") is None
+
+    wf = WorkflowCheckpoint(
+        schema_version=1,
+        workflow_id="wf-1",
+        steps=[
+            WorkflowStep(
+                task_id="t1",
+                outcome=StepOutcome(
+                    task_id="t1",
+                    session_id="task-run-t1",
+                    agent="general",
+                    output="o",
+                    success=True,
+                ),
+            )
+        ],
+        checkpoint_ms=2,
+    )
+    store.save_workflow_checkpoint(wf)
+    assert store.load_workflow_checkpoint("wf-1") == wf
+    store.save_workflow_checkpoint(wf.model_copy(update={"schema_version": 2}))
+    with pytest.raises(a3s_nb.CorruptFileError, match="schema_version 2 is newer"):
+        store.load_workflow_checkpoint("wf-1")
+    # deleting a session never touches checkpoints keyed by run or workflow id
+    store.save_workflow_checkpoint(wf)
+    store.save(make_bundle())
+    store.delete("s-1")
+    assert store.load_workflow_checkpoint("wf-1") == wf
+    store.delete_workflow_checkpoint("wf-1")
+    assert store.load_workflow_checkpoint("wf-1") is None

@@ -1,0 +1,239 @@
+"""The directory store against the store the real a3s-code 3.1.0 SDK wrote."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+import a3s_nb
+from a3s_nb import store as store_mod
+from a3s_nb.models import SessionBundle
+from tests.test_store_contract import make_bundle
+
+FILES = ("{id}.json", "runs/{id}.json", "traces/{id}.json", "verification/{id}.json",
+         "artifacts/{id}/artifacts.json")  # fmt: skip
+
+
+def snapshot_tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".a3s_nb" not in p.parts
+    }
+
+
+def test_lists_every_fixture_session(fixture_store, manifest):
+    assert fixture_store.list() == sorted(s["session_id"] for s in manifest["sessions"])
+
+
+def test_counts_match_manifest_and_files(fixture_store, fixture_dir, manifest):
+    for entry in manifest["sessions"]:
+        sid = entry["session_id"]
+        bundle = fixture_store.load(sid)
+        assert len(bundle.session.messages) == entry["observed_messages"], sid
+        assert len(bundle.runs) == entry["observed_runs"], sid
+        failed = [r for r in bundle.runs if r.snapshot.status == "failed"]
+        assert len(failed) == entry["observed_failed_runs"], sid
+        assert bundle.session.model_name == entry["model"]
+        assert bundle.session.config.workspace == entry["workspace"]
+        # and every list equals the file it came from, item for item
+        raw = {name: json.loads((fixture_dir / name.format(id=sid)).read_text())
+               for name in FILES}  # fmt: skip
+        assert len(bundle.traces) == len(raw["traces/{id}.json"])
+        assert len(bundle.verification) == len(raw["verification/{id}.json"])
+        assert len(bundle.artifacts.artifacts) == len(
+            raw["artifacts/{id}/artifacts.json"]["artifacts"]
+        )
+        for run, raw_run in zip(bundle.runs, raw["runs/{id}.json"], strict=True):
+            assert len(run.events) == len(raw_run["events"]) == run.snapshot.event_count
+
+
+def test_fixture_has_the_scripted_features(fixture_store):
+    """Guard that the fixture still exercises what the other tests rely on."""
+    bundles = [fixture_store.load(i) for i in fixture_store.list()]
+    assert any(b.artifacts.artifacts for b in bundles)
+    assert any(b.verification for b in bundles)
+    errors = [
+        blk
+        for b in bundles
+        for m in b.session.messages
+        for blk in m.content
+        if getattr(blk, "is_error", False)
+    ]
+    assert errors
+
+
+def test_resave_is_byte_identical(fixture_store, fixture_dir, tmp_path):
+    out = a3s_nb.open_store(tmp_path / "out")
+    for sid in fixture_store.list():
+        out.save(fixture_store.load(sid))
+    assert snapshot_tree(out.path) == snapshot_tree(fixture_dir)
+
+
+def test_load_save_load_is_stable(fixture_store, tmp_path):
+    out = a3s_nb.open_store(tmp_path / "out")
+    for sid in fixture_store.list():
+        first = fixture_store.load(sid)
+        out.save(first)
+        second = out.load(sid)
+        assert second == first
+        assert second.model_dump_json(by_alias=True) == first.model_dump_json(by_alias=True)
+
+
+def test_save_leaves_no_temp_files(tmp_path):
+    store = a3s_nb.open_store(tmp_path / "s")
+    for n in range(1, 4):
+        store.save(make_bundle(n=n))
+    assert not [p for p in store.path.rglob("*.tmp")]
+    names = sorted(str(p.relative_to(store.path)) for p in store.path.rglob("*.json"))
+    assert names == sorted(f.format(id="s-1") for f in FILES)
+
+
+def test_files_are_formatted_like_serde(tmp_path):
+    store = a3s_nb.open_store(tmp_path / "s")
+    store.save(make_bundle())
+    text = (store.path / "s-1.json").read_text()
+    assert text.startswith('{\n  "id": "s-1",\n  "config": {\n    "name": ""')
+    assert not text.endswith("\n")
+    assert (store.path / "verification" / "s-1.json").read_text() == "[]"
+    assert (store.path / "artifacts" / "s-1" / "artifacts.json").read_text() == (
+        '{\n  "artifacts": []\n}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("relpath", "content", "expected"),
+    [
+        ("{id}.json", "", "file is empty"),
+        ("{id}.json", '{\n  "id": "fix-oscar-2-000",\n  "config": {', "not valid JSON"),
+        ("runs/{id}.json", "", "file is empty"),
+        ("traces/{id}.json", "[{]", "not valid JSON"),
+        (
+            "runs/{id}.json",
+            '[{"snapshot": {"id": "r"}}]',
+            "[0].snapshot.session_id: Field required",
+        ),
+        ("artifacts/{id}/artifacts.json", b"\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_corrupt_file_names_itself_and_others_still_load(fixture_store, relpath, content, expected):
+    victim = "fix-oscar-2-000"
+    path = fixture_store.path / relpath.format(id=victim)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(a3s_nb.CorruptFileError) as e:
+        fixture_store.load(victim)
+    assert e.value.path == str(path)
+    assert expected in str(e.value)
+    assert str(path) in str(e.value)
+    assert victim in fixture_store.list()
+    for sid in fixture_store.list():
+        if sid != victim:
+            fixture_store.load(sid)
+
+
+def test_missing_fragments_load_as_empty(fixture_store):
+    sid = "explore-lima-2-001"
+    for rel in FILES[1:]:
+        (fixture_store.path / rel.format(id=sid)).unlink()
+    bundle = fixture_store.load(sid)
+    assert bundle.runs == [] and bundle.traces == [] and bundle.verification == []
+    assert bundle.artifacts.artifacts == []
+    assert len(bundle.session.messages) == 15
+
+
+def test_failed_save_damages_nothing(fixture_store, fixture_dir, monkeypatch):
+    before = snapshot_tree(fixture_dir)
+    bundle = fixture_store.load("fix-oscar-2-000")
+    bundle.session.messages = bundle.session.messages[:2]
+    bundle.runs = bundle.runs[:1]
+    real = store_mod._write_temp
+    calls = []
+
+    def failing(target, text):
+        calls.append(target)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real(target, text)
+
+    monkeypatch.setattr(store_mod, "_write_temp", failing)
+    with pytest.raises(OSError, match="No space left"):
+        fixture_store.save(bundle)
+    assert snapshot_tree(fixture_dir) == before
+    assert not list(fixture_dir.rglob("*.tmp"))
+
+
+def test_sdk_rewritten_ids_list_as_their_real_id(tmp_path):
+    """a3s-code stores id 'tenant/s1' as tenant_s1.json; listing gives the real id back."""
+    store = a3s_nb.open_store(tmp_path / "s")
+    data = make_bundle("tenant_s1").session.model_dump(mode="json")
+    data["id"] = "tenant/s1"
+    (store.path / "tenant_s1.json").write_text(json.dumps(data, indent=2))
+    assert store.list() == ["tenant/s1"]
+    assert store.load("tenant/s1").session.id == "tenant/s1"
+    with pytest.raises(a3s_nb.CorruptFileError, match="holds session 'tenant/s1'"):
+        store.load("tenant_s1")
+
+
+def test_hand_written_api_key_is_dropped_on_save(tmp_path):
+    store = a3s_nb.open_store(tmp_path / "s")
+    data = make_bundle().session.model_dump(mode="json")
+    data["llm_config"]["api_key"] = "sk-live-123456789"
+    (store.path / "s-1.json").write_text(json.dumps(data))
+    store.save(store.load("s-1"))
+    assert "sk-live-123456789" not in (store.path / "s-1.json").read_text()
+
+
+def test_reading_never_writes(fixture_dir):
+    before = sorted(p for p in fixture_dir.rglob("*"))
+    store = a3s_nb.open_store(fixture_dir)
+    for sid in store.list():
+        store.load(sid)
+    assert sorted(p for p in fixture_dir.rglob("*")) == before
+
+
+def test_store_path_that_is_a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(a3s_nb.StoreError, match="not a directory"):
+        a3s_nb.open_store(tmp_path / "f")
+
+
+# --------------------------------------------------------------------------- two kernels
+
+
+def _writer(path: str, rounds: int, seed: int) -> None:
+    store = a3s_nb.open_store(path)
+    for i in range(rounds):
+        store.save(make_bundle("shared", n=1 + (i * 7 + seed) % 9))
+
+
+def _reader(path: str, rounds: int, queue) -> None:
+    store = a3s_nb.open_store(path)
+    bad = 0
+    for _ in range(rounds):
+        b = store.load("shared")
+        if len(b.session.messages) != len(b.runs):
+            bad += 1
+    queue.put(bad)
+
+
+def test_concurrent_kernels_never_see_mixed_generations(tmp_path):
+    """Each saved generation has as many runs as messages; a reader must never see a mix."""
+    path = str(tmp_path / "s")
+    a3s_nb.open_store(path).save(make_bundle("shared", n=1))
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(path, 150, s)) for s in (1, 2)]
+    procs.append(ctx.Process(target=_reader, args=(path, 300, queue)))
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    assert queue.get(timeout=5) == 0
+    assert isinstance(a3s_nb.open_store(path).load("shared"), SessionBundle)
