@@ -1,0 +1,44 @@
+# Two entry points, both from nothing on a fresh machine:
+#   make lab    set up, then open JupyterLab on the tutorial notebooks
+#   make test   set up, then run the whole test suite (what CI runs)
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+LAB_PORT ?= 8888
+
+.PHONY: lab test venv browser lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "a3s-code 3.1.0 ships a CPython 3.11 wheel only: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all,test]' 'a3s-code==3.1.0'
+	touch $(STAMP)
+
+# Debian's Chromium for the browser test (no browser download: the network allows none).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
+	fi
+
+lab: venv
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.port=$(LAB_PORT)
+
+test: venv browser
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check a3s_nb tests benchmarks
+	$(BIN)/ruff format --check a3s_nb tests benchmarks
+
+bench: venv
+	$(BIN)/python benchmarks/bench_frames.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
