@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -38,3 +39,40 @@ def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's store or writes into the working directory."""
     monkeypatch.delenv("A3S_NB_STORE", raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+# ---- the real a3s-code SDK, driven by the scripted LLM server ------------------------------
+
+SDK_MISSING = 'a3s-code is not installed: pip install "a3s-code==3.1.0"'
+
+
+def require_sdk():
+    """Import a3s_code. Missing: a test failure when ``CI`` is set, a loud skip otherwise."""
+    try:
+        import a3s_code
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail(f"{SDK_MISSING} (the SDK tests must run in CI)", pytrace=False)
+        pytest.skip(f"{SDK_MISSING}; the SDK tests did NOT run")
+    return a3s_code
+
+
+@pytest.fixture
+def a3s_code():
+    """The real a3s-code SDK module (see :func:`require_sdk`). Mark such tests ``sdk``."""
+    return require_sdk()
+
+
+@pytest.fixture
+def scripted_llm():
+    """A running :class:`a3s_nb.testing.ScriptedLLM` with every ready-made scenario."""
+    from a3s_nb.testing import ScriptedLLM, standard_script
+
+    with ScriptedLLM(standard_script()) as llm:
+        yield llm
+
+
+@pytest.fixture
+def sdk_agent(a3s_code, scripted_llm):
+    """A real ``a3s_code.Agent`` whose model is ``scripted_llm``."""
+    return a3s_code.Agent.create(scripted_llm.acl_config())
