@@ -1,0 +1,378 @@
+"""Turn a live a3s-code session into a :class:`SessionBundle`, through its public API only.
+
+A "live session" is a real ``a3s_code.Session`` or any object with the same read methods:
+``session_id``, ``history()``, ``runs()``, ``run_events(run_id)`` and ``trace_events()``;
+``workspace``, ``tool_names()``, ``verification_reports()`` and ``get_artifact(uri)`` are
+used when present. Nothing is written here: the bundle is validated through the models so
+that the store only ever receives something a3s-code can read back.
+
+What the public API does not expose is filled in as a3s-code 3.1.0 writes it, or kept from
+the version already saved under the same id:
+
+* ``created_at`` is kept from the saved version (a3s-code resets it on every save); a new
+  save takes the start of the first run, else now. ``updated_at`` is now.
+* ``config`` is kept from the saved version, else a3s-code's defaults with
+  ``system_prompt: null``. The SDK's resume takes the system prompt from the agent, not from
+  the file, so nothing is lost by not knowing it.
+* ``model_name``/``llm_config`` come from the ``model=`` argument, else from the session
+  itself (a hidden slash command receives the model in its context), else from the last run's
+  ``agent_end.meta``, else from the saved version. The SDK needs them to resume a session
+  that used a model other than the agent's default.
+* ``total_usage`` is the sum of the runs' ``agent_end`` usage (a3s-code 3.1.0 writes zeros).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import ValidationError
+
+from .errors import A3sNbError
+from .models import SessionBundle
+
+__all__ = [
+    "PARTS",
+    "CaptureError",
+    "NotASessionError",
+    "bundle_from_parts",
+    "bundle_to_parts",
+    "capture",
+    "count_tool_calls",
+    "is_session_like",
+]
+
+#: The read methods an object must have to be captured.
+READ_METHODS = ("history", "runs", "run_events", "trace_events")
+
+#: Bundle parts, in the order they are scanned and reported.
+PARTS = ("session", "runs", "traces", "verification", "artifacts", "subagent_tasks")
+
+_PROBE_COMMAND = "__a3s_nb_model"
+_ARTIFACT_URI = re.compile(r"a3s://[A-Za-z0-9][A-Za-z0-9_\-./:]*[A-Za-z0-9]")
+
+
+class NotASessionError(A3sNbError, TypeError):
+    """An object that is not a live a3s-code session (it lacks the read methods)."""
+
+
+class CaptureError(A3sNbError, ValueError):
+    """A live session whose state could not be read, or does not have the a3s-code shape."""
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def is_session_like(obj: Any) -> bool:
+    """True for a live ``a3s_code.Session`` or an object with the same read methods."""
+    if isinstance(obj, type):  # the Session class itself has all these as descriptors
+        return False
+    try:
+        return hasattr(obj, "session_id") and all(
+            callable(getattr(obj, name, None)) for name in READ_METHODS
+        )
+    except Exception:  # a broken __getattr__ is not a session
+        return False
+
+
+def _attr(obj: Any, name: str, default: Any = None) -> Any:
+    """A property or zero-argument method of the SDK (both spellings exist across versions)."""
+    value = getattr(obj, name, default)
+    return value() if callable(value) else value
+
+
+# --------------------------------------------------------------------------- capture
+
+
+def capture(
+    session: Any,
+    *,
+    session_id: str | None = None,
+    model: str | None = None,
+    previous: SessionBundle | None = None,
+    now: float | None = None,
+) -> SessionBundle:
+    """Read a live session into a validated :class:`SessionBundle`.
+
+    ``session_id`` saves it under another id (run records are relabelled to match);
+    ``previous`` is the version already saved under that id, whose ``created_at``, config
+    and unexposed fields are kept; ``model`` is ``"provider/model"`` when the session cannot
+    tell.
+
+    >>> bundle = capture(session)                       # doctest: +SKIP
+    >>> bundle                                          # doctest: +SKIP
+    SessionBundle(id='4f1c...', messages=4, runs=1, traces=1, verification=0, artifacts=0)
+    """
+    if not is_session_like(session):
+        raise NotASessionError(
+            f"{type(session).__name__} object is not an a3s-code session "
+            f"(it needs {', '.join(m + '()' for m in READ_METHODS)} and session_id)"
+        )
+    now = time.time() if now is None else now
+    live_id = str(_attr(session, "session_id"))
+    sid = session_id or live_id
+    try:
+        history = list(session.history())
+        snapshots = [dict(s) for s in session.runs()]
+        runs = [{"snapshot": s, "events": list(session.run_events(s["id"]))} for s in snapshots]
+        traces = list(session.trace_events())
+        verification = (
+            list(session.verification_reports())
+            if callable(getattr(session, "verification_reports", None))
+            else []
+        )
+        tool_names = (
+            list(session.tool_names()) if callable(getattr(session, "tool_names", None)) else []
+        )
+        workspace = _attr(session, "workspace")
+    except A3sNbError:
+        raise
+    except Exception as e:  # the SDK raises RuntimeError/ValueError and friends
+        raise CaptureError(f"could not read session {live_id!r}: {e}") from e
+
+    for run in runs:
+        run["snapshot"]["session_id"] = sid
+        run["snapshot"]["event_count"] = len(run["events"])
+
+    prev = previous.session if previous is not None else None
+    data: dict[str, Any] = (
+        prev.model_dump(mode="json", by_alias=True, exclude_unset=False)
+        if prev is not None
+        else _new_session_data()
+    )
+    config = data["config"]
+    if workspace:
+        config["workspace"] = str(workspace)
+    elif not config.get("workspace"):
+        raise CaptureError(f"session {live_id!r} does not say its workspace")
+
+    model_name = model or _probe_model(session) or _model_from_runs(runs)
+    if model_name:
+        provider, sep, model_id = model_name.partition("/")
+        if not sep or not provider or not model_id:
+            raise CaptureError(f"model {model_name!r} is not 'provider/model'")
+        data["model_name"] = model_name
+        data["llm_config"] = {"provider": provider, "model": model_id, "base_url": None}
+
+    first_run_s = min((int(s["created_at_ms"]) // 1000 for s in snapshots), default=None)
+    created = prev.created_at if prev is not None and prev.created_at else None
+    data.update(
+        id=sid,
+        messages=history,
+        tool_names=tool_names or data.get("tool_names", []),
+        created_at=created or min(first_run_s or int(now), int(now)),
+        updated_at=int(now),
+        total_usage=_total_usage(runs) or data.get("total_usage") or {},
+    )
+
+    artifacts = _artifacts(session, history, runs, traces, previous)
+    values = {
+        "session": data,
+        "runs": runs,
+        "traces": traces,
+        "verification": verification,
+        "artifacts": {"artifacts": artifacts},
+    }
+    if previous is not None and previous.subagent_tasks is not None:
+        values["subagent_tasks"] = [
+            t.model_dump(mode="json", by_alias=True) for t in previous.subagent_tasks
+        ]
+    return bundle_from_parts(values)
+
+
+def _new_session_data() -> dict[str, Any]:
+    """A session document with a3s-code 3.1.0's defaults (see the fixture store)."""
+    return {
+        "id": "",
+        "config": {
+            "name": "",
+            "workspace": "",
+            "system_prompt": None,
+            "max_context_length": 200_000,
+            "auto_compact": False,
+            "auto_compact_threshold": 0.8,
+            "storage_type": "file",
+            "max_parallel_tasks": 8,
+            "auto_delegation": {
+                "enabled": False,
+                "autoParallel": True,
+                "minConfidence": 0.72,
+                "maxTasks": 4,
+            },
+            "planning_mode": "Auto",
+            "goal_tracking": False,
+        },
+        "state": "Active",
+        "messages": [],
+        "context_usage": {"used_tokens": 0, "max_tokens": 200_000, "percent": 0.0, "turns": 0},
+        "total_usage": {},
+        "total_cost": 0.0,
+        "cost_records": [],
+        "tool_names": [],
+        "thinking_enabled": False,
+        "thinking_budget": None,
+        "created_at": 0,
+        "updated_at": 0,
+        "tasks": [],
+    }
+
+
+def _probe_model(session: Any) -> str | None:
+    """Ask a real SDK session for its model: slash-command handlers get it in ``ctx``.
+
+    The command neither adds to the history nor records a run (checked against 3.1.0).
+    """
+    try:
+        import a3s_code
+    except ImportError:
+        return None
+    if not isinstance(session, a3s_code.Session):
+        return None
+    box: dict[str, Any] = {}
+
+    def handler(args: str, ctx: dict[str, Any]) -> str:
+        box["model"] = ctx.get("model")
+        return "ok"
+
+    try:
+        if session.current_run() is not None:  # never interleave with a running prompt
+            return None
+        session.register_command(_PROBE_COMMAND, "a3s_nb: report the model", handler)
+        session.send("/" + _PROBE_COMMAND)
+    except Exception:
+        return None
+    value = box.get("model")
+    return value if isinstance(value, str) and "/" in value else None
+
+
+def _model_from_runs(runs: list[dict[str, Any]]) -> str | None:
+    for run in reversed(runs):
+        for record in reversed(run["events"]):
+            event = record.get("event") or {}
+            meta = event.get("meta") if event.get("type") == "agent_end" else None
+            if meta and meta.get("provider") and meta.get("request_model"):
+                return f"{meta['provider']}/{meta['request_model']}"
+    return None
+
+
+def _total_usage(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    keys = ("prompt_tokens", "completion_tokens", "total_tokens")
+    total: dict[str, Any] = dict.fromkeys(keys, 0)
+    total["cache_read_tokens"] = total["cache_write_tokens"] = None
+    seen = False
+    for run in runs:
+        for record in run["events"]:
+            event = record.get("event") or {}
+            if event.get("type") != "agent_end" or not isinstance(event.get("usage"), dict):
+                continue
+            seen = True
+            usage = event["usage"]
+            for key in keys:
+                total[key] += int(usage.get(key) or 0)
+            for key in ("cache_read_tokens", "cache_write_tokens"):
+                if usage.get(key) is not None:
+                    total[key] = (total[key] or 0) + int(usage[key])
+    return total if seen else None
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def artifact_uris(history: list[Any], runs: list[dict[str, Any]], traces: list[Any]) -> list[str]:
+    """The ``a3s://`` URIs the transcript, the tool_end events and the traces refer to."""
+    seen: dict[str, None] = {}
+    tool_ends = [
+        r.get("event")
+        for run in runs
+        for r in run["events"]
+        if (r.get("event") or {}).get("type") == "tool_end"
+    ]
+    for text in _strings([history, tool_ends, traces]):
+        if "a3s://" in text:
+            for m in _ARTIFACT_URI.finditer(text):
+                seen.setdefault(m.group(0))
+    return list(seen)
+
+
+def _artifacts(
+    session: Any,
+    history: list[Any],
+    runs: list[dict[str, Any]],
+    traces: list[Any],
+    previous: SessionBundle | None,
+) -> list[dict[str, Any]]:
+    saved = {}
+    if previous is not None:
+        saved = {a.artifact_uri: a for a in previous.artifacts.artifacts}
+    get = getattr(session, "get_artifact", None)
+    out: list[dict[str, Any]] = []
+    for uri in artifact_uris(history, runs, traces):
+        artifact = None
+        if callable(get):
+            try:
+                artifact = get(uri)
+            except Exception as e:
+                raise CaptureError(f"could not read artifact {uri}: {e}") from e
+        if artifact is None and uri in saved:
+            artifact = saved[uri].model_dump(mode="json")
+        if artifact is not None:  # a3s://tasks/... URIs are not retained by the SDK
+            out.append(dict(artifact))
+    return out
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def bundle_to_parts(bundle: SessionBundle) -> dict[str, Any]:
+    """The JSON value of each file the store will write, keyed by part."""
+    parts: dict[str, Any] = {"session": bundle.session.model_dump(mode="json", by_alias=True)}
+    parts["runs"] = [r.model_dump(mode="json", by_alias=True) for r in bundle.runs]
+    parts["traces"] = [t.model_dump(mode="json", by_alias=True) for t in bundle.traces]
+    parts["verification"] = [v.model_dump(mode="json", by_alias=True) for v in bundle.verification]
+    parts["artifacts"] = bundle.artifacts.model_dump(mode="json", by_alias=True)
+    if bundle.subagent_tasks is not None:
+        parts["subagent_tasks"] = [
+            t.model_dump(mode="json", by_alias=True) for t in bundle.subagent_tasks
+        ]
+    return parts
+
+
+def bundle_from_parts(parts: dict[str, Any]) -> SessionBundle:
+    """Validate file values into a bundle; a shape error names the part and the JSON path."""
+    try:
+        return SessionBundle.model_validate(parts)
+    except ValidationError as e:
+        raise CaptureError(
+            "the session does not have the a3s-code shape: " + _describe(e)
+        ) from None
+
+
+def _describe(error: ValidationError, limit: int = 3) -> str:
+    items = []
+    for err in error.errors()[:limit]:
+        path = ""
+        for loc in err["loc"]:
+            path += f"[{loc}]" if isinstance(loc, int) else (f".{loc}" if path else str(loc))
+        items.append(f"{path or '<root>'}: {err['msg']}")
+    more = error.error_count() - limit
+    return "; ".join(items) + (f" (and {more} more)" if more > 0 else "")
+
+
+def count_tool_calls(bundle: SessionBundle) -> int:
+    """Tool calls the model made, as the transcript shows them (``tool_use`` blocks)."""
+    return sum(
+        1
+        for m in bundle.session.messages
+        for b in m.content
+        if getattr(b, "type", "") == "tool_use"
+    )
