@@ -731,8 +731,6 @@ class SessionBundle(BaseModel):
     such file; a3s_nb then does not create one either.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=False)
-
     session: SessionData
     runs: list[RunRecord] = Field(default_factory=list)
     traces: list[TraceEvent] = Field(default_factory=list)

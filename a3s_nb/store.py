@@ -230,7 +230,17 @@ class Store(abc.ABC):
             value = bundle.session if part == "session" else getattr(bundle, part)
             if value is None:
                 continue
-            texts[part] = dumps(_to_jsonable(part, value))
+            data = _to_jsonable(part, value)
+            # Models are not re-validated on attribute assignment: check that what is about
+            # to be written reads back, so the store never holds a file it cannot load.
+            try:
+                _ADAPTERS[part].validate_python(data)
+            except ValidationError as e:
+                raise ValueError(
+                    f"session {session_id!r} not saved: its {part} would not load back: "
+                    f"{_describe(e)}"
+                ) from None
+            texts[part] = dumps(data)
         with self.lock():
             self._commit(session_id, texts)
 

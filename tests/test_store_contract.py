@@ -245,3 +245,12 @@ def test_loop_and_workflow_checkpoints(store):
     assert store.load_workflow_checkpoint("wf-1") == wf
     store.delete_workflow_checkpoint("wf-1")
     assert store.load_workflow_checkpoint("wf-1") is None
+
+
+def test_a_bundle_mutated_into_an_invalid_shape_is_not_written(store):
+    store.save(make_bundle(n=2))
+    bundle = make_bundle(n=3)
+    bundle.session.config.workspace = None  # assignment is not validated by pydantic
+    with pytest.raises(ValueError, match=r"its session would not load back: config\.workspace"):
+        store.save(bundle)
+    assert len(store.load("s-1").session.messages) == 2
