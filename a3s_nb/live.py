@@ -10,11 +10,11 @@ release fix the bug, the detour is harmless: the call simply succeeds either way
 
 The other helpers make a live session safe to read and to leave:
 
-- :func:`wait_idle`: ``stream()`` updates history in the background after the iterator ends
-  (a ``send()`` issued at once can drop the streamed turn); wait until it has.
-- :func:`stream`: ``session.stream()`` that waits for that update when it ends.
-- :func:`wait_for_autosave`: ``auto_save`` writes in the background after each successful
-  run; a process that exits first leaves torn files. Wait until the store holds the run.
+- :func:`wait_idle`: after a ``stream()`` iterator ends, a3s-code still appends the turn to
+  the history and auto-saves it in the background (a ``send()`` issued at once can drop
+  the streamed turn; a process that exits at once loses the save); wait until it is done.
+- :func:`stream`: ``session.stream()`` that waits for that when it ends.
+- :func:`wait_for_autosave`: wait until the store really holds the last successful run.
 - :func:`save_session`: ``session.save()`` that proves something reached the disk.
 
 Example (with the scripted server of :mod:`a3s_nb.testing`)::
@@ -310,8 +310,9 @@ def _poll(done: Callable[[], bool], timeout: float) -> bool:
 def wait_idle(session: Any, timeout: float = 10.0) -> None:
     """Wait until ``session`` has no run in progress and its history is up to date.
 
-    After ``stream()`` ends, a3s-code appends the turn to the history in the background;
-    until then ``session.current_run()`` is not None. Raises :class:`NotSettledError`.
+    After a ``stream()`` iterator ends, a3s-code appends the turn to the history and runs
+    the auto-save in the background; ``session.current_run()`` stays set until both are
+    done. Raises :class:`NotSettledError`.
     """
     if not _poll(lambda: session.current_run() is None, timeout):
         run = session.current_run() or {}
@@ -347,13 +348,14 @@ def _read_json(path: Path) -> Any:
 def wait_for_autosave(
     session: Any, store_dir: str | os.PathLike[str] | None = None, timeout: float = 10.0
 ) -> None:
-    """Wait until the background auto-save of ``session``'s last successful run is on disk.
+    """Wait until the auto-save of ``session``'s last successful run is on disk.
 
-    For a session opened with ``auto_save=True``: returns once the store holds the current
-    history and the last completed run, every file parses, and no write is in progress, so
-    the process may exit or close the session without leaving torn files. Returns at once
-    when no run has completed yet (a failed run is never auto-saved). Raises
-    :class:`NotSettledError`, most likely because the session does not auto-save.
+    For a session opened with ``auto_save=True``: returns once the session is idle
+    (:func:`wait_idle`) and the store holds its current history and its last completed run,
+    with every file parsing, so the process may exit or close the session without losing
+    or tearing files. Returns at once when no run has completed yet (a failed run is never
+    auto-saved). Raises :class:`NotSettledError`, most likely because the session does not
+    auto-save into ``store_dir``.
     """
     wait_idle(session, timeout)
     completed = [r["id"] for r in session.runs() if r.get("status") == "completed"]
