@@ -3,6 +3,7 @@
 Importing the package has no side effects; ``%load_ext a3s_nb`` registers the magics.
 """
 
+from .api import list_sessions, resume, save
 from .errors import (
     A3sNbError,
     AmbiguousSessionIdError,
@@ -12,6 +13,7 @@ from .errors import (
     StoreError,
 )
 from .models import SessionBundle, SessionData
+from .saved import SavedSession
 from .store import FileStore, MemoryStore, Store, open_store
 
 __version__ = "0.1.0"
@@ -23,12 +25,16 @@ __all__ = [
     "FileStore",
     "InvalidSessionIdError",
     "MemoryStore",
+    "SavedSession",
     "SessionBundle",
     "SessionData",
     "SessionNotFoundError",
     "Store",
     "StoreError",
+    "list_sessions",
     "open_store",
+    "resume",
+    "save",
 ]
 
 

@@ -1,0 +1,365 @@
+"""The public functions behind the magics: :func:`save`, :func:`resume`, :func:`list_sessions`.
+
+Each magic is a thin face over one of these (``%a3s_save`` -> :func:`save`, ``%a3s_resume``
+-> :func:`resume`, ``%a3s_sessions`` -> :func:`list_sessions`), so a script does exactly
+what a notebook does. Nothing here imports IPython.
+
+Where the store is: the ``store`` argument, else ``$A3S_NB_STORE``, else ``./a3s_sessions``
+(the magics put ``%config A3sNb.store`` between the argument and the environment).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import secrets as _secrets
+from .capture import (
+    NotASessionError,
+    bundle_from_parts,
+    bundle_to_parts,
+    capture,
+    count_tool_calls,
+    is_session_like,
+)
+from .config import default_store_path
+from .errors import A3sNbError, CorruptFileError, StoreError
+from .models import SessionBundle
+from .saved import SavedSession
+from .store import FileStore, Store, open_store, validate_session_id
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "NotAnAgentError",
+    "SaveError",
+    "SaveResult",
+    "SecretsFoundError",
+    "list_sessions",
+    "resume",
+    "save",
+]
+
+StoreLike = str | os.PathLike[str] | Store | None
+
+
+class SaveError(A3sNbError, ValueError):
+    """A save that was refused before anything was written."""
+
+
+class SecretsFoundError(SaveError):
+    """What would be saved contains secrets, and neither redact nor allow_secrets was given."""
+
+    def __init__(self, message: str, findings: list[Any]):
+        super().__init__(message)
+        self.findings = findings
+
+
+class NotAnAgentError(A3sNbError, TypeError):
+    """``agent`` is not an ``a3s_code.Agent`` (it cannot resume sessions)."""
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _missing(store: StoreLike) -> bool:
+    """True when ``store`` names a directory that does not exist yet."""
+    if isinstance(store, Store):
+        return False
+    path = default_store_path() if store is None else store
+    return str(path) != ":memory:" and not Path(path).expanduser().exists()
+
+
+def _open(store: StoreLike, *, must_exist: bool = False) -> Store:
+    """Open the store, turning every OS-level problem into a StoreError with the path."""
+    if isinstance(store, Store):
+        return store
+    path = default_store_path() if store is None else store
+    if must_exist and _missing(path):
+        raise StoreError(
+            f"no store at {Path(path).expanduser().absolute()}: save a session there first "
+            "(%a3s_save / a3s_nb.save), or point at another store (--store PATH, "
+            "store=..., %config A3sNb.store, $A3S_NB_STORE)"
+        )
+    try:
+        return open_store(path)
+    except A3sNbError:
+        raise
+    except OSError as e:
+        raise StoreError(f"cannot open store {path}: {e}") from e
+
+
+# =============================================================================== save
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    """What :func:`save` wrote. ``str()`` is the one-line report ``%a3s_save`` prints."""
+
+    session_id: str
+    store: str
+    messages: int
+    runs: int
+    tool_calls: int
+    created: bool  # False when an earlier save of the same session was updated
+    redacted: int = 0
+    secrets_kept: int = 0
+
+    def __str__(self) -> str:
+        verb = "saved" if self.created else "updated"
+        line = (
+            f"{verb} session {self.session_id} in {self.store}: "
+            f"{_plural(self.messages, 'message')}, {_plural(self.runs, 'run')}, "
+            f"{_plural(self.tool_calls, 'tool call')}"
+        )
+        if self.redacted:
+            line += f"; {_plural(self.redacted, 'secret')} redacted"
+        if self.secrets_kept:
+            line += f"; {_plural(self.secrets_kept, 'secret')} written as is (allowed)"
+        return line
+
+
+def save(
+    session: Any,
+    id: str | None = None,
+    *,
+    store: StoreLike = None,
+    model: str | None = None,
+    redact: bool = False,
+    allow_secrets: bool = False,
+    env: dict[str, str] | None = None,
+    wait: float = 10.0,
+) -> SaveResult:
+    """Save a live a3s-code session (history, runs, traces, verification, artifacts).
+
+    ``id`` saves it under another id than its own; saving again updates the same saved
+    session, keeping its ``created_at``. ``model`` (``"provider/model"``) is needed only
+    when the session cannot tell its model. Before anything is written, what would be saved
+    is scanned for secrets: found ones refuse the save (:class:`SecretsFoundError`, saying
+    where each one is) unless ``redact=True`` (replace them) or
+    ``allow_secrets=True`` (write them as they are). ``env`` is the environment whose
+    secret-named variables are looked for (default: ``os.environ``).
+
+    >>> a3s_nb.save(session)                                     # doctest: +SKIP
+    saved session 4f1c... in /home/me/work/a3s_sessions: 4 messages, 1 run, 1 tool call
+    """
+    if redact and allow_secrets:
+        raise SaveError("choose one of redact (replace secrets) and allow-secrets (keep them)")
+    if not is_session_like(session):
+        raise NotASessionError(
+            f"a {type(session).__name__} is not a live a3s-code session: save a Session "
+            "(from agent.session(...), a3s_nb.live.open_session(...) or "
+            "%a3s_resume ID --agent AGENT)"
+        )
+    # A store that does not exist yet is created only once the save is sure to happen.
+    st = None if _missing(store) else _open(store)
+    if callable(getattr(session, "current_run", None)):
+        from .live import wait_idle
+
+        wait_idle(session, wait)  # a streamed turn reaches history() in the background
+    sid = validate_session_id(id or str(session.session_id))
+    previous: SessionBundle | None = None
+    if st is not None and st.exists(sid):
+        try:
+            previous = st.load(sid)
+        except CorruptFileError as e:
+            warnings.warn(f"replacing an unreadable earlier save: {e}", stacklevel=2)
+    bundle = capture(session, session_id=sid, model=model, previous=previous)
+
+    parts = bundle_to_parts(bundle)
+    redacted = kept = 0
+    if redact:
+        parts, findings = _secrets.redact(parts, env=env)
+        redacted = len(findings)
+        if findings:
+            bundle = bundle_from_parts(parts)
+    else:
+        findings = _secrets.scan(parts, env=env)
+        if findings and not allow_secrets:
+            raise SecretsFoundError(
+                f"not saving session {sid}: {_plural(len(findings), 'secret')} in what would "
+                f"be written (file: JSON path: kind):\n{_secrets.format_findings(findings)}\n"
+                "Save with --redact (redact=True) to replace them, or with "
+                "--allow-secrets (allow_secrets=True) to write them as they are.",
+                findings,
+            )
+        kept = len(findings)
+    # a round trip through the models: what the store writes is what it can read back
+    bundle = bundle_from_parts(bundle_to_parts(bundle))
+    if st is None:
+        st = _open(store)
+    try:
+        st.save(bundle)
+    except A3sNbError:
+        raise
+    except OSError as e:
+        raise StoreError(f"cannot write session {sid} to store {st}: {e}") from e
+    return SaveResult(
+        session_id=sid,
+        store=str(st),
+        messages=len(bundle.session.messages),
+        runs=len(bundle.runs),
+        tool_calls=count_tool_calls(bundle),
+        created=previous is None,
+        redacted=redacted,
+        secrets_kept=kept,
+    )
+
+
+# ============================================================================= resume
+
+
+def resume(
+    id: str,
+    agent: Any = None,
+    *,
+    store: StoreLike = None,
+    **options: Any,
+) -> Any:
+    """A saved session again, from its id or a unique prefix of it.
+
+    With an ``agent`` (an ``a3s_code.Agent`` whose config has the session's model), a live
+    SDK session with the saved history, which continues where it left off; ``options`` go
+    to :func:`a3s_nb.live.resume_session` (``model="provider/model"``, ``auto_save=True``,
+    ...). Without one, a read-only :class:`SavedSession` (transcript, runs, traces).
+
+    An ambiguous prefix raises :class:`~a3s_nb.errors.AmbiguousSessionIdError` listing the
+    candidates; an unknown id :class:`~a3s_nb.errors.SessionNotFoundError` with the closest
+    ids.
+
+    >>> session = a3s_nb.resume("4f1c", agent=agent)            # doctest: +SKIP
+    >>> session.send("Now run it")                              # doctest: +SKIP
+    """
+    st = _open(store, must_exist=True)
+    full = st.resolve(str(id))
+    bundle = st.load(full)  # a corrupt file is reported here, by path
+    if agent is None:
+        if options:
+            raise TypeError(f"options {sorted(options)} need an agent")
+        return SavedSession(bundle, st)
+    if not callable(getattr(agent, "resume_session", None)) or isinstance(agent, type):
+        raise NotAnAgentError(
+            f"a {type(agent).__name__} is not an a3s-code Agent: pass one made with "
+            "a3s_code.Agent.create(config)"
+        )
+    if not isinstance(st, FileStore):
+        raise StoreError(
+            f"a3s-code resumes sessions from a directory store only, not {st}; "
+            "save the session into a directory first"
+        )
+    from .live import resume_session
+
+    try:
+        return resume_session(agent, full, st.path, **options)
+    except A3sNbError:
+        raise
+    except ImportError:
+        raise
+    except TypeError:  # an unknown option: the message names the known ones
+        raise
+    except Exception as e:  # anything else the SDK raises
+        from .live import LiveSessionError
+
+        raise LiveSessionError(f"a3s-code could not resume session {full!r}: {e}") from e
+
+
+# ============================================================================= list
+
+
+_LIST_COLUMNS = [
+    "session_id",
+    "model",
+    "updated_at",
+    "created_at",
+    "messages",
+    "runs",
+    "tool_calls",
+    "workspace",
+]
+
+
+def list_sessions(
+    store: StoreLike = None,
+    *,
+    limit: int | None = None,
+    model: str | None = None,
+    workspace: str | None = None,
+    since: str | dt.datetime | None = None,
+    contains: str | None = None,
+) -> pd.DataFrame:
+    """The saved sessions, newest first: id, model, times, message/run/tool-call counts.
+
+    Filters: ``model`` and ``workspace`` are substrings; ``since`` keeps sessions updated at
+    or after a time (``"2025-11-01"``, a datetime); ``contains`` is a substring of the id.
+    A file that cannot be read is skipped with a warning that names it.
+
+    >>> a3s_nb.list_sessions(limit=5, model="gpt-4o")             # doctest: +SKIP
+    """
+    import pandas as pd
+
+    if limit is not None and limit < 0:
+        raise SaveError(f"limit must be 0 or more, not {limit}")
+    st = _open(store, must_exist=True)
+    since_ts = None
+    if since is not None:
+        try:
+            since_ts = pd.Timestamp(since)
+        except (ValueError, TypeError) as e:
+            raise SaveError(f"since={since!r} is not a date or time: {e}") from None
+        since_ts = since_ts.tz_localize("UTC") if since_ts.tzinfo is None else since_ts
+    rows = []
+    for sid in st.list():
+        if contains and contains not in sid:
+            continue
+        try:
+            doc = st.read_raw(sid, "session")
+            runs = st.read_raw(sid, "runs") or []
+        except CorruptFileError as e:
+            warnings.warn(f"skipped: {e}", stacklevel=2)
+            continue
+        if not isinstance(doc, dict):
+            continue
+        messages = doc.get("messages") or []
+        rows.append(
+            {
+                "session_id": sid,
+                "model": doc.get("model_name"),
+                "updated_at": doc.get("updated_at") or None,
+                "created_at": doc.get("created_at") or None,
+                "messages": len(messages),
+                "runs": len(runs) if isinstance(runs, list) else 0,
+                "tool_calls": sum(
+                    1
+                    for m in messages
+                    if isinstance(m, dict)
+                    for b in m.get("content") or []
+                    if isinstance(b, dict) and b.get("type") == "tool_use"
+                ),
+                "workspace": (doc.get("config") or {}).get("workspace"),
+            }
+        )
+    df = pd.DataFrame(rows, columns=_LIST_COLUMNS)
+    for col in ("updated_at", "created_at"):
+        df[col] = pd.to_datetime(df[col], unit="s", utc=True)
+    for col in ("messages", "runs", "tool_calls"):
+        df[col] = df[col].astype("Int64")
+    for col in ("session_id", "model", "workspace"):
+        df[col] = df[col].astype("string")
+    if model:
+        df = df[df["model"].fillna("").str.contains(model, regex=False)]
+    if workspace:
+        df = df[df["workspace"].fillna("").str.contains(workspace, regex=False)]
+    if since_ts is not None:
+        df = df[df["updated_at"] >= since_ts]
+    df = df.sort_values(
+        ["updated_at", "session_id"], ascending=[False, True], na_position="last", kind="stable"
+    )
+    if limit is not None:
+        df = df.head(limit)
+    return df.reset_index(drop=True)

@@ -1,0 +1,351 @@
+"""The IPython face of a3s_nb: ``%a3s_save``, ``%a3s_resume``, ``%a3s_sessions``.
+
+``%load_ext a3s_nb`` registers them. Each is a thin face over a public function
+(:func:`a3s_nb.save`, :func:`a3s_nb.resume`, :func:`a3s_nb.list_sessions`); misuse raises a
+plain ``UsageError`` that says what to do, never a traceback.
+
+Settings are traitlets on the ``A3sNb`` class::
+
+    %config A3sNb.store = "/data/a3s_sessions"   # where the magics save and look
+    %config A3sNb.show_transcript = False        # %a3s_resume without the transcript
+
+The store is, in order: ``--store``, then ``%config A3sNb.store``, then ``$A3S_NB_STORE``,
+then ``./a3s_sessions``.
+
+This is the only module of a3s_nb that imports IPython.
+"""
+
+from __future__ import annotations
+
+import functools
+import keyword
+from collections.abc import Callable
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+from traitlets import Bool, Unicode
+
+from . import api
+from .capture import is_session_like
+from .errors import A3sNbError
+from .saved import SavedSession, transcript_html, transcript_text
+
+__all__ = ["A3sNb", "load_ipython_extension", "show_transcript", "unload_ipython_extension"]
+
+# IPython's own names, which hold history and helpers, not the user's sessions
+_SKIP_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
+
+
+# --------------------------------------------------------------------------- transcript
+
+
+class _Transcript:
+    """Displays as the transcript: plain text in a terminal, HTML in a notebook."""
+
+    def __init__(self, obj: Any):
+        self.obj = obj
+
+    def __repr__(self) -> str:
+        return transcript_text(self.obj)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(transcript_text(self.obj))
+
+    def _repr_html_(self) -> str:
+        return transcript_html(self.obj)
+
+
+def show_transcript(obj: Any) -> None:
+    """Show the conversation so far of a saved or live session inline.
+
+    ``obj`` is a :class:`~a3s_nb.SavedSession`, a :class:`~a3s_nb.SessionBundle` or a live
+    session. (The one place to swap in a richer view.)
+    """
+    display(_Transcript(obj))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _usage_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn domain errors into the plain UsageError IPython shows without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UsageError:
+            raise
+        except A3sNbError as e:
+            raise UsageError(str(e)) from e
+        except ImportError as e:  # a3s-code missing: the message is the pip line
+            raise UsageError(f"a3s-code is not installed: {e}") from e
+
+    return wrapper
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+@magics_class
+class A3sNb(Magics):
+    """Save, resume and list a3s-code sessions from a notebook."""
+
+    store = Unicode(
+        None,
+        allow_none=True,
+        help="Store directory of the magics, when --store is not given "
+        "(else $A3S_NB_STORE, else ./a3s_sessions).",
+    ).tag(config=True)
+
+    show_transcript = Bool(True, help="Show the transcript so far after %a3s_resume.").tag(
+        config=True
+    )
+
+    # ---- namespace -----------------------------------------------------------------------
+
+    def _store(self, given: str | None) -> str | None:
+        return given or self.store or None  # None: the API applies env, then the default
+
+    def _lookup(self, expr: str, what: str) -> Any:
+        """The value of a variable (or ``var.attr``) in the user's namespace."""
+        names = expr.split(".")
+        if not all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
+            raise UsageError(f"{expr!r} is not a variable name")
+        ns = self.shell.user_ns
+        if names[0] not in ns:
+            raise UsageError(f"no variable {names[0]!r} in the namespace; {what}")
+        value = ns[names[0]]
+        for i, name in enumerate(names[1:], 1):
+            try:
+                value = getattr(value, name)
+            except AttributeError:
+                raise UsageError(
+                    f"{'.'.join(names[:i])} has no attribute {name!r}; {what}"
+                ) from None
+        return value
+
+    def _user_variables(self) -> dict[str, Any]:
+        hidden = getattr(self.shell, "user_ns_hidden", {})
+        return {
+            name: value
+            for name, value in self.shell.user_ns.items()
+            if not name.startswith("_") and name not in _SKIP_NAMES and name not in hidden
+        }
+
+    def _find_session(self, var: str | None) -> tuple[str, Any]:
+        if var:
+            obj = self._lookup(var, "pass the variable that holds the session")
+            if not is_session_like(obj):
+                raise UsageError(
+                    f"{var} is a {type(obj).__name__}, not a live a3s-code session; "
+                    "pass a Session (from agent.session(...) or %a3s_resume ID --agent AGENT)"
+                )
+            return var, obj
+        variables = self._user_variables()
+        found: dict[int, tuple[Any, list[str]]] = {}
+        for name, value in variables.items():
+            if is_session_like(value):
+                found.setdefault(id(value), (value, []))[1].append(name)
+        if len(found) == 1:
+            obj, names = next(iter(found.values()))
+            return names[0], obj
+        if not found:
+            seen = sorted(variables)
+            listing = ", ".join(seen[:15]) + (" ..." if len(seen) > 15 else "")
+            raise UsageError(
+                "no live a3s-code session in the namespace (variables seen: "
+                f"{listing or 'none'}); create one, e.g. session = agent.session('.'), "
+                "or name it: %a3s_save VAR"
+            )
+        groups = sorted(" = ".join(sorted(names)) for _, names in found.values())
+        first = sorted(groups)[0].split(" = ")[0]
+        raise UsageError(
+            f"{len(found)} live a3s-code sessions in the namespace: {', '.join(groups)}; "
+            f"say which one to save, e.g. %a3s_save {first}"
+        )
+
+    # ---- %a3s_save -------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument(
+        "var",
+        nargs="?",
+        help="The variable holding the live session (default: the one live session in "
+        "the namespace).",
+    )
+    @argument("--id", dest="session_id", help="Save under this id instead of the session's.")
+    @argument("--store", help="The store directory (default: see %%config A3sNb.store).")
+    @argument(
+        "--model",
+        help="The session's model as provider/model, for when the session cannot tell.",
+    )
+    @argument(
+        "--redact",
+        action="store_true",
+        help="Replace secrets found in what is written with [REDACTED:kind].",
+    )
+    @argument(
+        "--allow-secrets",
+        action="store_true",
+        help="Write secrets found as they are (by default the save is refused).",
+    )
+    @line_magic
+    @_usage_errors
+    def a3s_save(self, line: str) -> None:
+        """Save a live a3s-code session: history, runs, traces, verification, artifacts.
+
+        Saving again updates the same saved session. Prints the id, the store and the
+        counts. Refuses to write secrets (API keys, tokens, private keys, secret
+        environment values) unless --redact or --allow-secrets is given.
+
+        Examples::
+
+            %a3s_save
+            %a3s_save session --id fix-parse-date
+            %a3s_save session --redact
+
+        Function twin: ``a3s_nb.save(session, id=None, store=None, redact=False, ...)``.
+        """
+        args = parse_argstring(self.a3s_save, line)
+        _, session = self._find_session(args.var)
+        result = api.save(
+            session,
+            args.session_id,
+            store=self._store(args.store),
+            model=args.model,
+            redact=args.redact,
+            allow_secrets=args.allow_secrets,
+        )
+        print(result)
+
+    # ---- %a3s_resume -----------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("id", help="The saved session's id, or a unique prefix of it.")
+    @argument(
+        "--agent",
+        help="The variable holding an a3s_code.Agent: NAME becomes a live session that "
+        "continues. Without it, NAME is a read-only view of the saved session.",
+    )
+    @argument(
+        "--as",
+        dest="name",
+        default="session",
+        help="The variable to bind (default: session).",
+    )
+    @argument("--store", help="The store directory (default: see %%config A3sNb.store).")
+    @argument(
+        "--model",
+        help="Resume on this provider/model instead of the saved one (needs --agent).",
+    )
+    @line_magic
+    @_usage_errors
+    def a3s_resume(self, line: str) -> None:
+        """Bring back a saved session, by id or unique id prefix, and show its transcript.
+
+        With --agent AGENT, NAME is bound to a live SDK session with the saved history,
+        which continues where it left off (NAME.send(...)). Without it, NAME is bound to a
+        read-only SavedSession (.transcript, .messages, .runs, .traces).
+
+        Examples::
+
+            %a3s_resume 4f1c --agent agent
+            %a3s_resume 4f1c --as old
+
+        Function twin: ``a3s_nb.resume(id, agent=None, store=None)``.
+        """
+        args = parse_argstring(self.a3s_resume, line)
+        name = args.name
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise UsageError(f"--as {name!r} is not a variable name")
+        agent = None
+        if args.agent:
+            agent = self._lookup(args.agent, "pass the variable that holds the a3s_code.Agent")
+        elif args.model:
+            raise UsageError("--model needs --agent: only a live session runs on a model")
+        options = {"model": args.model} if args.model else {}
+        obj = api.resume(args.id, agent, store=self._store(args.store), **options)
+        self.shell.push({name: obj})
+        if isinstance(obj, SavedSession):
+            b = obj.bundle
+            print(
+                f"{name}: read-only saved session {obj.id} "
+                f"({_plural(len(b.session.messages), 'message')}, {_plural(len(b.runs), 'run')}). "
+                f"To continue it: %a3s_resume {obj.id} --agent AGENT"
+            )
+        else:
+            print(
+                f"{name}: live session {obj.session_id} resumed "
+                f"({_plural(len(obj.history()), 'message')}, {_plural(len(obj.runs()), 'run')}); "
+                f"{name}.send(...) continues it, %a3s_save {name} saves it."
+            )
+        if self.show_transcript:
+            show_transcript(obj)
+
+    # ---- %a3s_sessions ---------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("--store", help="The store directory (default: see %%config A3sNb.store).")
+    @argument("--limit", type=int, help="Show at most N sessions (the newest).")
+    @argument("--model", help="Only sessions whose model contains this text.")
+    @argument("--workspace", help="Only sessions whose workspace contains this text.")
+    @argument("--since", help="Only sessions updated at or after this date/time (UTC).")
+    @argument("--contains", help="Only sessions whose id contains this text.")
+    @line_magic
+    @_usage_errors
+    def a3s_sessions(self, line: str) -> Any:
+        """List the saved sessions, newest first: id, model, times, counts.
+
+        Examples::
+
+            %a3s_sessions
+            %a3s_sessions --limit 5 --model gpt-4o --since 2025-11-01
+
+        Function twin: ``a3s_nb.list_sessions(store=None, limit=None, ...)``.
+        """
+        args = parse_argstring(self.a3s_sessions, line)
+        store = self._store(args.store)
+        df = api.list_sessions(
+            store,
+            limit=args.limit,
+            model=args.model,
+            workspace=args.workspace,
+            since=args.since,
+            contains=args.contains,
+        )
+        if df.empty:
+            print(f"no saved sessions match in {api._open(store)}")
+            return None
+        return df
+
+
+# --------------------------------------------------------------------------- extension
+
+_LOADED: dict[int, A3sNb] = {}
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext a3s_nb``: register the magics and the ``A3sNb`` configurable."""
+    if id(ipython) in _LOADED:
+        return
+    magics = A3sNb(shell=ipython)  # also joins ipython.configurables, for %config
+    ipython.register_magics(magics)
+    _LOADED[id(ipython)] = magics
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext a3s_nb``: remove the magics and the configurable again."""
+    magics = _LOADED.pop(id(ipython), None)
+    if magics is None:
+        return
+    for kind, table in magics.magics.items():
+        registered = ipython.magics_manager.magics.get(kind, {})
+        for name in table:
+            registered.pop(name, None)
+    if magics in ipython.configurables:
+        ipython.configurables.remove(magics)

@@ -1,0 +1,284 @@
+"""A saved session, read-only: transcript, runs and traces, without an agent.
+
+:func:`a3s_nb.resume` returns a :class:`SavedSession` when no agent is given. It renders as
+a transcript in a notebook, offers the DataFrames of the frames module, and says plainly
+that continuing the conversation needs an agent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+from typing import TYPE_CHECKING, Any
+
+from .errors import A3sNbError
+from .models import Message, SessionBundle, TextBlock, ToolResultBlock, ToolUseBlock
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["ReadOnlySessionError", "SavedSession", "transcript_html", "transcript_text"]
+
+#: How much of a tool's output the transcript shows.
+TOOL_OUTPUT_CHARS = 400
+#: How many of the latest messages the transcript shows (0: all).
+TRANSCRIPT_MESSAGES = 60
+
+
+class ReadOnlySessionError(A3sNbError, TypeError):
+    """A saved session was asked to do what only a live one can (send, stream, ...)."""
+
+
+# --------------------------------------------------------------------------- transcript
+
+
+def _messages(obj: Any) -> list[Message]:
+    """The messages of a bundle, a saved session, a live session or a list of messages."""
+    if isinstance(obj, SavedSession):
+        obj = obj.bundle
+    if isinstance(obj, SessionBundle):
+        return list(obj.session.messages)
+    if callable(getattr(obj, "history", None)):
+        obj = obj.history()
+    return [m if isinstance(m, Message) else Message.model_validate(m) for m in obj]
+
+
+def _clip(text: str, limit: int) -> str:
+    text = text.rstrip("\n")
+    if limit and len(text) > limit:
+        return text[:limit] + f"… ({len(text) - limit} more chars)"
+    return text
+
+
+def _result_text(block: ToolResultBlock) -> str:
+    if isinstance(block.content, str):
+        return block.content
+    return "\n".join(str(p.get("text", f"[{p.get('type', '?')}]")) for p in block.content)
+
+
+def _entries(messages: list[Message], limit: int) -> tuple[int, list[tuple[str, str]]]:
+    """(skipped, [(label, text)]) for the last ``limit`` messages."""
+    names: dict[str, str] = {}
+    for m in messages:
+        for b in m.content:
+            if isinstance(b, ToolUseBlock):
+                names[b.id] = b.name
+    skipped = max(0, len(messages) - limit) if limit else 0
+    out: list[tuple[str, str]] = []
+    for m in messages[skipped:]:
+        for b in m.content:
+            if isinstance(b, TextBlock):
+                if b.text.strip():
+                    out.append((m.role, b.text.strip()))
+            elif isinstance(b, ToolUseBlock):
+                args = json.dumps(b.input, ensure_ascii=False, sort_keys=True)
+                out.append((f"{m.role} → {b.name}", _clip(args, TOOL_OUTPUT_CHARS)))
+            elif isinstance(b, ToolResultBlock):
+                mark = "error" if b.is_error else "ok"
+                label = f"tool {names.get(b.tool_use_id, '?')} {mark}"
+                out.append((label, _clip(_result_text(b), TOOL_OUTPUT_CHARS)))
+            else:
+                out.append((m.role, f"[{getattr(b, 'type', '?')}]"))
+    return skipped, out
+
+
+def transcript_text(obj: Any, *, limit: int = TRANSCRIPT_MESSAGES) -> str:
+    """The conversation as plain text, one block per message part.
+
+    ``obj`` is a :class:`SessionBundle`, a :class:`SavedSession`, a live session or a list
+    of messages; ``limit`` keeps the latest messages (0: all).
+    """
+    messages = _messages(obj)
+    if not messages:
+        return "(no messages yet)"
+    skipped, entries = _entries(messages, limit)
+    lines = [f"… {skipped} earlier messages not shown"] if skipped else []
+    for label, text in entries:
+        first, *rest = text.splitlines() or [""]
+        lines.append(f"[{label}] {first}")
+        lines.extend(f"    {line}" for line in rest)
+    return "\n".join(lines)
+
+
+_COLOURS = {"user": "#1f6feb", "assistant": "#8250df"}
+
+
+def transcript_html(obj: Any, *, limit: int = TRANSCRIPT_MESSAGES) -> str:
+    """The conversation as a small self-contained HTML fragment (no scripts)."""
+    messages = _messages(obj)
+    if not messages:
+        return "<div class='a3s-transcript'><em>(no messages yet)</em></div>"
+    skipped, entries = _entries(messages, limit)
+    rows = []
+    if skipped:
+        rows.append(f"<div><em>… {skipped} earlier messages not shown</em></div>")
+    for label, text in entries:
+        role = label.split()[0]
+        colour = _COLOURS.get(role, "#57606a")
+        rows.append(
+            "<div style='margin:2px 0'>"
+            f"<b style='color:{colour}'>{html.escape(label)}</b> "
+            f"<pre style='display:inline;white-space:pre-wrap;margin:0'>{html.escape(text)}</pre>"
+            "</div>"
+        )
+    return "<div class='a3s-transcript'>" + "".join(rows) + "</div>"
+
+
+# --------------------------------------------------------------------------- saved session
+
+
+def _utc(seconds: int) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC) if seconds else None
+
+
+class SavedSession:
+    """A saved session, read-only.
+
+    >>> saved = a3s_nb.resume("4f1c")           # doctest: +SKIP
+    >>> print(saved.transcript)                 # doctest: +SKIP
+    >>> saved.runs                              # doctest: +SKIP  (a DataFrame)
+
+    To continue the conversation, resume it with an agent:
+    ``%a3s_resume ID --agent agent`` or ``a3s_nb.resume(ID, agent=agent)``.
+    """
+
+    def __init__(self, bundle: SessionBundle, store: Any = None):
+        self.bundle = bundle
+        self.store = store
+
+    # ---- facts -------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self.bundle.session.id
+
+    session_id = id
+
+    @property
+    def model(self) -> str | None:
+        return self.bundle.session.model_name
+
+    @property
+    def workspace(self) -> str:
+        return self.bundle.session.config.workspace
+
+    @property
+    def created_at(self) -> dt.datetime | None:
+        return _utc(self.bundle.session.created_at)
+
+    @property
+    def updated_at(self) -> dt.datetime | None:
+        return _utc(self.bundle.session.updated_at)
+
+    @property
+    def transcript(self) -> str:
+        """The whole conversation as plain text."""
+        return transcript_text(self.bundle, limit=0)
+
+    # ---- frames ------------------------------------------------------------------------
+
+    def _frame(self, name: str) -> pd.DataFrame:
+        try:
+            from . import frames
+        except ImportError:
+            frames = None
+        fn = getattr(frames, name, None)
+        if fn is not None:
+            return fn(self.bundle)
+        return _fallback_frame(name, self.bundle)
+
+    @property
+    def messages(self) -> pd.DataFrame:
+        """One row per message."""
+        return self._frame("messages")
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """One row per run record."""
+        return self._frame("runs")
+
+    @property
+    def traces(self) -> pd.DataFrame:
+        """One row per tool execution."""
+        return self._frame("traces")
+
+    # ---- what it cannot do -------------------------------------------------------------
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise ReadOnlySessionError(self.continue_hint())
+
+    send = stream = tool = save = _read_only
+
+    def continue_hint(self) -> str:
+        return (
+            f"session {self.id} is a read-only saved session; to continue it, resume it with "
+            f"an agent: %a3s_resume {self.id} --agent AGENT "
+            f"(or a3s_nb.resume({self.id!r}, agent=agent))"
+        )
+
+    # ---- display -----------------------------------------------------------------------
+
+    def summary(self) -> str:
+        s, b = self.bundle.session, self.bundle
+        tool_calls = sum(1 for m in s.messages for x in m.content if isinstance(x, ToolUseBlock))
+        return (
+            f"SavedSession({s.id!r}, model={s.model_name!r}, messages={len(s.messages)}, "
+            f"runs={len(b.runs)}, tool_calls={tool_calls}, read-only)"
+        )
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        if cycle:
+            p.text("SavedSession(...)")
+            return
+        p.text(self.summary() + "\n" + transcript_text(self.bundle))
+
+    def _repr_html_(self) -> str:
+        return f"<div><code>{html.escape(self.summary())}</code></div>" + transcript_html(
+            self.bundle
+        )
+
+
+def _fallback_frame(name: str, bundle: SessionBundle) -> pd.DataFrame:
+    """Plain DataFrames for when ``a3s_nb.frames`` is not there."""
+    import pandas as pd
+
+    sid = bundle.session.id
+    if name == "messages":
+        rows = [
+            {
+                "session_id": sid,
+                "index": i,
+                "role": m.role,
+                "kinds": ",".join(getattr(b, "type", "?") for b in m.content),
+                "text": m.text,
+            }
+            for i, m in enumerate(bundle.session.messages)
+        ]
+    elif name == "runs":
+        rows = [
+            {
+                "session_id": sid,
+                "run_id": r.snapshot.id,
+                "status": r.snapshot.status,
+                "prompt": r.snapshot.prompt,
+                "created_at": pd.Timestamp(r.snapshot.created_at_ms, unit="ms", tz="UTC"),
+                "event_count": len(r.events),
+            }
+            for r in bundle.runs
+        ]
+    else:
+        rows = [
+            {
+                "session_id": sid,
+                "index": i,
+                "name": t.name,
+                "success": t.success,
+                "duration_ms": t.duration_ms,
+            }
+            for i, t in enumerate(bundle.traces)
+        ]
+    return pd.DataFrame(rows)

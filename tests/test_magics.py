@@ -1,0 +1,621 @@
+"""%a3s_save, %a3s_resume, %a3s_sessions and their function twins, in a real IPython shell.
+
+Every flow runs through both faces (``face`` is "function" or "magic") with the same
+assertions; every misuse must be the plain ``UsageError`` in the magic face (IPython hides
+the traceback only for that exact class) and an ``A3sNbError`` in the function face. The
+end-to-end tests at the bottom drive the REAL a3s-code SDK against the scripted server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
+import a3s_nb
+from a3s_nb import A3sNbError, SavedSession, testing
+from a3s_nb.saved import ReadOnlySessionError
+
+from .fakes import FakeSession
+
+FILES = {
+    "session": "{id}.json",
+    "runs": "runs/{id}.json",
+    "traces": "traces/{id}.json",
+    "verification": "verification/{id}.json",
+    "artifacts": "artifacts/{id}/artifacts.json",
+}
+
+
+def on_disk(store: Path, sid: str) -> dict[str, Any]:
+    return {k: json.loads((store / v.format(id=sid)).read_text()) for k, v in FILES.items()}
+
+
+def store_files(store: Path) -> dict[str, bytes]:
+    """Every file under a store (a3s_nb's lock file aside), with its bytes."""
+    if not store.exists():
+        return {}
+    return {
+        str(p.relative_to(store)): p.read_bytes()
+        for p in sorted(store.rglob("*"))
+        if p.is_file() and ".a3s_nb" not in p.parts
+    }
+
+
+# ============================================================================ the shell
+
+
+@pytest.fixture(scope="module")
+def shell():
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    ip = InteractiveShell.instance(config=config)
+    yield ip
+    InteractiveShell.clear_instance()
+
+
+@pytest.fixture
+def ip(shell):
+    """The shell with a fresh namespace and a3s_nb loaded; unloaded again afterwards."""
+    shell.reset(new_session=False)
+    shell.run_line_magic("load_ext", "a3s_nb")
+    yield shell
+    shell.run_line_magic("unload_ext", "a3s_nb")
+    shell.reset(new_session=False)
+
+
+def run(ip, magic: str, line: str = "") -> tuple[Any, str]:
+    """Run a line magic; return its value and what it printed."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        value = ip.run_line_magic(magic, line)
+    return value, out.getvalue()
+
+
+def _opt(flag: str, value: Any) -> str:
+    return f" {flag} {shlex.quote(str(value))}" if value is not None else ""
+
+
+class Face:
+    """One way to call the feature: the public functions, or the magics."""
+
+    def __init__(self, kind: str, ip: InteractiveShell):
+        self.kind, self.ip = kind, ip
+
+    def __repr__(self) -> str:
+        return self.kind
+
+    def save(self, var: str, *, id=None, store=None, redact=False, allow_secrets=False) -> str:
+        if self.kind == "function":
+            result = a3s_nb.save(
+                self.ip.user_ns[var],
+                id,
+                store=store,
+                redact=redact,
+                allow_secrets=allow_secrets,
+            )
+            return str(result)
+        line = var + _opt("--id", id) + _opt("--store", store)
+        line += " --redact" * redact + " --allow-secrets" * allow_secrets
+        value, out = run(self.ip, "a3s_save", line)
+        assert value is None
+        return out.strip()
+
+    def resume(self, id: str, *, agent=None, name="session", store=None) -> tuple[Any, str]:
+        if self.kind == "function":
+            agent_obj = self.ip.user_ns[agent] if agent else None
+            obj = a3s_nb.resume(id, agent_obj, store=store)
+            self.ip.user_ns[name] = obj
+            return obj, ""
+        line = shlex.quote(id) + _opt("--agent", agent) + _opt("--as", name)
+        line += _opt("--store", store)
+        _, out = run(self.ip, "a3s_resume", line)
+        return self.ip.user_ns[name], out
+
+    def sessions(self, *, store=None, limit=None, model=None) -> pd.DataFrame | None:
+        if self.kind == "function":
+            return a3s_nb.list_sessions(store, limit=limit, model=model)
+        line = _opt("--store", store) + _opt("--limit", limit) + _opt("--model", model)
+        value, _ = run(self.ip, "a3s_sessions", line)
+        return value
+
+    @contextlib.contextmanager
+    def raises(self, match: str):
+        """The face's error: an A3sNbError, or exactly UsageError for a magic."""
+        expected = A3sNbError if self.kind == "function" else UsageError
+        with pytest.raises(expected, match=match) as info:
+            yield info
+        if self.kind == "magic":
+            assert info.type is UsageError
+
+
+@pytest.fixture(params=["function", "magic"])
+def face(request, ip) -> Face:
+    return Face(request.param, ip)
+
+
+@pytest.fixture
+def fake(fixture_store, ip) -> FakeSession:
+    """A live-looking session holding fixture session fix-oscar-2-000, bound to ``s``."""
+    session = FakeSession(fixture_store.load("fix-oscar-2-000"), session_id="oscar-live")
+    ip.user_ns["s"] = session
+    return session
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "saved"
+
+
+# ============================================================================ loading
+
+
+def test_import_has_no_side_effects_and_load_ext_registers_the_magics():
+    code = (
+        "import sys, a3s_nb\n"
+        "assert not [m for m in sys.modules if m.startswith(('IPython', 'ipywidgets'))], 1\n"
+        "assert 'a3s_nb.magics' not in sys.modules\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\n"
+        "assert 'a3s_save' not in ip.magics_manager.magics['line']\n"
+        "ip.run_line_magic('load_ext', 'a3s_nb')\n"
+        "assert {'a3s_save', 'a3s_resume', 'a3s_sessions'} <= set(ip.magics_manager.magics['line'])\n"
+        "ip.run_line_magic('unload_ext', 'a3s_nb')\n"
+        "assert 'a3s_save' not in ip.magics_manager.magics['line']\n"
+        "assert not [c for c in ip.configurables if type(c).__name__ == 'A3sNb']\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_help_is_the_docstring(ip):
+    doc = ip.find_line_magic("a3s_save").__doc__
+    assert "--redact" in doc and "a3s_nb.save(" in doc
+    assert "--agent" in ip.find_line_magic("a3s_resume").__doc__
+
+
+# ============================================================================ main flow
+
+
+def test_save_then_resume_read_only(face, fake, store):
+    line = face.save("s", store=store)
+    assert line == (f"saved session oscar-live in {store}: 20 messages, 5 runs, 5 tool calls")
+    files = on_disk(store, "oscar-live")
+    assert len(files["session"]["messages"]) == 20 and len(files["runs"]) == 5
+    assert files["session"]["model_name"] == "openai/fake-model-large"
+
+    saved, out = face.resume("oscar", store=store)  # a unique prefix is enough
+    assert isinstance(saved, SavedSession) and saved.id == "oscar-live"
+    assert [m.model_dump(mode="json") for m in saved.bundle.session.messages] == fake.history()
+    if face.kind == "magic":
+        assert out.startswith(
+            "session: read-only saved session oscar-live (20 messages, 5 runs). "
+            "To continue it: %a3s_resume oscar-live --agent AGENT\n"
+        )
+        assert "[user] Create docs/echo_0_1.md" in out  # the transcript, inline
+    with pytest.raises(ReadOnlySessionError, match="--agent"):
+        saved.send("more")
+
+
+def test_saving_again_updates_the_same_session_and_keeps_created_at(face, fake, store):
+    face.save("s", store=store)
+    before = on_disk(store, "oscar-live")
+    fake.send("and one more thing")
+    line = face.save("s", store=store)
+    assert line == f"updated session oscar-live in {store}: 22 messages, 6 runs, 5 tool calls"
+    after = on_disk(store, "oscar-live")
+    assert after["session"]["messages"][:20] == before["session"]["messages"]
+    assert len(after["session"]["messages"]) == 22
+    assert after["runs"][:5] == before["runs"] and len(after["runs"]) == 6
+    assert after["session"]["created_at"] == before["session"]["created_at"]
+    assert after["session"]["updated_at"] >= before["session"]["updated_at"]
+
+
+def test_save_under_another_id(face, fake, store):
+    assert face.save("s", id="copy-1", store=store).startswith("saved session copy-1 in")
+    assert {r["snapshot"]["session_id"] for r in on_disk(store, "copy-1")["runs"]} == {"copy-1"}
+
+
+def test_sessions_lists_newest_first(face, fixture_dir, ip):
+    df = face.sessions(store=fixture_dir)
+    assert list(df.columns)[:5] == ["session_id", "model", "updated_at", "created_at", "messages"]
+    assert {"runs", "tool_calls"} <= set(df.columns)
+    assert len(df) == 8
+    assert df["updated_at"].is_monotonic_decreasing
+    oscar = df.set_index("session_id").loc["fix-oscar-2-000"]
+    assert (oscar["messages"], oscar["runs"], oscar["model"]) == (20, 5, "openai/fake-model-large")
+    assert len(face.sessions(store=fixture_dir, limit=3)) == 3
+    large = face.sessions(store=fixture_dir, model="large")
+    assert set(large["model"]) == {"openai/fake-model-large"} and 0 < len(large) < 8
+
+
+def test_sessions_of_an_empty_store(ip, tmp_path):
+    (tmp_path / "empty").mkdir()
+    value, out = run(ip, "a3s_sessions", f"--store {tmp_path / 'empty'}")
+    assert value is None and out.startswith("no saved sessions match in")
+    assert a3s_nb.list_sessions(tmp_path / "empty").empty
+
+
+def test_saved_session_view(fixture_dir):
+    saved = a3s_nb.resume("fix-oscar", store=fixture_dir)
+    assert repr(saved) == (
+        "SavedSession('fix-oscar-2-000', model='openai/fake-model-large', messages=20, "
+        "runs=5, tool_calls=5, read-only)"
+    )
+    assert saved.transcript.startswith("[user] Create docs/echo_0_1.md")
+    assert "[tool bash error]" in saved.transcript
+    assert len(saved.messages) == 20 and len(saved.runs) == 5 and len(saved.traces) == 6
+    assert "fix-oscar-2-000" in saved._repr_html_()
+    assert saved.created_at.tzinfo is not None
+
+
+# ============================================================================ the store
+
+
+def test_where_the_store_is(ip, fake, tmp_path, monkeypatch):
+    # default: ./a3s_sessions in the working directory
+    run(ip, "a3s_save", "s")
+    assert (tmp_path / "a3s_sessions" / "oscar-live.json").exists()
+    # then $A3S_NB_STORE
+    monkeypatch.setenv("A3S_NB_STORE", str(tmp_path / "env"))
+    run(ip, "a3s_save", "s")
+    assert (tmp_path / "env" / "oscar-live.json").exists()
+    # then %config A3sNb.store
+    ip.run_line_magic("config", f"A3sNb.store = {str(tmp_path / 'cfg')!r}")
+    _, out = run(ip, "a3s_save", "s")
+    assert str(tmp_path / "cfg") in out and (tmp_path / "cfg" / "oscar-live.json").exists()
+    # then the argument
+    run(ip, "a3s_save", f"s --store {tmp_path / 'arg'}")
+    assert (tmp_path / "arg" / "oscar-live.json").exists()
+    # and the read side follows the same order
+    assert list(run(ip, "a3s_sessions", "")[0]["session_id"]) == ["oscar-live"]
+    assert run(ip, "a3s_resume", "oscar")[1].startswith("session: read-only")
+
+
+def test_function_face_follows_env_then_default(fake, tmp_path, monkeypatch):
+    a3s_nb.save(fake)
+    assert (tmp_path / "a3s_sessions" / "oscar-live.json").exists()
+    monkeypatch.setenv("A3S_NB_STORE", str(tmp_path / "env"))
+    assert str(tmp_path / "env") in str(a3s_nb.save(fake))
+
+
+# ============================================================================ the namespace
+
+
+def test_save_finds_the_one_session_in_the_namespace(ip, fake, store):
+    ip.user_ns["same_one"] = fake  # two names, one session
+    ip.user_ns["_"] = fake  # output history does not count
+    _, out = run(ip, "a3s_save", f"--store {store}")
+    assert out.startswith("saved session oscar-live")
+
+
+def test_save_with_no_session_in_the_namespace_says_what_it_saw(ip, store):
+    ip.user_ns.update(x=1, agent=object())
+    with pytest.raises(UsageError, match=r"no live a3s-code session .*variables seen: agent, x"):
+        run(ip, "a3s_save", f"--store {store}")
+    assert not store.exists()
+
+
+def test_save_with_several_sessions_asks_which(ip, fixture_store, store):
+    ip.user_ns["a"] = FakeSession(fixture_store.load("fix-oscar-2-000"))
+    ip.user_ns["b"] = FakeSession(fixture_store.load("explore-lima-2-001"))
+    ip.user_ns["c"] = ip.user_ns["b"]
+    with pytest.raises(UsageError, match=r"2 live a3s-code sessions .*: a, b = c; .*%a3s_save a"):
+        run(ip, "a3s_save", f"--store {store}")
+    assert not store.exists()
+
+
+def test_save_an_attribute(ip, fake, store):
+    class Holder:
+        pass
+
+    holder = Holder()
+    holder.session = fake
+    ip.user_ns["h"] = holder
+    assert run(ip, "a3s_save", f"h.session --store {store}")[1].startswith("saved session")
+
+
+# ============================================================================ bad input
+
+
+@pytest.mark.parametrize(
+    ("magic", "line", "match"),
+    [
+        ("a3s_save", "nope", "no variable 'nope' in the namespace"),
+        ("a3s_save", "x", "x is a int, not a live a3s-code session"),
+        ("a3s_save", "x.y", "x has no attribute 'y'"),
+        ("a3s_save", "1x", "'1x' is not a variable name"),
+        ("a3s_save", "s --bogus", "unrecognized arguments: --bogus"),
+        ("a3s_save", "s --id", "expected one argument"),
+        ("a3s_save", "s --id a/b", "contains a path separator"),
+        ("a3s_save", "s --redact --allow-secrets", "choose one of redact"),
+        ("a3s_resume", "", "the following arguments are required: id"),
+        ("a3s_resume", "oscar --as 1x", "--as '1x' is not a variable name"),
+        ("a3s_resume", "oscar --model openai/x", "--model needs --agent"),
+        ("a3s_resume", "oscar --agent nope", "no variable 'nope'"),
+        ("a3s_resume", "oscar --agent x", "a int is not an a3s-code Agent"),
+        ("a3s_sessions", "--limit many", "invalid int value: 'many'"),
+        ("a3s_sessions", "--limit -1", "limit must be 0 or more"),
+        ("a3s_sessions", "--since yesterdayish", "is not a date or time"),
+    ],
+)
+def test_misuse_is_a_plain_usage_error(ip, fake, store, monkeypatch, magic, line, match):
+    monkeypatch.setenv("A3S_NB_STORE", str(store))
+    a3s_nb.save(fake)  # so that resume and sessions have something to find
+    before = store_files(store)
+    ip.user_ns["x"] = 3
+    with pytest.raises(UsageError, match=match) as info:
+        run(ip, magic, line)
+    assert info.type is UsageError
+    assert store_files(store) == before  # nothing half-written
+
+
+def test_not_a_session(face, ip, store):
+    ip.user_ns["s"] = {"messages": []}
+    with face.raises("dict.* not a live a3s-code session"):
+        face.save("s", store=store)
+    assert not store.exists()
+
+
+def test_unknown_id_suggests_the_closest(face, fixture_dir):
+    with face.raises(r"no session 'fix-oscar-2-001' in store .*did you mean 'fix-oscar-2-000'"):
+        face.resume("fix-oscar-2-001", store=fixture_dir)
+
+
+def test_ambiguous_prefix_lists_the_candidates(face, fixture_dir):
+    with face.raises(r"'fix-' matches 2 sessions: fix-india-2-004, fix-oscar-2-000; give more"):
+        face.resume("fix-", store=fixture_dir)
+
+
+def test_store_that_is_a_file(face, fake, tmp_path):
+    bad = tmp_path / "not-a-dir"
+    bad.write_text("x")
+    with face.raises("exists and is not a directory"):
+        face.save("s", store=bad)
+    with face.raises("exists and is not a directory"):
+        face.resume("oscar", store=bad)
+    with face.raises("exists and is not a directory"):
+        face.sessions(store=bad)
+    assert bad.read_text() == "x"
+
+
+def test_missing_store_on_the_read_side(face, tmp_path):
+    with face.raises(r"no store at .*nowhere: save a session there first"):
+        face.resume("oscar", store=tmp_path / "nowhere")
+    with face.raises("no store at"):
+        face.sessions(store=tmp_path / "nowhere")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_corrupt_session_file(face, fixture_dir):
+    (fixture_dir / "runs" / "fix-oscar-2-000.json").write_text('[{"snapshot": ')
+    with face.raises(r"runs/fix-oscar-2-000.json: not valid JSON"):
+        face.resume("fix-oscar", store=fixture_dir)
+    # the others still list, and the listing names the broken file
+    with pytest.warns(UserWarning, match=r"skipped: .*runs/fix-oscar-2-000.json"):
+        listed = set(a3s_nb.list_sessions(fixture_dir)["session_id"])
+    assert "fix-india-2-004" in listed and "fix-oscar-2-000" not in listed
+
+
+def test_agent_that_is_not_an_agent(face, ip, fixture_dir):
+    ip.user_ns["agent"] = "gpt-4o"
+    with face.raises("a str is not an a3s-code Agent"):
+        face.resume("fix-oscar", agent="agent", store=fixture_dir)
+    assert "session" not in ip.user_ns
+
+
+def test_failed_capture_leaves_the_previous_save_intact(face, fake, store):
+    face.save("s", store=store)
+    before = store_files(store)
+    fake.send("a turn that will not be saved")
+
+    def broken() -> list:
+        raise RuntimeError("connection to the session lost")
+
+    fake.trace_events = broken
+    with face.raises("could not read session 'oscar-live': connection to the session lost"):
+        face.save("s", store=store)
+    assert store_files(store) == before
+    assert not list(store.rglob("*.tmp"))
+
+
+# ============================================================================ secrets
+
+OPENAI = "sk-" + "proj-" + "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"
+
+
+@pytest.fixture
+def leaky(fake) -> FakeSession:
+    """The fake session after a prompt with an API key and a tool that printed a token."""
+    fake.send(f"use this key: {OPENAI}", "Understood.")
+    fake._runs[-1]["events"][0]["event"]["prompt"] += " (again)"
+    return fake
+
+
+def test_secrets_refuse_the_save_and_say_where(face, leaky, store, monkeypatch):
+    monkeypatch.setenv("DEPLOY_TOKEN", "tok-0123456789abcdef")
+    leaky._messages[-1]["content"][0]["text"] = "the deploy token is tok-0123456789abcdef"
+    with face.raises("not saving session oscar-live: 4 secrets") as info:
+        face.save("s", store=store)
+    message = str(info.value)
+    assert "session: messages[20].content[0].text: openai-key (sk-p…, 40 chars)" in message
+    assert "session: messages[21].content[0].text: env:DEPLOY_TOKEN (value of $DEPLOY_TOKEN" in (
+        message
+    )
+    assert "runs: [5].snapshot.prompt: openai-key" in message
+    assert "runs: [5].events[0].event.prompt: openai-key" in message
+    assert "--redact" in message and "--allow-secrets" in message
+    assert OPENAI not in message and "0123456789abcdef" not in message
+    assert not store.exists()  # nothing written
+
+
+def test_secrets_redacted(face, leaky, store):
+    line = face.save("s", store=store, redact=True)
+    assert line.endswith("; 3 secrets redacted")
+    text = json.dumps(on_disk(store, "oscar-live"))
+    assert OPENAI not in text
+    assert "use this key: [REDACTED:openai-key]" in text
+
+
+def test_secrets_allowed(face, leaky, store):
+    line = face.save("s", store=store, allow_secrets=True)
+    assert line.endswith("; 3 secrets written as is (allowed)")
+    assert OPENAI in json.dumps(on_disk(store, "oscar-live"))
+
+
+def test_a_secret_already_saved_is_still_found(face, leaky, store):
+    face.save("s", store=store, allow_secrets=True)
+    with face.raises("3 secrets"):
+        face.save("s", store=store)
+
+
+# ============================================================================ the real SDK
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    path = tmp_path / "ws"
+    path.mkdir()
+    return path
+
+
+def sdk_session(a3s_code, agent, ws: Path, **options):
+    """A session as a user makes one: plain ``agent.session``, tools allowed."""
+    opts = a3s_code.SessionOptions()
+    opts.permission_policy = a3s_code.PermissionPolicy(default_decision="allow")
+    for key, value in options.items():
+        setattr(opts, key, value)
+    return agent.session(str(ws), opts)
+
+
+@pytest.mark.sdk
+def test_end_to_end_with_the_real_sdk(face, ip, a3s_code, sdk_agent, scripted_llm, ws, store):
+    session = sdk_session(a3s_code, sdk_agent, ws)
+    result = session.send(testing.WRITE_READ_PROMPT)
+    assert result.tool_calls_count == 2
+    sid = session.session_id
+    ip.user_ns.update(agent=sdk_agent, session=session)
+
+    line = face.save("session", store=store)
+    assert line == f"saved session {sid} in {store}: 6 messages, 1 run, 2 tool calls"
+    first = on_disk(store, sid)
+    assert first["session"]["messages"] == session.history()
+    assert first["session"]["model_name"] == "openai/fake-model"
+    assert first["session"]["llm_config"] == {
+        "provider": "openai",
+        "model": "fake-model",
+        "base_url": None,
+    }
+    assert [t["name"] for t in first["traces"]] == ["write", "read"]
+    assert first["runs"][0]["snapshot"]["status"] == "completed"
+
+    # drop the variable: the session is gone from this kernel
+    del ip.user_ns["session"]
+    session.close()
+    del session
+
+    resumed, out = face.resume(sid[:8], agent="agent", store=store)
+    assert isinstance(resumed, a3s_code.Session) and resumed.session_id == sid
+    assert ip.user_ns["session"] is resumed
+    assert resumed.history() == first["session"]["messages"]
+    if face.kind == "magic":
+        assert out.startswith(f"session: live session {sid} resumed (6 messages, 1 run)")
+        assert f"[user] {testing.WRITE_READ_PROMPT}" in out
+
+    scripted_llm.clear_requests()
+    assert resumed.send(testing.CHAT_PROMPT).text.startswith("Hello!")
+    # the model saw the earlier turn: the session continued, it did not start over
+    [chat] = [r for r in scripted_llm.requests if r.kind == "chat"]
+    assert testing.WRITE_READ_PROMPT in json.dumps(chat.body)
+
+    line = face.save("session", store=store)
+    assert line == f"updated session {sid} in {store}: 8 messages, 2 runs, 2 tool calls"
+    second = on_disk(store, sid)
+    # the files grew by exactly that turn
+    assert second["session"]["messages"][:6] == first["session"]["messages"]
+    assert [m["role"] for m in second["session"]["messages"][6:]] == ["user", "assistant"]
+    assert second["session"]["messages"][6]["content"][0]["text"] == testing.CHAT_PROMPT
+    assert second["runs"][:1] == first["runs"]
+    assert [r["snapshot"]["prompt"] for r in second["runs"][1:]] == [testing.CHAT_PROMPT]
+    assert second["traces"] == first["traces"]  # the chat turn ran no tool
+    assert second["session"]["created_at"] == first["session"]["created_at"]
+    assert second["session"]["updated_at"] >= first["session"]["updated_at"]
+    resumed.close()
+
+
+@pytest.mark.sdk
+def test_model_learned_from_a_session_that_has_not_run_yet(a3s_code, scripted_llm, ws, store):
+    llm = testing.ScriptedLLM(testing.standard_script(), models=("fake-model", "other-model"))
+    with llm:
+        agent = a3s_code.Agent.create(llm.acl_config())
+        session = sdk_session(a3s_code, agent, ws, model="openai/other-model")
+        a3s_nb.save(session, store=store)
+        doc = on_disk(store, session.session_id)["session"]
+        assert doc["model_name"] == "openai/other-model"
+        assert doc["messages"] == [] and on_disk(store, session.session_id)["runs"] == []
+        # asking did not change the session
+        assert session.history() == [] and session.runs() == []
+        session.close()
+
+
+@pytest.mark.sdk
+def test_resume_on_an_agent_without_the_saved_model(face, ip, a3s_code, ws, store):
+    two = testing.ScriptedLLM(testing.standard_script(), models=("fake-model", "other-model"))
+    one = testing.ScriptedLLM(testing.standard_script())
+    with two, one:
+        session = sdk_session(
+            a3s_code, a3s_code.Agent.create(two.acl_config()), ws, model="openai/other-model"
+        )
+        session.send(testing.CHAT_PROMPT)
+        ip.user_ns["s"] = session
+        face.save("s", store=store)
+        ip.user_ns["small_agent"] = a3s_code.Agent.create(one.acl_config())
+        with face.raises(r"model 'openai/other-model' of the saved session .* is not in the"):
+            face.resume(session.session_id, agent="small_agent", name="again", store=store)
+        assert "again" not in ip.user_ns
+        session.close()
+
+
+@pytest.mark.sdk
+def test_secret_printed_by_a_real_tool(face, ip, a3s_code, scripted_llm, ws, store, monkeypatch):
+    monkeypatch.setenv("A3S_NB_DEMO_PASSWORD", "correct-horse-battery")
+    scripted_llm.add(
+        testing.Rule(
+            match="Show the password",
+            replies=(
+                testing.Reply(
+                    tool_calls=(
+                        {"name": "bash", "arguments": {"command": "echo $A3S_NB_DEMO_PASSWORD"}},
+                    )
+                ),
+                testing.Reply(text="Printed it."),
+            ),
+        )
+    )
+    session = sdk_session(a3s_code, a3s_code.Agent.create(scripted_llm.acl_config()), ws)
+    session.send("Show the password")
+    ip.user_ns["s"] = session
+    with face.raises(r"env:A3S_NB_DEMO_PASSWORD") as info:
+        face.save("s", store=store)
+    assert "session: messages[2].content[0].content: env:A3S_NB_DEMO_PASSWORD" in str(info.value)
+    assert "correct-horse" not in str(info.value)
+    assert not store.exists()
+    line = face.save("s", store=store, redact=True)
+    assert "secrets redacted" in line
+    files = json.dumps(on_disk(store, session.session_id))
+    assert "correct-horse-battery" not in files and "[REDACTED:env]" in files
+    # and the SDK still resumes what was redacted
+    again = a3s_nb.resume(session.session_id, scripted_llm.agent(), store=store)
+    assert "[REDACTED:env]" in json.dumps(again.history())
+    session.close()
+    again.close()
