@@ -373,27 +373,45 @@ def large_output(prompt: str = LARGE_OUTPUT_PROMPT, n_bytes: int = 150_000) -> l
     ]
 
 
+_REPORT_PLAN: dict[str, tuple[Any, ...]] = {
+    "Write report.md": (
+        Reply(
+            tool_calls=(
+                ToolCall("write", {"file_path": "report.md", "content": "# Report\n\nAll good.\n"}),
+            )
+        ),
+        "report.md written.",
+    ),
+    "Read report.md back": (
+        Reply(tool_calls=(ToolCall("read", {"file_path": "report.md"}),)),
+        "report.md says: All good.",
+    ),
+}
+
+
 def planning_run(
     prompt: str = PLANNING_PROMPT,
-    steps: Sequence[str] = ("Write report.md", "Read report.md back"),
-    path: str = "report.md",
+    steps: Mapping[str, Sequence[Any]] | Sequence[str] | None = None,
 ) -> list[Rule]:
-    """A planning-mode run: the plan, then one rule per step message.
+    """A planning-mode run: the plan for ``prompt``, then one rule per step message.
 
-    With the default steps, step 1 writes ``path`` and step 2 reads it back. For other
-    steps, each step answers with a short text.
+    ``steps`` maps each step description to its replies (reply data, as in a rule); a plain
+    list of descriptions answers each step with a short text. By default step 1 writes
+    ``report.md`` and step 2 reads it back.
     """
+    if steps is None:
+        steps = _REPORT_PLAN
+    elif not isinstance(steps, Mapping):
+        steps = {step: (f"Done: {step}.",) for step in steps}
     rules = [Rule(match=prompt, name="planning_run", plan=tuple(steps))]
-    for number, step in enumerate(steps, 1):
-        replies: tuple[Reply, ...] = (Reply(text=f"Step {number} done: {step}."),)
-        if tuple(steps) == ("Write report.md", "Read report.md back"):
-            call = (
-                ToolCall("write", {"file_path": path, "content": "# Report\n\nAll good.\n"})
-                if number == 1
-                else ToolCall("read", {"file_path": path})
+    for number, (step, replies) in enumerate(steps.items(), 1):
+        rules.append(
+            Rule(
+                match=f"Execute step {number}: {step}",
+                name=f"planning_run step {number}",
+                replies=tuple(replies),
             )
-            replies = (Reply(tool_calls=(call,)), *replies)
-        rules.append(Rule(match=f"Execute step {number}: {step}", replies=replies))
+        )
     return rules
 
 

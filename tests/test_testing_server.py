@@ -387,3 +387,13 @@ def test_stop_cuts_a_delayed_reply_short():
     client.join(5)
     assert time.monotonic() - started < 5
     assert result["r"][0] == 503
+
+
+def test_planning_run_answers_each_step_message():
+    plan, *steps = testing.planning_run("do it in steps", ["first part", "second part"])
+    assert plan.plan == ("first part", "second part")
+    with ScriptedLLM([plan, *steps]) as llm:
+        goal = user("Goal: do it in steps\n\nExecute the following plan step by step:\n...")
+        _, reply = post(llm, body(goal, user("Execute step 2: second part\n")))
+    assert reply["choices"][0]["message"]["content"] == "Done: second part."
+    assert llm.requests[-1].rule == "planning_run step 2"
