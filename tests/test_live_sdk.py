@@ -214,13 +214,14 @@ def test_default_store_is_the_a3s_nb_one(sdk_agent, ws, tmp_path, monkeypatch):
 
 
 @pytest.mark.sdk
-def test_in_sdk_runtime_propagates_exceptions(sdk_agent):
+def test_in_sdk_runtime_propagates_exceptions_and_calls_no_model(sdk_agent, scripted_llm):
     def boom():
         raise KeyError("inside")
 
     with pytest.raises(KeyError, match="inside"):
         live.in_sdk_runtime(sdk_agent, boom)
     assert live.in_sdk_runtime(sdk_agent, lambda: 42) == 42
+    assert scripted_llm.requests == []  # the slash command never reaches the model
 
 
 # ---------------------------------------------------------------------- resume_session
