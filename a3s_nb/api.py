@@ -271,16 +271,16 @@ def resume(
 
 # ============================================================================= list
 
-
+#: The columns of the listing without ``a3s_nb.frames`` (the first of its ``sessions``).
 _LIST_COLUMNS = [
     "session_id",
     "model",
-    "updated_at",
-    "created_at",
-    "messages",
-    "runs",
-    "tool_calls",
     "workspace",
+    "created_at",
+    "updated_at",
+    "n_messages",
+    "n_runs",
+    "n_tool_calls",
 ]
 
 
@@ -293,11 +293,13 @@ def list_sessions(
     since: str | dt.datetime | None = None,
     contains: str | None = None,
 ) -> pd.DataFrame:
-    """The saved sessions, newest first: id, model, times, message/run/tool-call counts.
+    """The saved sessions, newest first: id, model, workspace, times, counts.
 
-    Filters: ``model`` and ``workspace`` are substrings; ``since`` keeps sessions updated at
-    or after a time (``"2025-11-01"``, a datetime); ``contains`` is a substring of the id.
-    A file that cannot be read is skipped with a warning that names it.
+    This is the ``sessions`` frame of :mod:`a3s_nb.frames` (columns in docs/frames.md),
+    filtered: ``model`` and ``workspace`` are substrings; ``since`` keeps sessions updated
+    at or after a time (``"2025-11-01"``, a datetime; UTC when naive); ``contains`` is a
+    substring of the id; ``limit`` keeps the newest N. A session with a corrupt file is
+    left out with a warning that names the file.
 
     >>> a3s_nb.list_sessions(limit=5, model="gpt-4o")             # doctest: +SKIP
     """
@@ -305,7 +307,6 @@ def list_sessions(
 
     if limit is not None and limit < 0:
         raise SaveError(f"limit must be 0 or more, not {limit}")
-    st = _open(store, must_exist=True)
     since_ts = None
     if since is not None:
         try:
@@ -313,48 +314,19 @@ def list_sessions(
         except (ValueError, TypeError) as e:
             raise SaveError(f"since={since!r} is not a date or time: {e}") from None
         since_ts = since_ts.tz_localize("UTC") if since_ts.tzinfo is None else since_ts
-    rows = []
-    for sid in st.list():
-        if contains and contains not in sid:
-            continue
-        try:
-            doc = st.read_raw(sid, "session")
-            runs = st.read_raw(sid, "runs") or []
-        except CorruptFileError as e:
-            warnings.warn(f"skipped: {e}", stacklevel=2)
-            continue
-        if not isinstance(doc, dict):
-            continue
-        messages = doc.get("messages") or []
-        rows.append(
-            {
-                "session_id": sid,
-                "model": doc.get("model_name"),
-                "updated_at": doc.get("updated_at") or None,
-                "created_at": doc.get("created_at") or None,
-                "messages": len(messages),
-                "runs": len(runs) if isinstance(runs, list) else 0,
-                "tool_calls": sum(
-                    1
-                    for m in messages
-                    if isinstance(m, dict)
-                    for b in m.get("content") or []
-                    if isinstance(b, dict) and b.get("type") == "tool_use"
-                ),
-                "workspace": (doc.get("config") or {}).get("workspace"),
-            }
-        )
-    df = pd.DataFrame(rows, columns=_LIST_COLUMNS)
-    for col in ("updated_at", "created_at"):
-        df[col] = pd.to_datetime(df[col], unit="s", utc=True)
-    for col in ("messages", "runs", "tool_calls"):
-        df[col] = df[col].astype("Int64")
-    for col in ("session_id", "model", "workspace"):
-        df[col] = df[col].astype("string")
+    st = _open(store, must_exist=True)
+    try:
+        from .frames import sessions as sessions_frame
+    except ImportError:  # the frames module is optional here
+        df = _simple_listing(st)
+    else:
+        df = sessions_frame(st)
     if model:
         df = df[df["model"].fillna("").str.contains(model, regex=False)]
     if workspace:
         df = df[df["workspace"].fillna("").str.contains(workspace, regex=False)]
+    if contains:
+        df = df[df["session_id"].str.contains(contains, regex=False)]
     if since_ts is not None:
         df = df[df["updated_at"] >= since_ts]
     df = df.sort_values(
@@ -363,3 +335,45 @@ def list_sessions(
     if limit is not None:
         df = df.head(limit)
     return df.reset_index(drop=True)
+
+
+def _simple_listing(st: Store) -> pd.DataFrame:
+    """The first columns of the ``sessions`` frame, for when a3s_nb.frames is absent."""
+    import pandas as pd
+
+    rows = []
+    for sid in st.list():
+        try:
+            doc = st.read_raw(sid, "session")
+            runs = st.read_raw(sid, "runs") or []
+        except CorruptFileError as e:
+            warnings.warn(f"skipped session {sid!r}: {e}", stacklevel=3)
+            continue
+        if not isinstance(doc, dict) or not isinstance(runs, list):
+            continue
+        rows.append(
+            {
+                "session_id": sid,
+                "model": doc.get("model_name"),
+                "workspace": (doc.get("config") or {}).get("workspace"),
+                "created_at": doc.get("created_at") or None,
+                "updated_at": doc.get("updated_at") or None,
+                "n_messages": len(doc.get("messages") or []),
+                "n_runs": len(runs),
+                "n_tool_calls": sum(
+                    1
+                    for run in runs
+                    if isinstance(run, dict)
+                    for e in run.get("events") or []
+                    if isinstance(e, dict) and (e.get("event") or {}).get("type") == "tool_end"
+                ),
+            }
+        )
+    df = pd.DataFrame(rows, columns=_LIST_COLUMNS)
+    for col in ("created_at", "updated_at"):
+        df[col] = pd.to_datetime(df[col], unit="s", utc=True)
+    for col in ("n_messages", "n_runs", "n_tool_calls"):
+        df[col] = df[col].astype("Int64")
+    for col in ("session_id", "model", "workspace"):
+        df[col] = df[col].astype("string")
+    return df

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from .errors import A3sNbError
@@ -180,8 +181,8 @@ class SavedSession:
 
     def _frame(self, name: str) -> pd.DataFrame:
         try:
-            from . import frames
-        except ImportError:
+            frames = import_module(".frames", __package__)
+        except ImportError:  # the frames module is optional here
             frames = None
         fn = getattr(frames, name, None)
         if fn is not None:

@@ -24,7 +24,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 import a3s_nb
-from a3s_nb import A3sNbError, SavedSession, testing
+from a3s_nb import A3sNbError, SavedSession, api, testing
 from a3s_nb.saved import ReadOnlySessionError
 
 from .fakes import FakeSession
@@ -226,27 +226,52 @@ def test_save_under_another_id(face, fake, store):
     assert {r["snapshot"]["session_id"] for r in on_disk(store, "copy-1")["runs"]} == {"copy-1"}
 
 
-def test_sessions_lists_newest_first(face, fixture_dir, ip):
+@pytest.fixture(params=["frames", "fallback"])
+def listing(request, monkeypatch):
+    """With the sessions frame of a3s_nb.frames, and with the fallback listing."""
+    if request.param == "fallback":
+        monkeypatch.setitem(sys.modules, "a3s_nb.frames", None)
+    return request.param
+
+
+def test_sessions_lists_newest_first(face, fixture_dir, listing):
     df = face.sessions(store=fixture_dir)
-    assert list(df.columns)[:5] == ["session_id", "model", "updated_at", "created_at", "messages"]
-    assert {"runs", "tool_calls"} <= set(df.columns)
+    assert set(api._LIST_COLUMNS) <= set(df.columns)
+    assert df.columns[0] == "session_id"
     assert len(df) == 8
     assert df["updated_at"].is_monotonic_decreasing
+    assert str(df["updated_at"].dtype).startswith("datetime64") and df["updated_at"].dt.tz
     oscar = df.set_index("session_id").loc["fix-oscar-2-000"]
-    assert (oscar["messages"], oscar["runs"], oscar["model"]) == (20, 5, "openai/fake-model-large")
-    assert len(face.sessions(store=fixture_dir, limit=3)) == 3
+    assert (oscar["n_messages"], oscar["n_runs"], oscar["n_tool_calls"]) == (20, 5, 5)
+    assert oscar["model"] == "openai/fake-model-large"
+    newest = face.sessions(store=fixture_dir, limit=3)
+    assert list(newest["session_id"]) == list(df["session_id"][:3])
     large = face.sessions(store=fixture_dir, model="large")
     assert set(large["model"]) == {"openai/fake-model-large"} and 0 < len(large) < 8
 
 
-def test_sessions_of_an_empty_store(ip, tmp_path):
+def test_sessions_filters(fixture_dir, listing):
+    df = a3s_nb.list_sessions(fixture_dir)
+    cut = df["updated_at"].iloc[2]
+    expected = list(df["session_id"][df["updated_at"] >= cut])
+    assert 3 <= len(expected) < 8
+    assert list(a3s_nb.list_sessions(fixture_dir, since=cut)["session_id"]) == expected
+    assert a3s_nb.list_sessions(fixture_dir, since="2100-01-01").empty
+    assert set(a3s_nb.list_sessions(fixture_dir, contains="fix-")["session_id"]) == {
+        "fix-india-2-004",
+        "fix-oscar-2-000",
+    }
+    assert a3s_nb.list_sessions(fixture_dir, workspace="/nowhere/").empty
+
+
+def test_sessions_of_an_empty_store(ip, tmp_path, listing):
     (tmp_path / "empty").mkdir()
     value, out = run(ip, "a3s_sessions", f"--store {tmp_path / 'empty'}")
     assert value is None and out.startswith("no saved sessions match in")
     assert a3s_nb.list_sessions(tmp_path / "empty").empty
 
 
-def test_saved_session_view(fixture_dir):
+def test_saved_session_view(fixture_dir, listing):
     saved = a3s_nb.resume("fix-oscar", store=fixture_dir)
     assert repr(saved) == (
         "SavedSession('fix-oscar-2-000', model='openai/fake-model-large', messages=20, "
@@ -254,7 +279,9 @@ def test_saved_session_view(fixture_dir):
     )
     assert saved.transcript.startswith("[user] Create docs/echo_0_1.md")
     assert "[tool bash error]" in saved.transcript
-    assert len(saved.messages) == 20 and len(saved.runs) == 5 and len(saved.traces) == 6
+    assert len(saved.runs) == 5 and len(saved.traces) == 6
+    assert len(saved.messages) >= 20  # one row per message (or per content block)
+    assert set(saved.messages["session_id"]) == {"fix-oscar-2-000"}
     assert "fix-oscar-2-000" in saved._repr_html_()
     assert saved.created_at.tzinfo is not None
 
@@ -402,7 +429,7 @@ def test_corrupt_session_file(face, fixture_dir):
     with face.raises(r"runs/fix-oscar-2-000.json: not valid JSON"):
         face.resume("fix-oscar", store=fixture_dir)
     # the others still list, and the listing names the broken file
-    with pytest.warns(UserWarning, match=r"skipped: .*runs/fix-oscar-2-000.json"):
+    with pytest.warns(UserWarning, match=r"skipped session 'fix-oscar-2-000': .*runs/fix-osc"):
         listed = set(a3s_nb.list_sessions(fixture_dir)["session_id"])
     assert "fix-india-2-004" in listed and "fix-oscar-2-000" not in listed
 
