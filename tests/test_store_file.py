@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import multiprocessing
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -205,35 +208,57 @@ def test_store_path_that_is_a_file(tmp_path):
 
 # --------------------------------------------------------------------------- two kernels
 
+# Each process is a separate interpreter, as two kernels are. (Not multiprocessing: an
+# IPython shell created by another test replaces __main__, which breaks its spawn start.)
+_PRELUDE = """
+import os, sys, time
+from a3s_nb import open_store
+from tests.test_store_contract import make_bundle
+store = open_store(sys.argv[1])
+start = os.path.join(sys.argv[1], "start")
+while not os.path.exists(start):  # all processes begin together, after their imports
+    time.sleep(0.005)
+deadline = time.monotonic() + 2.0
+"""
 
-def _writer(path: str, rounds: int, seed: int) -> None:
-    store = a3s_nb.open_store(path)
-    for i in range(rounds):
-        store.save(make_bundle("shared", n=1 + (i * 7 + seed) % 9))
+_WRITER = (
+    _PRELUDE
+    + """
+i = int(sys.argv[2])
+while time.monotonic() < deadline:
+    i += 1
+    store.save(make_bundle("shared", n=1 + (i * 7) % 9))
+"""
+)
 
-
-def _reader(path: str, rounds: int, queue) -> None:
-    store = a3s_nb.open_store(path)
-    bad = 0
-    for _ in range(rounds):
-        b = store.load("shared")
-        if len(b.session.messages) != len(b.runs):
-            bad += 1
-    queue.put(bad)
+_READER = (
+    _PRELUDE
+    + """
+bad = loads = 0
+while time.monotonic() < deadline:
+    b = store.load("shared")
+    loads += 1
+    bad += len(b.session.messages) != len(b.runs)
+print(bad, loads)
+"""
+)
 
 
 def test_concurrent_kernels_never_see_mixed_generations(tmp_path):
     """Each saved generation has as many runs as messages; a reader must never see a mix."""
     path = str(tmp_path / "s")
     a3s_nb.open_store(path).save(make_bundle("shared", n=1))
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(path, 150, s)) for s in (1, 2)]
-    procs.append(ctx.Process(target=_reader, args=(path, 300, queue)))
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
-    assert queue.get(timeout=5) == 0
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    run = functools.partial(
+        subprocess.Popen, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    procs = [run([sys.executable, "-c", _WRITER, path, str(seed)]) for seed in (1, 2)]
+    reader = run([sys.executable, "-c", _READER, path])
+    Path(path, "start").touch()
+    for p in [*procs, reader]:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    bad, loads = map(int, out.split())
+    assert loads > 20
+    assert bad == 0
     assert isinstance(a3s_nb.open_store(path).load("shared"), SessionBundle)
