@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LAB_PORT ?= 8888
 
-.PHONY: lab test venv browser lint bench clean
+.PHONY: lab test venv browser lint bench notebooks clean
 
 venv: $(STAMP)
 
@@ -34,11 +34,15 @@ test: venv browser
 	$(BIN)/python -m pytest
 
 lint: venv
-	$(BIN)/ruff check a3s_nb tests benchmarks
-	$(BIN)/ruff format --check a3s_nb tests benchmarks
+	$(BIN)/ruff check a3s_nb tests benchmarks notebooks/execute.py
+	$(BIN)/ruff format --check a3s_nb tests benchmarks notebooks/execute.py
 
 bench: venv
 	$(BIN)/python benchmarks/bench_frames.py
+
+# Re-run the tutorial notebooks and save them with their outputs (what nbval then checks).
+notebooks: venv
+	$(BIN)/python notebooks/execute.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
