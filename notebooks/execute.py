@@ -14,6 +14,7 @@ and make the outputs depend on where they were made.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -48,9 +49,8 @@ def _leaks(nb: nbformat.NotebookNode) -> list[str]:
     found = []
     needles = _machine_paths()
     for index, cell in enumerate(nb.cells):
-        for output in cell.get("outputs", []):
-            text = nbformat.writes(nbformat.from_dict({"o": output}))
-            found += [f"cell {index}: {p}" for p in needles if p in text]
+        text = json.dumps(cell.get("outputs", []), ensure_ascii=False)
+        found += [f"cell {index}: {p}" for p in needles if p in text]
     return found
 
 
