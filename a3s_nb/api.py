@@ -165,10 +165,10 @@ def save(
         wait_idle(session, wait)  # a streamed turn reaches history() in the background
     sid = validate_session_id(id or str(session.session_id))
     previous: SessionBundle | None = None
-    if st is not None and st.exists(sid):
+    if st is not None:
         try:
-            previous = st.load(sid)
-        except CorruptFileError as e:
+            previous = st.load(sid) if st.exists(sid) else None
+        except CorruptFileError as e:  # the new save replaces it; say so
             warnings.warn(f"replacing an unreadable earlier save: {e}", stacklevel=2)
     bundle = capture(session, session_id=sid, model=model, previous=previous)
 

@@ -9,7 +9,6 @@ end-to-end tests at the bottom drive the REAL a3s-code SDK against the scripted 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import shlex
 import subprocess
@@ -21,10 +20,11 @@ import pandas as pd
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
 from traitlets.config import Config
 
 import a3s_nb
-from a3s_nb import A3sNbError, SavedSession, api, testing
+from a3s_nb import A3sNbError, SavedSession, api, magics, testing
 from a3s_nb.saved import ReadOnlySessionError
 
 from .fakes import FakeSession
@@ -60,27 +60,31 @@ def store_files(store: Path) -> dict[str, bytes]:
 def shell():
     config = Config()
     config.HistoryManager.hist_file = ":memory:"
+    existed = InteractiveShell.initialized()  # another module's shell: borrow, not clear
     ip = InteractiveShell.instance(config=config)
     yield ip
-    InteractiveShell.clear_instance()
+    if not existed:
+        InteractiveShell.clear_instance()
 
 
 @pytest.fixture
 def ip(shell):
     """The shell with a fresh namespace and a3s_nb loaded; unloaded again afterwards."""
     shell.reset(new_session=False)
+    shell.config.pop("A3sNb", None)  # %config writes into the shell's shared config
     shell.run_line_magic("load_ext", "a3s_nb")
     yield shell
     shell.run_line_magic("unload_ext", "a3s_nb")
+    shell.config.pop("A3sNb", None)
     shell.reset(new_session=False)
 
 
 def run(ip, magic: str, line: str = "") -> tuple[Any, str]:
-    """Run a line magic; return its value and what it printed."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    """Run a line magic; return its value and what it printed and displayed (as text)."""
+    with capture_output(display=True) as cap:
         value = ip.run_line_magic(magic, line)
-    return value, out.getvalue()
+    shown = "".join(o.data.get("text/plain", "") + "\n" for o in cap.outputs)
+    return value, cap.stdout + shown
 
 
 def _opt(flag: str, value: Any) -> str:
@@ -284,6 +288,31 @@ def test_saved_session_view(fixture_dir, listing):
     assert set(saved.messages["session_id"]) == {"fix-oscar-2-000"}
     assert "fix-oscar-2-000" in saved._repr_html_()
     assert saved.created_at.tzinfo is not None
+
+
+def test_resume_shows_the_transcript_as_text_and_html(ip, fixture_dir):
+    with capture_output() as cap:
+        ip.run_line_magic("a3s_resume", f"fix-oscar --as old --store {fixture_dir}")
+    assert cap.stdout.startswith("old: read-only saved session fix-oscar-2-000")
+    [shown] = cap.outputs
+    assert shown.data["text/plain"].startswith("[user] Create docs/echo_0_1.md")
+    if "text/html" in ip.display_formatter.active_types:  # not in a terminal shell
+        assert "class='a3s-transcript'" in shown.data["text/html"]
+    html = magics._Transcript(a3s_nb.open_store(fixture_dir).load("fix-oscar-2-000"))
+    assert "class='a3s-transcript'" in html._repr_html_()
+    ip.run_line_magic("config", "A3sNb.show_transcript = False")
+    with capture_output() as cap:
+        ip.run_line_magic("a3s_resume", f"fix-oscar --as old --store {fixture_dir}")
+    assert cap.outputs == []
+
+
+def test_an_unreadable_earlier_save_is_replaced_with_a_warning(face, fake, store):
+    face.save("s", store=store)
+    (store / "oscar-live.json").write_bytes(b"\xff\xfe not json")
+    with pytest.warns(UserWarning, match=r"replacing an unreadable earlier save: .*oscar-live"):
+        line = face.save("s", store=store)
+    assert line.startswith("saved session oscar-live")
+    assert a3s_nb.open_store(store).load("oscar-live").session.id == "oscar-live"
 
 
 # ============================================================================ the store
