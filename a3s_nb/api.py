@@ -151,6 +151,11 @@ def save(
     """
     if redact and allow_secrets:
         raise SaveError("choose one of redact (replace secrets) and allow-secrets (keep them)")
+    if isinstance(session, SavedSession):
+        raise NotASessionError(
+            f"{session.continue_hint()}; it is already saved, and only a live session "
+            "has anything new to save"
+        )
     if not is_session_like(session):
         raise NotASessionError(
             f"a {type(session).__name__} is not a live a3s-code session: save a Session "

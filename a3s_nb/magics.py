@@ -62,8 +62,20 @@ def show_transcript(obj: Any) -> None:
     """Show the conversation so far of a saved or live session inline.
 
     ``obj`` is a :class:`~a3s_nb.SavedSession`, a :class:`~a3s_nb.SessionBundle` or a live
-    session. (The one place to swap in a richer view.)
+    session. In a kernel (JupyterLab, Notebook, VS Code) this is the
+    :class:`~a3s_nb.widgets.Transcript` widget; in a terminal, or without ipywidgets, the
+    plain transcript.
     """
+    from IPython import get_ipython
+
+    if getattr(get_ipython(), "kernel", None) is not None:
+        try:
+            from .widgets import Transcript
+
+            display(Transcript(obj))
+            return
+        except (ImportError, A3sNbError):  # no ipywidgets, or a session it cannot read
+            pass
     display(_Transcript(obj))
 
 
@@ -140,6 +152,8 @@ class A3sNb(Magics):
     def _find_session(self, var: str | None) -> tuple[str, Any]:
         if var:
             obj = self._lookup(var, "pass the variable that holds the session")
+            if isinstance(obj, SavedSession):
+                return var, obj  # api.save explains how to continue it
             if not is_session_like(obj):
                 raise UsageError(
                     f"{var} is a {type(obj).__name__}, not a live a3s-code session; "
@@ -296,6 +310,17 @@ class A3sNb(Magics):
     @argument("--workspace", help="Only sessions whose workspace contains this text.")
     @argument("--since", help="Only sessions updated at or after this date/time (UTC).")
     @argument("--contains", help="Only sessions whose id contains this text.")
+    @argument(
+        "--browse",
+        action="store_true",
+        help="Open the session browser widget (filter, sort, read, resume, delete) "
+        "instead of listing.",
+    )
+    @argument(
+        "--agent",
+        help="With --browse: the variable holding an a3s_code.Agent, so that Resume "
+        "brings sessions back live (else read-only).",
+    )
     @line_magic
     @_usage_errors
     def a3s_sessions(self, line: str) -> Any:
@@ -305,11 +330,17 @@ class A3sNb(Magics):
 
             %a3s_sessions
             %a3s_sessions --limit 5 --model gpt-4o --since 2025-11-01
+            %a3s_sessions --browse --agent agent
 
-        Function twin: ``a3s_nb.list_sessions(store=None, limit=None, ...)``.
+        Function twin: ``a3s_nb.list_sessions(store=None, limit=None, ...)``; the browser is
+        ``a3s_nb.widgets.SessionBrowser(store=None, agent=None)``.
         """
         args = parse_argstring(self.a3s_sessions, line)
         store = self._store(args.store)
+        if args.browse:
+            return self._browse(args, store)
+        if args.agent:
+            raise UsageError("--agent goes with --browse (Resume in the browser uses it)")
         df = api.list_sessions(
             store,
             limit=args.limit,
@@ -322,6 +353,28 @@ class A3sNb(Magics):
             print(f"no saved sessions match in {api._open(store)}")
             return None
         return df
+
+    def _browse(self, args: Any, store: str | None) -> Any:
+        given = [
+            f"--{name}"
+            for name in ("limit", "model", "workspace", "since", "contains")
+            if getattr(args, name) is not None
+        ]
+        if given:
+            raise UsageError(
+                f"{' '.join(given)} cannot go with --browse: the browser has its own filter "
+                "box, model and status menus"
+            )
+        agent = None
+        if args.agent:
+            agent = self._lookup(args.agent, "pass the variable that holds the a3s_code.Agent")
+        try:
+            from .widgets import SessionBrowser
+        except ImportError as e:
+            raise UsageError(
+                f"the session browser needs ipywidgets ({e}): pip install 'a3s-nb[all]'"
+            ) from e
+        return SessionBrowser(store, agent=agent)
 
 
 # --------------------------------------------------------------------------- extension

@@ -423,6 +423,13 @@ def test_not_a_session(face, ip, store):
     assert not store.exists()
 
 
+def test_saving_a_read_only_session_says_how_to_continue_it(face, fixture_dir, store):
+    face.resume("fix-oscar", name="old", store=fixture_dir)
+    with face.raises(r"read-only saved session; to continue it, .*--agent AGENT"):
+        face.save("old", store=store)
+    assert not store.exists()
+
+
 def test_unknown_id_suggests_the_closest(face, fixture_dir):
     with face.raises(r"no session 'fix-oscar-2-001' in store .*did you mean 'fix-oscar-2-000'"):
         face.resume("fix-oscar-2-001", store=fixture_dir)
