@@ -12,6 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+from traitlets.config import Config
 
 pytest.importorskip("ipywidgets", reason="the widgets need ipywidgets: pip install -e '.[all]'")
 
@@ -30,6 +34,27 @@ WITH_ARTIFACT = "4287140e-de98-4f72-8e72-c616a812fc99"
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def shell():
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    existed = InteractiveShell.initialized()  # another module's shell: borrow, not clear
+    ip = InteractiveShell.instance(config=config)
+    yield ip
+    if not existed:
+        InteractiveShell.clear_instance()
+
+
+@pytest.fixture
+def ip(shell):
+    """A real IPython shell with a fresh namespace and a3s_nb loaded."""
+    shell.reset(new_session=False)
+    shell.run_line_magic("load_ext", "a3s_nb")
+    yield shell
+    shell.run_line_magic("unload_ext", "a3s_nb")
+    shell.reset(new_session=False)
 
 
 def _bundles(store) -> dict[str, SessionBundle]:
@@ -315,18 +340,12 @@ def test_resume_passes_the_agent_to_the_public_api(fixture_dir, monkeypatch):
     assert "live" in browser.message.value
 
 
-def test_resume_binds_in_the_ipython_namespace_by_default(fixture_dir):
-    from IPython.testing.globalipapp import get_ipython
-
-    ip = get_ipython()
-    try:
-        browser = SessionBrowser(fixture_dir)
-        browser.value = OSCAR
-        browser.resume_button.click()
-        assert isinstance(ip.user_ns["session"], SavedSession)
-        assert browser.namespace == {}
-    finally:
-        ip.user_ns.pop("session", None)
+def test_resume_binds_in_the_ipython_namespace_by_default(ip, fixture_dir):
+    browser = SessionBrowser(fixture_dir)
+    browser.value = OSCAR
+    browser.resume_button.click()
+    assert isinstance(ip.user_ns["session"], SavedSession)
+    assert browser.namespace == {}
 
 
 def test_resume_needs_a_selection(fixture_dir):
@@ -674,3 +693,47 @@ def test_plain_text_repr_is_deterministic(fixture_dir):
     a, b = SessionBrowser(fixture_dir), SessionBrowser(fixture_dir)
     assert a._repr_mimebundle_()["text/plain"] == b._repr_mimebundle_()["text/plain"]
     assert a.to_html() == b.to_html()
+
+
+# --------------------------------------------------------------------------- magics
+
+
+def test_sessions_browse_magic(ip, fixture_dir):
+    browser = ip.run_line_magic("a3s_sessions", f"--browse --store {fixture_dir}")
+    assert isinstance(browser, SessionBrowser)
+    assert len(browser.shown) == 8 and browser.agent is None
+
+    agent = object()
+    ip.user_ns["agent"] = agent
+    browser = ip.run_line_magic("a3s_sessions", f"--browse --agent agent --store {fixture_dir}")
+    assert browser.agent is agent
+    browser.value = OSCAR
+    browser.resume_button.click()  # resumes through the public API, which checks the agent
+    assert "not an a3s-code Agent" in browser.message.value
+
+    with pytest.raises(UsageError, match="--limit --model cannot go with --browse"):
+        ip.run_line_magic("a3s_sessions", f"--browse --limit 3 --model x --store {fixture_dir}")
+    with pytest.raises(UsageError, match="--agent goes with --browse"):
+        ip.run_line_magic("a3s_sessions", f"--agent agent --store {fixture_dir}")
+    with pytest.raises(UsageError, match="no variable 'nope'"):
+        ip.run_line_magic("a3s_sessions", f"--browse --agent nope --store {fixture_dir}")
+    with pytest.raises(UsageError, match="no store at"):
+        ip.run_line_magic("a3s_sessions", f"--browse --store {fixture_dir / 'nowhere'}")
+
+
+def test_resume_magic_shows_the_transcript_widget_in_a_kernel(ip, fixture_dir, monkeypatch):
+    monkeypatch.setattr(ip, "kernel", object(), raising=False)  # what ipykernel's shell has
+    with capture_output(display=True) as cap:
+        ip.run_line_magic("a3s_resume", f"fix-oscar --as old --store {fixture_dir}")
+    assert cap.stdout.startswith("old: read-only saved session fix-oscar-2-000")
+    [shown] = cap.outputs
+    assert WIDGET_VIEW in shown.data
+    assert shown.data["text/plain"] == f"Transcript(session={OSCAR!r}, messages=20, runs=5)"
+    assert html.escape(OSCAR_FIRST_PROMPT) in shown.data["text/html"]
+
+    monkeypatch.delattr(ip, "kernel")  # a terminal: the plain-text transcript, no widget
+    with capture_output(display=True) as cap:
+        ip.run_line_magic("a3s_resume", f"fix-oscar --as old --store {fixture_dir}")
+    [shown] = cap.outputs
+    assert WIDGET_VIEW not in shown.data
+    assert shown.data["text/plain"].startswith("[user] Create docs/echo_0_1.md")
