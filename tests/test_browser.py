@@ -298,7 +298,10 @@ def test_widgets_in_jupyterlab(lab: dict, playwright_api) -> None:
         # --- the standalone transcript
         standalone = page.locator(".a3s-transcript-widget").last
         expect(standalone.locator(".a3s-msg.a3s-user").first).to_contain_text(FIRST_PROMPT)
-        standalone.locator("details.a3s-tool-call summary").first.click()
+        standalone.locator("details.a3s-tool-call summary").first.click()  # unfold an input
+        failed = standalone.locator("details.a3s-tool-result.a3s-error").first
+        failed.locator("summary").click()  # and a failed result
+        expect(failed.locator("pre")).to_contain_text("error: check failed")
         standalone.scroll_into_view_if_needed()
         standalone.screenshot(path=str(ARTIFACTS / "transcript.png"))
 
