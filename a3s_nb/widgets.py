@@ -543,7 +543,7 @@ class SessionBrowser(_StaticMixin, W.VBox):
                 mask &= hit
             for dd, col in ((self.model_filter, "model"), (self.status_filter, "last_run_status")):
                 if dd.value != _ALL and col in df.columns:
-                    mask &= df[col].astype("string") == dd.value
+                    mask &= (df[col].astype("string") == dd.value).fillna(False)
             shown = df[mask]
             key = self.sort_by.value
             if key in shown.columns:

@@ -430,6 +430,33 @@ def _bundle_with_text(bundle: SessionBundle, sid: str, text: str) -> SessionBund
     return data
 
 
+def test_sessions_without_model_or_runs(fixture_store):
+    bare = fixture_store.load(OSCAR).model_copy(deep=True)
+    bare.session.id = "bare"
+    bare.session.model_name = None
+    bare.session.llm_config = None
+    bare.runs = []
+    store = a3s_nb.MemoryStore()
+    store.save(bare)
+    store.save(fixture_store.load("explore-lima-2-001"))
+    browser = SessionBrowser(store, namespace={})
+    assert sorted(_shown(browser)) == ["bare", "explore-lima-2-001"]
+    assert "(no runs)" in browser.status_filter.options
+    browser.model_filter.value = "openai/fake-model"  # a missing model is not a match
+    assert _shown(browser) == ["explore-lima-2-001"]
+    browser.model_filter.value = "(all)"
+    browser.status_filter.value = "(no runs)"
+    assert _shown(browser) == ["bare"]
+    browser.status_filter.value = "(all)"
+    browser.sort_by.value = "model"
+    assert _shown(browser)[-1] == "bare"  # missing values sort last, both ways
+    browser.descending.value = not browser.descending.value
+    assert _shown(browser)[-1] == "bare"
+    browser.value = "bare"
+    assert browser.timeline.spans.empty and "(no spans)" in browser.timeline.html.value
+    assert "(no runs)" in browser.runs_html.value
+
+
 def test_session_text_is_escaped_everywhere(fixture_store):
     evil = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
     bundle = _bundle_with_text(fixture_store.load(OSCAR), "evil", evil)
