@@ -270,14 +270,14 @@ class RunTimeline(_StaticMixin, W.VBox):
         )
 
     def _title(self) -> str:
-        df = self.spans
-        sid = df["session_id"].iloc[0] if "session_id" in df.columns and len(df) else ""
-        return f"{sid} \u00b7 {self.run_id}" if self.run_id else str(sid)
+        sids = self.spans["session_id"].unique()
+        what = str(sids[0]) if len(sids) == 1 else f"{len(sids)} sessions"
+        return f"{what} \u00b7 {self.run_id}" if self.run_id else what
 
     def __repr__(self) -> str:
         df = self.spans
-        sids = df["session_id"].unique() if "session_id" in df.columns else []
-        session = sids[0] if len(sids) == 1 else None
+        sids = df["session_id"].unique()
+        session = str(sids[0]) if len(sids) == 1 else None
         return f"RunTimeline(session={session!r}, run={self.run_id!r}, spans={len(df)})"
 
 

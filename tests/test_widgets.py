@@ -636,7 +636,9 @@ def test_timeline_from_an_id_a_frame_and_a_live_session(fixture_store):
     assert (
         repr(from_frame) == f"RunTimeline(session={OSCAR!r}, run={rid!r}, spans={len(by_id.spans)})"
     )
-    assert repr(RunTimeline(many)).startswith("RunTimeline(session=None, run=None")
+    everything = RunTimeline(many)
+    assert repr(everything) == f"RunTimeline(session=None, run=None, spans={len(many)})"
+    assert "8 sessions" in everything.html.value
 
     live = RunTimeline(FakeSession(bundle))
     assert len(live.spans) == len(spans(bundle))
