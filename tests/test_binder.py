@@ -72,12 +72,15 @@ def _runtime_python() -> str:
 
 def _copy_repository(dest: Path) -> Path:
     """What Binder clones: the files git tracks (and new, not ignored ones), nothing else."""
-    listing = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    try:
+        listing = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+    except FileNotFoundError:
+        _unavailable("git is not installed: cannot tell which files Binder would get")
     if listing.returncode != 0:
         _unavailable(f"cannot list the repository's files with git: {listing.stderr.strip()}")
     for name in filter(None, listing.stdout.split("\0")):
