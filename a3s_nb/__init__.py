@@ -35,7 +35,28 @@ __all__ = [
     "open_store",
     "resume",
     "save",
+    # the frames (a3s_nb.frames), imported on first use so `import a3s_nb` stays light
+    "all_frames",
+    "messages",
+    "run_events",
+    "runs",
+    "sessions",
+    "spans",
+    "traces",
+    "verification",
 ]
+
+_FRAMES = frozenset(
+    {"all_frames", "messages", "run_events", "runs", "sessions", "spans", "traces", "verification"}
+)
+
+
+def __getattr__(name):
+    if name in _FRAMES:
+        from . import frames
+
+        return getattr(frames, name)
+    raise AttributeError(f"module 'a3s_nb' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython):  # pragma: no cover - exercised through IPython

@@ -1,0 +1,523 @@
+"""The column contract of every a3s_nb DataFrame: names, dtypes and meanings.
+
+This module is the one source of truth. ``docs/frames.md`` is generated from it
+(``python -m a3s_nb.schema > docs/frames.md``) and a test checks that the document, this
+module and the real frames agree, so a renamed or retyped column cannot slip through.
+
+Bump ``SCHEMA_VERSION`` whenever a column is removed, renamed, retyped or changes meaning;
+adding a column at the end of a frame is compatible and does not need a bump.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+
+#: How each kind of column is stored, as ``str(series.dtype)`` shows it.
+DTYPES: dict[str, str] = {
+    "string": "string",
+    "json": "string",
+    "int": "Int64",
+    "bool": "boolean",
+    "timestamp": "datetime64[ms, UTC]",
+    "category": "category",
+}
+
+#: Known values of each enum, in category order. Values a newer a3s-code writes are kept and
+#: appended (sorted) after these, so a category column never loses data.
+ENUMS: dict[str, tuple[str, ...]] = {
+    "session_state": ("Unknown", "Active", "Paused", "Completed", "Error"),
+    "role": ("user", "assistant", "system"),
+    "block_type": ("text", "image", "tool_use", "tool_result", "reasoning"),
+    "trace_kind": ("tool_execution", "program_execution"),
+    "run_status": (
+        "created",
+        "planning",
+        "executing",
+        "verifying",
+        "completed",
+        "failed",
+        "cancelled",
+    ),
+    "event_type": (
+        "agent_mode_changed",
+        "agent_start",
+        "context_resolving",
+        "context_resolved",
+        "planning_start",
+        "planning_end",
+        "task_updated",
+        "step_start",
+        "step_end",
+        "turn_start",
+        "text_delta",
+        "reasoning_delta",
+        "tool_start",
+        "tool_input_delta",
+        "tool_output_delta",
+        "tool_end",
+        "turn_end",
+        "agent_end",
+        "error",
+        "confirmation_required",
+        "confirmation_received",
+        "confirmation_timeout",
+        "permission_denied",
+        "external_task_pending",
+        "external_task_completed",
+        "command_dead_lettered",
+        "command_retry",
+        "queue_alert",
+        "memory_stored",
+        "memory_recalled",
+        "memories_searched",
+        "memory_cleared",
+        "subagent_start",
+        "subagent_progress",
+        "subagent_end",
+        "goal_extracted",
+        "goal_progress",
+        "goal_achieved",
+        "context_compacted",
+        "persistence_failed",
+        "budget_threshold_hit",
+        "passivation_requested",
+        "peer_invocation",
+    ),
+    "task_status": ("pending", "in_progress", "completed", "failed", "skipped", "cancelled"),
+    "verification_status": ("passed", "failed", "needs_review", "skipped"),
+    "check_kind": ("test", "lint", "format", "type_check"),
+    "span_kind": ("run", "planning", "step", "turn", "tool"),
+    "span_status": ("ok", "error", "unset"),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # a key of DTYPES
+    doc: str
+    enum: str | None = None  # a key of ENUMS, for category columns
+
+    @property
+    def dtype(self) -> str:
+        return DTYPES[self.kind]
+
+    @property
+    def label(self) -> str:
+        """The dtype as the documentation shows it."""
+        if self.kind == "json":
+            return "string (JSON)"
+        if self.kind == "category":
+            return f"category ({self.enum})"
+        return self.dtype
+
+
+def _c(name: str, kind: str, doc: str, enum: str | None = None) -> Column:
+    if kind not in DTYPES:
+        raise ValueError(f"unknown column kind {kind!r}")
+    if (kind == "category") != (enum is not None):
+        raise ValueError(f"{name}: category columns, and only they, name an enum")
+    return Column(name, kind, doc, enum)
+
+
+_TOKENS = (
+    ("prompt_tokens", "Prompt (input) tokens."),
+    ("completion_tokens", "Completion (output) tokens."),
+    ("total_tokens", "Total tokens."),
+    (
+        "cache_read_tokens",
+        "Tokens read from the provider's prompt cache; <NA> when never reported.",
+    ),
+    ("cache_write_tokens", "Tokens written to the prompt cache; <NA> when never reported."),
+)
+
+FRAMES: dict[str, tuple[str, tuple[Column, ...]]] = {
+    "sessions": (
+        "One row per saved session. Cheap: served from an index a3s_nb keeps in "
+        "`<store>/.a3s_nb/index.json` and refreshes for files that changed.",
+        (
+            _c("session_id", "string", "Session id (the `id` inside the session file)."),
+            _c("parent_id", "string", "Parent session id, when the SDK recorded one."),
+            _c(
+                "model",
+                "string",
+                "`provider/model`: the session's `model_name`, else its `llm_config`, "
+                "else the model that answered its latest run.",
+            ),
+            _c("workspace", "string", "`config.workspace`, the directory the agent worked in."),
+            _c(
+                "state",
+                "category",
+                "`state` as written (3.x always writes `Active`).",
+                "session_state",
+            ),
+            _c(
+                "created_at",
+                "timestamp",
+                "`created_at` of the session file. a3s-code 3.x resets it on every save; "
+                "`first_run_at` is the better start time.",
+            ),
+            _c("updated_at", "timestamp", "`updated_at` of the session file: its last save."),
+            _c("first_run_at", "timestamp", "Creation time of the session's earliest run."),
+            _c("last_run_at", "timestamp", "Last update time of the session's latest run."),
+            _c("n_messages", "int", "Messages in the transcript."),
+            _c(
+                "n_user_turns",
+                "int",
+                "User messages that carry text (prompts), not tool results. Planning runs "
+                "store their goal and each step as separate user messages.",
+            ),
+            _c("n_runs", "int", "Run records."),
+            _c("n_runs_completed", "int", "Runs with status `completed`."),
+            _c(
+                "n_runs_failed",
+                "int",
+                "Runs with status `failed` (they leave nothing in the transcript).",
+            ),
+            _c("n_runs_cancelled", "int", "Runs with status `cancelled`."),
+            _c(
+                "n_runs_unfinished",
+                "int",
+                "Runs left in a non-terminal status (`created`, `planning`, `executing`, "
+                "`verifying`), e.g. by an auto-save racing the next run.",
+            ),
+            _c(
+                "n_tool_calls",
+                "int",
+                "Tool executions in runs (`tool_end` events), failed runs included.",
+            ),
+            _c(
+                "n_tool_errors",
+                "int",
+                "Of those, the ones that failed (`tool_end.exit_code` != 0).",
+            ),
+            _c(
+                "n_trace_events",
+                "int",
+                "Trace events: every tool execution, including direct `session.tool()` calls "
+                "and `verify_commands` runs that belong to no run.",
+            ),
+            *(
+                _c(
+                    n,
+                    "int",
+                    d
+                    + " Sum over runs (see `runs`); the session file's `total_usage` is always zero in 3.x.",
+                )
+                for n, d in _TOKENS
+            ),
+            _c("n_verification_reports", "int", "Verification reports."),
+            _c(
+                "verification_status",
+                "category",
+                "Worst report status: `failed` > `needs_review` > `passed` > `skipped`; "
+                "<NA> without reports.",
+                "verification_status",
+            ),
+            _c("tenant_id", "string", "Identity label (a3s-code 3.3+), when present."),
+            _c("principal", "string", "Identity label (a3s-code 3.3+), when present."),
+            _c("agent_template_id", "string", "Identity label (a3s-code 3.3+), when present."),
+            _c("correlation_id", "string", "Identity label (a3s-code 3.3+), when present."),
+        ),
+    ),
+    "messages": (
+        "One row per content block of the saved transcript, in conversation order. A failed "
+        "run leaves nothing here (see `runs`). Messages carry no run id or time in 3.x.",
+        (
+            _c("session_id", "string", "Session id."),
+            _c("message_index", "int", "Position of the message in the transcript, from 0."),
+            _c(
+                "block_index",
+                "int",
+                "Position of the block in its message, from 0; <NA> for a `reasoning` row and "
+                "for the single row of a message without blocks.",
+            ),
+            _c(
+                "user_turn",
+                "int",
+                "Index (from 0) of the user prompt this block answers or is; <NA> before the "
+                "first prompt.",
+            ),
+            _c("role", "category", "`user` or `assistant`; tool results travel as `user`.", "role"),
+            _c(
+                "block_type",
+                "category",
+                "`text`, `tool_use`, `tool_result`, `image`; `reasoning` for the message's "
+                "`reasoning_content`; <NA> for a message without blocks.",
+                "block_type",
+            ),
+            _c(
+                "text",
+                "string",
+                "Text of a `text` or `reasoning` block; the content of a `tool_result` (its "
+                "text parts joined by newlines when it is a list).",
+            ),
+            _c("tool_use_id", "string", "`tool_use.id`, or `tool_result.tool_use_id`."),
+            _c(
+                "tool_name",
+                "string",
+                "Tool called (`tool_use.name`; for a result, the name of its call).",
+            ),
+            _c("tool_input", "json", "`tool_use.input` as JSON text."),
+            _c("is_error", "bool", "`tool_result.is_error`."),
+        ),
+    ),
+    "traces": (
+        "One row per trace event (tool or program execution), in recorded order. Trace "
+        "events carry no run id or time in 3.x; `spans` has timed tool calls per run.",
+        (
+            _c("session_id", "string", "Session id."),
+            _c("trace_index", "int", "Position in the session's trace file, from 0."),
+            _c("kind", "category", "`tool_execution` or `program_execution`.", "trace_kind"),
+            _c("tool_name", "string", "Tool (or program) name."),
+            _c("success", "bool", "Whether the execution succeeded."),
+            _c(
+                "exit_code",
+                "int",
+                "0 or 1 only; a shell's real code is in `run_events.process_exit_code`.",
+            ),
+            _c("duration_ms", "int", "Execution time in milliseconds."),
+            _c("output_bytes", "int", "Size of the tool output."),
+            _c(
+                "metadata_keys",
+                "json",
+                "Keys of the tool metadata (JSON list; values are not stored).",
+            ),
+            _c("artifact_uris", "json", "Artifact URIs referenced by the metadata (JSON list)."),
+            _c("details", "json", "`details` (program executions), as JSON."),
+        ),
+    ),
+    "runs": (
+        "One row per run record (one `send`/`stream`), with its outcome and totals.",
+        (
+            _c("session_id", "string", "Session id."),
+            _c("run_id", "string", "Run id (`run-<uuid>`)."),
+            _c("run_index", "int", "Position in the session's run file, from 0."),
+            _c("status", "category", "Run status as written.", "run_status"),
+            _c(
+                "prompt",
+                "string",
+                "The user's prompt, as given (planning rewrites the transcript, not this).",
+            ),
+            _c("result_text", "string", "Final answer of a completed run."),
+            _c("error", "string", "Error of a failed run."),
+            _c("created_at", "timestamp", "Run creation time."),
+            _c("updated_at", "timestamp", "Last update of the run record."),
+            _c("duration_ms", "int", "`updated_at - created_at` in milliseconds."),
+            _c(
+                "event_count",
+                "int",
+                "`event_count` of the snapshot: events ever recorded (can exceed `n_events` "
+                "after trimming).",
+            ),
+            _c("n_events", "int", "Events stored in the record."),
+            _c(
+                "n_turns",
+                "int",
+                "LLM turns (`turn_start` events; planning steps restart at turn 1).",
+            ),
+            _c("n_steps", "int", "Plan steps started (`step_start`), 0 for unplanned runs."),
+            _c("n_tool_calls", "int", "Tool executions (`tool_end` events)."),
+            _c("n_tool_errors", "int", "Failed tool executions (`tool_end.exit_code` != 0)."),
+            *(
+                _c(n, "int", d + " From `agent_end.usage`, else the sum of `turn_end.usage`.")
+                for n, d in _TOKENS
+            ),
+            _c(
+                "model",
+                "string",
+                "`provider/model` that answered (`agent_end.meta`), else the session's model.",
+            ),
+            _c("provider", "string", "Provider that answered, when known."),
+            _c("first_token_ms", "int", "`agent_end.meta.first_token_ms`: time to first token."),
+            _c(
+                "llm_duration_ms",
+                "int",
+                "`agent_end.meta.duration_ms`: duration of the last LLM call.",
+            ),
+            _c(
+                "verification_status",
+                "category",
+                "`agent_end.verification_summary.status`.",
+                "verification_status",
+            ),
+        ),
+    ),
+    "run_events": (
+        "One row per run event, in sequence order, with the common fields pulled out; the "
+        "rest of the event is in `data`.",
+        (
+            _c("session_id", "string", "Session id."),
+            _c("run_id", "string", "Run id."),
+            _c("sequence", "int", "Event sequence number within the run."),
+            _c("timestamp", "timestamp", "When the event was recorded."),
+            _c("event_type", "category", "The event's `type`.", "event_type"),
+            _c("turn", "int", "`turn` of `turn_start` / `turn_end`."),
+            _c(
+                "tool_call_id", "string", "`id` of `tool_start` / `tool_output_delta` / `tool_end`."
+            ),
+            _c("tool_name", "string", "`name` of those events."),
+            _c(
+                "text",
+                "string",
+                "The event's text: `text_delta`/`reasoning_delta` text, `tool_input_delta` and "
+                "`tool_output_delta` delta, `tool_end` output, `agent_end` text, `error` "
+                "message, `agent_start`/`planning_start` prompt, `step_start` description.",
+            ),
+            _c("exit_code", "int", "`tool_end.exit_code`: 0 success, 1 failure."),
+            _c(
+                "process_exit_code",
+                "int",
+                "`tool_end.metadata.exit_code`: the real exit code of a shell command.",
+            ),
+            *(_c(n, "int", d + " `usage` of `turn_end` / `agent_end`.") for n, d in _TOKENS),
+            _c("step_id", "string", "`step_id` of `step_start` / `step_end`."),
+            _c("step_number", "int", "`step_number` of `step_start` / `step_end`."),
+            _c("status", "category", "`step_end.status`.", "task_status"),
+            _c(
+                "data",
+                "json",
+                "The event's other fields as a JSON object (e.g. `tool_end.metadata`, "
+                "`agent_end.meta`, `planning_end.plan`); <NA> when nothing is left.",
+            ),
+        ),
+    ),
+    "spans": (
+        "Timed spans derived from run events, ready for a timeline or an OpenTelemetry "
+        "export (trace = run, span = `span_id`). A tool span starts when the model began "
+        "the call (`tool_start`) and ends at `tool_end`, which comes after the model's "
+        "`turn_end`, so tool spans can outlast their turn. Spans still open when a run's "
+        "events stop end at its last event.",
+        (
+            _c("session_id", "string", "Session id."),
+            _c("run_id", "string", "Run id (the trace)."),
+            _c(
+                "span_id",
+                "string",
+                "Unique id: the run id for a run span, else `<run_id>:<sequence of the opening event>`.",
+            ),
+            _c(
+                "parent_span_id",
+                "string",
+                "Enclosing span (tool -> turn -> step -> run); <NA> for runs.",
+            ),
+            _c("kind", "category", "`run`, `planning`, `step`, `turn` or `tool`.", "span_kind"),
+            _c(
+                "name",
+                "string",
+                "`run`, `planning`, the step description, `turn <n>`, or the tool name.",
+            ),
+            _c("start", "timestamp", "Start (a run starts at its creation time)."),
+            _c("end", "timestamp", "End (a run ends at its last update or event)."),
+            _c("duration_ms", "int", "`end - start` in milliseconds."),
+            _c(
+                "status",
+                "category",
+                "`ok`; `error` for a failed tool, step or run and for spans a failed run left "
+                "open; `unset` when the outcome is unknown.",
+                "span_status",
+            ),
+            _c("turn", "int", "Turn number (turn spans, and tool spans within a turn)."),
+            _c("step_number", "int", "Plan step number (step spans and spans inside a step)."),
+            _c("tool_call_id", "string", "Tool call id (tool spans)."),
+            _c("tool_name", "string", "Tool name (tool spans)."),
+            _c("exit_code", "int", "`tool_end.exit_code` (tool spans)."),
+            *(_c(n, "int", d + " Turn spans: that turn; run spans: the run.") for n, d in _TOKENS),
+            _c("sequence_start", "int", "Sequence of the opening event."),
+            _c("sequence_end", "int", "Sequence of the closing event."),
+        ),
+    ),
+    "verification": (
+        "One row per verification check, with its report's subject and status. A report "
+        "without checks still has one row (check columns <NA>).",
+        (
+            _c("session_id", "string", "Session id."),
+            _c("report_index", "int", "Position of the report in the session's file, from 0."),
+            _c("subject", "string", "What the report verifies (e.g. `build`)."),
+            _c("report_status", "category", "The report's status.", "verification_status"),
+            _c("check_index", "int", "Position of the check in its report, from 0."),
+            _c("check_id", "string", "Check id."),
+            _c("kind", "category", "Check kind (`test`, `lint`, ...).", "check_kind"),
+            _c("description", "string", "Check description."),
+            _c("status", "category", "The check's status.", "verification_status"),
+            _c("required", "bool", "Whether the check is required."),
+            _c("suggested_tools", "json", "Suggested tools (JSON list)."),
+            _c("evidence_uris", "json", "Evidence URIs (JSON list)."),
+            _c("residual_risk", "string", "The check's residual risk."),
+            _c("report_residual_risks", "json", "The report's residual risks (JSON list)."),
+        ),
+    ),
+}
+
+FRAME_NAMES: tuple[str, ...] = tuple(FRAMES)
+
+
+def columns(frame: str) -> tuple[Column, ...]:
+    """The columns of ``frame``, in order."""
+    return FRAMES[frame][1]
+
+
+_FILTERS = """\
+## Common arguments
+
+Every frame function has the signature
+`frame(source=None, *, ids=None, since=None, until=None, status=None, progress=None)`.
+
+- `source`: a store path, a `Store`, a `SessionBundle`, a live session (an object with
+  `history()`, `runs()`, `run_events(id)`, `trace_events()`, `verification_reports()` and
+  `session_id`, such as `a3s_code.Session`), a list of bundles or live sessions, or `None`
+  for the default store (`$A3S_NB_STORE`, else `./a3s_sessions`).
+- `ids`: a session id or a list of them; unique prefixes are accepted.
+- `since` / `until`: anything `pandas.Timestamp` accepts (naive means UTC); `since` is
+  inclusive, `until` exclusive. `runs`, `run_events` and `spans` keep whole runs created in
+  the window; the other frames keep sessions whose activity (from `min(created_at,
+  first_run_at)` to `max(updated_at, last_run_at)`) overlaps it.
+- `status`: a status or a list of them. `runs`, `run_events` and `spans` keep runs with
+  that run status; `verification` keeps checks with that check status; `sessions`,
+  `messages` and `traces` keep sessions that have at least one run with that status.
+- `progress`: `None` shows a `tqdm.auto` bar above 200 sessions, `True`/`False` force it.
+
+`all_frames(source, frames=None, ...)` builds several frames in one pass over the files,
+which is what to use for more than one frame of a large store.
+
+## Frame metadata
+
+`df.attrs` holds `frame` (the frame name), `schema_version` (see above) and `errors`: one
+`{"session_id", "path", "problem"}` entry per session that was skipped because a file it
+needs is corrupt (each is also reported with a `CorruptSessionWarning`). The attrs survive
+a Parquet round trip.
+
+Conventions: names are snake_case; times are tz-aware UTC (`datetime64[ms, UTC]`); counts
+and codes are nullable `Int64`; flags are nullable `boolean`; enums are `category` (known
+values first, unknown ones kept); text is the pandas `string` dtype; nested JSON is a
+JSON string. No cell holds a Python object, so every frame round-trips through Parquet.
+"""
+
+
+def render_markdown() -> str:
+    """The text of ``docs/frames.md``."""
+    out = [
+        "# a3s_nb DataFrames: schema",
+        "",
+        "<!-- Generated by `python -m a3s_nb.schema > docs/frames.md`; edit a3s_nb/schema.py. -->",
+        "",
+        f'Schema version: **{SCHEMA_VERSION}** (in `df.attrs["schema_version"]`).',
+        "",
+        _FILTERS,
+    ]
+    for name, (doc, cols) in FRAMES.items():
+        out += [f"## `{name}`", "", doc, "", "| column | dtype | meaning |", "|---|---|---|"]
+        for col in cols:
+            out.append(f"| `{col.name}` | {col.label} | {col.doc} |")
+        out.append("")
+    out += ["## Enum values", "", "| enum | known values |", "|---|---|"]
+    for enum, values in ENUMS.items():
+        out.append(f"| `{enum}` | {', '.join(f'`{v}`' for v in values)} |")
+    out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(render_markdown(), end="")
