@@ -862,7 +862,11 @@ def _finish(col: schema.Column, chunks: list) -> Any:
     typ, _ = _ARROW_KINDS[kind]
     arr = pa.chunked_array(chunks, type=typ())
     if kind in ("string", "json"):
-        return _string_dtype().__from_arrow__(arr)
+        try:
+            return _string_dtype().__from_arrow__(arr)
+        except ValueError:  # pandas < 2.2 takes only 32-bit offsets (pa.string)
+            arr = pa.chunked_array([c.cast(pa.string()) for c in arr.chunks], type=pa.string())
+            return _string_dtype().__from_arrow__(arr)
     if kind == "int":
         return pd.Int64Dtype().__from_arrow__(arr)
     if kind == "bool":
@@ -1220,6 +1224,18 @@ _EVENT_SPECS: dict[str, tuple[str | None, int, frozenset[str]]] = {
     )
 }
 _OTHER_EVENT: tuple[str | None, int, frozenset[str]] = (None, _K_NONE, frozenset({"type"}))
+#: The kinds of events that open or close a span.
+_SPAN_KINDS = frozenset(
+    {
+        _K_TURN_START,
+        _K_TURN_END,
+        _K_TOOL_START,
+        _K_TOOL_END,
+        _K_STEP_START,
+        _K_STEP_END,
+        _K_PLANNING,
+    }
+)
 #: Events that repeat with the same payload in every run.
 _MEMO_EVENTS = frozenset({"agent_mode_changed", "context_resolving", "context_resolved"})
 
@@ -1340,7 +1356,7 @@ class _EventsBuilder(_Builder):
                         status[i] = e.get("status")
                     elif st is not None:
                         st.n_steps += 1
-                if walker is not None and kind != _K_AGENT_END:
+                if walker is not None and kind in _SPAN_KINDS:
                     walker.event(rec, e, t)
             if not e.keys() <= pulled:
                 rest = {k: v for k, v in e.items() if k not in pulled}
