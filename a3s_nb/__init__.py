@@ -18,7 +18,7 @@ from .store import FileStore, MemoryStore, Store, open_store
 
 __version__ = "0.1.0"
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and widgets
     "A3sNbError",
     "AmbiguousSessionIdError",
     "CorruptFileError",
@@ -44,11 +44,18 @@ __all__ = [
     "spans",
     "traces",
     "verification",
+    # the widgets (a3s_nb.widgets), imported on first use: `import a3s_nb` never imports
+    # ipywidgets
+    "RunTimeline",
+    "SessionBrowser",
+    "Transcript",
 ]
 
 _FRAMES = frozenset(
     {"all_frames", "messages", "run_events", "runs", "sessions", "spans", "traces", "verification"}
 )
+
+_WIDGETS = frozenset({"RunTimeline", "SessionBrowser", "Transcript"})
 
 
 def __getattr__(name):
@@ -56,6 +63,10 @@ def __getattr__(name):
         from . import frames
 
         return getattr(frames, name)
+    if name in _WIDGETS:
+        from . import widgets
+
+        return getattr(widgets, name)
     raise AttributeError(f"module 'a3s_nb' has no attribute {name!r}")
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import html
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -722,6 +724,24 @@ def test_plain_text_repr_is_deterministic(fixture_dir):
     a, b = SessionBrowser(fixture_dir), SessionBrowser(fixture_dir)
     assert a._repr_mimebundle_()["text/plain"] == b._repr_mimebundle_()["text/plain"]
     assert a.to_html() == b.to_html()
+
+
+# --------------------------------------------------------------------------- package
+
+
+def test_importing_a3s_nb_does_not_import_ipywidgets():
+    code = (
+        "import sys, a3s_nb\n"
+        "assert 'ipywidgets' not in sys.modules, 'ipywidgets imported'\n"
+        "assert 'a3s_nb.widgets' not in sys.modules\n"
+        "from a3s_nb import SessionBrowser, Transcript, RunTimeline\n"
+        "assert 'ipywidgets' in sys.modules\n"
+        "import a3s_nb.widgets as w\n"
+        "assert SessionBrowser is w.SessionBrowser and RunTimeline is w.RunTimeline\n"
+        "assert Transcript is w.Transcript\n"
+        "assert {'SessionBrowser', 'Transcript', 'RunTimeline'} <= set(a3s_nb.__all__)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # --------------------------------------------------------------------------- magics
