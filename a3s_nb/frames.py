@@ -41,8 +41,9 @@ from .store import FileStore, MemoryStore, Store, sdk_safe_id
 
 try:  # pyarrow is optional; with it, columns are built several times faster
     import pyarrow as pa
+    import pyarrow.compute as pc
 except ImportError:  # pragma: no cover - exercised by the fallback test via monkeypatch
-    pa = None
+    pa = pc = None
 
 __all__ = [
     "FRAME_NAMES",
@@ -795,6 +796,16 @@ def _clean_enum(values: list) -> list:
     return [v if isinstance(v, str) else None for v in values]
 
 
+def _pool() -> Any:
+    """The Arrow memory pool the frames allocate from: the C library's allocator.
+
+    Measured on 5,000 sessions, pyarrow's default (mimalloc or jemalloc) spent twice the
+    system time returning and re-faulting pages and peaked higher. Only the frames' own
+    buffers use it; pyarrow's global default is left alone.
+    """
+    return pa.system_memory_pool()
+
+
 def _arrow(values: Any, n: int, typ: Any, clean: Callable[[list], list]) -> Any:
     """A pyarrow array of ``n`` values from a dense list, a sparse dict or a _Repeat.
 
@@ -804,19 +815,19 @@ def _arrow(values: Any, n: int, typ: Any, clean: Callable[[list], list]) -> Any:
 
     def convert(items: list) -> Any:
         try:
-            return pa.array(items, type=typ, from_pandas=True)
+            return pa.array(items, type=typ, from_pandas=True, memory_pool=_pool())
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            return pa.array(clean(items), type=typ, from_pandas=True)
+            return pa.array(clean(items), type=typ, from_pandas=True, memory_pool=_pool())
 
     if isinstance(values, _Repeat):
         positions = np.repeat(np.arange(len(values.values), dtype=np.int64), values.counts)
-        return convert(values.values).take(pa.array(positions))
+        return pc.take(convert(values.values), positions, memory_pool=_pool())
     if isinstance(values, dict):
         positions = np.full(n, len(values), dtype=np.int64)
         if values:
             rows = np.fromiter(values.keys(), dtype=np.int64, count=len(values))
             positions[rows] = np.arange(len(values), dtype=np.int64)
-        return convert([*values.values(), None]).take(pa.array(positions))
+        return pc.take(convert([*values.values(), None]), positions, memory_pool=_pool())
     return convert(values)
 
 
@@ -865,7 +876,8 @@ def _finish(col: schema.Column, chunks: list) -> Any:
         try:
             return _string_dtype().__from_arrow__(arr)
         except ValueError:  # pandas < 2.2 takes only 32-bit offsets (pa.string)
-            arr = pa.chunked_array([c.cast(pa.string()) for c in arr.chunks], type=pa.string())
+            chunks = [pc.cast(c, pa.string(), memory_pool=_pool()) for c in arr.chunks]
+            arr = pa.chunked_array(chunks, type=pa.string())
             return _string_dtype().__from_arrow__(arr)
     if kind == "int":
         return pd.Int64Dtype().__from_arrow__(arr)
@@ -882,7 +894,7 @@ def _finish_category(chunks: list, known: tuple[str, ...]) -> pd.Categorical:
     parts = []
     for chunk in chunks:
         if not pa.types.is_dictionary(chunk.type):
-            chunk = chunk.dictionary_encode()
+            chunk = pc.dictionary_encode(chunk, memory_pool=_pool())
         parts.append((chunk.dictionary.to_pylist(), chunk.indices))
     cats = _categories((v for names, _ in parts for v in names if v is not None), known)
     position = {c: i for i, c in enumerate(cats)}
@@ -1257,8 +1269,12 @@ class _EventsBuilder(_Builder):
 
     def __init__(self) -> None:
         self.memo: dict[Any, str] = {}
-        self.type_names: list[str] = []
-        self.type_codes: dict[Any, int] = {}
+        # known event types have fixed codes: their position in the schema's enum
+        self.type_names: list[str] = list(schema.ENUMS["event_type"])
+        self.type_codes: dict[Any, int] = {t: i for i, t in enumerate(self.type_names)}
+        self.specs = {
+            t: (self.type_codes[t], *_EVENT_SPECS.get(t, _OTHER_EVENT)) for t in self.type_names
+        }
         super().__init__("run_events")
 
     def fresh(self) -> dict[str, Any]:
@@ -1296,7 +1312,7 @@ class _EventsBuilder(_Builder):
         exit_code, proc_code = c["exit_code"], c["process_exit_code"]
         usage_cols = [(c[k], k) for k in _USAGE_KEYS]
         step_id, step_no, status = c["step_id"], c["step_number"], c["status"]
-        specs, other, encode, memo_events = _EVENT_SPECS, _OTHER_EVENT, _json, _MEMO_EVENTS
+        specs, other, encode, memo_events = self.specs, _OTHER_EVENT, _json, _MEMO_EVENTS
         i = self.n
         for rec in events:
             if type(rec) is not dict:
@@ -1307,12 +1323,15 @@ class _EventsBuilder(_Builder):
             t = e.get("type")
             seq_a(rec.get("sequence"))
             ts_a(rec.get("timestamp_ms"))
-            code = code_of.get(t)
-            if code is None and type(t) is str:
-                code = code_of[t] = len(names)
-                names.append(t)
+            spec = specs.get(t)
+            if spec is None:  # a type this version does not know (or no type at all)
+                code = code_of.get(t)
+                if code is None and type(t) is str:
+                    code = code_of[t] = len(names)
+                    names.append(t)
+                spec = (code, *other)
+            code, field, kind, pulled = spec
             code_a(code)
-            field, kind, pulled = specs.get(t, other)
             text_a(e.get(field) if field is not None else None)
             if kind:
                 if kind == _K_TOOL_DELTA:
