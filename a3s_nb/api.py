@@ -276,19 +276,8 @@ def resume(
 
 # ============================================================================= list
 
+
 #: The columns of the listing without ``a3s_nb.frames`` (the first of its ``sessions``).
-_LIST_COLUMNS = [
-    "session_id",
-    "model",
-    "workspace",
-    "created_at",
-    "updated_at",
-    "n_messages",
-    "n_runs",
-    "n_tool_calls",
-]
-
-
 def list_sessions(
     store: StoreLike = None,
     *,
@@ -319,13 +308,9 @@ def list_sessions(
         except (ValueError, TypeError) as e:
             raise SaveError(f"since={since!r} is not a date or time: {e}") from None
         since_ts = since_ts.tz_localize("UTC") if since_ts.tzinfo is None else since_ts
-    st = _open(store, must_exist=True)
-    try:
-        from .frames import sessions as sessions_frame
-    except ImportError:  # the frames module is optional here
-        df = _simple_listing(st)
-    else:
-        df = sessions_frame(st)
+    from .frames import sessions as sessions_frame
+
+    df = sessions_frame(_open(store, must_exist=True))
     if model:
         df = df[df["model"].fillna("").str.contains(model, regex=False)]
     if workspace:
@@ -340,45 +325,3 @@ def list_sessions(
     if limit is not None:
         df = df.head(limit)
     return df.reset_index(drop=True)
-
-
-def _simple_listing(st: Store) -> pd.DataFrame:
-    """The first columns of the ``sessions`` frame, for when a3s_nb.frames is absent."""
-    import pandas as pd
-
-    rows = []
-    for sid in st.list():
-        try:
-            doc = st.read_raw(sid, "session")
-            runs = st.read_raw(sid, "runs") or []
-        except CorruptFileError as e:
-            warnings.warn(f"skipped session {sid!r}: {e}", stacklevel=3)
-            continue
-        if not isinstance(doc, dict) or not isinstance(runs, list):
-            continue
-        rows.append(
-            {
-                "session_id": sid,
-                "model": doc.get("model_name"),
-                "workspace": (doc.get("config") or {}).get("workspace"),
-                "created_at": doc.get("created_at") or None,
-                "updated_at": doc.get("updated_at") or None,
-                "n_messages": len(doc.get("messages") or []),
-                "n_runs": len(runs),
-                "n_tool_calls": sum(
-                    1
-                    for run in runs
-                    if isinstance(run, dict)
-                    for e in run.get("events") or []
-                    if isinstance(e, dict) and (e.get("event") or {}).get("type") == "tool_end"
-                ),
-            }
-        )
-    df = pd.DataFrame(rows, columns=_LIST_COLUMNS)
-    for col in ("created_at", "updated_at"):
-        df[col] = pd.to_datetime(df[col], unit="s", utc=True)
-    for col in ("n_messages", "n_runs", "n_tool_calls"):
-        df[col] = df[col].astype("Int64")
-    for col in ("session_id", "model", "workspace"):
-        df[col] = df[col].astype("string")
-    return df

@@ -10,11 +10,18 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from .errors import A3sNbError
-from .models import Message, SessionBundle, TextBlock, ToolResultBlock, ToolUseBlock
+from .models import (
+    Message,
+    SessionBundle,
+    SessionConfig,
+    SessionData,
+    TextBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -102,28 +109,27 @@ def transcript_text(obj: Any, *, limit: int = TRANSCRIPT_MESSAGES) -> str:
     return "\n".join(lines)
 
 
-_COLOURS = {"user": "#1f6feb", "assistant": "#8250df"}
+def transcript_html(obj: Any) -> str:
+    """The conversation as self-contained, escaped HTML (see :func:`a3s_nb.render.transcript_html`).
+
+    ``obj`` is as for :func:`transcript_text`.
+    """
+    from .render import transcript_html as render_html
+
+    return render_html(_as_bundle(obj))
 
 
-def transcript_html(obj: Any, *, limit: int = TRANSCRIPT_MESSAGES) -> str:
-    """The conversation as a small self-contained HTML fragment (no scripts)."""
-    messages = _messages(obj)
-    if not messages:
-        return "<div class='a3s-transcript'><em>(no messages yet)</em></div>"
-    skipped, entries = _entries(messages, limit)
-    rows = []
-    if skipped:
-        rows.append(f"<div><em>… {skipped} earlier messages not shown</em></div>")
-    for label, text in entries:
-        role = label.split()[0]
-        colour = _COLOURS.get(role, "#57606a")
-        rows.append(
-            "<div style='margin:2px 0'>"
-            f"<b style='color:{colour}'>{html.escape(label)}</b> "
-            f"<pre style='display:inline;white-space:pre-wrap;margin:0'>{html.escape(text)}</pre>"
-            "</div>"
-        )
-    return "<div class='a3s-transcript'>" + "".join(rows) + "</div>"
+def _as_bundle(obj: Any) -> SessionBundle:
+    if isinstance(obj, SavedSession):
+        return obj.bundle
+    if isinstance(obj, SessionBundle):
+        return obj
+    session = SessionData(
+        id=str(getattr(obj, "session_id", None) or "live"),
+        config=SessionConfig(workspace=str(getattr(obj, "workspace", None) or "")),
+        messages=_messages(obj),
+    )
+    return SessionBundle(session=session)
 
 
 # --------------------------------------------------------------------------- saved session
@@ -180,14 +186,9 @@ class SavedSession:
     # ---- frames ------------------------------------------------------------------------
 
     def _frame(self, name: str) -> pd.DataFrame:
-        try:
-            frames = import_module(".frames", __package__)
-        except ImportError:  # the frames module is optional here
-            frames = None
-        fn = getattr(frames, name, None)
-        if fn is not None:
-            return fn(self.bundle)
-        return _fallback_frame(name, self.bundle)
+        from . import frames
+
+        return getattr(frames, name)(self.bundle)
 
     @property
     def messages(self) -> pd.DataFrame:
@@ -238,48 +239,4 @@ class SavedSession:
         p.text(self.summary() + "\n" + transcript_text(self.bundle))
 
     def _repr_html_(self) -> str:
-        return f"<div><code>{html.escape(self.summary())}</code></div>" + transcript_html(
-            self.bundle
-        )
-
-
-def _fallback_frame(name: str, bundle: SessionBundle) -> pd.DataFrame:
-    """Plain DataFrames for when ``a3s_nb.frames`` is not there."""
-    import pandas as pd
-
-    sid = bundle.session.id
-    if name == "messages":
-        rows = [
-            {
-                "session_id": sid,
-                "index": i,
-                "role": m.role,
-                "kinds": ",".join(getattr(b, "type", "?") for b in m.content),
-                "text": m.text,
-            }
-            for i, m in enumerate(bundle.session.messages)
-        ]
-    elif name == "runs":
-        rows = [
-            {
-                "session_id": sid,
-                "run_id": r.snapshot.id,
-                "status": r.snapshot.status,
-                "prompt": r.snapshot.prompt,
-                "created_at": pd.Timestamp(r.snapshot.created_at_ms, unit="ms", tz="UTC"),
-                "event_count": len(r.events),
-            }
-            for r in bundle.runs
-        ]
-    else:
-        rows = [
-            {
-                "session_id": sid,
-                "index": i,
-                "name": t.name,
-                "success": t.success,
-                "duration_ms": t.duration_ms,
-            }
-            for i, t in enumerate(bundle.traces)
-        ]
-    return pd.DataFrame(rows)
+        return f"<div><code>{html.escape(self.summary())}</code></div>" + transcript_html(self)
