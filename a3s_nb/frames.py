@@ -342,7 +342,6 @@ _SESSION_COLS = [c.name for c in schema.columns("sessions")]
 _S = {name: i for i, name in enumerate(_SESSION_COLS)}
 _S_CREATED, _S_UPDATED = _S["created_at"], _S["updated_at"]
 _S_FIRST_RUN, _S_LAST_RUN = _S["first_run_at"], _S["last_run_at"]
-_S_UPDATED_SORT = _S["updated_at"]
 
 _TERMINAL = {"completed", "failed", "cancelled"}
 _VERIFICATION_RANK = {"failed": 0, "needs_review": 1, "passed": 2, "skipped": 3}
@@ -1471,7 +1470,7 @@ class _SessionsBuilder(_Builder):
     def take_columns(self) -> dict[str, Any]:
         # newest first, as a listing wants; sessions never saved sort last
         rows = sorted(self.cols["rows"], key=lambda r: r[0] or "")
-        rows.sort(key=lambda r: -(r[_S_UPDATED_SORT] or -(2**62)))
+        rows.sort(key=lambda r: -(r[_S_UPDATED] or -(2**62)))
         columns = list(zip(*rows, strict=True)) if rows else [()] * len(_SESSION_COLS)
         return {name: list(v) for name, v in zip(_SESSION_COLS, columns, strict=True)}
 
@@ -1589,10 +1588,11 @@ def _collect_frames(
         if selected is not None:
             stems = {sdk_safe_id(i) for i in selected}
         summaries = _index_summaries(src, stems, progress, errors)
+        chosen = set(selected) if selected is not None else None
         keep = {
             row[0]
             for row, statuses in summaries
-            if (selected is None or row[0] in selected)
+            if (chosen is None or row[0] in chosen)
             and (not filters.any or filters.session_ok(row, statuses))
         }
         if only_sessions:
@@ -1811,8 +1811,3 @@ verification = _frame_function(
     "One row per verification check, with its report's subject and status.",
     'a3s_nb.verification("sessions", status="failed")',
 )
-
-
-def _iter_frames() -> Iterator[tuple[str, Callable[..., pd.DataFrame]]]:  # for tests
-    for name in FRAME_NAMES:
-        yield name, globals()[name]
