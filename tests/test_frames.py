@@ -586,3 +586,35 @@ def test_every_specially_read_event_type_is_a_known_category():
     # missing from the enum would never be used
     assert set(frames._EVENT_SPECS) <= set(schema.ENUMS["event_type"])
     assert frames._MEMO_EVENTS.issubset(schema.ENUMS["event_type"])
+
+
+# ----------------------------------------------------------------------------- real SDK
+
+
+@pytest.mark.sdk
+def test_real_live_session_gives_the_frames_of_its_saved_files(sdk_agent, tmp_path):
+    """A real ``a3s_code.Session`` (answered by the scripted LLM) and its saved files."""
+    from a3s_nb import live, testing
+
+    ws, store = tmp_path / "ws", tmp_path / "store"
+    ws.mkdir()
+    session = live.open_session(sdk_agent, ws, store_dir=store, session_id="real")
+    session.send(testing.WRITE_READ_PROMPT)
+    session.send(testing.FAILING_BASH_PROMPT)
+    with pytest.raises(RuntimeError):
+        session.send(testing.LLM_ERROR_PROMPT)
+    live.save_session(session, store)
+
+    from_live, from_files = a3s_nb.all_frames(session), a3s_nb.all_frames(store)
+    for name in ("messages", "traces", "run_events", "spans", "verification"):
+        _same(from_live[name], from_files[name])
+    _same(from_live["runs"], from_files["runs"], drop=["model", "provider"])
+    runs = from_live["runs"]
+    assert runs.status.tolist() == ["completed", "completed", "failed"]
+    assert (runs.total_tokens.iloc[:2] > 0).all()
+    assert runs.n_tool_calls.tolist() == [2, 1, 0] and runs.n_tool_errors.tolist() == [0, 1, 0]
+    events = from_live["run_events"]
+    bash = events[(events.event_type == "tool_end") & (events.tool_name == "bash")]
+    assert bash.exit_code.tolist() == [1] and bash.process_exit_code.notna().all()
+    assert from_live["sessions"].n_runs_failed.tolist() == [1]
+    assert from_live["sessions"].workspace.tolist() == [str(ws)]
