@@ -27,8 +27,10 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
 	fi
 
+# Jupyter refuses to run as root unless told; containers and CI machines often are root.
 lab: venv
-	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.port=$(LAB_PORT)
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.port=$(LAB_PORT) \
+	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 test: venv browser
 	$(BIN)/python -m pytest
