@@ -21,6 +21,20 @@ def manifest() -> dict:
     return json.loads((FIXTURES / "a3s-code-3.1.0.manifest.json").read_text())
 
 
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fixture_store_untouched():
+    """The shipped fixture store is read-only data: no test may write into it."""
+    before = _tree(FIXTURE_STORE)
+    yield
+    after = _tree(FIXTURE_STORE)
+    changed = sorted(set(before) ^ set(after) | {k for k in before if before[k] != after.get(k)})
+    assert not changed, f"tests wrote into {FIXTURE_STORE}: {changed[:5]}"
+
+
 @pytest.fixture
 def fixture_dir(tmp_path: Path) -> Path:
     """A private copy of the store written by the real a3s-code 3.1.0 SDK."""
