@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import A3sNbError
+from .errors import A3sNbError, describe_validation_error
 from .models import SessionBundle
 
 __all__ = [
@@ -353,19 +353,8 @@ def bundle_from_parts(parts: dict[str, Any]) -> SessionBundle:
         return SessionBundle.model_validate(parts)
     except ValidationError as e:
         raise CaptureError(
-            "the session does not have the a3s-code shape: " + _describe(e)
+            "the session does not have the a3s-code shape: " + describe_validation_error(e)
         ) from None
-
-
-def _describe(error: ValidationError, limit: int = 3) -> str:
-    items = []
-    for err in error.errors()[:limit]:
-        path = ""
-        for loc in err["loc"]:
-            path += f"[{loc}]" if isinstance(loc, int) else (f".{loc}" if path else str(loc))
-        items.append(f"{path or '<root>'}: {err['msg']}")
-    more = error.error_count() - limit
-    return "; ".join(items) + (f" (and {more} more)" if more > 0 else "")
 
 
 def count_tool_calls(bundle: SessionBundle) -> int:

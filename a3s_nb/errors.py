@@ -6,6 +6,8 @@ import difflib
 from collections.abc import Iterable
 from pathlib import Path
 
+from pydantic import ValidationError
+
 
 class A3sNbError(Exception):
     """Base class of every error a3s_nb raises on purpose."""
@@ -57,3 +59,15 @@ class CorruptFileError(A3sNbError, ValueError):
 
 class StoreError(A3sNbError, OSError):
     """The store directory itself cannot be used (missing, not a directory, unwritable)."""
+
+
+def describe_validation_error(error: ValidationError, limit: int = 3) -> str:
+    """'messages[3].content[0].id: Field required' for the first few problems."""
+    items = []
+    for err in error.errors()[:limit]:
+        path = ""
+        for loc in err["loc"]:
+            path += f"[{loc}]" if isinstance(loc, int) else (f".{loc}" if path else str(loc))
+        items.append(f"{path or '<root>'}: {err['msg']}")
+    more = error.error_count() - limit
+    return "; ".join(items) + (f" (and {more} more)" if more > 0 else "")

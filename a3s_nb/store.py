@@ -45,6 +45,7 @@ from .errors import (
     InvalidSessionIdError,
     SessionNotFoundError,
     StoreError,
+    describe_validation_error,
 )
 from .models import (
     ArtifactManifest,
@@ -238,7 +239,7 @@ class Store(abc.ABC):
             except ValidationError as e:
                 raise ValueError(
                     f"session {session_id!r} not saved: its {part} would not load back: "
-                    f"{_describe(e)}"
+                    f"{describe_validation_error(e)}"
                 ) from None
             texts[part] = dumps(data)
         with self.lock():
@@ -292,7 +293,7 @@ class Store(abc.ABC):
         try:
             value = model.model_validate_json(text)
         except ValidationError as e:
-            raise CorruptFileError(where, _describe(e)) from None
+            raise CorruptFileError(where, describe_validation_error(e)) from None
         if getattr(value, "schema_version", 0) > 1:
             raise CorruptFileError(
                 where, f"schema_version {value.schema_version} is newer than a3s_nb reads (1)"
@@ -326,19 +327,9 @@ class Store(abc.ABC):
         except ValidationError as e:
             if any(err["type"] == "json_invalid" for err in e.errors()):
                 self._parse_json(session_id, part, text)  # raises with line and column
-            raise CorruptFileError(self.location(session_id, part), _describe(e)) from None
-
-
-def _describe(error: ValidationError, limit: int = 3) -> str:
-    """'messages[3].content[0].id: Field required' for the first few problems."""
-    items = []
-    for err in error.errors()[:limit]:
-        path = ""
-        for loc in err["loc"]:
-            path += f"[{loc}]" if isinstance(loc, int) else (f".{loc}" if path else str(loc))
-        items.append(f"{path or '<root>'}: {err['msg']}")
-    more = error.error_count() - limit
-    return "; ".join(items) + (f" (and {more} more)" if more > 0 else "")
+            raise CorruptFileError(
+                self.location(session_id, part), describe_validation_error(e)
+            ) from None
 
 
 # ============================================================================ directory

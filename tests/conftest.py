@@ -90,3 +90,33 @@ def scripted_llm():
 def sdk_agent(a3s_code, scripted_llm):
     """A real ``a3s_code.Agent`` whose model is ``scripted_llm``."""
     return a3s_code.Agent.create(scripted_llm.acl_config())
+
+
+# ---- a real IPython shell ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shell():
+    """A real ``InteractiveShell`` (borrowed, not cleared, if another module made one)."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    existed = InteractiveShell.initialized()
+    ip = InteractiveShell.instance(config=config)
+    yield ip
+    if not existed:
+        InteractiveShell.clear_instance()
+
+
+@pytest.fixture
+def ip(shell):
+    """The shell with a fresh namespace and a3s_nb loaded; unloaded again afterwards."""
+    shell.reset(new_session=False)
+    shell.config.pop("A3sNb", None)  # %config writes into the shell's shared config
+    shell.run_line_magic("load_ext", "a3s_nb")
+    yield shell
+    shell.run_line_magic("unload_ext", "a3s_nb")
+    shell.config.pop("A3sNb", None)
+    shell.reset(new_session=False)

@@ -21,7 +21,6 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
-from traitlets.config import Config
 
 import a3s_nb
 from a3s_nb import A3sNbError, SavedSession, magics, testing
@@ -54,29 +53,6 @@ def store_files(store: Path) -> dict[str, bytes]:
 
 
 # ============================================================================ the shell
-
-
-@pytest.fixture(scope="module")
-def shell():
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    existed = InteractiveShell.initialized()  # another module's shell: borrow, not clear
-    ip = InteractiveShell.instance(config=config)
-    yield ip
-    if not existed:
-        InteractiveShell.clear_instance()
-
-
-@pytest.fixture
-def ip(shell):
-    """The shell with a fresh namespace and a3s_nb loaded; unloaded again afterwards."""
-    shell.reset(new_session=False)
-    shell.config.pop("A3sNb", None)  # %config writes into the shell's shared config
-    shell.run_line_magic("load_ext", "a3s_nb")
-    yield shell
-    shell.run_line_magic("unload_ext", "a3s_nb")
-    shell.config.pop("A3sNb", None)
-    shell.reset(new_session=False)
 
 
 def run(ip, magic: str, line: str = "") -> tuple[Any, str]:

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
-from traitlets.config import Config
 
 pytest.importorskip("ipywidgets", reason="the widgets need ipywidgets: pip install -e '.[all]'")
 
@@ -36,27 +34,6 @@ WITH_ARTIFACT = "4287140e-de98-4f72-8e72-c616a812fc99"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture(scope="module")
-def shell():
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    existed = InteractiveShell.initialized()  # another module's shell: borrow, not clear
-    ip = InteractiveShell.instance(config=config)
-    yield ip
-    if not existed:
-        InteractiveShell.clear_instance()
-
-
-@pytest.fixture
-def ip(shell):
-    """A real IPython shell with a fresh namespace and a3s_nb loaded."""
-    shell.reset(new_session=False)
-    shell.run_line_magic("load_ext", "a3s_nb")
-    yield shell
-    shell.run_line_magic("unload_ext", "a3s_nb")
-    shell.reset(new_session=False)
 
 
 def _bundles(store) -> dict[str, SessionBundle]:
