@@ -32,7 +32,7 @@ lab: venv
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.port=$(LAB_PORT) \
 	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
-test: venv browser
+test: venv browser lint
 	$(BIN)/python -m pytest
 
 lint: venv
