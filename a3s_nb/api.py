@@ -195,8 +195,6 @@ def save(
                 findings,
             )
         kept = len(findings)
-    # a round trip through the models: what the store writes is what it can read back
-    bundle = bundle_from_parts(bundle_to_parts(bundle))
     if st is None:
         st = _open(store)
     try:

@@ -57,6 +57,10 @@ class CorruptFileError(A3sNbError, ValueError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class InvalidBundleError(A3sNbError, ValueError):
+    """A session bundle that would not load back, and so is not written."""
+
+
 class StoreError(A3sNbError, OSError):
     """The store directory itself cannot be used (missing, not a directory, unwritable)."""
 

@@ -42,6 +42,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from .errors import (
     AmbiguousSessionIdError,
     CorruptFileError,
+    InvalidBundleError,
     InvalidSessionIdError,
     SessionNotFoundError,
     StoreError,
@@ -222,7 +223,7 @@ class Store(abc.ABC):
         session_id = validate_session_id(bundle.session.id)
         for run in bundle.runs:
             if run.snapshot.session_id != session_id:
-                raise ValueError(
+                raise InvalidBundleError(
                     f"run {run.snapshot.id} belongs to session {run.snapshot.session_id!r}, "
                     f"not {session_id!r}"
                 )
@@ -237,7 +238,7 @@ class Store(abc.ABC):
             try:
                 _ADAPTERS[part].validate_python(data)
             except ValidationError as e:
-                raise ValueError(
+                raise InvalidBundleError(
                     f"session {session_id!r} not saved: its {part} would not load back: "
                     f"{describe_validation_error(e)}"
                 ) from None

@@ -163,7 +163,7 @@ def test_unsafe_ids_are_refused(store, bad):
 def test_run_of_another_session_is_refused_and_nothing_written(store):
     bundle = make_bundle()
     bundle.runs[0].snapshot.session_id = "other"
-    with pytest.raises(ValueError, match="belongs to session 'other'"):
+    with pytest.raises(a3s_nb.InvalidBundleError, match="belongs to session 'other'"):
         store.save(bundle)
     assert store.list() == []
 
@@ -251,6 +251,8 @@ def test_a_bundle_mutated_into_an_invalid_shape_is_not_written(store):
     store.save(make_bundle(n=2))
     bundle = make_bundle(n=3)
     bundle.session.config.workspace = None  # assignment is not validated by pydantic
-    with pytest.raises(ValueError, match=r"its session would not load back: config\.workspace"):
+    with pytest.raises(
+        a3s_nb.InvalidBundleError, match=r"its session would not load back: config\.workspace"
+    ):
         store.save(bundle)
     assert len(store.load("s-1").session.messages) == 2
