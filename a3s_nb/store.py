@@ -444,21 +444,39 @@ class FileStore(Store):
         return ids
 
     def _commit(self, session_id: str, texts: dict[Part, str]) -> None:
+        # 1. stage every file; 2. keep a hard link to each file about to be replaced;
+        # 3. rename the staged files into place, session document last. If anything fails,
+        # the links put the previous generation back, so a failed save changes nothing.
         staged: list[tuple[Path, Path]] = []
+        kept: dict[Path, Path | None] = {}  # target -> link to its previous content
         try:
             for part in PARTS:
                 if part in texts:
                     target = self._file(session_id, part)
                     staged.append((_write_temp(target, texts[part]), target))
+            for tmp, target in staged:
+                kept[target] = None
+                if target.exists():
+                    kept[target] = tmp.with_suffix(".old")
+                    os.link(target, kept[target])
+            for tmp, target in staged:
+                os.replace(tmp, target)
         except BaseException:
+            for target, old in kept.items():
+                with contextlib.suppress(OSError):
+                    if old is not None:
+                        # a no-op when target was not replaced yet (both name one inode)
+                        os.replace(old, target)
+                        old.unlink(missing_ok=True)
+                    elif not any(t == target and tmp.exists() for tmp, t in staged):
+                        target.unlink()  # created by this save
             for tmp, _ in staged:
                 tmp.unlink(missing_ok=True)
             raise
-        dirs = set()
-        for tmp, target in staged:
-            os.replace(tmp, target)
-            dirs.add(target.parent)
-        for d in dirs:
+        for old in kept.values():
+            if old is not None:
+                old.unlink(missing_ok=True)
+        for d in {target.parent for _, target in staged}:
             _fsync_dir(d)
 
     def _remove(self, session_id: str) -> bool:

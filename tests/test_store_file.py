@@ -262,3 +262,31 @@ def test_concurrent_kernels_never_see_mixed_generations(tmp_path):
     assert loads > 20
     assert bad == 0
     assert isinstance(a3s_nb.open_store(path).load("shared"), SessionBundle)
+
+
+@pytest.mark.parametrize("fail_at", [1, 3, 5, 6])
+def test_a_rename_failing_half_way_restores_the_previous_save(
+    fixture_store, fixture_dir, monkeypatch, fail_at
+):
+    before = snapshot_tree(fixture_dir)
+    bundle = fixture_store.load("fix-oscar-2-000")
+    bundle.session.messages = bundle.session.messages[:2]
+    bundle.runs = bundle.runs[:1]
+    bundle.subagent_tasks = []  # a file this session did not have before
+    real = os.replace
+    calls = []
+
+    def failing(src, dst):
+        if str(src).endswith(".tmp"):
+            calls.append(dst)
+            if len(calls) == fail_at:
+                raise OSError(5, "Input/output error")
+        return real(src, dst)
+
+    monkeypatch.setattr(store_mod.os, "replace", failing)
+    with pytest.raises(OSError, match="Input/output error"):
+        fixture_store.save(bundle)
+    monkeypatch.undo()
+    assert snapshot_tree(fixture_dir) == before
+    assert not [p for p in fixture_dir.rglob("*") if p.suffix in (".tmp", ".old")]
+    assert len(fixture_store.load("fix-oscar-2-000").runs) == 5
