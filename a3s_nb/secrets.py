@@ -65,6 +65,23 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     ("bearer-token", re.compile(r"(?i:\bbearer)\s+([A-Za-z0-9\-._~+/]{20,}=*)"), 1),
 ]
 
+_AWS_ID_HINTS = ("akia", "asia", "abia", "acca")
+
+#: Lower-case substrings one of which every match of the pattern at the same index contains.
+_HINTS: list[tuple[str, ...]] = [
+    ("private key",),
+    ("sk-ant-",),
+    ("sk-",),
+    ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+    ("github_pat_",),
+    ("xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-"),
+    ("aiza",),
+    _AWS_ID_HINTS,
+    ("secret",),
+    ("eyj",),
+    ("bearer",),
+]
+
 # A 40-character AWS secret key written near an access key id, without a telling name.
 _AWS_SECRET_NEAR = re.compile(r"(?<![A-Za-z0-9/+])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])")
 _AWS_NEAR_CHARS = 200
@@ -127,10 +144,16 @@ def _spans(text: str, env_values: Mapping[str, str]) -> list[tuple[int, int, str
                 return
         spans.append((start, end, kind))
 
-    for kind, pattern, group in _PATTERNS:
+    lower = text.lower()
+    for (kind, pattern, group), hints in zip(_PATTERNS, _HINTS, strict=True):
+        # A substring test is far cheaper than a regex scan with look-arounds, and most
+        # text (tool output, source code) has none of the hints.
+        if not any(h in lower for h in hints):
+            continue
         for m in pattern.finditer(text):
             claim(m.start(group), m.end(group), kind)
-    for m in _PATTERNS_AWS_ID.finditer(text):
+    aws_ids = _PATTERNS_AWS_ID.finditer(text) if any(h in lower for h in _AWS_ID_HINTS) else ()
+    for m in aws_ids:
         lo, hi = max(0, m.start() - _AWS_NEAR_CHARS), m.end() + _AWS_NEAR_CHARS
         for s in _AWS_SECRET_NEAR.finditer(text, lo, min(hi, len(text))):
             value = s.group(1)
