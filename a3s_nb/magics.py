@@ -257,6 +257,13 @@ class A3sNb(Magics):
         "--model",
         help="Resume on this provider/model instead of the saved one (needs --agent).",
     )
+    @argument(
+        "--confirm-tools",
+        action="store_true",
+        help="Do not let the live session run tools without confirmation (a3s-code's "
+        "default; a notebook has no confirmation prompt, so its tools then fail). a3s-code "
+        "does not save permissions, so by default the resumed session may run its tools.",
+    )
     @line_magic
     @_usage_errors
     def a3s_resume(self, line: str) -> None:
@@ -280,9 +287,12 @@ class A3sNb(Magics):
         agent = None
         if args.agent:
             agent = self._lookup(args.agent, "pass the variable that holds the a3s_code.Agent")
-        elif args.model:
-            raise UsageError("--model needs --agent: only a live session runs on a model")
-        options = {"model": args.model} if args.model else {}
+        elif args.model or args.confirm_tools:
+            flag = "--model" if args.model else "--confirm-tools"
+            raise UsageError(f"{flag} needs --agent: only a live session runs a model and tools")
+        options: dict[str, Any] = {"model": args.model} if args.model else {}
+        if args.confirm_tools:
+            options["allow_tools"] = False
         obj = api.resume(args.id, agent, store=self._store(args.store), **options)
         self.shell.push({name: obj})
         if isinstance(obj, SavedSession):

@@ -651,3 +651,31 @@ def test_secret_printed_by_a_real_tool(face, ip, a3s_code, scripted_llm, ws, sto
     assert "[REDACTED:env]" in json.dumps(again.history())
     session.close()
     again.close()
+
+
+@pytest.mark.sdk
+@pytest.mark.parametrize("confirm", [False, True])
+def test_resumed_sessions_run_tools_unless_told_to_confirm(
+    ip, a3s_code, sdk_agent, ws, store, confirm
+):
+    session = sdk_session(a3s_code, sdk_agent, ws)
+    session.send(testing.CHAT_PROMPT)
+    a3s_nb.save(session, store=store)
+    session.close()
+    ip.user_ns["agent"] = sdk_agent
+    flag = " --confirm-tools" if confirm else ""
+    run(ip, "a3s_resume", f"{session.session_id} --agent agent --as again --store {store}{flag}")
+    again = ip.user_ns["again"]
+    again.send(testing.WRITE_READ_PROMPT)
+    results = [b for m in again.history() for b in m["content"] if b["type"] == "tool_result"]
+    assert len(results) == 2
+    assert all(r["is_error"] for r in results) is confirm
+    assert (ws / "notes.txt").exists() is not confirm
+    if confirm:
+        assert "requires confirmation" in results[0]["content"]
+    again.close()
+
+
+def test_confirm_tools_needs_an_agent(ip, fixture_dir):
+    with pytest.raises(UsageError, match="--confirm-tools needs --agent"):
+        ip.run_line_magic("a3s_resume", f"fix-oscar --confirm-tools --store {fixture_dir}")
