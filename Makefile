@@ -7,16 +7,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LAB_PORT ?= 8888
+# Install within the versions last tested (constraints.txt); UNPINNED=1 takes the newest.
+PIN    := $(if $(UNPINNED),,-c constraints.txt)
 
 .PHONY: lab test venv browser lint bench notebooks clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "a3s-code 3.1.0 ships a CPython 3.11 wheel only: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[all,test]' 'a3s-code==3.1.0'
+	$(BIN)/python -m pip install --quiet $(PIN) -e '.[all,test]' 'a3s-code==3.1.0'
 	touch $(STAMP)
 
 # Debian's Chromium for the browser test (no browser download: the network allows none).
