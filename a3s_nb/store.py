@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import fcntl
 import itertools
 import json
 import os
@@ -38,6 +37,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; stores are then safe between threads only
+    fcntl = None  # type: ignore[assignment]
 
 from .errors import (
     AmbiguousSessionIdError,
@@ -397,6 +401,9 @@ class FileStore(Store):
         with _thread_locks_guard:
             tlock = _thread_locks.setdefault(key, threading.RLock())
         with tlock:
+            if fcntl is None:
+                yield
+                return
             lock_file = self.meta_dir / "lock"
             try:
                 if shared:
@@ -547,7 +554,7 @@ def _write_temp(target: Path, text: str) -> Path:
 
 def _fsync_dir(path: Path) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
         return
     try:

@@ -290,3 +290,12 @@ def test_a_rename_failing_half_way_restores_the_previous_save(
     assert snapshot_tree(fixture_dir) == before
     assert not [p for p in fixture_dir.rglob("*") if p.suffix in (".tmp", ".old")]
     assert len(fixture_store.load("fix-oscar-2-000").runs) == 5
+
+
+def test_without_flock_saves_still_work(tmp_path, monkeypatch):
+    """On Windows there is no fcntl: a store is then locked between threads only."""
+    monkeypatch.setattr(store_mod, "fcntl", None)
+    store = a3s_nb.open_store(tmp_path / "s")
+    store.save(make_bundle(n=2))
+    assert len(store.load("s-1").runs) == 2
+    assert not (store.path / ".a3s_nb" / "lock").exists()
