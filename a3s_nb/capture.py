@@ -134,7 +134,11 @@ def capture(
 
     for run in runs:
         run["snapshot"]["session_id"] = sid
-        run["snapshot"]["event_count"] = len(run["events"])
+        # a3s-code 3.3+ counts events cumulatively (older ones may have been trimmed), so
+        # the count may exceed the events kept, never fall short of them
+        run["snapshot"]["event_count"] = max(
+            int(run["snapshot"].get("event_count") or 0), len(run["events"])
+        )
 
     prev = previous.session if previous is not None else None
     data: dict[str, Any] = (

@@ -118,11 +118,14 @@ def test_another_id_relabels_the_runs(fixture_store):
     assert {r.snapshot.session_id for r in bundle.runs} == {"copy-1"}
 
 
-def test_event_count_matches_the_events(fixture_store):
+def test_event_count_covers_the_events(fixture_store):
     fake = fake_session(fixture_store.path, "fix-oscar-2-000")
     fake._runs[0]["snapshot"]["event_count"] = 5  # a stale in-flight count
+    fake._runs[1]["snapshot"]["event_count"] = 500  # 3.3+: cumulative, older events trimmed
     bundle = capture(fake, now=NOW)
-    assert all(r.snapshot.event_count == len(r.events) for r in bundle.runs)
+    assert bundle.runs[0].snapshot.event_count == len(bundle.runs[0].events) > 5
+    assert bundle.runs[1].snapshot.event_count == 500
+    assert all(r.snapshot.event_count == len(r.events) for r in bundle.runs[2:])
 
 
 def test_total_usage_is_the_sum_of_the_runs(fixture_store):
