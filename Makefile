@@ -42,6 +42,7 @@ lint: venv
 	$(BIN)/ruff format --check a3s_nb tests benchmarks notebooks/execute.py
 
 bench: venv
+	$(BIN)/python benchmarks/bench_store.py
 	$(BIN)/python benchmarks/bench_frames.py
 
 # Re-run the tutorial notebooks and save them with their outputs (what nbval then checks).
