@@ -81,14 +81,8 @@ def _open(store: StoreLike, *, must_exist: bool = False) -> Store:
     if isinstance(store, Store):
         return store
     path = default_store_path() if store is None else store
-    if must_exist and _missing(path):
-        raise StoreError(
-            f"no store at {Path(path).expanduser().absolute()}: save a session there first "
-            "(%a3s_save / a3s_nb.save), or point at another store (--store PATH, "
-            "store=..., %config A3sNb.store, $A3S_NB_STORE)"
-        )
     try:
-        return open_store(path)
+        return open_store(path, create=not must_exist)
     except A3sNbError:
         raise
     except OSError as e:

@@ -357,7 +357,11 @@ class FileStore(Store):
             raise StoreError(f"store path {self.path} exists and is not a directory")
         if not self.path.exists():
             if not create:
-                raise StoreError(f"no store at {self.path}")
+                raise StoreError(
+                    f"no store at {self.path}: save a session there first (%a3s_save / "
+                    "a3s_nb.save), or point at another store (--store PATH, store=..., "
+                    "%config A3sNb.store, $A3S_NB_STORE)"
+                )
             try:
                 self.path.mkdir(parents=True)
             except OSError as e:
@@ -617,8 +621,11 @@ class MemoryStore(Store):
 # ============================================================================ opening
 
 
-def open_store(path: str | os.PathLike[str] | Store | None = None) -> Store:
-    """Open a store: a directory path (created if missing), ``":memory:"``, or a Store.
+def open_store(path: str | os.PathLike[str] | Store | None = None, *, create: bool = True) -> Store:
+    """Open a store: a directory path, ``":memory:"``, or a Store (returned as it is).
+
+    A missing directory is created, unless ``create=False``: then it is a ``StoreError``
+    that says how to find the store.
 
     >>> store = open_store("sessions")          # doctest: +SKIP
     >>> store.list()                            # doctest: +SKIP
@@ -632,4 +639,4 @@ def open_store(path: str | os.PathLike[str] | Store | None = None) -> Store:
         path = default_store_path()
     if str(path) == ":memory:":
         return MemoryStore()
-    return FileStore(path)
+    return FileStore(path, create=create)

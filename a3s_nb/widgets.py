@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, MutableMapping
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
@@ -30,8 +29,7 @@ import traitlets
 
 from . import render
 from .capture import capture, is_session_like
-from .config import default_store_path
-from .errors import A3sNbError, StoreError
+from .errors import A3sNbError
 from .models import SessionBundle
 from .store import FileStore, Store, open_store
 
@@ -69,15 +67,7 @@ def _store_label(store: Any) -> str:
 
 def _open_existing(store: Any) -> Store:
     """The store to browse; a path that does not exist is an error, not a new empty store."""
-    if isinstance(store, Store):
-        return store
-    path = default_store_path() if store is None else store
-    if str(path) != ":memory:" and not Path(path).expanduser().is_dir():
-        raise StoreError(
-            f"no store at {Path(path).expanduser().absolute()}: save a session there first "
-            "(%a3s_save / a3s_nb.save), or pass the path of another store"
-        )
-    return open_store(path)
+    return open_store(store, create=False)
 
 
 def _bundle(source: Any, store: Any = None) -> tuple[SessionBundle, bool]:
