@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import a3s_nb
+from a3s_nb.store import dumps
 from tests.conftest import FIXTURE_STORE
 
 SESSIONS = ("fix-oscar-2-000", "explore-lima-2-001", "dc488148-a475-4c5d-b553-2ee4179ae7fc")
@@ -62,7 +63,7 @@ def _write(root: Path, sid: str, docs: dict) -> None:
     }
     for part, path in paths.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(docs[part], indent=2, ensure_ascii=False))
+        path.write_text(dumps(docs[part]))  # serde's layout (tests/test_serde_floats.py)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
