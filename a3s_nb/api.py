@@ -141,7 +141,7 @@ def save(
     secret-named variables are looked for (default: ``os.environ``).
 
     >>> a3s_nb.save(session)                                     # doctest: +SKIP
-    saved session 4f1c... in /home/me/work/a3s_sessions: 4 messages, 1 run, 1 tool call
+    saved session 4f1c... in /home/me/project/a3s_sessions: 4 messages, 1 run, 1 tool call
     """
     if redact and allow_secrets:
         raise SaveError("choose one of redact (replace secrets) and allow-secrets (keep them)")
