@@ -99,10 +99,6 @@ def _usage_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 @magics_class
 class A3sNb(Magics):
     """Save, resume and list a3s-code sessions from a notebook."""
@@ -299,13 +295,13 @@ class A3sNb(Magics):
             b = obj.bundle
             print(
                 f"{name}: read-only saved session {obj.id} "
-                f"({_plural(len(b.session.messages), 'message')}, {_plural(len(b.runs), 'run')}). "
+                f"({api._plural(len(b.session.messages), 'message')}, {api._plural(len(b.runs), 'run')}). "
                 f"To continue it: %a3s_resume {obj.id} --agent AGENT"
             )
         else:
             print(
                 f"{name}: live session {obj.session_id} resumed "
-                f"({_plural(len(obj.history()), 'message')}, {_plural(len(obj.runs()), 'run')}); "
+                f"({api._plural(len(obj.history()), 'message')}, {api._plural(len(obj.runs()), 'run')}); "
                 f"{name}.send(...) continues it, %a3s_save {name} saves it."
             )
         if self.show_transcript:

@@ -210,6 +210,16 @@ class ToolResultBlock(A3sModel):
 
     _write_null = frozenset({"is_error"})
 
+    @property
+    def text(self) -> str:
+        """The result as text: the string, or the text parts joined (``[image]`` etc.)."""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(
+            str(p.get("text", "")) if p.get("type") == "text" else f"[{p.get('type', 'part')}]"
+            for p in self.content
+        )
+
 
 class OtherBlock(A3sModel):
     """A content block of a kind this version does not know; kept as written."""

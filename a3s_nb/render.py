@@ -191,6 +191,30 @@ def _is_numeric(df: pd.DataFrame, col: str) -> bool:
     return col in df.columns and pd.api.types.is_numeric_dtype(df[col].dtype)
 
 
+_TH_STYLE = (
+    f"padding:4px 8px;border-bottom:1px solid {BORDER};text-align:left;"
+    f"color:{FG_MUTED};font-weight:600;white-space:nowrap"
+)
+
+
+def _head(df: pd.DataFrame, columns: Sequence[str], labels: dict[str, str]) -> str:
+    """The ``<th>`` cells of a frame table; numeric columns right-aligned."""
+    return "".join(
+        f'<th style="{_TH_STYLE}{";" + _NUMERIC_ALIGN if _is_numeric(df, c) else ""}">'
+        f"{esc(labels.get(c, c))}</th>"
+        for c in columns
+    )
+
+
+def _cells(df: pd.DataFrame, columns: Sequence[str], cells: Sequence[str]) -> str:
+    """The ``<td>`` cells of one row (already escaped HTML)."""
+    return "".join(
+        f'<td style="padding:3px 8px;border-bottom:1px solid {BORDER};white-space:nowrap;'
+        f'{_NUMERIC_ALIGN if _is_numeric(df, c) else ""}">{cell}</td>'
+        for c, cell in zip(columns, cells, strict=True)
+    )
+
+
 def sessions_table_html(
     df: pd.DataFrame,
     *,
@@ -206,25 +230,13 @@ def sessions_table_html(
     """
     if columns is None:
         columns = [c for c in SESSION_COLUMNS if c in df.columns]
-    th_style = (
-        f"padding:4px 8px;border-bottom:1px solid {BORDER};text-align:left;"
-        f"color:{FG_MUTED};font-weight:600;white-space:nowrap"
-    )
-    head = "".join(
-        f'<th style="{th_style}{";" + _NUMERIC_ALIGN if _is_numeric(df, c) else ""}">'
-        f"{esc(SESSION_COLUMNS.get(c, c))}</th>"
-        for c in columns
-    )
+    head = _head(df, columns, SESSION_COLUMNS)
     rows = []
     for _, row in df.head(max_rows).iterrows():
         sid = row.get("session_id")
         is_sel = selected is not None and sid == selected
         bg = f"background:{BG_SOFT};" if is_sel else ""
-        tds = "".join(
-            f'<td style="padding:3px 8px;border-bottom:1px solid {BORDER};white-space:nowrap;'
-            f'{_NUMERIC_ALIGN if _is_numeric(df, c) else ""}">{cell}</td>'
-            for c, cell in zip(columns, session_cells(row, columns), strict=True)
-        )
+        tds = _cells(df, columns, session_cells(row, columns))
         rows.append(
             f'<tr class="a3s-session-row" data-session-id="{esc(sid)}" style="{bg}">{tds}</tr>'
         )
@@ -266,15 +278,7 @@ def runs_table_html(df: pd.DataFrame, *, max_rows: int = 200) -> str:
     if df is None or len(df) == 0:
         return f'<div style="font-family:{FONT};color:{FG_MUTED};padding:4px 8px">(no runs)</div>'
     columns = [c for c in RUN_COLUMNS if c in df.columns]
-    th_style = (
-        f"padding:4px 8px;border-bottom:1px solid {BORDER};text-align:left;"
-        f"color:{FG_MUTED};font-weight:600;white-space:nowrap"
-    )
-    head = "".join(
-        f'<th style="{th_style}{";" + _NUMERIC_ALIGN if _is_numeric(df, c) else ""}">'
-        f"{esc(RUN_COLUMNS[c])}</th>"
-        for c in columns
-    )
+    head = _head(df, columns, RUN_COLUMNS)
     rows = []
     for rec in df.head(max_rows).to_dict("records"):
         cells = session_cells(rec, columns)
@@ -284,11 +288,7 @@ def runs_table_html(df: pd.DataFrame, *, max_rows: int = 200) -> str:
             cells[columns.index("run_index")] = esc(int(rec["run_index"]) + 1)
         error = rec.get("error")
         title = f' title="{esc(error)}"' if _present(error) else ""
-        tds = "".join(
-            f'<td style="padding:3px 8px;border-bottom:1px solid {BORDER};white-space:nowrap;'
-            f'{_NUMERIC_ALIGN if _is_numeric(df, c) else ""}">{cell}</td>'
-            for c, cell in zip(columns, cells, strict=True)
-        )
+        tds = _cells(df, columns, cells)
         rows.append(
             f'<tr class="a3s-run-row" data-run-id="{esc(rec.get("run_id"))}"{title}>{tds}</tr>'
         )
@@ -300,18 +300,6 @@ def runs_table_html(df: pd.DataFrame, *, max_rows: int = 200) -> str:
 
 
 # =========================================================================== transcript
-
-
-def _result_text(block: ToolResultBlock) -> str:
-    if isinstance(block.content, str):
-        return block.content
-    parts = []
-    for part in block.content:
-        if part.get("type") == "text":
-            parts.append(str(part.get("text", "")))
-        else:
-            parts.append(f"[{part.get('type', 'part')}]")
-    return "\n".join(parts)
 
 
 def _input_preview(tool_input: Any, limit: int = 80) -> str:
@@ -392,7 +380,7 @@ def _tool_call(
 
 
 def _tool_result(block: ToolResultBlock, limit: int, artifacts: dict[str, str]) -> str:
-    text = _result_text(block)
+    text = block.text
     error = bool(block.is_error)
     first = _shorten(text.strip().splitlines()[0] if text.strip() else "(empty)", 90)
     mark = _badge("error", STATUS_COLORS["error"]) if error else _badge("ok", "#2e7d32")

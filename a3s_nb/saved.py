@@ -59,12 +59,6 @@ def _clip(text: str, limit: int) -> str:
     return text
 
 
-def _result_text(block: ToolResultBlock) -> str:
-    if isinstance(block.content, str):
-        return block.content
-    return "\n".join(str(p.get("text", f"[{p.get('type', '?')}]")) for p in block.content)
-
-
 def _entries(messages: list[Message], limit: int) -> tuple[int, list[tuple[str, str]]]:
     """(skipped, [(label, text)]) for the last ``limit`` messages."""
     names: dict[str, str] = {}
@@ -85,7 +79,7 @@ def _entries(messages: list[Message], limit: int) -> tuple[int, list[tuple[str, 
             elif isinstance(b, ToolResultBlock):
                 mark = "error" if b.is_error else "ok"
                 label = f"tool {names.get(b.tool_use_id, '?')} {mark}"
-                out.append((label, _clip(_result_text(b), TOOL_OUTPUT_CHARS)))
+                out.append((label, _clip(b.text, TOOL_OUTPUT_CHARS)))
             else:
                 out.append((m.role, f"[{getattr(b, 'type', '?')}]"))
     return skipped, out

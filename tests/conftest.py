@@ -14,6 +14,24 @@ import a3s_nb
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE_STORE = FIXTURES / "a3s-code-3.1.0"
 
+#: The files a3s-code 3.1.0 writes for one session, as the SDK lays them out. Written out
+#: here (not taken from a3s_nb.store) so the tests hold the store to the SDK's layout.
+SESSION_FILES = {
+    "session": "{id}.json",
+    "runs": "runs/{id}.json",
+    "traces": "traces/{id}.json",
+    "verification": "verification/{id}.json",
+    "artifacts": "artifacts/{id}/artifacts.json",
+}
+
+
+def on_disk(store: Path, sid: str) -> dict:
+    """Every file of a saved session, parsed, read straight from disk."""
+    return {
+        k: json.loads((Path(store) / v.format(id=sid)).read_text())
+        for k, v in SESSION_FILES.items()
+    }
+
 
 @pytest.fixture(scope="session")
 def manifest() -> dict:

@@ -15,17 +15,7 @@ import pytest
 from a3s_nb import live, testing
 from a3s_nb.errors import CorruptFileError, SessionNotFoundError, StoreError
 
-FILES = {
-    "session": "{id}.json",
-    "runs": "runs/{id}.json",
-    "traces": "traces/{id}.json",
-    "verification": "verification/{id}.json",
-    "artifacts": "artifacts/{id}/artifacts.json",
-}
-
-
-def on_disk(store: Path, sid: str) -> dict:
-    return {k: json.loads((store / v.format(id=sid)).read_text()) for k, v in FILES.items()}
+from .conftest import on_disk
 
 
 def blocks(history: list[dict], kind: str) -> list[dict]:

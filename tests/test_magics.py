@@ -26,19 +26,8 @@ import a3s_nb
 from a3s_nb import A3sNbError, SavedSession, magics, testing
 from a3s_nb.saved import ReadOnlySessionError
 
+from .conftest import on_disk
 from .fakes import FakeSession
-
-FILES = {
-    "session": "{id}.json",
-    "runs": "runs/{id}.json",
-    "traces": "traces/{id}.json",
-    "verification": "verification/{id}.json",
-    "artifacts": "artifacts/{id}/artifacts.json",
-}
-
-
-def on_disk(store: Path, sid: str) -> dict[str, Any]:
-    return {k: json.loads((store / v.format(id=sid)).read_text()) for k, v in FILES.items()}
 
 
 def store_files(store: Path) -> dict[str, bytes]:

@@ -14,10 +14,10 @@ import pytest
 import a3s_nb
 from a3s_nb import store as store_mod
 from a3s_nb.models import SessionBundle
+from tests.conftest import SESSION_FILES
 from tests.test_store_contract import make_bundle
 
-FILES = ("{id}.json", "runs/{id}.json", "traces/{id}.json", "verification/{id}.json",
-         "artifacts/{id}/artifacts.json")  # fmt: skip
+FILES = tuple(SESSION_FILES.values())
 
 
 def snapshot_tree(root: Path) -> dict[str, bytes]:
@@ -213,6 +213,7 @@ def test_store_path_that_is_a_file(tmp_path):
 _PRELUDE = """
 import os, sys, time
 from a3s_nb import open_store
+from tests.conftest import SESSION_FILES
 from tests.test_store_contract import make_bundle
 store = open_store(sys.argv[1])
 start = os.path.join(sys.argv[1], "start")
