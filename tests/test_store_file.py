@@ -213,7 +213,6 @@ def test_store_path_that_is_a_file(tmp_path):
 _PRELUDE = """
 import os, sys, time
 from a3s_nb import open_store
-from tests.conftest import SESSION_FILES
 from tests.test_store_contract import make_bundle
 store = open_store(sys.argv[1])
 start = os.path.join(sys.argv[1], "start")
