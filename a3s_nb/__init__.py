@@ -3,6 +3,7 @@
 Importing the package has no side effects; ``%load_ext a3s_nb`` registers the magics.
 """
 
+from . import schema as _schema
 from .api import list_sessions, resume, save
 from .errors import (
     A3sNbError,
@@ -53,9 +54,8 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "Transcript",
 ]
 
-_FRAMES = frozenset(
-    {"all_frames", "messages", "run_events", "runs", "sessions", "spans", "traces", "verification"}
-)
+# schema is plain data (no pandas), so the frame names come from their one source
+_FRAMES = frozenset({*_schema.FRAME_NAMES, "all_frames"})
 
 _WIDGETS = frozenset({"RunTimeline", "SessionBrowser", "Transcript"})
 
