@@ -446,6 +446,9 @@ class FileStore(Store):
     def location(self, session_id: str, part: Part = "session") -> str:
         return str(self._file(session_id, part))
 
+    def exists(self, session_id: str) -> bool:
+        return self._file(session_id, "session").is_file()  # no need to read it
+
     def session_files(self, session_id: str) -> dict[Part, Path]:
         """The path of every per-session file (whether it exists or not)."""
         return {part: self._file(session_id, part) for part in PARTS}
