@@ -12,6 +12,7 @@ import html
 import json
 from typing import TYPE_CHECKING, Any
 
+from .capture import count_tool_calls
 from .errors import A3sNbError
 from .models import (
     Message,
@@ -217,7 +218,7 @@ class SavedSession:
 
     def summary(self) -> str:
         s, b = self.bundle.session, self.bundle
-        tool_calls = sum(1 for m in s.messages for x in m.content if isinstance(x, ToolUseBlock))
+        tool_calls = count_tool_calls(b)
         return (
             f"SavedSession({s.id!r}, model={s.model_name!r}, messages={len(s.messages)}, "
             f"runs={len(b.runs)}, tool_calls={tool_calls}, read-only)"
