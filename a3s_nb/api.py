@@ -27,7 +27,14 @@ from .capture import (
     is_session_like,
 )
 from .config import default_store_path
-from .errors import A3sNbError, CorruptFileError, StoreError
+from .errors import (
+    A3sNbError,
+    CorruptFileError,
+    NotAnAgentError,
+    SaveError,
+    SecretsFoundError,
+    StoreError,
+)
 from .models import SessionBundle
 from .saved import SavedSession
 from .store import FileStore, Store, open_store, validate_session_id
@@ -46,22 +53,6 @@ __all__ = [
 ]
 
 StoreLike = str | os.PathLike[str] | Store | None
-
-
-class SaveError(A3sNbError, ValueError):
-    """A save that was refused before anything was written."""
-
-
-class SecretsFoundError(SaveError):
-    """What would be saved contains secrets, and neither redact nor allow_secrets was given."""
-
-    def __init__(self, message: str, findings: list[Any]):
-        super().__init__(message)
-        self.findings = findings
-
-
-class NotAnAgentError(A3sNbError, TypeError):
-    """``agent`` is not an ``a3s_code.Agent`` (it cannot resume sessions)."""
 
 
 def _plural(n: int, word: str) -> str:
@@ -269,7 +260,6 @@ def resume(
 # ============================================================================= list
 
 
-#: The columns of the listing without ``a3s_nb.frames`` (the first of its ``sessions``).
 def list_sessions(
     store: StoreLike = None,
     *,

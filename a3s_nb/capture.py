@@ -30,11 +30,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import A3sNbError, describe_validation_error
+from .errors import A3sNbError, CaptureError, NotASessionError, describe_validation_error
 from .models import SessionBundle
 
 __all__ = [
-    "PARTS",
     "CaptureError",
     "NotASessionError",
     "bundle_from_parts",
@@ -47,19 +46,8 @@ __all__ = [
 #: The read methods an object must have to be captured.
 READ_METHODS = ("history", "runs", "run_events", "trace_events")
 
-#: Bundle parts, in the order they are scanned and reported.
-PARTS = ("session", "runs", "traces", "verification", "artifacts", "subagent_tasks")
-
 _PROBE_COMMAND = "__a3s_nb_model"
 _ARTIFACT_URI = re.compile(r"a3s://[A-Za-z0-9][A-Za-z0-9_\-./:]*[A-Za-z0-9]")
-
-
-class NotASessionError(A3sNbError, TypeError):
-    """An object that is not a live a3s-code session (it lacks the read methods)."""
-
-
-class CaptureError(A3sNbError, ValueError):
-    """A live session whose state could not be read, or does not have the a3s-code shape."""
 
 
 # --------------------------------------------------------------------------- detection

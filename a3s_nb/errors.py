@@ -1,10 +1,12 @@
-"""Domain exceptions. Each refines the built-in a caller would naturally catch."""
+"""Every exception a3s_nb raises on purpose. Each refines the built-in a caller would naturally
+catch; all are exported from :mod:`a3s_nb`."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -63,6 +65,56 @@ class InvalidBundleError(A3sNbError, ValueError):
 
 class StoreError(A3sNbError, OSError):
     """The store directory itself cannot be used (missing, not a directory, unwritable)."""
+
+
+# ---- saving and capturing a live session
+
+
+class SaveError(A3sNbError, ValueError):
+    """A save that was refused before anything was written."""
+
+
+class SecretsFoundError(SaveError):
+    """What would be saved contains secrets, and neither redact nor allow_secrets was given."""
+
+    def __init__(self, message: str, findings: list[Any]):
+        super().__init__(message)
+        self.findings = findings
+
+
+class NotASessionError(A3sNbError, TypeError):
+    """An object that is not a live a3s-code session (it lacks the read methods)."""
+
+
+class CaptureError(A3sNbError, ValueError):
+    """A live session whose state could not be read, or does not have the a3s-code shape."""
+
+
+class NotAnAgentError(A3sNbError, TypeError):
+    """``agent`` is not an ``a3s_code.Agent`` (it cannot resume sessions)."""
+
+
+class ReadOnlySessionError(A3sNbError, TypeError):
+    """A saved session was asked to do what only a live one can (send, stream, ...)."""
+
+
+# ---- the live SDK
+
+
+class LiveSessionError(A3sNbError, RuntimeError):
+    """a3s-code refused to open, resume or save a live session."""
+
+
+class ModelNotConfiguredError(LiveSessionError, LookupError):
+    """The saved session's model is not in the agent's config."""
+
+
+class SessionExistsError(A3sNbError, FileExistsError):
+    """A new session was given the id of one already in the store."""
+
+
+class NotSettledError(A3sNbError, TimeoutError):
+    """A live session kept running, or kept writing, past the timeout."""
 
 
 def describe_validation_error(error: ValidationError, limit: int = 3) -> str:

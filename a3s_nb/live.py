@@ -47,7 +47,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .config import default_store_path
-from .errors import A3sNbError, CorruptFileError, SessionNotFoundError
+from .errors import (
+    CorruptFileError,
+    LiveSessionError,
+    ModelNotConfiguredError,
+    NotSettledError,
+    SessionExistsError,
+    SessionNotFoundError,
+)
 from .store import FileStore, sdk_safe_id, validate_session_id
 
 __all__ = [
@@ -69,22 +76,6 @@ __all__ = [
 PIP_INSTALL = 'pip install "a3s-code==3.1.0"'
 
 T = TypeVar("T")
-
-
-class LiveSessionError(A3sNbError, RuntimeError):
-    """a3s-code refused to open, resume or save a live session."""
-
-
-class ModelNotConfiguredError(LiveSessionError, LookupError):
-    """The saved session's model is not in the agent's config."""
-
-
-class SessionExistsError(A3sNbError, FileExistsError):
-    """A new session was given the id of one already in the store."""
-
-
-class NotSettledError(A3sNbError, TimeoutError):
-    """A live session kept running, or kept writing, past the timeout."""
 
 
 def import_a3s_code() -> Any:

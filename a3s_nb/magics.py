@@ -12,7 +12,8 @@ Settings are traitlets on the ``A3sNb`` class::
 The store is, in order: ``--store``, then ``%config A3sNb.store``, then ``$A3S_NB_STORE``,
 then ``./a3s_sessions``.
 
-This is the only module of a3s_nb that imports IPython.
+IPython is imported only here and in :mod:`a3s_nb.widgets` (which the magics use); the core
+(models, store, capture, frames) never imports it.
 """
 
 from __future__ import annotations

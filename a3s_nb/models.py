@@ -186,10 +186,6 @@ def _block_tag(value: Any) -> str:
     return kind if kind in _BLOCK_TAGS else "other"
 
 
-class ToolResultText(A3sModel):
-    type: str = "text"
-
-
 ToolResultContent = str | list[dict[str, Any]]
 
 

@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from .capture import count_tool_calls
-from .errors import A3sNbError
+from .errors import ReadOnlySessionError
 from .models import (
     Message,
     SessionBundle,
@@ -33,10 +33,6 @@ __all__ = ["ReadOnlySessionError", "SavedSession", "transcript_html", "transcrip
 TOOL_OUTPUT_CHARS = 400
 #: How many of the latest messages the transcript shows (0: all).
 TRANSCRIPT_MESSAGES = 60
-
-
-class ReadOnlySessionError(A3sNbError, TypeError):
-    """A saved session was asked to do what only a live one can (send, stream, ...)."""
 
 
 # --------------------------------------------------------------------------- transcript

@@ -53,7 +53,8 @@ Ready-made rules for the common scenarios: :func:`write_and_read`, :func:`failin
 :func:`planning_run`; :func:`standard_script` holds them all, under the ``*_PROMPT``
 constants of this module.
 
-Standard library only.
+The server itself needs the standard library only; the helpers that build an agent import
+a3s-code (through :mod:`a3s_nb.live`).
 """
 
 from __future__ import annotations

@@ -315,7 +315,6 @@ class SessionBrowser(_StaticMixin, W.VBox):
         namespace: MutableMapping[str, Any] | None = None,
         name: str = "session",
         page_size: int = 20,
-        resume: Callable[..., Any] | None = None,
         **kwargs: Any,
     ):
         self.store = _open_existing(store)
@@ -323,7 +322,6 @@ class SessionBrowser(_StaticMixin, W.VBox):
         self.agent = agent
         self.namespace: MutableMapping[str, Any] = namespace if namespace is not None else {}
         self._explicit_namespace = namespace is not None
-        self._resume_fn = resume
         self.page_size = page_size
         self.sessions = pd.DataFrame()
         self.shown = pd.DataFrame()
@@ -708,12 +706,9 @@ class SessionBrowser(_StaticMixin, W.VBox):
         name = self.name_text.value.strip() or "session"
         if not name.isidentifier():
             raise A3sNbError(f"{name!r} is not a Python variable name")
-        fn = self._resume_fn
-        if fn is None:
-            import a3s_nb
+        import a3s_nb  # looked up at call time, as a user would patch it
 
-            fn = a3s_nb.resume
-        session = fn(sid, agent=self.agent, store=self.store)
+        session = a3s_nb.resume(sid, agent=self.agent, store=self.store)
         self._target_namespace()[name] = session
         self.last_resumed = session
         how = "live" if self.agent is not None else "read-only (pass agent= to continue it)"
