@@ -32,7 +32,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -278,11 +278,23 @@ class Store(abc.ABC):
             )
         return SessionBundle(**values)
 
-    def save(self, bundle: SessionBundle) -> None:
+    def save(
+        self,
+        bundle: SessionBundle,
+        *,
+        guard: Callable[[SessionBundle | None], None] | None = None,
+    ) -> None:
         """Write a bundle exactly as given, timestamps included.
 
         Everything is serialised before any file is touched, so an invalid bundle or a full
         disk leaves what was saved before intact.
+
+        ``guard``, if given, is called under the store's exclusive lock, just before the
+        files are written, with what is stored for this id at that moment (None when there
+        is nothing); no other a3s_nb writer can change it until the save is over. If the
+        guard raises, nothing is written and its exception propagates. A stored session that
+        cannot be loaded is not passed to the guard: its ``CorruptFileError`` propagates and
+        nothing is written (overwriting it is then a deliberate save without a guard).
         """
         session_id = validate_session_id(bundle.session.id)
         for run in bundle.runs:
@@ -308,7 +320,18 @@ class Store(abc.ABC):
                 ) from None
             texts[part] = dumps(data)
         with self.lock():
+            if guard is not None:
+                guard(self._stored(session_id))
             self._commit(session_id, texts)
+
+    def _stored(self, session_id: str) -> SessionBundle | None:
+        """What is stored for ``session_id``, or None. Called with the lock held."""
+        if not self.exists(session_id):
+            return None
+        try:
+            return self.load(session_id)  # the lock is re-entrant: this reuses the held one
+        except SessionNotFoundError:  # removed by something that takes no lock (the SDK)
+            return None
 
     def delete(self, session_id: str) -> None:
         """Delete a session and its per-session fragments (not its checkpoints)."""
@@ -403,6 +426,24 @@ class Store(abc.ABC):
 _tmp_counter = itertools.count()
 _thread_locks: dict[str, threading.RLock] = {}
 _thread_locks_guard = threading.Lock()
+_held_by_thread = threading.local()
+
+
+class _Held:
+    """A store lock this thread holds: its flock'd file (None without one) and mode."""
+
+    __slots__ = ("fd", "shared")
+
+    def __init__(self, fd: int | None, shared: bool):
+        self.fd = fd
+        self.shared = shared
+
+
+def _held_locks() -> dict[str, _Held]:
+    held = getattr(_held_by_thread, "locks", None)
+    if held is None:
+        held = _held_by_thread.locks = {}
+    return held
 
 
 class FileStore(Store):
@@ -462,34 +503,81 @@ class FileStore(Store):
 
     @contextlib.contextmanager
     def lock(self, *, shared: bool = False) -> Iterator[None]:
+        """Hold the store's lock: exclusive for writing, shared for reading.
+
+        Re-entrant within a thread: a read inside a write (a ``save`` guard calling
+        ``load``) reuses the lock already held instead of waiting on itself, and a write
+        inside a read upgrades the held lock for its duration.
+        """
         # flock excludes other processes; the RLock excludes threads of this one (flock
         # locks belong to the open file, so two threads would each get their own).
         key = str(self.path)
         with _thread_locks_guard:
             tlock = _thread_locks.setdefault(key, threading.RLock())
         with tlock:
-            if fcntl is None:
-                yield
-                return
-            lock_file = self.meta_dir / "lock"
-            try:
-                if shared:
-                    # Readers never create files: a store nobody has saved into through
-                    # a3s_nb has no lock file and no a3s_nb writer to wait for.
-                    fd = os.open(lock_file, os.O_RDONLY)
-                else:
-                    self.meta_dir.mkdir(exist_ok=True)
-                    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError:
-                if shared:  # no lock file yet, or a read-only store: read without it
-                    yield
+            held = _held_locks()
+            outer = held.get(key)
+            if outer is not None:
+                if shared or not outer.shared:
+                    yield  # already held, strongly enough
                     return
-                raise
+                with self._upgraded(outer):
+                    yield
+                return
+            state = self._acquire(shared)
+            held[key] = state
             try:
-                fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
                 yield
             finally:
-                os.close(fd)  # releases the flock
+                del held[key]
+                if state.fd is not None:
+                    os.close(state.fd)  # releases the flock
+
+    def _acquire(self, shared: bool) -> _Held:
+        if fcntl is None:
+            return _Held(None, shared)
+        lock_file = self.meta_dir / "lock"
+        try:
+            if shared:
+                # Readers never create files: a store nobody has saved into through
+                # a3s_nb has no lock file and no a3s_nb writer to wait for.
+                fd = os.open(lock_file, os.O_RDONLY)
+            else:
+                self.meta_dir.mkdir(exist_ok=True)
+                fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            if shared:  # no lock file yet, or a read-only store: read without it
+                return _Held(None, shared)
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _Held(fd, shared)
+
+    @contextlib.contextmanager
+    def _upgraded(self, outer: _Held) -> Iterator[None]:
+        """Exclusive for the duration, inside a shared lock this thread holds."""
+        if fcntl is None:
+            yield
+            return
+        if outer.fd is None:  # the read went without a lock file: take one now
+            state = self._acquire(shared=False)
+            outer.shared = False
+            try:
+                yield
+            finally:
+                outer.shared = True
+                os.close(state.fd)  # type: ignore[arg-type]
+            return
+        fcntl.flock(outer.fd, fcntl.LOCK_EX)  # converting is not atomic; fine for a write
+        outer.shared = False
+        try:
+            yield
+        finally:
+            outer.shared = True
+            fcntl.flock(outer.fd, fcntl.LOCK_SH)
 
     # ---- raw I/O -------------------------------------------------------------------------
 

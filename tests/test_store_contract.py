@@ -256,3 +256,79 @@ def test_a_bundle_mutated_into_an_invalid_shape_is_not_written(store):
     ):
         store.save(bundle)
     assert len(store.load("s-1").session.messages) == 2
+
+
+# ---- save(guard=...): a check of what is stored, under the writer's lock ------------------
+
+
+def test_guard_sees_none_for_a_new_id_and_the_stored_bundle_after(store):
+    seen = []
+    store.save(make_bundle(n=1), guard=seen.append)
+    assert seen == [None]
+    store.save(make_bundle(n=3), guard=seen.append)
+    assert len(seen) == 2
+    assert isinstance(seen[1], SessionBundle)
+    assert len(seen[1].runs) == 1  # what was stored before this save, not the bundle given
+    assert len(store.load("s-1").runs) == 3
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_guard_that_raises_writes_nothing(store, existing):
+    if existing:
+        store.save(make_bundle(n=2))
+
+    class Refused(Exception):
+        pass
+
+    def refuse(stored):
+        raise Refused("no")
+
+    with pytest.raises(Refused):
+        store.save(make_bundle(n=5), guard=refuse)
+    if existing:
+        assert len(store.load("s-1").runs) == 2
+        assert store.list() == ["s-1"]
+    else:
+        assert store.list() == []
+        assert not store.exists("s-1")
+
+
+def test_a_guard_may_read_and_write_the_store_without_deadlock(store):
+    """The guard runs under the exclusive lock; reading inside it must not wait on itself."""
+    import threading
+
+    store.save(make_bundle("other", n=1))
+    store.save(make_bundle(n=1))
+    seen = {}
+
+    def guard(stored):
+        seen["load"] = len(store.load("s-1").runs)
+        seen["list"] = store.list()
+        seen["other"] = store.read_raw("other", "session")["id"]
+        store.save(make_bundle("third"))  # a nested write, too
+
+    done = threading.Event()
+
+    def work():
+        store.save(make_bundle(n=4), guard=guard)
+        done.set()
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(timeout=30)
+    assert done.is_set(), "save(guard=...) deadlocked on its own lock"
+    assert seen == {"load": 1, "list": ["other", "s-1"], "other": "other"}
+    assert len(store.load("s-1").runs) == 4
+    assert store.list() == ["other", "s-1", "third"]
+
+
+def test_a_stored_session_that_cannot_load_is_not_given_to_the_guard(store):
+    store.save(make_bundle(n=1))
+    store._commit("s-1", {"runs": "[{"})  # damage the stored runs file
+    calls = []
+    with pytest.raises(a3s_nb.CorruptFileError, match="not valid JSON"):
+        store.save(make_bundle(n=3), guard=calls.append)
+    assert calls == []
+    assert store.read_raw("s-1", "session")["messages"][0]["content"][0]["text"] == "m0"
+    store.save(make_bundle(n=3))  # without a guard: a deliberate overwrite
+    assert len(store.load("s-1").runs) == 3

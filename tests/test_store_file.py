@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -307,3 +308,49 @@ def test_without_flock_saves_still_work(tmp_path, monkeypatch):
     store.save(make_bundle(n=2))
     assert len(store.load("s-1").runs) == 2
     assert not (store.path / ".a3s_nb" / "lock").exists()
+
+
+def test_guard_sees_what_another_handle_saved_in_between(tmp_path):
+    first = a3s_nb.open_store(tmp_path / "s")
+    second = a3s_nb.open_store(tmp_path / "s")
+    first.save(make_bundle(n=1))
+    second.save(make_bundle(n=2))
+    seen = []
+    first.save(make_bundle(n=3), guard=seen.append)
+    assert len(seen[0].runs) == 2
+
+
+_GUARDED_WRITER = """
+import sys, time
+from a3s_nb import open_store
+from tests.test_store_contract import make_bundle
+store = open_store(sys.argv[1])
+def guard(stored):
+    open(sys.argv[2], "w").close()  # the lock is held now
+    time.sleep(1.0)
+store.save(make_bundle(n=5), guard=guard)
+"""
+
+
+def test_guard_runs_under_the_exclusive_lock_across_processes(tmp_path):
+    """Another kernel's save waits for the guarded save to finish, so the guard's view holds."""
+    path = tmp_path / "s"
+    a3s_nb.open_store(path).save(make_bundle(n=1))
+    flag = tmp_path / "in-guard"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _GUARDED_WRITER, str(path), str(flag)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not flag.exists():
+            assert child.poll() is None, child.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        a3s_nb.open_store(path).save(make_bundle(n=2))  # waits for the child's save
+    finally:
+        assert child.wait(timeout=60) == 0, child.stderr.read()
+    assert len(a3s_nb.open_store(path).load("s-1").runs) == 2
