@@ -5,6 +5,7 @@ Importing the package has no side effects; ``%load_ext a3s_nb`` registers the ma
 
 from . import schema as _schema
 from .api import list_sessions, resume, save
+from .lineage import diff, diff_summary, fork, lineage_frame, lineage_of, replay
 from .errors import (
     A3sNbError,
     AmbiguousSessionIdError,
@@ -55,8 +56,14 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "SessionExistsError",
     "SessionNotFoundError",
     "StoreError",
+    "diff",
+    "diff_summary",
+    "fork",
+    "lineage_frame",
+    "lineage_of",
     "list_sessions",
     "open_store",
+    "replay",
     "resume",
     "save",
     # the frames (a3s_nb.frames), imported on first use so `import a3s_nb` stays light

@@ -206,6 +206,8 @@ class Rule:
     - ``plan``: step descriptions; when set, pre-analysis turns planning mode on for prompts
       this rule matches.
     - ``name``: shown in the request log (defaults to ``match`` or ``regex``).
+    - ``model``: answer only requests for this model id (or any of a list of them), so one
+      server can play two models that behave differently; None answers every model.
     """
 
     match: str | None = None
@@ -214,6 +216,7 @@ class Rule:
     final: str | None = None
     plan: tuple[str, ...] | None = None
     name: str | None = None
+    model: str | tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "replies", tuple(map(Reply.from_data, self.replies)))
@@ -228,13 +231,18 @@ class Rule:
                 raise ValueError(f"bad regex {self.regex!r}: {e}") from None
         if self.name is None:
             object.__setattr__(self, "name", self.match or self.regex or "*")
+        if self.model is not None and not isinstance(self.model, str):
+            models = tuple(self.model)
+            if not models or not all(isinstance(m, str) for m in models):
+                raise ValueError("model is a model id or a non-empty list of model ids")
+            object.__setattr__(self, "model", models)
 
     @classmethod
     def from_data(cls, data: Rule | Mapping[str, Any]) -> Rule:
         """A rule from a dict with the fields of this class (``replies`` as reply data)."""
         if isinstance(data, Rule):
             return data
-        fields = {"match", "regex", "replies", "final", "plan", "name"}
+        fields = {"match", "regex", "replies", "final", "plan", "name", "model"}
         unknown = set(data) - fields
         if unknown:
             raise ValueError(f"unknown rule field(s) {sorted(unknown)}; known: {sorted(fields)}")
@@ -245,12 +253,19 @@ class Rule:
         for key in ("match", "regex", "final", "name"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.model is not None:
+            out["model"] = self.model if isinstance(self.model, str) else list(self.model)
         out["replies"] = [r.to_data() for r in self.replies]
         if self.plan is not None:
             out["plan"] = list(self.plan)
         return out
 
-    def matches(self, prompt: str) -> bool:
+    def matches(self, prompt: str, model: str | None = None) -> bool:
+        """Whether this rule answers ``prompt`` sent to ``model`` (None: any model)."""
+        if self.model is not None and model is not None:
+            wanted = (self.model,) if isinstance(self.model, str) else self.model
+            if model not in wanted:
+                return False
         if self.match is not None and self.match not in prompt:
             return False
         return self.regex is None or re.search(self.regex, prompt) is not None
@@ -524,12 +539,16 @@ class _Answer:
     seed: str  # for deterministic ids
 
 
-def _answer(rules: Sequence[Rule], body: Mapping[str, Any]) -> _Answer:
+def _answer(
+    rules: Sequence[Rule], body: Mapping[str, Any], default_model: str | None = None
+) -> _Answer:
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise ValueError("'messages' must be a list")
     prompt, step, turns = _conversation(messages)
-    rule = next((r for r in rules if r.matches(prompt)), None)
+    model = body.get("model")
+    model = model if isinstance(model, str) and model else default_model
+    rule = next((r for r in rules if r.matches(prompt, model)), None)
     seed = _digest(turns, prompt, step)
     if _is_pre_analysis(messages):
         text = json.dumps(pre_analysis(prompt, rule.plan if rule else None))
@@ -686,7 +705,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw)
             if not isinstance(body, dict):
                 raise ValueError("the body must be a JSON object")
-            answer = _answer(llm.script, body)
+            answer = _answer(llm.script, body, llm.models[0])
         except ValueError as e:
             llm._record(
                 RecordedRequest(

@@ -1,0 +1,206 @@
+"""Fork, diff and replay (a3s_nb.lineage) on the SDK-written fixture store and in memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import a3s_nb
+from a3s_nb import lineage
+from a3s_nb.errors import A3sNbError, SessionExistsError, SessionNotFoundError
+
+from .conftest import on_disk
+
+OSCAR = "fix-oscar-2-000"  # 5 prompts: write+read, failing bash, missing read, task, chat
+PLANNED = "88efb826-562a-4324-ba5a-ca7fa4276dc8"  # prompt 1 is a planning run (3 user texts)
+FAILED_FIRST = "60246e33-b01d-47b4-a995-4a89a87f13f3"  # prompt 1 failed: nothing in messages
+ARTIFACT = "4287140e-de98-4f72-8e72-c616a812fc99"  # prompt 5's bash output is an artifact
+VERIFIED = "chore-november-2-007"  # verify_commands after prompt 2, then prompt 3
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+# ------------------------------------------------------------------------------ prompts
+
+
+def test_prompts_follow_the_runs(fixture_store):
+    ps = lineage.prompts(OSCAR, store=fixture_store)
+    bundle = fixture_store.load(OSCAR)
+    assert [p.text for p in ps] == [r.snapshot.prompt for r in bundle.runs]
+    assert [p.messages for p in ps] == [(0, 6), (6, 10), (10, 14), (14, 18), (18, 20)]
+    assert [[t.name for t in p.tools] for p in ps] == [["write", "read"], ["bash"], ["read"], ["task"], []]
+    assert [t.ok for t in ps[1].tools] == [False]  # the failing check script
+
+
+def test_a_planning_run_is_one_prompt_of_three_user_messages(fixture_store):
+    ps = lineage.prompts(PLANNED, store=fixture_store)
+    assert len(ps) == 5
+    texts = [m.text for m in fixture_store.load(PLANNED).session.messages[: ps[0].messages[1]]]
+    assert [t.split(":")[0] for t in texts if t.startswith(("Goal", "Execute"))] == [
+        "Goal",
+        "Execute step 1",
+        "Execute step 2",
+    ]
+    assert ps[1].text.startswith("Create docs/november_6_2.md")
+
+
+def test_a_failed_run_is_a_prompt_without_messages(fixture_store):
+    ps = lineage.prompts(FAILED_FIRST, store=fixture_store)
+    assert ps[0].status == "failed" and ps[0].messages == (0, 0)
+    assert ps[1].messages[0] == 0 and ps[1].status == "completed"
+    assert "circuit breaker" in ps[0].answer or ps[0].answer  # the run's error
+
+
+# ------------------------------------------------------------------------------ fork
+
+
+def test_fork_keeps_the_first_prompts_and_records_lineage(fixture_dir, fixture_store):
+    before = tree(fixture_dir)
+    fork = a3s_nb.fork(OSCAR, at=2, store=fixture_store)
+    assert isinstance(fork, a3s_nb.SavedSession)
+    assert fork.id == f"{OSCAR}-fork-1"
+    src = fixture_store.load(OSCAR)
+    got = on_disk(fixture_dir, fork.id)
+    assert got["session"]["messages"] == [
+        m.model_dump(mode="json", by_alias=True) for m in src.session.messages[:10]
+    ]
+    assert [r["snapshot"]["prompt"] for r in got["runs"]] == [r.snapshot.prompt for r in src.runs[:2]]
+    assert {r["snapshot"]["session_id"] for r in got["runs"]} == {fork.id}
+    assert [t["name"] for t in got["traces"]] == ["write", "read", "bash"]
+    assert got["session"]["id"] == fork.id and "parent_id" not in got["session"]
+    # the source is untouched; the fork added its files and its lineage record
+    after = tree(fixture_dir)
+    assert {k: v for k, v in after.items() if k in before} == before
+    new = sorted(set(after) - set(before))
+    assert f".a3s_nb/lineage/{fork.id}.json" in new
+    rec = a3s_nb.lineage_of(fork.id, fixture_store)
+    assert rec["kind"] == "fork" and rec["parent_id"] == OSCAR
+    assert rec["at_prompt"] == 2 and rec["of_prompts"] == 5
+    assert rec["created_at"].endswith("+00:00")
+    assert a3s_nb.lineage_of(OSCAR, fixture_store) is None
+
+
+def test_fork_default_keeps_every_prompt_and_ids_count_up(fixture_store):
+    a = a3s_nb.fork(OSCAR, store=fixture_store)
+    b = a3s_nb.fork(OSCAR, store=fixture_store)
+    assert (a.id, b.id) == (f"{OSCAR}-fork-1", f"{OSCAR}-fork-2")
+    src = fixture_store.load(OSCAR)
+    assert a.bundle.session.messages == src.session.messages
+    assert len(a.bundle.traces) == len(src.traces)
+    assert a3s_nb.lineage_of(a.id, fixture_store)["at_prompt"] == 5
+
+
+def test_fork_of_a_fork_and_into_another_store(fixture_store, tmp_path):
+    other = a3s_nb.FileStore(tmp_path / "other")
+    f1 = a3s_nb.fork(OSCAR, at=3, store=other, source_store=fixture_store, new_id="b1")
+    f2 = a3s_nb.fork("b1", at=1, store=other, new_id="b2")
+    assert a3s_nb.lineage_of("b1", other)["parent_store"] == str(fixture_store)
+    assert a3s_nb.lineage_of("b2", other)["parent_id"] == "b1"
+    assert a3s_nb.lineage_of("b2", other)["parent_store"] is None
+    assert len(lineage.prompts(f2)) == 1 and len(lineage.prompts(f1)) == 3
+
+
+def test_fork_cuts_artifacts_with_their_prompt(fixture_store):
+    src = fixture_store.load(ARTIFACT)
+    assert len(src.artifacts.artifacts) == 1
+    assert a3s_nb.fork(ARTIFACT, at=4, store=fixture_store).bundle.artifacts.artifacts == []
+    kept = a3s_nb.fork(ARTIFACT, at=5, store=fixture_store).bundle.artifacts.artifacts
+    assert kept == src.artifacts.artifacts
+
+
+def test_fork_keeps_verification_made_before_the_cut(fixture_store):
+    # the report came from verify_commands after prompt 2: its two bash checks are the
+    # traces between prompt 2's bash call and prompt 3's read
+    at2 = a3s_nb.fork(VERIFIED, at=2, store=fixture_store).bundle
+    assert [v.subject for v in at2.verification] == ["lint"]
+    assert [t.name for t in at2.traces] == ["parallel_task", "write", "edit", "bash", "bash", "bash"]
+    at1 = a3s_nb.fork(VERIFIED, at=1, store=fixture_store).bundle
+    assert at1.verification == [] and [t.name for t in at1.traces] == ["parallel_task"]
+
+
+def test_fork_after_a_failed_prompt(fixture_store):
+    f = a3s_nb.fork(FAILED_FIRST, at=1, store=fixture_store).bundle
+    assert f.session.messages == [] and [r.snapshot.status for r in f.runs] == ["failed"]
+    assert f.traces == []
+
+
+@pytest.mark.parametrize("at", [0, -1, 6, 99, 2.0, True, "2"])
+def test_bad_at_is_refused_and_nothing_is_written(fixture_dir, fixture_store, at):
+    before = tree(fixture_dir)
+    with pytest.raises(lineage.ForkError, match="prompt"):
+        a3s_nb.fork(OSCAR, at=at, store=fixture_store)
+    assert tree(fixture_dir) == before
+
+
+def test_existing_new_id_and_missing_source_are_refused(fixture_dir, fixture_store):
+    before = tree(fixture_dir)
+    with pytest.raises(SessionExistsError, match="already exists"):
+        a3s_nb.fork(OSCAR, at=1, new_id=VERIFIED, store=fixture_store)
+    with pytest.raises(SessionNotFoundError, match="did you mean"):
+        a3s_nb.fork("fix-oscar-2-00x", at=1, store=fixture_store)
+    with pytest.raises(A3sNbError, match="path separator"):
+        a3s_nb.fork(OSCAR, at=1, new_id="a/b", store=fixture_store)
+    assert tree(fixture_dir) == before
+
+
+def test_fork_into_a_copy_of_the_workspace(fixture_store, tmp_path):
+    src_ws = tmp_path / "src_ws"
+    (src_ws / "docs").mkdir(parents=True)
+    (src_ws / "docs" / "a.md").write_text("# A\n")
+    bundle = fixture_store.load(OSCAR)
+    bundle.session.config.workspace = str(src_ws)
+    copy = tmp_path / "branch"
+    f = a3s_nb.fork(bundle, at=2, store=fixture_store, workspace=copy, new_id="ws-fork")
+    assert f.workspace == str(copy)
+    assert (copy / "docs" / "a.md").read_text() == "# A\n"
+    assert a3s_nb.lineage_of("ws-fork", fixture_store)["workspace"] == str(copy)
+    (copy / "x").write_text("x")
+    with pytest.raises(lineage.ForkError, match="not empty"):
+        a3s_nb.fork(bundle, at=2, store=fixture_store, workspace=copy, new_id="ws-fork-2")
+    assert not fixture_store.exists("ws-fork-2")
+
+
+def test_fork_in_memory():
+    store = a3s_nb.MemoryStore()
+    fixture = a3s_nb.FileStore(Path(__file__).parent / "fixtures" / "a3s-code-3.1.0", create=False)
+    f = a3s_nb.fork(fixture.load(OSCAR), at=1, store=store, new_id="m1")
+    assert store.list() == ["m1"] and len(f.bundle.session.messages) == 6
+    assert a3s_nb.lineage_of("m1", store)["parent_id"] == OSCAR
+    assert a3s_nb.lineage_frame(store)["lineage_parent_id"].tolist() == [OSCAR]
+
+
+def test_lineage_frame(fixture_store):
+    a3s_nb.fork(OSCAR, at=2, store=fixture_store, new_id="f1")
+    df = a3s_nb.lineage_frame(fixture_store)
+    assert df.columns.tolist() == lineage.LINEAGE_COLUMNS
+    row = df.iloc[0]
+    assert (row.session_id, row.lineage_kind, row.lineage_parent_id, row.lineage_at_prompt) == (
+        "f1",
+        "fork",
+        OSCAR,
+        2,
+    )
+    assert str(df["lineage_created_at"].dtype) == "datetime64[ms, UTC]"
+    assert str(df["lineage_at_prompt"].dtype) == "Int64"
+
+
+def test_a_failed_save_leaves_no_lineage(fixture_store, monkeypatch):
+    def boom(bundle):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fixture_store, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        a3s_nb.fork(OSCAR, at=1, store=fixture_store, new_id="nope")
+    assert a3s_nb.lineage_of("nope", fixture_store) is None
+    assert not (fixture_store.meta_dir / "lineage" / "nope.json").exists()
+
+
+def test_lineage_file_is_json_written_atomically(fixture_store):
+    a3s_nb.fork(OSCAR, at=1, store=fixture_store, new_id="j1")
+    folder = fixture_store.meta_dir / "lineage"
+    assert sorted(p.name for p in folder.iterdir()) == ["j1.json"]  # no temp files left
+    assert json.loads((folder / "j1.json").read_text())["schema"] == "a3s_nb.lineage.v1"
