@@ -5,12 +5,12 @@ Importing the package has no side effects; ``%load_ext a3s_nb`` registers the ma
 
 from . import schema as _schema
 from .api import list_sessions, resume, save
-from .lineage import diff, diff_summary, fork, lineage_frame, lineage_of, replay
 from .errors import (
     A3sNbError,
     AmbiguousSessionIdError,
     CaptureError,
     CorruptFileError,
+    ForkError,
     InvalidBundleError,
     InvalidSessionIdError,
     LiveSessionError,
@@ -25,6 +25,7 @@ from .errors import (
     SessionNotFoundError,
     StoreError,
 )
+from .lineage import diff, diff_summary, fork, lineage_frame, lineage_of, replay
 from .models import SessionBundle, SessionData
 from .saved import SavedSession
 from .store import FileStore, MemoryStore, Store, open_store
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and widgets
     "FileStore",
+    "ForkError",
     "MemoryStore",
     "SavedSession",
     "SessionBundle",

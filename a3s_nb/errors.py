@@ -98,6 +98,14 @@ class ReadOnlySessionError(A3sNbError, TypeError):
     """A saved session was asked to do what only a live one can (send, stream, ...)."""
 
 
+# ---- lineage: fork, diff, replay
+
+
+class ForkError(A3sNbError, ValueError):
+    """A fork, diff or replay refused before anything was written (a bad prompt number,
+    a workspace that cannot be copied, ...)."""
+
+
 # ---- the live SDK
 
 

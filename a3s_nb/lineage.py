@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .capture import artifact_uris, capture, is_session_like
-from .errors import A3sNbError, SessionExistsError
+from .errors import ForkError, SessionExistsError
 from .models import (
     Message,
     RunRecord,
@@ -88,10 +88,6 @@ __all__ = [
 LINEAGE_SCHEMA = "a3s_nb.lineage.v1"
 _LINEAGE_DIR = "lineage"
 _NO_MESSAGES = frozenset({"failed", "cancelled"})
-
-
-class ForkError(A3sNbError, ValueError):
-    """A fork, replay or diff that was refused before anything was written."""
 
 
 # =============================================================================== prompts
@@ -640,13 +636,23 @@ def _open_for_write(store: Any) -> Store:
 
 
 def _save_with_lineage(st: Store, bundle: SessionBundle, record: dict[str, Any]) -> None:
-    # lineage first: a session file never exists without its lineage; if the save fails,
-    # the record goes again
-    _write_lineage(st, record)
+    sid = record["session_id"]
+
+    def guard(stored: SessionBundle | None) -> None:
+        # under the store's write lock: the id is still free, and the lineage goes first,
+        # so a session file never exists without its lineage record
+        if stored is not None:
+            raise SessionExistsError(
+                f"session {sid!r} already exists in store {st}: choose another id"
+            )
+        _write_lineage(st, record)
+
     try:
-        st.save(bundle)
+        st.save(bundle, guard=guard)
+    except SessionExistsError:
+        raise
     except BaseException:
-        _remove_lineage(st, record["session_id"])
+        _remove_lineage(st, sid)
         raise
 
 

@@ -383,6 +383,90 @@ class A3sNb(Magics):
             ) from e
         return SessionBrowser(store, agent=agent)
 
+    # ---- lineage: %a3s_fork, %a3s_diff, %a3s_replay -------------------------------------
+
+    def _session_source(self, name: str) -> Any:
+        """A variable holding a session (live, saved or a bundle), else ``name`` as an id."""
+        from .models import SessionBundle
+
+        ns = self.shell.user_ns
+        if name.isidentifier() and name in ns:
+            value = ns[name]
+            if isinstance(value, SavedSession | SessionBundle) or is_session_like(value):
+                return value
+        return name
+
+    def _variable_name(self, name: str, flag: str = "--as") -> str:
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise UsageError(f"{flag} {name!r} is not a variable name")
+        return name
+
+    @magic_arguments()
+    @argument("id", help="The session to fork: a saved id (or unique prefix), or a variable.")
+    @argument(
+        "--at",
+        type=int,
+        help="Keep the first N prompts (a prompt is one user prompt and its run); "
+        "default: all of them.",
+    )
+    @argument("--as", dest="name", default="fork", help="The variable to bind (default: fork).")
+    @argument(
+        "--agent",
+        help="The variable holding an a3s_code.Agent: the fork is live and continues "
+        "with NAME.send(...). Without it, NAME is read-only.",
+    )
+    @argument("--id", dest="new_id", help="The fork's id (default: ID-fork-K).")
+    @argument(
+        "--workspace",
+        help="Copy the source's workspace to this new directory and work there "
+        "(a3s-code keeps no snapshots of files: without it, the fork shares the folder).",
+    )
+    @argument("--store", help="The store directory (default: see %%config A3sNb.store).")
+    @line_magic
+    @_usage_errors
+    def a3s_fork(self, line: str) -> None:
+        """Fork a session after prompt N: a new saved session with the first N prompts.
+
+        The runs, traces, verification reports and artifacts of the kept prompts come
+        along; the source stays in the store untouched. The fork records its parent, the
+        prompt it was cut after and when (see a3s_nb.lineage_of). To rewind a session,
+        fork it under its own variable name and carry on:
+
+            %a3s_fork 4f1c --at 2 --as session --agent agent
+            session.send("Try it another way")
+
+        Function twin: ``a3s_nb.fork(source, at=None, new_id=None, store=None,
+        agent=None, workspace=None)``.
+        """
+        args = parse_argstring(self.a3s_fork, line)
+        name = self._variable_name(args.name)
+        agent = None
+        if args.agent:
+            agent = self._lookup(args.agent, "pass the variable that holds the a3s_code.Agent")
+        from .lineage import fork, lineage_of
+
+        store = self._store(args.store)
+        obj = fork(
+            self._session_source(args.id),
+            args.at,
+            new_id=args.new_id,
+            store=store,
+            agent=agent,
+            workspace=args.workspace,
+        )
+        self.shell.push({name: obj})
+        sid = obj.id if isinstance(obj, SavedSession) else obj.session_id
+        rec = lineage_of(sid, store=getattr(obj, "store", None) or store) or {}
+        how = (
+            f"read-only; to continue it: %a3s_resume {sid} --agent AGENT"
+            if isinstance(obj, SavedSession)
+            else f"live; {name}.send(...) continues it"
+        )
+        print(
+            f"{name}: session {sid}, forked from {rec.get('parent_id')} after prompt "
+            f"{rec.get('at_prompt')} of {rec.get('of_prompts')} ({how})"
+        )
+
 
 # --------------------------------------------------------------------------- extension
 

@@ -32,7 +32,13 @@ def test_prompts_follow_the_runs(fixture_store):
     bundle = fixture_store.load(OSCAR)
     assert [p.text for p in ps] == [r.snapshot.prompt for r in bundle.runs]
     assert [p.messages for p in ps] == [(0, 6), (6, 10), (10, 14), (14, 18), (18, 20)]
-    assert [[t.name for t in p.tools] for p in ps] == [["write", "read"], ["bash"], ["read"], ["task"], []]
+    assert [[t.name for t in p.tools] for p in ps] == [
+        ["write", "read"],
+        ["bash"],
+        ["read"],
+        ["task"],
+        [],
+    ]
     assert [t.ok for t in ps[1].tools] == [False]  # the failing check script
 
 
@@ -68,7 +74,9 @@ def test_fork_keeps_the_first_prompts_and_records_lineage(fixture_dir, fixture_s
     assert got["session"]["messages"] == [
         m.model_dump(mode="json", by_alias=True) for m in src.session.messages[:10]
     ]
-    assert [r["snapshot"]["prompt"] for r in got["runs"]] == [r.snapshot.prompt for r in src.runs[:2]]
+    assert [r["snapshot"]["prompt"] for r in got["runs"]] == [
+        r.snapshot.prompt for r in src.runs[:2]
+    ]
     assert {r["snapshot"]["session_id"] for r in got["runs"]} == {fork.id}
     assert [t["name"] for t in got["traces"]] == ["write", "read", "bash"]
     assert got["session"]["id"] == fork.id and "parent_id" not in got["session"]
@@ -117,7 +125,14 @@ def test_fork_keeps_verification_made_before_the_cut(fixture_store):
     # traces between prompt 2's bash call and prompt 3's read
     at2 = a3s_nb.fork(VERIFIED, at=2, store=fixture_store).bundle
     assert [v.subject for v in at2.verification] == ["lint"]
-    assert [t.name for t in at2.traces] == ["parallel_task", "write", "edit", "bash", "bash", "bash"]
+    assert [t.name for t in at2.traces] == [
+        "parallel_task",
+        "write",
+        "edit",
+        "bash",
+        "bash",
+        "bash",
+    ]
     at1 = a3s_nb.fork(VERIFIED, at=1, store=fixture_store).bundle
     assert at1.verification == [] and [t.name for t in at1.traces] == ["parallel_task"]
 
@@ -189,7 +204,8 @@ def test_lineage_frame(fixture_store):
 
 
 def test_a_failed_save_leaves_no_lineage(fixture_store, monkeypatch):
-    def boom(bundle):
+    def boom(bundle, guard=None):
+        guard(None)  # the lineage is written under the lock, then the files fail
         raise OSError("disk full")
 
     monkeypatch.setattr(fixture_store, "save", boom)
@@ -204,3 +220,43 @@ def test_lineage_file_is_json_written_atomically(fixture_store):
     folder = fixture_store.meta_dir / "lineage"
     assert sorted(p.name for p in folder.iterdir()) == ["j1.json"]  # no temp files left
     assert json.loads((folder / "j1.json").read_text())["schema"] == "a3s_nb.lineage.v1"
+
+
+# ------------------------------------------------------------------------------ magics
+
+
+def test_fork_magic_binds_the_fork(ip, fixture_dir, capsys):
+    ip.run_line_magic("a3s_fork", f"{OSCAR} --at 2 --store {fixture_dir}")
+    out = capsys.readouterr().out
+    fork = ip.user_ns["fork"]
+    assert isinstance(fork, a3s_nb.SavedSession) and fork.id == f"{OSCAR}-fork-1"
+    assert out.strip() == (
+        f"fork: session {OSCAR}-fork-1, forked from {OSCAR} after prompt 2 of 5 (read-only; "
+        f"to continue it: %a3s_resume {OSCAR}-fork-1 --agent AGENT)"
+    )
+    # a variable holding a session is a source too; --as names the result
+    ip.run_line_magic("a3s_fork", f"fork --at 1 --as again --id again --store {fixture_dir}")
+    assert a3s_nb.lineage_of("again", fixture_dir)["parent_id"] == f"{OSCAR}-fork-1"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (f"{OSCAR} --at 0", "fork after prompt 1 to 5, not 0"),
+        (f"{OSCAR} --at -2", "not -2"),
+        (f"{OSCAR} --at 6", "has 5 prompts"),
+        (f"{OSCAR} --at 1 --id {VERIFIED}", "already exists"),
+        ("nope --at 1", "no session 'nope'"),
+        (f"{OSCAR} --as 1x", "not a variable name"),
+        (f"{OSCAR} --agent missing", "no variable 'missing'"),
+    ],
+)
+def test_fork_magic_bad_input_is_a_usage_error_and_writes_nothing(ip, fixture_dir, line, message):
+    from IPython.core.error import UsageError
+
+    before = tree(fixture_dir)
+    with pytest.raises(UsageError, match=message) as info:
+        ip.run_line_magic("a3s_fork", f"{line} --store {fixture_dir}")
+    assert type(info.value) is UsageError
+    assert tree(fixture_dir) == before
+    assert "fork" not in ip.user_ns

@@ -89,3 +89,15 @@ def test_rewind_keeps_the_name_and_the_original(sdk_agent, source, store):
         testing.CHAT_PROMPT,
     ]
     assert len(lineage.prompts("src", store=store)) == 3  # the original stays as it was
+
+
+def test_fork_magic_with_agent_rewinds_a_live_session(ip, sdk_agent, source, store, capsys):
+    ip.push({"agent": sdk_agent})
+    ip.run_line_magic("a3s_fork", f"src --at 2 --as session --agent agent --store {store}")
+    session = ip.user_ns["session"]
+    assert "live; session.send(...) continues it" in capsys.readouterr().out
+    result = session.send(testing.WRITE_READ_PROMPT)  # real tools run in the fork
+    assert result.tool_calls_count == 2
+    ip.run_line_magic("a3s_save", f"session --store {store}")
+    assert len(lineage.prompts("src-fork-1", store=store)) == 3
+    assert a3s_nb.lineage_of("src-fork-1", store)["at_prompt"] == 2

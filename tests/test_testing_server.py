@@ -397,3 +397,29 @@ def test_planning_run_answers_each_step_message():
         _, reply = post(llm, body(goal, user("Execute step 2: second part\n")))
     assert reply["choices"][0]["message"]["content"] == "Done: second part."
     assert llm.requests[-1].rule == "planning_run step 2"
+
+
+def test_rules_can_answer_per_model():
+    script = [
+        Rule(match="fix it", model="careful", replies=("Fixed carefully.",)),
+        Rule(match="fix it", model=("quick", "other"), replies=("Fixed quickly.",)),
+        Rule(match="fix it", replies=("Fixed somehow.",)),
+    ]
+    with ScriptedLLM(script, models=("quick", "careful", "third")) as llm:
+
+        def answer(model: str | None) -> str:
+            payload = body(user("please fix it"))
+            if model is None:
+                del payload["model"]  # no model: the server's default, the first one
+            else:
+                payload["model"] = model
+            return post(llm, payload)[1]["choices"][0]["message"]["content"]
+
+        assert answer("careful") == "Fixed carefully."
+        assert answer("quick") == "Fixed quickly."
+        assert answer("third") == "Fixed somehow."
+        assert answer(None) == "Fixed quickly."
+    data = Rule(match="x", model=["a", "b"]).to_data()
+    assert data["model"] == ["a", "b"] and Rule.from_data(data).model == ("a", "b")
+    with pytest.raises(ValueError, match="model"):
+        Rule(match="x", model=[])
