@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from . import schema
+from .cost import default_pricer, price_table
 from .errors import AmbiguousSessionIdError, CorruptFileError, SessionNotFoundError
 from .models import SessionBundle
 from .store import FileStore, MemoryStore, Store, sdk_safe_id
@@ -448,6 +449,11 @@ class _RunStats:
         self.llm_duration_ms = _int(meta.get("duration_ms"))
 
 
+def _run_cost(st: _RunStats, model: Any, provider: str | None) -> float | None:
+    """The run's cost (a3s_nb.cost): its turns priced one by one, at the run's time."""
+    return default_pricer().run_cost(model, provider, st.turn_usages, st.end_usage, st.created)
+
+
 def _add_usage(acc: list, usage: dict) -> None:
     for k, key in enumerate(_USAGE_KEYS):
         v = usage.get(key)
@@ -540,7 +546,15 @@ def _summary_row(
     first = last = None
     latest_model = None
     latest_created = None
+    session_model = _session_model(session)
+    cost: float | None = 0.0
     for st in stats:
+        run_model = st.model or session_model
+        provider = st.provider
+        if provider is None and isinstance(run_model, str) and "/" in run_model:
+            provider = run_model.split("/", 1)[0]
+        run_cost = _run_cost(st, run_model, provider)
+        cost = None if cost is None or run_cost is None else cost + run_cost
         if st.status in counts:
             counts[st.status] += 1
         else:
@@ -569,7 +583,7 @@ def _summary_row(
     values = {
         "session_id": session_id,
         "parent_id": _str(session.get("parent_id")),
-        "model": _session_model(session) or latest_model,
+        "model": session_model or latest_model,
         "workspace": _str(config.get("workspace")),
         "state": _str(session.get("state")),
         "created_at": created * 1000 if created is not None else None,
@@ -590,6 +604,7 @@ def _summary_row(
         "n_verification_reports": len(report_list),
         "verification_status": vstatus,
         **{k: _str(session.get(k)) for k in _IDENTITY},
+        "cost_usd": cost,
     }
     statuses = sorted({st.status for st in stats if st.status is not None})
     return [values[c] for c in _SESSION_COLS], statuses
@@ -787,6 +802,10 @@ def _clean_ints(values: list) -> list:
     return [v if type(v) is int else None for v in values]
 
 
+def _clean_floats(values: list) -> list:
+    return [float(v) if type(v) in (int, float) else None for v in values]
+
+
 def _clean_bools(values: list) -> list:
     return [v if type(v) is bool else None for v in values]
 
@@ -835,6 +854,7 @@ _ARROW_KINDS: dict[str, tuple[Callable[[], Any], Callable[[list], list]]] = {
     "string": (lambda: pa.large_string(), _clean_strings),
     "json": (lambda: pa.large_string(), _clean_strings),
     "int": (lambda: pa.int64(), _clean_ints),
+    "float": (lambda: pa.float64(), _clean_floats),
     "timestamp": (lambda: pa.int64(), _clean_ints),
     "bool": (lambda: pa.bool_(), _clean_bools),
     "category": (lambda: pa.string(), _clean_enum),
@@ -880,6 +900,8 @@ def _finish(col: schema.Column, chunks: list) -> Any:
             return _string_dtype().__from_arrow__(arr)
     if kind == "int":
         return pd.Int64Dtype().__from_arrow__(arr)
+    if kind == "float":
+        return pd.Float64Dtype().__from_arrow__(arr)
     if kind == "bool":
         return pd.BooleanDtype().__from_arrow__(arr)
     if kind == "timestamp":
@@ -919,6 +941,8 @@ def _array(col: schema.Column, values: Any, n: int) -> Any:
             return pd.array(values, dtype="Int64")
         except (TypeError, ValueError, OverflowError):
             return pd.array(_clean_ints(values), dtype="Int64")
+    if kind == "float":
+        return pd.array(_clean_floats(values), dtype="Float64")
     if kind == "bool":
         try:
             return pd.array(values, dtype="boolean")
@@ -940,6 +964,12 @@ def _frame(frame: str, data: dict[str, Any], errors: list[dict]) -> pd.DataFrame
         "schema_version": schema.SCHEMA_VERSION,
         "errors": [dict(e) for e in errors],
     }
+    if "cost_usd" in df.columns:
+        df.attrs["price_table"] = price_table()
+        unpriced = df["model"][df["cost_usd"].isna()]
+        df.attrs["unpriced_models"] = sorted(
+            {"<unknown>" if pd.isna(m) else str(m) for m in unpriced}
+        )
     return df
 
 
@@ -1197,6 +1227,7 @@ class _RunsBuilder(_Builder):
         c["first_token_ms"].append(st.first_token_ms)
         c["llm_duration_ms"].append(st.llm_duration_ms)
         c["verification_status"].append(st.verification_status)
+        c["cost_usd"].append(_run_cost(st, run_model, provider))
         self.n += 1
 
 
@@ -1513,7 +1544,8 @@ def _index_summaries(
 
     index = SessionIndex(
         source.store,
-        key=f"{schema.SCHEMA_VERSION}.{SUMMARY_VERSION}",
+        # costs are cached with the rows: a new price table recomputes them
+        key=f"{schema.SCHEMA_VERSION}.{SUMMARY_VERSION}.{price_table()}",
         columns=_SESSION_COLS,
     )
     entries = index.refresh(

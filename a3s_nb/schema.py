@@ -19,6 +19,7 @@ DTYPES: dict[str, str] = {
     "string": "string",
     "json": "string",
     "int": "Int64",
+    "float": "Float64",
     "bool": "boolean",
     "timestamp": "datetime64[ms, UTC]",
     "category": "category",
@@ -133,6 +134,12 @@ _TOKENS = (
     ("cache_write_tokens", "Tokens written to the prompt cache; <NA> when never reported."),
 )
 
+_COST_DOC = (
+    "Cost in US dollars from the `genai-prices` table at the run's time: each model call "
+    "priced on its own, cached input at the provider's cache prices (see `a3s_nb.cost`). "
+    '<NA> when the model has no price (listed in `df.attrs["unpriced_models"]`), never 0.'
+)
+
 FRAMES: dict[str, tuple[str, tuple[Column, ...]]] = {
     "sessions": (
         "One row per saved session. Cheap: served from an index a3s_nb keeps in "
@@ -220,6 +227,11 @@ FRAMES: dict[str, tuple[str, tuple[Column, ...]]] = {
             _c("principal", "string", "Identity label (a3s-code 3.3+), when present."),
             _c("agent_template_id", "string", "Identity label (a3s-code 3.3+), when present."),
             _c("correlation_id", "string", "Identity label (a3s-code 3.3+), when present."),
+            _c(
+                "cost_usd",
+                "float",
+                "Sum of the runs' `cost_usd`; <NA> when any run's model has no price.",
+            ),
         ),
     ),
     "messages": (
@@ -343,6 +355,7 @@ FRAMES: dict[str, tuple[str, tuple[Column, ...]]] = {
                 "`agent_end.verification_summary.status`.",
                 "verification_status",
             ),
+            _c("cost_usd", "float", _COST_DOC),
         ),
     ),
     "run_events": (
@@ -486,11 +499,14 @@ which is what to use for more than one frame of a large store.
 
 `df.attrs` holds `frame` (the frame name), `schema_version` (see above) and `errors`: one
 `{"session_id", "path", "problem"}` entry per session that was skipped because a file it
-needs is corrupt (each is also reported with a `CorruptSessionWarning`). The attrs survive
-a Parquet round trip.
+needs is corrupt (each is also reported with a `CorruptSessionWarning`). `runs` and
+`sessions` also hold `price_table` (the `genai-prices` version the costs come from, None
+when it is not installed) and `unpriced_models`: the models whose rows have no cost. The
+attrs survive a Parquet round trip.
 
 Conventions: names are snake_case; times are tz-aware UTC (`datetime64[ms, UTC]`); counts
-and codes are nullable `Int64`; flags are nullable `boolean`; enums are `category` (known
+and codes are nullable `Int64`; amounts (`cost_usd`) are nullable `Float64`; flags are
+nullable `boolean`; enums are `category` (known
 values first, unknown ones kept); text is the pandas `string` dtype; nested JSON is a
 JSON string. No cell holds a Python object, so every frame round-trips through Parquet.
 """
