@@ -66,7 +66,7 @@ FRAME_NAMES = schema.FRAME_NAMES
 PROGRESS_THRESHOLD = 200
 
 #: Bump when the way a ``sessions`` row is computed changes: the index is then rebuilt.
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2
 
 
 class CorruptSessionWarning(UserWarning):
@@ -520,12 +520,45 @@ def _run_stats(run: dict, spans: list | None = None, run_id: str | None = None) 
     return st
 
 
+def _lineage_values(source: Any, session_id: str) -> dict[str, Any]:
+    """The lineage columns of a session (a3s_nb.lineage), all None when it has none."""
+    store = getattr(source, "store", None)
+    rec = None
+    if store is not None:
+        from .lineage import lineage_of
+
+        try:
+            rec = lineage_of(session_id, store)
+        except CorruptFileError:
+            rec = None
+    if not rec:
+        return dict.fromkeys(_LINEAGE_COLS)
+    created = pd.Timestamp(rec["created_at"]) if rec.get("created_at") else None
+    return {
+        "lineage_kind": _str(rec.get("kind")),
+        "lineage_parent_id": _str(rec.get("parent_id")),
+        "lineage_at_prompt": _int(rec.get("at_prompt")),
+        "lineage_created_at": int(created.timestamp() * 1000) if created is not None else None,
+        "lineage_model": _str(rec.get("model")),
+    }
+
+
+_LINEAGE_COLS = (
+    "lineage_kind",
+    "lineage_parent_id",
+    "lineage_at_prompt",
+    "lineage_created_at",
+    "lineage_model",
+)
+
+
 def _summary_row(
     session_id: str,
     session: dict,
     stats: list[_RunStats],
     traces: Any,
     reports: Any,
+    lineage: dict[str, Any] | None = None,
 ) -> tuple[list[Any], list[str]]:
     """One ``sessions`` row (raw Python values, times in ms) and the run statuses seen."""
     messages = _l(session.get("messages"))
@@ -605,6 +638,7 @@ def _summary_row(
         "verification_status": vstatus,
         **{k: _str(session.get(k)) for k in _IDENTITY},
         "cost_usd": cost,
+        **(lineage or dict.fromkeys(_LINEAGE_COLS)),
     }
     statuses = sorted({st.status for st in stats if st.status is not None})
     return [values[c] for c in _SESSION_COLS], statuses
@@ -620,7 +654,14 @@ def _summarize(source: _Source, session_id: str) -> tuple[list[Any], list[str]] 
         raise CorruptFileError(_where(source, session_id, "session"), "not a JSON object")
     sid = _str(session.get("id")) or session_id
     stats = [_run_stats(_d(r)) for r in _l(parts["runs"])]
-    return _summary_row(sid, session, stats, parts["traces"], parts["verification"])
+    return _summary_row(
+        sid,
+        session,
+        stats,
+        parts["traces"],
+        parts["verification"],
+        _lineage_values(source, sid),
+    )
 
 
 def _where(source: _Source, session_id: str, part: str) -> str:
@@ -1719,7 +1760,12 @@ def _collect_frames(
                     spans_b.add(sid, run_id, span_rows)
         if want_summary:
             row, statuses = _summary_row(
-                sid, session, stats, raw.get("traces"), raw.get("verification")
+                sid,
+                session,
+                stats,
+                raw.get("traces"),
+                raw.get("verification"),
+                _lineage_values(src, sid),
             )
             if session_filtered:
                 session_ok = filters.session_ok(row, statuses)

@@ -32,6 +32,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "role": ("user", "assistant", "system"),
     "block_type": ("text", "image", "tool_use", "tool_result", "reasoning"),
     "trace_kind": ("tool_execution", "program_execution"),
+    "lineage_kind": ("fork", "replay"),
     "run_status": (
         "created",
         "planning",
@@ -232,6 +233,22 @@ FRAMES: dict[str, tuple[str, tuple[Column, ...]]] = {
                 "float",
                 "Sum of the runs' `cost_usd`; <NA> when any run's model has no price.",
             ),
+            # lineage (a3s_nb.fork / a3s_nb.replay), from <store>/.a3s_nb/lineage/<id>.json
+            _c(
+                "lineage_kind",
+                "category",
+                "`fork` or `replay` when a3s_nb made this session from another; <NA> otherwise.",
+                "lineage_kind",
+            ),
+            _c("lineage_parent_id", "string", "The session it was forked or replayed from."),
+            _c(
+                "lineage_at_prompt",
+                "int",
+                "The parent's prompt it was cut after (a prompt: one user prompt and its run); "
+                "a replay's is the parent's last.",
+            ),
+            _c("lineage_created_at", "timestamp", "When the fork or replay was made."),
+            _c("lineage_model", "string", "`provider/model` it was made on (replays)."),
         ),
     ),
     "messages": (

@@ -338,6 +338,9 @@ class Store(abc.ABC):
         with self.lock():
             if not self._remove(session_id):
                 raise SessionNotFoundError(session_id, str(self), self._ids())
+            from .lineage import _remove_lineage  # a fork's lineage record goes with it
+
+            _remove_lineage(self, session_id)
 
     def resolve(self, id_or_prefix: str) -> str:
         """The full id of a saved session from its id or a unique prefix of it."""

@@ -260,3 +260,34 @@ def test_fork_magic_bad_input_is_a_usage_error_and_writes_nothing(ip, fixture_di
     assert type(info.value) is UsageError
     assert tree(fixture_dir) == before
     assert "fork" not in ip.user_ns
+
+
+def test_sessions_frame_has_the_lineage_columns(fixture_store):
+    a3s_nb.fork(OSCAR, at=2, store=fixture_store, new_id="f1")
+    df = a3s_nb.sessions(fixture_store).set_index("session_id")
+    assert df.loc["f1", "lineage_kind"] == "fork"
+    assert df.loc["f1", "lineage_parent_id"] == OSCAR
+    assert df.loc["f1", "lineage_at_prompt"] == 2
+    assert str(df["lineage_created_at"].dtype) == "datetime64[ms, UTC]"
+    assert df.loc[OSCAR, ["lineage_kind", "lineage_parent_id", "lineage_at_prompt"]].isna().all()
+    # the same through the full pass (no index) and all_frames
+    full = a3s_nb.all_frames(fixture_store, ["sessions", "runs"])["sessions"]
+    assert full.set_index("session_id").loc["f1", "lineage_at_prompt"] == 2
+
+
+@pytest.mark.parametrize("kind", ["file", "memory"])
+def test_deleting_a_fork_deletes_its_lineage(fixture_store, kind):
+    store = fixture_store if kind == "file" else a3s_nb.MemoryStore()
+    a3s_nb.fork(fixture_store.load(OSCAR), at=1, store=store, new_id="gone")
+    assert a3s_nb.lineage_of("gone", store) is not None
+    store.delete("gone")
+    assert a3s_nb.lineage_of("gone", store) is None
+    # a later session under the same id is not taken for the old fork
+    store.save(a3s_nb.SessionBundle(session=_renamed(fixture_store)))
+    assert a3s_nb.lineage_of("gone", store) is None
+
+
+def _renamed(store):
+    data = store.load(OSCAR).session.model_copy(deep=True)
+    data.id = "gone"
+    return data
