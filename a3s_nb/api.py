@@ -153,7 +153,7 @@ def save(
         from .live import wait_idle
 
         wait_idle(session, wait)  # a streamed turn reaches history() in the background
-    sid = validate_session_id(id or str(session.session_id))
+    sid = validate_session_id(str(session.session_id) if id is None else id)
     previous: SessionBundle | None = None
     if st is not None:
         try:

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import functools
 import keyword
+import os
+import shlex
 from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from traitlets import Bool, Unicode
 
@@ -98,6 +100,34 @@ def _usage_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise UsageError(f"a3s-code is not installed: {e}") from e
 
     return wrapper
+
+
+def _split(line: str) -> list[str]:
+    """The words of a magic's argument line, quotes and escapes undone as a shell would.
+
+    ``--id 'fix-1'`` is ``fix-1`` and ``--store "my store"`` one word. On Windows a
+    backslash is a path separator, not an escape.
+    """
+    lexer = shlex.shlex(line, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    if os.name == "nt":
+        lexer.escape = ""
+    try:
+        return list(lexer)
+    except ValueError as e:  # "No closing quotation", "No escaped character"
+        raise UsageError(f"cannot read the arguments {line.strip()!r}: {e}") from None
+
+
+def _parse(magic: Callable[..., Any], line: str) -> Any:
+    """Parse a magic's line with its ``@argument`` parser; an empty value is refused."""
+    args = magic.parser.parse_args(_split(line))
+    for action in magic.parser._actions:
+        value = getattr(args, action.dest, None)
+        if isinstance(value, str) and not value.strip():
+            name = action.option_strings[-1] if action.option_strings else action.dest.upper()
+            raise UsageError(f"{name} {value!r} is empty: give a value")
+    return args
 
 
 @magics_class
@@ -222,7 +252,7 @@ class A3sNb(Magics):
 
         Function twin: ``a3s_nb.save(session, id=None, store=None, redact=False, ...)``.
         """
-        args = parse_argstring(self.a3s_save, line)
+        args = _parse(self.a3s_save, line)
         _, session = self._find_session(args.var)
         result = api.save(
             session,
@@ -277,7 +307,7 @@ class A3sNb(Magics):
 
         Function twin: ``a3s_nb.resume(id, agent=None, store=None)``.
         """
-        args = parse_argstring(self.a3s_resume, line)
+        args = _parse(self.a3s_resume, line)
         name = args.name
         if not name.isidentifier() or keyword.iskeyword(name):
             raise UsageError(f"--as {name!r} is not a variable name")
@@ -342,7 +372,7 @@ class A3sNb(Magics):
         Function twin: ``a3s_nb.list_sessions(store=None, limit=None, ...)``; the browser is
         ``a3s_nb.widgets.SessionBrowser(store=None, agent=None)``.
         """
-        args = parse_argstring(self.a3s_sessions, line)
+        args = _parse(self.a3s_sessions, line)
         store = self._store(args.store)
         if args.browse:
             return self._browse(args, store)

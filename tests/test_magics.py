@@ -361,6 +361,12 @@ def test_save_an_attribute(ip, fake, store):
         ("a3s_sessions", "--limit many", "invalid int value: 'many'"),
         ("a3s_sessions", "--limit -1", "limit must be 0 or more"),
         ("a3s_sessions", "--since yesterdayish", "is not a date or time"),
+        ("a3s_save", "s --id ''", "--id '' is empty"),
+        ("a3s_save", 's --id ""', "--id '' is empty"),
+        ("a3s_save", "s --store ''", "--store '' is empty"),
+        ("a3s_save", "s --id 'fix-1", "cannot read the arguments .*No closing quotation"),
+        ("a3s_resume", "'' --as old", "ID '' is empty"),
+        ("a3s_sessions", "--model ''", "--model '' is empty"),
     ],
 )
 def test_misuse_is_a_plain_usage_error(ip, fake, store, monkeypatch, magic, line, match):
@@ -372,6 +378,27 @@ def test_misuse_is_a_plain_usage_error(ip, fake, store, monkeypatch, magic, line
         run(ip, magic, line)
     assert info.type is UsageError
     assert store_files(store) == before  # nothing half-written
+
+
+def test_magic_arguments_are_read_as_a_shell_would(ip, fake, tmp_path):
+    """Quotes group and are removed; they never end up in an id or a path."""
+    store = tmp_path / "my store"
+    _, out = run(ip, "a3s_save", "s --id 'fix-1' --store \"my store\"")
+    assert out.startswith(f"saved session fix-1 in {store}:")
+    assert (store / "fix-1.json").exists()
+    assert not [p.name for p in tmp_path.rglob("*") if set(p.name) & set("'\"")]
+    run(ip, "a3s_save", r"s --id fix\ 2 --store 'my store'")
+    assert (store / "fix 2.json").exists()
+    df, _ = run(ip, "a3s_sessions", "--store 'my store' --contains 'fix-'")
+    assert list(df["session_id"]) == ["fix-1"]
+    _, out = run(ip, "a3s_resume", "'fix 2' --as \"old\" --store 'my store'")
+    assert out.startswith("old: read-only saved session fix 2 ")
+
+
+def test_an_empty_id_is_refused_not_ignored(fake, store):
+    with pytest.raises(a3s_nb.InvalidSessionIdError, match="non-empty"):
+        a3s_nb.save(fake, "", store=store)
+    assert not store.exists()
 
 
 def test_not_a_session(face, ip, store):
