@@ -5,15 +5,18 @@
     a3s-nb check  [--store DIR]                 load every session; report broken files
     a3s-nb export FRAME OUT [--store DIR]       a frame to .parquet or .csv
 
-The store is ``--store``, else ``$A3S_NB_STORE``, else ``./a3s_sessions``.
+The store is ``--store``, else ``$A3S_NB_STORE``, else ``./a3s_sessions``. Options go
+before or after the command. Every command reads the store: a store that does not exist is
+an error (exit 2), never created. Exit codes: 0 done, 1 some session is broken (``list``
+still lists the others), 2 nothing could be done.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from .errors import A3sNbError
 from .saved import transcript_text
@@ -23,16 +26,24 @@ FRAMES = ("sessions", "messages", "traces", "runs", "run_events", "spans", "veri
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="a3s-nb", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--store", help="store directory (default: $A3S_NB_STORE or ./a3s_sessions)"
+    # The common options are on the main parser and on every command, so they go before or
+    # after the command; SUPPRESS keeps a command's parser from resetting a value given
+    # before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--store",
+        default=argparse.SUPPRESS,
+        help="store directory (default: $A3S_NB_STORE or ./a3s_sessions)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="a3s-nb", description=__doc__.split("\n")[0], parents=[common]
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="saved sessions, newest first")
-    show = sub.add_parser("show", help="a session's transcript")
+    sub.add_parser("list", parents=[common], help="saved sessions, newest first")
+    show = sub.add_parser("show", parents=[common], help="a session's transcript")
     show.add_argument("id", help="session id or a unique prefix of it")
-    sub.add_parser("check", help="load every session and report broken files")
-    export = sub.add_parser("export", help="write a frame to .parquet or .csv")
+    sub.add_parser("check", parents=[common], help="load every session and report broken files")
+    export = sub.add_parser("export", parents=[common], help="write a frame to .parquet or .csv")
     export.add_argument("frame", choices=FRAMES)
     export.add_argument("out", help="output file: .parquet or .csv")
     return parser
@@ -41,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        store = open_store(args.store)
+        store = open_store(getattr(args, "store", None), create=False)
         if args.command == "list":
             return _list(store)
         if args.command == "show":
@@ -58,15 +69,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _list(store: Store) -> int:
-    rows = []
-    for sid in store.list():
-        raw = store.read_raw(sid, "session") or {}
-        rows.append((raw.get("updated_at") or 0, sid, raw.get("model_name") or "",
-                     len(raw.get("messages") or [])))  # fmt: skip
-    for updated, sid, model, n in sorted(rows, reverse=True):
-        when = datetime.fromtimestamp(updated, UTC).strftime("%Y-%m-%d %H:%M")
-        print(f"{when}  {sid:40}  {model:28}  {n:4} messages")
-    return 0
+    """The sessions frame, as lines; a broken session is reported and the others listed."""
+    from .api import list_sessions
+
+    with warnings.catch_warnings():  # the skipped sessions are reported below, once each
+        warnings.simplefilter("ignore")
+        df = list_sessions(store)
+    for row in df.itertuples(index=False):
+        when = "" if pd_isna(row.updated_at) else row.updated_at.strftime("%Y-%m-%d %H:%M")
+        model = "" if pd_isna(row.model) else row.model
+        print(f"{when:16}  {row.session_id:40}  {model:28}  {row.n_messages:4} messages")
+    errors = df.attrs.get("errors") or []
+    for err in errors:
+        print(f"a3s-nb: skipped session {err['session_id']!r}: {err['path']}: "
+              f"{err['problem']}", file=sys.stderr)  # fmt: skip
+    if df.empty and not errors:
+        print(f"no saved sessions in {store}")
+    return 1 if errors else 0
+
+
+def pd_isna(value: object) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value))
 
 
 def _check(store: Store) -> int:

@@ -406,7 +406,8 @@ class Store(abc.ABC):
         except json.JSONDecodeError as e:
             raise CorruptFileError(
                 self.location(session_id, part),
-                f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno}; "
+                f"not valid JSON ({e.msg.removesuffix(' at')} at line {e.lineno} column "
+                f"{e.colno}; "
                 "truncated by an interrupted write?)",
             ) from None
 
