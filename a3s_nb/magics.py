@@ -468,7 +468,7 @@ class A3sNb(Magics):
         Function twin: ``a3s_nb.fork(source, at=None, new_id=None, store=None,
         agent=None, workspace=None)``.
         """
-        args = parse_argstring(self.a3s_fork, line)
+        args = _parse(self.a3s_fork, line)
         name = self._variable_name(args.name)
         agent = None
         if args.agent:
