@@ -23,8 +23,8 @@ from .capture import (
     bundle_from_parts,
     bundle_to_parts,
     capture,
-    count_tool_calls,
     is_session_like,
+    tool_call_counts,
 )
 from .config import default_store_path
 from .errors import (
@@ -95,6 +95,8 @@ class SaveResult:
     created: bool  # False when an earlier save of the same session was updated
     redacted: int = 0
     secrets_kept: int = 0
+    tool_calls_failed: int = 0  # tool results that are errors
+    tool_calls_refused: int = 0  # of those, calls a3s-code refused to run (no permission)
 
     def __str__(self) -> str:
         verb = "saved" if self.created else "updated"
@@ -103,6 +105,14 @@ class SaveResult:
             f"{_plural(self.messages, 'message')}, {_plural(self.runs, 'run')}, "
             f"{_plural(self.tool_calls, 'tool call')}"
         )
+        failed, refused = self.tool_calls_failed, self.tool_calls_refused
+        why = "no confirmation manager (set a PermissionPolicy)"
+        if failed and refused == failed:
+            line += f", {failed} failed: refused, {why}"
+        elif failed and refused:
+            line += f", {failed} failed, {refused} of them refused: {why}"
+        elif failed:
+            line += f", {failed} failed"
         if self.redacted:
             line += f"; {_plural(self.redacted, 'secret')} redacted"
         if self.secrets_kept:
@@ -188,12 +198,15 @@ def save(
         raise
     except OSError as e:
         raise StoreError(f"cannot write session {sid} to store {st}: {e}") from e
+    counts = tool_call_counts(bundle)
     return SaveResult(
         session_id=sid,
         store=str(st),
         messages=len(bundle.session.messages),
         runs=len(bundle.runs),
-        tool_calls=count_tool_calls(bundle),
+        tool_calls=counts.calls,
+        tool_calls_failed=counts.failed,
+        tool_calls_refused=counts.refused,
         created=previous is None,
         redacted=redacted,
         secrets_kept=kept,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -41,6 +42,7 @@ __all__ = [
     "capture",
     "count_tool_calls",
     "is_session_like",
+    "tool_call_counts",
 ]
 
 #: The read methods an object must have to be captured.
@@ -357,3 +359,35 @@ def count_tool_calls(bundle: SessionBundle) -> int:
         for b in m.content
         if getattr(b, "type", "") == "tool_use"
     )
+
+
+#: What a3s-code puts in the result of a tool call it did not run because nothing could
+#: confirm it (no ``PermissionPolicy`` allowing it, and no confirmation manager).
+REFUSED_MARK = "requires confirmation but no HITL confirmation manager"
+
+
+@dataclass(frozen=True)
+class ToolCallCounts:
+    """Tool calls of a session: made, failed (an error result) and, of those, refused."""
+
+    calls: int = 0
+    failed: int = 0
+    refused: int = 0
+
+
+def tool_call_counts(bundle: SessionBundle) -> ToolCallCounts:
+    """How many tool calls the model made, how many failed, and how many were refused.
+
+    A refused call never ran: a3s-code answered it with an error because the session has
+    no permission policy that allows it and nobody to ask (see ``REFUSED_MARK``).
+    """
+    calls = failed = refused = 0
+    for message in bundle.session.messages:
+        for block in message.content:
+            kind = getattr(block, "type", "")
+            if kind == "tool_use":
+                calls += 1
+            elif kind == "tool_result" and block.is_error:
+                failed += 1
+                refused += REFUSED_MARK in block.text
+    return ToolCallCounts(calls, failed, refused)

@@ -9,6 +9,7 @@ end-to-end tests at the bottom drive the REAL a3s-code SDK against the scripted 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shlex
 import subprocess
@@ -158,7 +159,9 @@ def test_help_is_the_docstring(ip):
 
 def test_save_then_resume_read_only(face, fake, store):
     line = face.save("s", store=store)
-    assert line == (f"saved session oscar-live in {store}: 20 messages, 5 runs, 5 tool calls")
+    assert line == (
+        f"saved session oscar-live in {store}: 20 messages, 5 runs, 5 tool calls, 2 failed"
+    )
     files = on_disk(store, "oscar-live")
     assert len(files["session"]["messages"]) == 20 and len(files["runs"]) == 5
     assert files["session"]["model_name"] == "openai/fake-model-large"
@@ -181,7 +184,9 @@ def test_saving_again_updates_the_same_session_and_keeps_created_at(face, fake, 
     before = on_disk(store, "oscar-live")
     fake.send("and one more thing")
     line = face.save("s", store=store)
-    assert line == f"updated session oscar-live in {store}: 22 messages, 6 runs, 5 tool calls"
+    assert line == (
+        f"updated session oscar-live in {store}: 22 messages, 6 runs, 5 tool calls, 2 failed"
+    )
     after = on_disk(store, "oscar-live")
     assert after["session"]["messages"][:20] == before["session"]["messages"]
     assert len(after["session"]["messages"]) == 22
@@ -690,6 +695,30 @@ def test_resumed_sessions_run_tools_unless_told_to_confirm(
     if confirm:
         assert "requires confirmation" in results[0]["content"]
     again.close()
+
+
+@pytest.mark.sdk
+def test_save_says_when_tool_calls_were_refused(face, ip, a3s_code, sdk_agent, ws, store):
+    """agent.session(".") with no PermissionPolicy: the SDK refuses every tool call."""
+    session = sdk_agent.session(str(ws))
+    session.send(testing.WRITE_READ_PROMPT)
+    ip.user_ns["session"] = session
+    line = face.save("session", store=store)
+    assert line.endswith(
+        ": 6 messages, 1 run, 2 tool calls, 2 failed: refused, no confirmation manager "
+        "(set a PermissionPolicy)"
+    )
+    assert not (ws / "notes.txt").exists()  # they did not run
+    session.close()
+
+
+def test_save_line_tells_failed_from_refused_tool_calls():
+    line = functools.partial(a3s_nb.api.SaveResult, "s", "st", 4, 1, 5, True)
+    assert str(line()).endswith("5 tool calls")
+    assert str(line(tool_calls_failed=2)).endswith("5 tool calls, 2 failed")
+    assert str(line(tool_calls_failed=3, tool_calls_refused=1)).endswith(
+        "5 tool calls, 3 failed, 1 of them refused: no confirmation manager (set a PermissionPolicy)"
+    )
 
 
 def test_confirm_tools_needs_an_agent(ip, fixture_dir):
