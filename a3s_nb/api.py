@@ -11,7 +11,9 @@ Where the store is: the ``store`` argument, else ``$A3S_NB_STORE``, else ``./a3s
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from .errors import (
     A3sNbError,
     CorruptFileError,
     NotAnAgentError,
+    SaveConflictError,
     SaveError,
     SecretsFoundError,
     StoreError,
@@ -48,6 +51,7 @@ __all__ = [
     "SaveResult",
     "SecretsFoundError",
     "list_sessions",
+    "missing_from",
     "resume",
     "save",
 ]
@@ -130,6 +134,7 @@ def save(
     allow_secrets: bool = False,
     env: dict[str, str] | None = None,
     wait: float = 10.0,
+    force: bool = False,
 ) -> SaveResult:
     """Save a live a3s-code session (history, runs, traces, verification, artifacts).
 
@@ -165,10 +170,12 @@ def save(
         wait_idle(session, wait)  # a streamed turn reaches history() in the background
     sid = validate_session_id(str(session.session_id) if id is None else id)
     previous: SessionBundle | None = None
+    unreadable = False
     if st is not None:
         try:
             previous = st.load(sid) if st.exists(sid) else None
         except CorruptFileError as e:  # the new save replaces it; say so
+            unreadable = True
             warnings.warn(f"replacing an unreadable earlier save: {e}", stacklevel=2)
     bundle = capture(session, session_id=sid, model=model, previous=previous)
 
@@ -192,8 +199,16 @@ def save(
         kept = len(findings)
     if st is None:
         st = _open(store)
+    stored_before: list[bool] = []
+
+    def guard(stored: SessionBundle | None) -> None:
+        stored_before.append(stored is not None)
+        if stored is not None and not force:
+            _refuse_if_it_loses_work(stored, bundle, sid)
+
     try:
-        st.save(bundle)
+        # an unreadable earlier save is replaced on purpose (the warning above says so)
+        st.save(bundle, guard=None if unreadable else guard)
     except A3sNbError:
         raise
     except OSError as e:
@@ -207,10 +222,77 @@ def save(
         tool_calls=counts.calls,
         tool_calls_failed=counts.failed,
         tool_calls_refused=counts.refused,
-        created=previous is None,
+        created=not any(stored_before) and previous is None,
         redacted=redacted,
         secrets_kept=kept,
     )
+
+
+def missing_from(stored: SessionBundle, live: SessionBundle) -> tuple[list[str], int]:
+    """What ``stored`` holds that ``live`` lacks: run ids, and a number of messages.
+
+    ``live`` *extends* ``stored`` (and may replace it) when both are empty: every stored
+    message is, in order, the start of ``live``'s messages, and every stored run id is
+    among ``live``'s runs. A run whose status moved on (running, then completed) is the
+    same run; traces, verification reports and artifacts follow the runs. Redacted text
+    (``[REDACTED:kind]``) in the store stands for whatever the live session has there.
+    """
+    live_runs = {r.snapshot.id for r in live.runs}
+    runs = [r.snapshot.id for r in stored.runs if r.snapshot.id not in live_runs]
+    old, new = stored.session.messages, live.session.messages
+    same = 0
+    for a, b in zip(old, new, strict=False):
+        if not _same_message(a, b):
+            break
+        same += 1
+    return runs, len(old) - same
+
+
+def _same_message(stored: Any, live: Any) -> bool:
+    if stored == live:
+        return True
+    a = stored.model_dump(mode="json", by_alias=True)
+    b = live.model_dump(mode="json", by_alias=True)
+    if a == b:
+        return True
+    text = json.dumps(a, sort_keys=True)
+    if "[REDACTED:" not in text:
+        return False
+    pattern = ".*?".join(map(re.escape, _REDACTED.split(text)))
+    return re.fullmatch(pattern, json.dumps(b, sort_keys=True), re.DOTALL) is not None
+
+
+_REDACTED = re.compile(r"\[REDACTED:[^\]\"]*\]")
+
+
+def _refuse_if_it_loses_work(stored: SessionBundle, live: SessionBundle, sid: str) -> None:
+    runs, messages = missing_from(stored, live)
+    if not runs and not messages:
+        return
+    what = " and ".join(
+        _plural(n, word) for n, word in ((messages, "message"), (len(runs), "run")) if n
+    )
+    prompts = {r.snapshot.id: r.snapshot.prompt for r in stored.runs}
+    shown = "; ".join(f"{rid}'s prompt {_short(prompts[rid])!r}" for rid in runs[:3])
+    if len(runs) > 3:
+        shown += f"; and {len(runs) - 3} more"
+    if not shown:
+        same = len(stored.session.messages) - messages
+        shown = f"its messages differ from message {same} on"
+    raise SaveConflictError(
+        f"not saving session {sid}: the store has {what} this session lacks ({shown}). "
+        "Something else saved it since this session was resumed or last saved (another "
+        "handle on it, another kernel, or a3s-code itself), and writing would lose that. "
+        "Save under a new id (--id NEW, id='NEW'), or overwrite it on purpose (--force, "
+        "force=True).",
+        runs,
+        messages,
+    )
+
+
+def _short(text: str | None, width: int = 60) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 # ============================================================================= resume

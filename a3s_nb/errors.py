@@ -82,6 +82,21 @@ class SecretsFoundError(SaveError):
         self.findings = findings
 
 
+class SaveConflictError(SaveError):
+    """The store holds work under this id that the session being saved lacks.
+
+    Someone saved in between (another handle on the same session, another kernel, the SDK
+    itself), so writing would lose their messages and runs. ``missing_runs`` holds the ids
+    of the stored runs the live session lacks; ``missing_messages`` how many stored
+    messages it does not have.
+    """
+
+    def __init__(self, message: str, missing_runs: list[str], missing_messages: int):
+        super().__init__(message)
+        self.missing_runs = missing_runs
+        self.missing_messages = missing_messages
+
+
 class NotASessionError(A3sNbError, TypeError):
     """An object that is not a live a3s-code session (it lacks the read methods)."""
 

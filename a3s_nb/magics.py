@@ -235,6 +235,12 @@ class A3sNb(Magics):
         action="store_true",
         help="Write secrets found as they are (by default the save is refused).",
     )
+    @argument(
+        "--force",
+        action="store_true",
+        help="Overwrite what is stored under the id even when it holds messages or runs "
+        "this session lacks (saved since by another handle, kernel or the SDK).",
+    )
     @line_magic
     @_usage_errors
     def a3s_save(self, line: str) -> None:
@@ -242,7 +248,9 @@ class A3sNb(Magics):
 
         Saving again updates the same saved session. Prints the id, the store and the
         counts. Refuses to write secrets (API keys, tokens, private keys, secret
-        environment values) unless --redact or --allow-secrets is given.
+        environment values) unless --redact or --allow-secrets is given. Refuses to
+        overwrite work saved under the id since this session was resumed or last saved
+        (another handle, another kernel, the SDK) unless --force is given.
 
         Examples::
 
@@ -250,7 +258,8 @@ class A3sNb(Magics):
             %a3s_save session --id fix-parse-date
             %a3s_save session --redact
 
-        Function twin: ``a3s_nb.save(session, id=None, store=None, redact=False, ...)``.
+        Function twin: ``a3s_nb.save(session, id=None, store=None, redact=False,
+        force=False, ...)``.
         """
         args = _parse(self.a3s_save, line)
         _, session = self._find_session(args.var)
@@ -261,6 +270,7 @@ class A3sNb(Magics):
             model=args.model,
             redact=args.redact,
             allow_secrets=args.allow_secrets,
+            force=args.force,
         )
         print(result)
 

@@ -66,7 +66,9 @@ class Face:
     def __repr__(self) -> str:
         return self.kind
 
-    def save(self, var: str, *, id=None, store=None, redact=False, allow_secrets=False) -> str:
+    def save(
+        self, var: str, *, id=None, store=None, redact=False, allow_secrets=False, force=False
+    ) -> str:
         if self.kind == "function":
             result = a3s_nb.save(
                 self.ip.user_ns[var],
@@ -74,10 +76,11 @@ class Face:
                 store=store,
                 redact=redact,
                 allow_secrets=allow_secrets,
+                force=force,
             )
             return str(result)
         line = var + _opt("--id", id) + _opt("--store", store)
-        line += " --redact" * redact + " --allow-secrets" * allow_secrets
+        line += " --redact" * redact + " --allow-secrets" * allow_secrets + " --force" * force
         value, out = run(self.ip, "a3s_save", line)
         assert value is None
         return out.strip()
@@ -482,6 +485,90 @@ def test_failed_capture_leaves_the_previous_save_intact(face, fake, store):
     assert not list(store.rglob("*.tmp"))
 
 
+# ============================================================================ two handles
+
+
+@pytest.fixture
+def twins(ip, fake, store) -> tuple[FakeSession, FakeSession]:
+    """Two live handles, ``s`` and ``twin``, on one saved session: as two resumes make."""
+    a3s_nb.save(fake, store=store)
+    twin = FakeSession(a3s_nb.open_store(store).load("oscar-live"))
+    ip.user_ns["twin"] = twin
+    return fake, twin
+
+
+def test_a_save_that_would_lose_another_handles_run_is_refused(face, twins, store):
+    first, twin = twins
+    first.send("Make the first change")
+    twin.send("Make another change")
+    assert face.save("s", store=store).startswith("updated session oscar-live")
+    saved = store_files(store)
+    [lost] = [r["snapshot"]["id"] for r in on_disk(store, "oscar-live")["runs"][5:]]
+    with face.raises("not saving session oscar-live: the store has 2 messages and 1 run") as e:
+        face.save("twin", store=store)
+    message = str(e.value)
+    assert f"({lost}'s prompt 'Make the first change')" in message
+    assert "another handle" in message
+    assert "--id NEW" in message and "--force" in message and "force=True" in message
+    if face.kind == "function":
+        assert isinstance(e.value, a3s_nb.SaveConflictError)
+        assert (e.value.missing_runs, e.value.missing_messages) == ([lost], 2)
+    assert store_files(store) == saved  # nothing written
+
+    # the ways on: a new id, or overwriting on purpose
+    assert face.save("twin", id="oscar-twin", store=store).startswith("saved session oscar-t")
+    assert face.save("twin", store=store, force=True).startswith("updated session oscar-live")
+    prompts = [r["snapshot"]["prompt"] for r in on_disk(store, "oscar-live")["runs"][5:]]
+    assert prompts == ["Make another change"]
+
+
+def test_a_handle_that_is_behind_the_store_is_refused(face, twins, store):
+    first, _twin = twins
+    first.send("Keep going")
+    face.save("s", store=store)
+    with face.raises(r"the store has 2 messages and 1 run this session lacks"):
+        face.save("twin", store=store)  # twin has nothing new, but saving it loses a run
+
+
+def test_messages_that_differ_without_a_missing_run_are_a_conflict(face, twins, store):
+    _first, twin = twins
+    twin._messages[3]["content"][0]["text"] = "rewritten"
+    with face.raises(r"the store has 17 messages this session lacks \(its messages differ "):
+        face.save("twin", store=store)
+    assert face.save("s", store=store).startswith("updated")
+
+
+def test_saves_that_extend_the_store_go_through(face, twins, store):
+    first, twin = twins
+    assert face.save("twin", store=store).startswith("updated")  # the same: nothing lost
+    # a run that the store holds as running and the session has since completed
+    doc = on_disk(store, "oscar-live")
+    run_file = store / "runs" / "oscar-live.json"
+    runs = doc["runs"]
+    runs[-1]["snapshot"]["status"] = "running"
+    run_file.write_text(json.dumps(runs))
+    first.send("one more")
+    assert face.save("s", store=store).startswith("updated session oscar-live")
+    assert on_disk(store, "oscar-live")["runs"][4]["snapshot"]["status"] == "completed"
+    # both handles save in turn, each after the other's save is in its history
+    twin.send("and more")  # twin lacks first's "one more" run: a conflict
+    with face.raises("1 run this session lacks"):
+        face.save("twin", store=store)
+
+
+def test_a_redacted_save_is_extended_by_the_session_it_came_from(face, leaky, store):
+    face.save("s", store=store, redact=True)
+    leaky.send("a later prompt")
+    assert face.save("s", store=store, redact=True).startswith("updated")
+    # the store holds [REDACTED:...] where the live session has the key: not lost work
+    assert face.save("s", store=store, allow_secrets=True).startswith("updated")
+
+
+def test_saving_over_another_session_s_id_is_refused(face, fake, fixture_dir):
+    with face.raises(r"not saving session fix-india-2-004: the store has \d+ messages and "):
+        face.save("s", id="fix-india-2-004", store=fixture_dir)
+
+
 # ============================================================================ secrets
 
 OPENAI = "sk-" + "proj-" + "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"
@@ -719,6 +806,54 @@ def test_save_line_tells_failed_from_refused_tool_calls():
     assert str(line(tool_calls_failed=3, tool_calls_refused=1)).endswith(
         "5 tool calls, 3 failed, 1 of them refused: no confirmation manager (set a PermissionPolicy)"
     )
+
+
+@pytest.mark.sdk
+def test_two_handles_on_one_session_with_the_real_sdk(face, ip, a3s_code, sdk_agent, ws, store):
+    first = sdk_session(a3s_code, sdk_agent, ws)
+    first.send(testing.CHAT_PROMPT)
+    sid = first.session_id
+    a3s_nb.save(first, store=store)
+    first.close()
+    ip.user_ns["agent"] = sdk_agent
+    session, _ = face.resume(sid, agent="agent", store=store)
+    twin, _ = face.resume(sid, agent="agent", name="twin", store=store)
+    assert session is not twin
+    session.send(testing.WRITE_READ_PROMPT)
+    twin.send("Say hello once more")
+    assert face.save("session", store=store).startswith(f"updated session {sid}")
+    [run] = [r for r in session.runs() if r["prompt"] == testing.WRITE_READ_PROMPT]
+    with face.raises(r"the store has 6 messages and 1 run this session lacks") as e:
+        face.save("twin", store=store)
+    assert f"({run['id']}'s prompt {testing.WRITE_READ_PROMPT!r})" in str(e.value)
+    assert on_disk(store, sid)["session"]["messages"] == session.history()
+    assert face.save("twin", store=store, force=True).startswith(f"updated session {sid}")
+    assert on_disk(store, sid)["session"]["messages"] == twin.history()
+    session.close()
+    twin.close()
+
+
+@pytest.mark.sdk
+def test_the_sdk_s_own_save_in_between(ip, a3s_code, sdk_agent, ws, store):
+    """An SDK auto-save is a prefix of the session that made it, and lost work to another."""
+    first = sdk_session(a3s_code, sdk_agent, ws)
+    first.send(testing.CHAT_PROMPT)
+    sid = first.session_id
+    a3s_nb.save(first, store=store)
+    first.close()
+    auto = a3s_nb.resume(sid, sdk_agent, store=store, auto_save=True)
+    other = a3s_nb.resume(sid, sdk_agent, store=store)
+    auto.send(testing.WRITE_READ_PROMPT)
+    a3s_nb.live.wait_for_autosave(auto, store)  # the SDK wrote the store itself
+    assert on_disk(store, sid)["session"]["messages"] == auto.history()
+    auto.send("Say hello again")  # the SDK saves this one too, in the background
+    a3s_nb.live.wait_for_autosave(auto, store)
+    assert str(a3s_nb.save(auto, store=store)).startswith(f"updated session {sid}")
+    other.send("Say hello to the other handle")
+    with pytest.raises(a3s_nb.SaveConflictError, match="8 messages and 2 runs"):
+        a3s_nb.save(other, store=store)
+    auto.close()
+    other.close()
 
 
 def test_confirm_tools_needs_an_agent(ip, fixture_dir):
