@@ -5,6 +5,7 @@ Importing the package has no side effects; ``%load_ext a3s_nb`` registers the ma
 
 from . import schema as _schema
 from .api import list_sessions, resume, save
+from .autosaver import autosave
 from .errors import (
     A3sNbError,
     AmbiguousSessionIdError,
@@ -65,6 +66,7 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "fork",
     "lineage_frame",
     "lineage_of",
+    "autosave",
     "list_sessions",
     "open_store",
     "replay",

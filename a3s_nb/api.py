@@ -10,6 +10,7 @@ Where the store is: the ``store`` argument, else ``$A3S_NB_STORE``, else ``./a3s
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
 import os
@@ -213,6 +214,7 @@ def save(
         raise
     except OSError as e:
         raise StoreError(f"cannot write session {sid} to store {st}: {e}") from e
+    _SAVED_AS[(builtins.id(session), str(session.session_id))] = sid
     counts = tool_call_counts(bundle)
     return SaveResult(
         session_id=sid,
@@ -226,6 +228,15 @@ def save(
         redacted=redacted,
         secrets_kept=kept,
     )
+
+
+#: The id each live session was last saved under, by (id(session), its session_id).
+_SAVED_AS: dict[tuple[int, str], str] = {}
+
+
+def saved_as(session: Any) -> str | None:
+    """The id ``session`` was last saved under in this process (None: not saved yet)."""
+    return _SAVED_AS.get((builtins.id(session), str(session.session_id)))
 
 
 def missing_from(stored: SessionBundle, live: SessionBundle) -> tuple[list[str], int]:

@@ -1,4 +1,4 @@
-"""The IPython face of a3s_nb: ``%a3s_save``, ``%a3s_resume``, ``%a3s_sessions``.
+"""The IPython face of a3s_nb: ``%a3s_save``, ``%a3s_resume``, ``%a3s_sessions``, ...
 
 ``%load_ext a3s_nb`` registers them. Each is a thin face over a public function
 (:func:`a3s_nb.save`, :func:`a3s_nb.resume`, :func:`a3s_nb.list_sessions`); misuse raises a
@@ -274,6 +274,64 @@ class A3sNb(Magics):
         )
         print(result)
 
+    # ---- %a3s_autosave ---------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("state", nargs="?", help="on or off (default: show whether it is on).")
+    @argument("--store", help="The store directory (default: see %%config A3sNb.store).")
+    @argument(
+        "--redact",
+        action="store_true",
+        help="Replace secrets found in what is written with [REDACTED:kind].",
+    )
+    @argument(
+        "--allow-secrets",
+        action="store_true",
+        help="Write secrets found as they are (by default such a save is refused).",
+    )
+    @line_magic
+    @_usage_errors
+    def a3s_autosave(self, line: str) -> None:
+        """Save every live session that changed, after each cell: %a3s_autosave on|off.
+
+        After each cell, every live a3s-code session in the namespace that gained or
+        changed a run is saved as %a3s_save would (same secret scan, same refusal to
+        overwrite another handle's work); a refused save is said once on stderr and never
+        fails the cell. Without an argument, says whether autosave is on and what it saved.
+
+        Examples::
+
+            %a3s_autosave on
+            %a3s_autosave on --store sessions --redact
+            %a3s_autosave
+            %a3s_autosave off
+
+        Function twin: ``a3s_nb.autosave(True, store=None, redact=False, ...)``.
+        """
+        from .autosaver import autosave
+
+        args = _parse(self.a3s_autosave, line)
+        state = (args.state or "").lower()
+        if state not in ("", "on", "off"):
+            raise UsageError(f"%a3s_autosave takes on or off, not {args.state!r}")
+        given = args.store is not None or args.redact or args.allow_secrets
+        if state != "on" and given:
+            raise UsageError("--store, --redact and --allow-secrets go with %a3s_autosave on")
+        if state == "":
+            saver = autosave(None, shell=self.shell)
+            print(
+                saver or "autosave is off; %a3s_autosave on saves changed sessions after each cell"
+            )
+            return
+        saver = autosave(
+            state == "on",
+            store=self._store(args.store),
+            redact=args.redact,
+            allow_secrets=args.allow_secrets,
+            shell=self.shell,
+        )
+        print(saver or "autosave is off")
+
     # ---- %a3s_resume -----------------------------------------------------------------------
 
     @magic_arguments()
@@ -527,6 +585,9 @@ def unload_ipython_extension(ipython: Any) -> None:
     magics = _LOADED.pop(id(ipython), None)
     if magics is None:
         return
+    from .autosaver import autosave
+
+    autosave(False, shell=ipython)
     for kind, table in magics.magics.items():
         registered = ipython.magics_manager.magics.get(kind, {})
         for name in table:

@@ -859,3 +859,156 @@ def test_the_sdk_s_own_save_in_between(ip, a3s_code, sdk_agent, ws, store):
 def test_confirm_tools_needs_an_agent(ip, fixture_dir):
     with pytest.raises(UsageError, match="--confirm-tools needs --agent"):
         ip.run_line_magic("a3s_resume", f"fix-oscar --confirm-tools --store {fixture_dir}")
+
+
+# ============================================================================ autosave
+
+
+def cell(ip, code: str) -> tuple[Any, str, str]:
+    """Run a cell as a notebook would (post_run_cell fires); its result, stdout, stderr."""
+    with capture_output() as cap:
+        result = ip.run_cell(code)
+    return result, cap.stdout, cap.stderr
+
+
+def autosave_on(face: Face, store: Path, **options: Any) -> str:
+    if face.kind == "function":
+        return str(a3s_nb.autosave(True, store=store, **options))
+    flags = "".join(f" --{k.replace('_', '-')}" for k, v in options.items() if v)
+    return run(face.ip, "a3s_autosave", f"on --store {shlex.quote(str(store))}{flags}")[1]
+
+
+def autosave_off(face: Face) -> None:
+    if face.kind == "function":
+        assert a3s_nb.autosave(False) is None
+    else:
+        assert run(face.ip, "a3s_autosave", "off")[1].strip() == "autosave is off"
+
+
+@pytest.fixture
+def no_autosave(ip):
+    yield
+    a3s_nb.autosave(False, shell=ip)
+
+
+def test_autosave_saves_after_a_cell_that_changed_a_session(face, ip, fake, store, no_autosave):
+    assert "autosave is on" in autosave_on(face, store)
+    assert not store.exists()  # turning it on saves nothing by itself
+    result, _, err = cell(ip, "x = 1")
+    assert result.success and err == ""
+    assert on_disk(store, "oscar-live")["session"]["messages"] == fake.history()  # first sight
+    session_file = store / "oscar-live.json"
+    before = session_file.stat().st_mtime_ns, session_file.stat().st_ino
+    cell(ip, "y = 2")  # nothing changed: nothing written
+    assert (session_file.stat().st_mtime_ns, session_file.stat().st_ino) == before
+    cell(ip, "s.send('a change in a cell')")
+    assert on_disk(store, "oscar-live")["runs"][-1]["snapshot"]["prompt"] == "a change in a cell"
+    if face.kind == "magic":
+        _, out = run(ip, "a3s_autosave")
+        assert out.startswith(
+            f"autosave is on: after each cell, live sessions that changed are saved in {store}; 2 saves so far, the last at "
+        )
+        assert out.rstrip().endswith("22 messages, 6 runs, 5 tool calls, 2 failed")
+    else:
+        assert a3s_nb.autosave().saves == 2
+    autosave_off(face)
+    cell(ip, "s.send('not saved: autosave is off')")
+    assert len(on_disk(store, "oscar-live")["runs"]) == 6
+    assert "autosave is off" in run(ip, "a3s_autosave")[1]
+
+
+def test_autosave_keeps_the_id_the_session_was_saved_under(ip, fake, store, no_autosave):
+    run(ip, "a3s_save", f"s --id fix-1 --store {store}")
+    run(ip, "a3s_autosave", f"on --store {store}")
+    cell(ip, "s.send('more')")
+    assert sorted(p.name for p in store.glob("*.json")) == ["fix-1.json"]
+    assert on_disk(store, "fix-1")["runs"][-1]["snapshot"]["prompt"] == "more"
+
+
+def test_a_refused_autosave_is_said_once_and_never_fails_the_cell(
+    face, ip, leaky, store, no_autosave
+):
+    autosave_on(face, store)
+    result, _, err = cell(ip, "x = 1")
+    assert result.success
+    assert err.startswith("a3s_nb autosave: not saving session oscar-live: 3 secrets")
+    assert "said once" in err and not store.exists()
+    result, _, err = cell(ip, "s.send('again')")  # changed, refused again: not repeated
+    assert result.success and err == ""
+    assert cell(ip, "x = 2")[2] == ""
+    autosave_on(face, store, redact=True)
+    _, _, err = cell(ip, "s.send('and now')")  # working again: said once too
+    assert err.startswith("a3s_nb autosave: saved session oscar-live in ")
+    assert err.rstrip().endswith("; 3 secrets redacted")
+    assert "[REDACTED:openai-key]" in json.dumps(on_disk(store, "oscar-live"))
+    assert cell(ip, "s.send('once more')")[2] == ""
+
+
+def test_autosave_does_not_overwrite_another_handles_work(face, ip, twins, store, no_autosave):
+    first, twin = twins
+    autosave_on(face, store)
+    cell(ip, "x = 0")
+    _, _, err = cell(ip, "s.send('first handle')")
+    assert err == ""
+    _, _, err = cell(ip, "twin.send('second handle')")
+    assert err.startswith(
+        "a3s_nb autosave: not saving session oscar-live: the store has 2 messages and 1 run"
+    )
+    assert err.count("not saving") == 1
+    assert cell(ip, "twin.send('more on the second')")[2] == ""  # said once
+    prompts = [r["snapshot"]["prompt"] for r in on_disk(store, "oscar-live")["runs"][5:]]
+    assert prompts == ["first handle"]
+
+
+def test_autosave_is_off_after_unload(ip, fake, store):
+    run(ip, "a3s_autosave", f"on --store {store}")
+    ip.run_line_magic("unload_ext", "a3s_nb")
+    try:
+        assert a3s_nb.autosave(shell=ip) is None
+        cell(ip, "s.send('after unload')")
+        assert not store.exists()
+    finally:
+        ip.run_line_magic("load_ext", "a3s_nb")
+
+
+@pytest.mark.parametrize(
+    ("line", "match"),
+    [
+        ("maybe", "takes on or off, not 'maybe'"),
+        ("--redact", "go with %a3s_autosave on"),
+        ("off --store x", "go with %a3s_autosave on"),
+        ("on --redact --allow-secrets", "choose one of redact"),
+    ],
+)
+def test_autosave_misuse(ip, line, match, no_autosave):
+    with pytest.raises(UsageError, match=match) as info:
+        run(ip, "a3s_autosave", line)
+    assert info.type is UsageError
+    assert a3s_nb.autosave(shell=ip) is None
+
+
+def test_autosave_needs_an_ipython_shell():
+    code = (
+        "import a3s_nb\n"
+        "try:\n    a3s_nb.autosave(True)\n"
+        "except a3s_nb.A3sNbError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert "in a script, call a3s_nb.save(session)" in out.stdout
+
+
+@pytest.mark.sdk
+def test_autosave_with_the_real_sdk(ip, a3s_code, sdk_agent, ws, store, no_autosave):
+    session = sdk_session(a3s_code, sdk_agent, ws)
+    ip.user_ns.update(session=session, testing=testing)
+    run(ip, "a3s_autosave", f"on --store {store}")
+    cell(ip, "x = 1")
+    assert not store.exists()  # a session that has not run yet is not saved
+    result, _, err = cell(ip, "session.send(testing.WRITE_READ_PROMPT)")
+    assert result.success and err == ""
+    doc = on_disk(store, session.session_id)
+    assert doc["session"]["messages"] == session.history()
+    assert [t["name"] for t in doc["traces"]] == ["write", "read"]
+    cell(ip, "session.send(testing.CHAT_PROMPT)")
+    assert on_disk(store, session.session_id)["session"]["messages"] == session.history()
+    session.close()
