@@ -945,7 +945,6 @@ def test_a_refused_autosave_is_said_once_and_never_fails_the_cell(
 
 
 def test_autosave_does_not_overwrite_another_handles_work(face, ip, twins, store, no_autosave):
-    first, twin = twins
     autosave_on(face, store)
     cell(ip, "x = 0")
     _, _, err = cell(ip, "s.send('first handle')")
