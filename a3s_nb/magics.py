@@ -105,16 +105,26 @@ def _usage_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _split(line: str) -> list[str]:
     """The words of a magic's argument line, quotes and escapes undone as a shell would.
 
-    ``--id 'fix-1'`` is ``fix-1`` and ``--store "my store"`` one word. On Windows a
-    backslash is a path separator, not an escape.
+    ``--id 'fix-1'`` is ``fix-1`` and ``--store "my store"`` one word. A word that starts
+    with an unquoted ``#`` begins a comment, as in a shell (``%a3s_save s  # note``); a
+    ``#`` inside a word or quotes is kept. On Windows a backslash is a path separator, not
+    an escape.
     """
-    lexer = shlex.shlex(line, posix=True)
-    lexer.whitespace_split = True
-    lexer.commenters = ""
-    if os.name == "nt":
-        lexer.escape = ""
+
+    def lexer(text: str, posix: bool) -> shlex.shlex:
+        lex = shlex.shlex(text, posix=posix)
+        lex.whitespace_split = True
+        lex.commenters = ""
+        if os.name == "nt" or not posix:
+            lex.escape = ""
+        return lex
+
     try:
-        return list(lexer)
+        raw = list(lexer(line, posix=False))  # words as written, quotes kept
+        comment = next((i for i, word in enumerate(raw) if word.startswith("#")), None)
+        if comment is not None:
+            line = " ".join(raw[:comment])
+        return list(lexer(line, posix=True))
     except ValueError as e:  # "No closing quotation", "No escaped character"
         raise UsageError(f"cannot read the arguments {line.strip()!r}: {e}") from None
 

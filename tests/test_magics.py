@@ -397,6 +397,8 @@ def test_magic_arguments_are_read_as_a_shell_would(ip, fake, tmp_path):
     assert not [p.name for p in tmp_path.rglob("*") if set(p.name) & set("'\"")]
     run(ip, "a3s_save", r"s --id fix\ 2 --store 'my store'")
     assert (store / "fix 2.json").exists()
+    _, out = run(ip, "a3s_save", "s --id fix#3 --store 'my store'   # a comment, as in a shell")
+    assert out.startswith("saved session fix#3 in")
     df, _ = run(ip, "a3s_sessions", "--store 'my store' --contains 'fix-'")
     assert list(df["session_id"]) == ["fix-1"]
     _, out = run(ip, "a3s_resume", "'fix 2' --as \"old\" --store 'my store'")
