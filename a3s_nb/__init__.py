@@ -83,6 +83,7 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "verification",
     # the widgets (a3s_nb.widgets), imported on first use: `import a3s_nb` never imports
     # ipywidgets
+    "DiffView",
     "RunTimeline",
     "SessionBrowser",
     "Transcript",
@@ -91,7 +92,7 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
 # schema is plain data (no pandas), so the frame names come from their one source
 _FRAMES = frozenset({*_schema.FRAME_NAMES, "all_frames"})
 
-_WIDGETS = frozenset({"RunTimeline", "SessionBrowser", "Transcript"})
+_WIDGETS = frozenset({"DiffView", "RunTimeline", "SessionBrowser", "Transcript"})
 
 
 def __getattr__(name):

@@ -82,6 +82,7 @@ __all__ = [
     "lineage_frame",
     "lineage_of",
     "prompts",
+    "record_checks",
     "replay",
 ]
 
@@ -949,7 +950,7 @@ def replay(
     store: Any = None,
     source_store: Any = None,
     verify: Sequence[dict[str, Any]] | None = None,
-    verify_subject: str = "replay",
+    verify_subject: str = "checks",
 ) -> ReplayResult:
     """Send the user prompts of ``source``, in order, to a fresh session on ``model``.
 
@@ -959,10 +960,11 @@ def replay(
     again: a3s-code 3.1 cannot serve tool results from a recording (its ``pre_tool_use``
     hooks can block or let a call through, not answer it). The replay is saved in
     ``store`` with lineage "replay of <source> on <model>" and compared with the source
-    (:func:`diff`). ``verify`` runs ``verify_commands`` checks at the end
-    (``[{"id", "kind", "description", "command"}]``): a3s-code does not save the commands
-    behind a verification report, so a replay cannot re-run the source's checks by
-    itself.
+    (:func:`diff`). ``verify`` runs checks at the end, as :func:`record_checks` does:
+    a3s-code does not save the commands behind a verification report, so a replay cannot
+    re-run the source's checks by itself; give the same ids and ``verify_subject`` as the
+    source's report, so a required check that passed there and fails here is a
+    regression.
 
     A prompt whose run fails does not stop the replay; it shows in
     ``result.regressions`` when it completed in the source.
@@ -1009,7 +1011,7 @@ def replay(
         with contextlib.suppress(Exception):
             session.send(p.text)
     if verify:
-        session.verify_commands(verify_subject, [dict(c) for c in verify])
+        record_checks(session, verify, subject=verify_subject)
     now = time.time()
     result_model = model or _session_model(bundle, session)
     record = {
@@ -1042,6 +1044,48 @@ def replay(
         diff=df,
         regressions=regressions(bundle, replayed),
     )
+
+
+def record_checks(
+    session: Any, checks: Sequence[dict[str, Any]], *, subject: str = "checks"
+) -> dict[str, Any]:
+    """Run shell checks in a live session's workspace and record them as a verification
+    report; returns the report.
+
+    Each check is ``{"id", "command"}`` with optional ``"description"``, ``"kind"``
+    (default ``"command"``) and ``"required"`` (default True). The commands run through
+    the session's ``bash`` tool (so they are traced like ``verify_commands`` checks); a
+    check passes when its command exits 0. Unlike ``verify_commands``, the checks can be
+    *required*, which is what :func:`replay` and ``a3s-nb replay`` compare.
+
+    >>> a3s_nb.lineage.record_checks(session, [{"id": "tests", "command": "pytest -q"}])  # doctest: +SKIP
+    """
+    out = []
+    for check in checks:
+        if not check.get("id") or not check.get("command"):
+            raise ForkError(f"a check is {{'id': ..., 'command': ...}}, not {dict(check)!r}")
+        result = session.tool("bash", {"command": str(check["command"])})
+        meta = getattr(result, "metadata", None) or {}
+        code = meta.get("exit_code", result.exit_code) if isinstance(meta, dict) else 1
+        item = {
+            "id": str(check["id"]),
+            "kind": str(check.get("kind") or "command"),
+            "description": str(check.get("description") or check["command"]),
+            "status": "passed" if code == 0 else "failed",
+            "required": bool(check.get("required", True)),
+            "suggested_tools": ["bash"],
+        }
+        if code != 0:
+            item["residual_risk"] = f"`{check['command']}` exited with code {code}"
+        out.append(item)
+    report = {
+        "schema": "a3s.verification_report.v1",
+        "subject": subject,
+        "status": "passed" if all(c["status"] == "passed" for c in out) else "failed",
+        "checks": out,
+    }
+    session.record_verification_reports([report])
+    return report
 
 
 def _session_model(bundle: SessionBundle, session: Any) -> str | None:

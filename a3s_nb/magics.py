@@ -575,6 +575,107 @@ class A3sNb(Magics):
             f"{rec.get('at_prompt')} of {rec.get('of_prompts')} ({how})"
         )
 
+    @magic_arguments()
+    @argument("a", help="Session A: a saved id (or unique prefix), or a variable.")
+    @argument("b", help="Session B: a saved id (or unique prefix), or a variable.")
+    @argument("--store", help="The store of A (and of B; default: see %%config A3sNb.store).")
+    @argument("--store-b", dest="store_b", help="The store of B, when it is another one.")
+    @argument(
+        "--frame",
+        action="store_true",
+        help="Return the diff DataFrame instead of the side-by-side widget.",
+    )
+    @line_magic
+    @_usage_errors
+    def a3s_diff(self, line: str) -> Any:
+        """Compare two sessions prompt by prompt and tool call by tool call.
+
+        Shows the two transcripts side by side: the prompts a fork shares with its parent
+        collapsed, changed, added and removed prompts and tool calls marked, and a summary
+        (prompts, runs, tool calls, tool errors, tokens, duration, final status,
+        verification). Works on saved and live sessions, and across two stores.
+
+            %a3s_diff 4f1c 4f1c-fork-1
+            %a3s_diff session replay --frame
+
+        Function twins: ``a3s_nb.diff(a, b, store=None, store_b=None)`` (the frame) and
+        ``a3s_nb.widgets.DiffView(a, b, store=None, store_b=None)``.
+        """
+        args = parse_argstring(self.a3s_diff, line)
+        from .lineage import diff
+
+        store = self._store(args.store)
+        df = diff(
+            self._session_source(args.a),
+            self._session_source(args.b),
+            store=store,
+            store_b=args.store_b or store,
+        )
+        if args.frame:
+            return df
+        try:
+            from .widgets import DiffView
+        except ImportError as e:
+            raise UsageError(
+                f"the diff widget needs ipywidgets ({e}): pip install 'a3s-nb[all]', or use --frame"
+            ) from e
+        return DiffView(df)
+
+    @magic_arguments()
+    @argument("id", help="The session to replay: a saved id (or unique prefix), or a variable.")
+    @argument(
+        "--agent", required=True, help="The variable holding the a3s_code.Agent that replays it."
+    )
+    @argument(
+        "--model",
+        help="provider/model to replay on (one the agent's config has); default: the "
+        "agent's default model.",
+    )
+    @argument("--id", dest="new_id", help="The replay's id (default: ID-replay-K).")
+    @argument(
+        "--workspace",
+        help="Where to put the copy of the source's workspace the replay works in "
+        "(default: a new temporary directory).",
+    )
+    @argument("--as", dest="name", default="replay", help="The variable to bind (default: replay).")
+    @argument("--store", help="The store directory (default: see %%config A3sNb.store).")
+    @line_magic
+    @_usage_errors
+    def a3s_replay(self, line: str) -> Any:
+        """Replay a session's user prompts, in order, on another model, and compare.
+
+        A fresh session (in a copy of the workspace) is sent the source's prompts; tools
+        run again (a3s-code cannot serve them from the recording). It is saved with the
+        lineage "replay of ID on MODEL", NAME is bound to the ReplayResult (.session is
+        the live replay, .diff the comparison, .regressions what got worse), and the
+        diff widget is shown.
+
+            %a3s_replay 4f1c --agent agent --model openai/gpt-4o
+
+        Function twin: ``a3s_nb.replay(source, agent, model=None, new_id=None,
+        workspace=None, store=None)``; from a terminal or CI: ``a3s-nb replay``.
+        """
+        args = parse_argstring(self.a3s_replay, line)
+        name = self._variable_name(args.name)
+        agent = self._lookup(args.agent, "pass the variable that holds the a3s_code.Agent")
+        from .lineage import replay
+
+        result = replay(
+            self._session_source(args.id),
+            agent,
+            model=args.model,
+            new_id=args.new_id,
+            workspace=args.workspace,
+            store=self._store(args.store),
+        )
+        self.shell.push({name: result})
+        print(f"{name}: {result}")
+        try:
+            from .widgets import DiffView
+        except ImportError:
+            return result.diff
+        return DiffView(result.diff)
+
 
 # --------------------------------------------------------------------------- extension
 

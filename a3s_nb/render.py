@@ -760,3 +760,167 @@ def _ordered_spans(spans: pd.DataFrame, labels: dict[str, str]) -> list[dict[str
 
     walk(None, 0)
     return ordered
+
+
+# =========================================================================== diff
+
+#: Colour and label of each ``change`` of a diff row.
+CHANGE_STYLES: dict[str, tuple[str, str, str]] = {  # change -> (colour, background, label)
+    "same": ("#59636e", "transparent", "same"),
+    "changed": ("#9a6700", "rgba(212,167,44,.12)", "changed"),
+    "only_a": ("#c62828", "rgba(198,40,40,.08)", "only in A"),
+    "only_b": ("#2e7d32", "rgba(46,125,50,.08)", "only in B"),
+}
+
+
+def shared_prefix(df: pd.DataFrame) -> int:
+    """How many leading prompts of a :func:`a3s_nb.diff` frame are the same in both."""
+    n = 0
+    for rec in df[df["kind"] == "prompt"].itertuples():
+        if rec.change != "same":
+            break
+        n += 1
+    return n
+
+
+def _side(rec: Any, side: str) -> str:
+    """One side of a diff row: a prompt with its status and answer, or a tool call."""
+
+    def get(col: str) -> Any:
+        value = getattr(rec, f"{col}_{side}")
+        return None if not _present(value) else value
+
+    number = get("prompt")
+    if rec.kind == "prompt":
+        if number is None:
+            return f'<div style="color:{FG_MUTED};font-style:italic">(no such prompt)</div>'
+        status = get("status")
+        badge = _badge(str(status), status_color(status)) if status else ""
+        answer = get("text") or ""
+        return (
+            f'<div style="font-weight:600">prompt {int(number)} {badge}</div>'
+            f'<div class="a3s-diff-prompt-text" style="white-space:pre-wrap;margin:2px 0">'
+            f"{esc(get('prompt_text') or '')}</div>"
+            f'<div style="color:{FG_MUTED};font-size:12px;white-space:pre-wrap">'
+            f"{esc(_shorten(answer, 300))}</div>"
+        )
+    if get("tool") is None:
+        return ""
+    status = get("status")
+    mark = _badge(str(status), "#c62828" if status == "error" else "#2e7d32")
+    result = get("text") or ""
+    first = _shorten(result.strip().splitlines()[0] if result.strip() else "(empty)", 80)
+    return (
+        f'<div><span style="font-family:{MONO};font-weight:600">{esc(get("tool"))}</span> '
+        f'<span style="color:{FG_MUTED};font-family:{MONO};font-size:12px">'
+        f"{esc(_shorten(get('args') or '', 80))}</span></div>"
+        f'<div style="font-size:12px">{mark} <span style="font-family:{MONO};'
+        f'color:{FG_MUTED}">{esc(first)}</span></div>'
+    )
+
+
+def _diff_row(rec: Any) -> str:
+    color, background, label = CHANGE_STYLES.get(str(rec.change), CHANGE_STYLES["same"])
+    kind = str(rec.kind)
+    pad = "4px 8px" if kind == "prompt" else "2px 8px 2px 28px"
+    top = f"border-top:1px solid {BORDER};" if kind == "prompt" else ""
+    cell = f"padding:{pad};min-width:0;overflow-wrap:anywhere"
+    return (
+        f'<div class="a3s-diff-row a3s-diff-{kind}" data-change="{esc(rec.change)}" '
+        f'style="display:grid;grid-template-columns:78px 1fr 1fr;{top}background:{background}">'
+        f'<div style="padding:{pad};font-size:11px;color:{color};font-weight:600">'
+        f"{esc(label) if kind == 'prompt' or rec.change != 'same' else ''}</div>"
+        f'<div class="a3s-diff-a" style="{cell};border-right:1px solid {BORDER}">'
+        f"{_side(rec, 'a')}</div>"
+        f'<div class="a3s-diff-b" style="{cell}">{_side(rec, "b")}</div></div>'
+    )
+
+
+def _summary_table(summary: Sequence[dict[str, Any]], a: str, b: str) -> str:
+    head = (
+        f'<tr><th style="text-align:left;padding:2px 8px"></th>'
+        f'<th style="text-align:left;padding:2px 8px">A: {esc(a)}</th>'
+        f'<th style="text-align:left;padding:2px 8px">B: {esc(b)}</th>'
+        f'<th style="text-align:left;padding:2px 8px">difference</th></tr>'
+    )
+    body = ""
+    for row in summary:
+        if row["metric"] == "session_id":
+            continue
+        diff = row["difference"]
+        shown = "" if diff is None else (f"{diff:+d}" if isinstance(diff, int) else str(diff))
+        weight = "font-weight:600;" if diff is not None else ""
+        body += (
+            f'<tr><td style="padding:1px 8px;color:{FG_MUTED}">{esc(row["metric"])}</td>'
+            f'<td style="padding:1px 8px">{esc("" if row["a"] is None else row["a"])}</td>'
+            f'<td style="padding:1px 8px">{esc("" if row["b"] is None else row["b"])}</td>'
+            f'<td style="padding:1px 8px;{weight}">{esc(shown)}</td></tr>'
+        )
+    return (
+        f'<table class="a3s-diff-summary" style="border-collapse:collapse;font-size:12px;'
+        f'margin:4px 0 8px 0">{head}{body}</table>'
+    )
+
+
+def diff_html(
+    df: pd.DataFrame,
+    *,
+    show_shared: bool = False,
+    changes_only: bool = False,
+    static: bool = True,
+) -> str:
+    """Two sessions side by side from a :func:`a3s_nb.diff` frame: A left, B right.
+
+    The prompts both sessions share at the start (a fork and its parent) are collapsed
+    unless ``show_shared``; ``changes_only`` leaves out every row that is the same.
+    ``static`` renders the collapsed prefix as a ``<details>`` a reader can open (for
+    saved outputs); the live widget has its own button instead.
+    """
+    a, b = df.attrs.get("a", "A"), df.attrs.get("b", "B")
+    shared = shared_prefix(df)
+    rows = list(df.itertuples(index=False))
+    prompt_no = 0
+    head_rows: list[str] = []
+    rest_rows: list[str] = []
+    for rec in rows:
+        if rec.kind == "prompt":
+            prompt_no += 1
+        in_prefix = prompt_no <= shared
+        if changes_only and rec.change == "same" and not in_prefix:
+            continue
+        (head_rows if in_prefix else rest_rows).append(_diff_row(rec))
+    counts = df[df["kind"] == "prompt"]["change"].value_counts()
+    tally = ", ".join(
+        f"{int(counts.get(c, 0))} {CHANGE_STYLES[c][2]}" for c in CHANGE_STYLES if counts.get(c, 0)
+    )
+    title = (
+        f'<div style="font-weight:600;margin-bottom:2px">A: {esc(a)} \u2194 B: {esc(b)}</div>'
+        f'<div style="color:{FG_MUTED};font-size:12px">prompts: {esc(tally or "none")}</div>'
+    )
+    label = f"{shared} shared prompt{'s' if shared != 1 else ''} (the same in both)"
+    if not shared:
+        prefix = ""
+    elif show_shared:
+        prefix = f'<div class="a3s-diff-shared a3s-open">{"".join(head_rows)}</div>'
+    elif static:
+        prefix = (
+            f'<details class="a3s-diff-shared"><summary style="cursor:pointer;padding:4px 8px;'
+            f'color:{FG_MUTED}">{esc(label)}</summary>{"".join(head_rows)}</details>'
+        )
+    else:
+        prefix = (
+            f'<div class="a3s-diff-shared a3s-collapsed" style="padding:4px 8px;'
+            f'color:{FG_MUTED};border-top:1px solid {BORDER}">\u25b8 {esc(label)}, hidden</div>'
+        )
+    columns = (
+        f'<div style="display:grid;grid-template-columns:78px 1fr 1fr;font-size:12px;'
+        f'font-weight:600;color:{FG_MUTED}"><div style="padding:2px 8px"></div>'
+        f'<div style="padding:2px 8px">A: {esc(a)}</div>'
+        f'<div style="padding:2px 8px">B: {esc(b)}</div></div>'
+    )
+    return (
+        f'<div class="a3s-diff" style="font-family:{FONT};font-size:13px;color:{FG};'
+        f'border:1px solid {BORDER};border-radius:6px;padding:8px">'
+        f"{title}{_summary_table(df.attrs.get('summary', []), a, b)}{columns}"
+        f"{prefix}{''.join(rest_rows)}</div>"
+    )

@@ -70,6 +70,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 __all__ = [
+    "CALC_CHECK",
+    "CALC_FORK_PROMPT",
+    "CALC_PROMPTS",
     "CHAT_PROMPT",
     "FAILING_BASH_PROMPT",
     "LARGE_OUTPUT_PROMPT",
@@ -82,6 +85,7 @@ __all__ = [
     "Rule",
     "ScriptedLLM",
     "ToolCall",
+    "calculator_script",
     "chat",
     "failing_bash",
     "large_output",
@@ -441,6 +445,102 @@ def standard_script() -> list[Rule]:
         *llm_error(),
         *large_output(),
         *planning_run(),
+    ]
+
+
+# ----------------------------------------------------------- two models, one story
+
+#: The three prompts of :func:`calculator_script`; the third is where the models differ.
+CALC_PROMPTS = (
+    "Create calc.py with a function add(a, b) that returns a + b",
+    "Add test_calc.py with a test for add, and run it",
+    "Make add join two strings with a space in between",
+)
+#: Another third prompt, that every model gets right (what a fork tries instead).
+CALC_FORK_PROMPT = "Add a docstring to add, and run the tests again"
+#: The check a user runs after the prompts: the tests in test_calc.py.
+CALC_CHECK = {"id": "tests", "command": "python3 test_calc.py", "description": "unit tests"}
+
+_CALC = "def add(a, b):\n    return a + b\n"
+_TEST = "from calc import add\n\nassert add(2, 3) == 5, add(2, 3)\nprint('tests passed')\n"
+_RUN_TESTS = ToolCall("bash", {"command": "python3 test_calc.py"})
+
+
+def calculator_script(careless: str = "quick", careful: str = "careful") -> list[Rule]:
+    """A small project written in three prompts, by two models that differ at the third.
+
+    Prompt 1 writes ``calc.py``, prompt 2 writes ``test_calc.py`` and runs it; both models
+    answer them alike. At prompt 3 (strings with a space) the ``careless`` model rewrites
+    ``add`` so that numbers break too, runs the tests, which fail (a tool error), and
+    claims success anyway; the ``careful`` model keeps numbers working, adds a test for
+    strings and runs the tests, which pass. :data:`CALC_FORK_PROMPT` is answered well by
+    both. Serve it with ``ScriptedLLM(calculator_script(), models=("quick", "careful"))``.
+    """
+    broken = "def add(a, b):\n    return f'{a} {b}'\n"
+    fixed = (
+        "def add(a, b):\n"
+        "    if isinstance(a, str) and isinstance(b, str):\n"
+        "        return f'{a} {b}'\n"
+        "    return a + b\n"
+    )
+    documented = 'def add(a, b):\n    """The sum of a and b."""\n    return a + b\n'
+    string_test = _TEST.replace("print(", "assert add('a', 'b') == 'a b'\nprint(")
+    p1, p2, p3 = CALC_PROMPTS
+    return [
+        Rule(
+            match=p1,
+            name="calc: write calc.py",
+            replies=(
+                Reply(tool_calls=(ToolCall("write", {"file_path": "calc.py", "content": _CALC}),)),
+                "calc.py has add(a, b).",
+            ),
+        ),
+        Rule(
+            match=p2,
+            name="calc: write and run the test",
+            replies=(
+                Reply(
+                    tool_calls=(ToolCall("write", {"file_path": "test_calc.py", "content": _TEST}),)
+                ),
+                Reply(tool_calls=(_RUN_TESTS,)),
+                "The test passes.",
+            ),
+        ),
+        Rule(
+            match=p3,
+            model=careless,
+            name="calc: strings, careless",
+            replies=(
+                Reply(tool_calls=(ToolCall("write", {"file_path": "calc.py", "content": broken}),)),
+                Reply(tool_calls=(_RUN_TESTS,)),
+                "Done: add joins strings now.",
+            ),
+        ),
+        Rule(
+            match=p3,
+            name="calc: strings, careful",
+            replies=(
+                Reply(tool_calls=(ToolCall("write", {"file_path": "calc.py", "content": fixed}),)),
+                Reply(
+                    tool_calls=(
+                        ToolCall("write", {"file_path": "test_calc.py", "content": string_test}),
+                    )
+                ),
+                Reply(tool_calls=(_RUN_TESTS,)),
+                "add joins strings with a space and still adds numbers; the tests pass.",
+            ),
+        ),
+        Rule(
+            match=CALC_FORK_PROMPT,
+            name="calc: docstring",
+            replies=(
+                Reply(
+                    tool_calls=(ToolCall("write", {"file_path": "calc.py", "content": documented}),)
+                ),
+                Reply(tool_calls=(_RUN_TESTS,)),
+                "add has a docstring; the tests pass.",
+            ),
+        ),
     ]
 
 

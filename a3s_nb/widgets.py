@@ -1,4 +1,4 @@
-"""Notebook widgets: a session browser, a transcript and a run timeline.
+"""Notebook widgets: a session browser, a transcript, a run timeline and a session diff.
 
 Composites of stock ipywidgets 8 (no front-end extension), so they work in JupyterLab 4,
 Notebook 7, VS Code, on Binder and in nbconvert. Each one is driven by the public API (the
@@ -33,7 +33,7 @@ from .errors import A3sNbError
 from .models import SessionBundle
 from .store import FileStore, Store, open_store
 
-__all__ = ["RunTimeline", "SessionBrowser", "Transcript"]
+__all__ = ["DiffView", "RunTimeline", "SessionBrowser", "Transcript"]
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
@@ -825,3 +825,80 @@ def _runs_table_html(bundle: SessionBundle) -> str:
 def browse(store: Any = None, **kwargs: Any) -> SessionBrowser:
     """``SessionBrowser(store, **kwargs)``: what ``%a3s_sessions --browse`` shows."""
     return SessionBrowser(store, **kwargs)
+
+
+# =========================================================================== diff
+
+
+class DiffView(_StaticMixin, W.VBox):
+    """Two sessions side by side, prompt by prompt and tool call by tool call.
+
+    ``a`` and ``b`` are what :func:`a3s_nb.diff` takes (session ids, looked up in
+    ``store`` and ``store_b``, saved or live sessions, bundles), or ``a`` is a ready diff
+    frame. The prompts both share at the start (a fork and its parent) are collapsed; the
+    *Show shared prompts* button (``toggle_shared()``, or ``show_shared = True``) unfolds
+    them; *Changes only* (``changes_only = True``) hides every row that is the same.
+
+    >>> DiffView("fix-1", "fix-1-fork-1", store="sessions")        # doctest: +SKIP
+    """
+
+    show_shared = traitlets.Bool(False)
+    changes_only = traitlets.Bool(False)
+
+    def __init__(
+        self, a: Any, b: Any = None, *, store: Any = None, store_b: Any = None, **kwargs: Any
+    ):
+        from .lineage import diff
+
+        self.df = a if isinstance(a, pd.DataFrame) else diff(a, b, store=store, store_b=store_b)
+        self.shared = render.shared_prefix(self.df)
+        self.shared_button = _button("", icon="eye")
+        self.shared_button.add_class("a3s-diff-shared-button")
+        self.shared_button.disabled = self.shared == 0
+        self.changes_toggle = W.ToggleButton(
+            value=False, description="Changes only", icon="filter", layout=W.Layout(width="auto")
+        )
+        self.changes_toggle.add_class("a3s-diff-changes-toggle")
+        self.html = W.HTML(layout=W.Layout(width="100%"))
+        self.html.add_class("a3s-diff-html")
+        controls = W.HBox([self.shared_button, self.changes_toggle])
+        super().__init__(children=[controls, self.html], **kwargs)
+        self.add_class("a3s-diff-widget")
+        self.shared_button.on_click(lambda _b: self.toggle_shared())
+        self.changes_toggle.observe(lambda c: setattr(self, "changes_only", c["new"]), "value")
+        self.observe(self._render, ["show_shared", "changes_only"])
+        self._render()
+
+    def toggle_shared(self) -> None:
+        """Show the shared prompts if they are hidden, hide them if they are shown."""
+        self.show_shared = not self.show_shared
+
+    def _render(self, _change: Any = None) -> None:
+        self.changes_toggle.value = self.changes_only
+        n = self.shared
+        plural = "s" if n != 1 else ""
+        self.shared_button.description = (
+            f"Hide {n} shared prompt{plural}"
+            if self.show_shared
+            else f"Show {n} shared prompt{plural}"
+        )
+        self.html.value = render.diff_html(
+            self.df, show_shared=self.show_shared, changes_only=self.changes_only, static=False
+        )
+
+    def to_html(self) -> str:
+        return render.diff_html(
+            self.df, show_shared=self.show_shared, changes_only=self.changes_only, static=True
+        )
+
+    def __repr__(self) -> str:
+        prompts = self.df[self.df["kind"] == "prompt"]["change"].value_counts()
+        tools = self.df[self.df["kind"] == "tool"]["change"].value_counts()
+        counts = ", ".join(
+            f"{c}={int(prompts.get(c, 0))}" for c in ("same", "changed", "only_a", "only_b")
+        )
+        tool_changes = int(len(self.df[self.df["kind"] == "tool"]) - tools.get("same", 0))
+        return (
+            f"DiffView(a={self.df.attrs.get('a')!r}, b={self.df.attrs.get('b')!r}, prompts: "
+            f"{counts}; shared={self.shared}, tool calls that differ={tool_changes})"
+        )
