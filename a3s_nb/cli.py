@@ -4,6 +4,8 @@
     a3s-nb show   ID [--store DIR]              one session's transcript
     a3s-nb check  [--store DIR]                 load every session; report broken files
     a3s-nb export FRAME OUT [--store DIR]       a frame to .parquet or .csv
+    a3s-nb replay ID --model P/M [--store DIR]  replay a session on a model; exit 1 on
+                                                a regression (see ``a3s-nb replay -h``)
 
 The store is ``--store``, else ``$A3S_NB_STORE``, else ``./a3s_sessions``. Options go
 before or after the command. Every command reads the store: a store that does not exist is
@@ -46,11 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", parents=[common], help="write a frame to .parquet or .csv")
     export.add_argument("frame", choices=FRAMES)
     export.add_argument("out", help="output file: .parquet or .csv")
+    _replay_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "replay":
+        return _replay(args)
     try:
         store = open_store(getattr(args, "store", None), create=False)
         if args.command == "list":
@@ -123,3 +128,100 @@ def _export(store: Store, frame: str, out: str) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+# ------------------------------------------------------------------------------ replay
+
+_REPLAY_HELP = """\
+Send the user prompts of a saved session, in order, to a fresh session on MODEL (in a copy
+of its workspace; tools run again), save it beside the source with its lineage, print how
+it compares, and exit 1 when something got worse: a prompt whose run completed in the
+source and does not in the replay, or a required check that passed in the source and does
+not now (give the source's checks with --check; a3s-code does not save their commands).
+Exit 2 on an error. The agent comes from --config FILE (an a3s-code .acl config) or
+$A3S_NB_AGENT_CONFIG.
+
+  a3s-nb replay fix-1 --model openai/gpt-4o --config agent.acl --check "tests=pytest -q"
+"""
+
+
+def _replay_parser(sub: argparse._SubParsersAction) -> None:
+    replay = sub.add_parser(
+        "replay",
+        help="replay a session on a model; exit 1 on a regression",
+        description=_REPLAY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    replay.add_argument("id", help="session id or a unique prefix of it")
+    replay.add_argument("--model", help="provider/model to replay on (default: the config's)")
+    # SUPPRESS: the top-level --store is not reset when this one is not given
+    replay.add_argument("--store", default=argparse.SUPPRESS, help="store directory")
+    replay.add_argument(
+        "--config", help="a3s-code agent config file (default: $A3S_NB_AGENT_CONFIG)"
+    )
+    replay.add_argument(
+        "--check",
+        action="append",
+        default=[],
+        metavar="ID=COMMAND",
+        help="a required check to run after the prompts (repeatable); compared with the "
+        "source's check of the same id",
+    )
+    replay.add_argument("--subject", default="checks", help="the checks' report subject")
+    replay.add_argument("--id", dest="new_id", help="the replay's id (default: ID-replay-K)")
+    replay.add_argument("--workspace", help="where to copy the workspace (default: a temp dir)")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import os
+
+    from .lineage import replay
+
+    try:
+        config = args.config or os.environ.get("A3S_NB_AGENT_CONFIG")
+        if not config:
+            raise A3sNbError(
+                "replay needs an agent: give --config FILE (an a3s-code .acl config) or set "
+                "$A3S_NB_AGENT_CONFIG"
+            )
+        checks = []
+        for item in args.check:
+            cid, sep, command = item.partition("=")
+            if not sep or not cid.strip() or not command.strip():
+                raise A3sNbError(f"--check {item!r} is not ID=COMMAND")
+            checks.append({"id": cid.strip(), "command": command.strip(), "required": True})
+        from .live import import_a3s_code
+
+        path = os.path.expanduser(config)
+        if not os.path.isfile(path):
+            raise A3sNbError(f"agent config {config} is not a file")
+        agent = import_a3s_code().Agent.create(path)
+        store = open_store(args.store, create=False)
+        result = replay(
+            args.id,
+            agent,
+            model=args.model,
+            new_id=args.new_id,
+            workspace=args.workspace,
+            store=store,
+            verify=checks or None,
+            verify_subject=args.subject,
+        )
+        result.session.close()
+    except (A3sNbError, ImportError, OSError, ValueError, RuntimeError) as e:
+        print(f"a3s-nb: {e}", file=sys.stderr)
+        return 2
+    print(result)
+    import pandas as pd
+
+    def show(value: object) -> str:
+        return "-" if value is None or pd.isna(value) else str(value)
+
+    changed = result.diff[result.diff["change"] != "same"]
+    for rec in changed.itertuples():
+        if rec.kind == "prompt":
+            what = f"prompt {show(rec.prompt_a)} / {show(rec.prompt_b)}"
+        else:
+            what = f"  tool {show(rec.tool_a)} / {show(rec.tool_b)}"
+        print(f"  {rec.change:8} {what}  [{show(rec.status_a)} / {show(rec.status_b)}]")
+    return 0 if result.ok else 1

@@ -94,22 +94,22 @@ _NO_MESSAGES = frozenset({"failed", "cancelled"})
 # =============================================================================== prompts
 
 
+def _args_json(value: Any) -> str:
+    """Arguments as canonical JSON (sorted keys), the way calls are compared."""
+    if value is None:
+        return ""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
 @dataclass
 class ToolCallItem:
     """One tool call of a prompt: what was called with what, and what came back."""
 
     name: str
-    input: Any
+    args: str  # canonical JSON of the input; "" when unknown (a failed run's calls)
     ok: bool | None
     result: str
     id: str | None = None
-
-    @property
-    def args(self) -> str:
-        """The arguments as canonical JSON (sorted keys), the way calls are compared."""
-        if self.input is None:
-            return ""
-        return json.dumps(self.input, ensure_ascii=False, sort_keys=True)
 
     @property
     def status(self) -> str:
@@ -208,14 +208,16 @@ def _prompt_content(messages: Sequence[Message], run: RunRecord | None) -> tuple
             if isinstance(b, ToolUseBlock):
                 r = results.get(b.id)
                 ok = None if r is None else not bool(r.is_error)
-                tools.append(ToolCallItem(b.name, b.input, ok, r.text if r else "", b.id))
+                tools.append(
+                    ToolCallItem(b.name, _args_json(b.input), ok, r.text if r else "", b.id)
+                )
         if m.role == "assistant" and m.text.strip():
             answer = m.text.strip()
     if not messages and run is not None:  # a failed run: only its events tell
         for record in run.events:
             e = record.event
             if e.type == "tool_end":
-                tools.append(ToolCallItem(e.name, None, e.exit_code == 0, e.output, e.id))
+                tools.append(ToolCallItem(e.name, "", e.exit_code == 0, e.output, e.id))
         answer = run.snapshot.error or run.snapshot.result_text or ""
     elif run is not None and not answer:
         answer = run.snapshot.result_text or ""
@@ -807,6 +809,30 @@ def _difference(a: Any, b: Any) -> Any:
     return f"{a} \u2192 {b}"
 
 
+#: How a session's workspace path is written in a diff's texts and arguments.
+WORKSPACE = "<workspace>"
+
+
+def _without_workspace(ps: list[Prompt], workspace: str | None) -> list[Prompt]:
+    """The prompts with the workspace path written as ``<workspace>``, so that two
+    sessions working in different folders compare equal where they did the same."""
+    if not workspace or len(workspace) < 2:
+        return ps
+    ws = workspace.rstrip("/")
+    variants = [ws, json.dumps(ws)[1:-1]]  # as text, and as escaped inside JSON arguments
+
+    def clean(text: str) -> str:
+        for v in variants:
+            text = text.replace(v, WORKSPACE)
+        return text
+
+    for p in ps:
+        p.answer = clean(p.answer)
+        for t in p.tools:
+            t.args, t.result = clean(t.args), clean(t.result)
+    return ps
+
+
 def diff(a: Any, b: Any, *, store: Any = None, store_b: Any = None) -> pd.DataFrame:
     """Two sessions side by side, aligned prompt by prompt and tool call by tool call.
 
@@ -816,7 +842,9 @@ def diff(a: Any, b: Any, *, store: Any = None, store_b: Any = None) -> pd.DataFr
     arguments (difflib), so an inserted call is one ``only_b`` row, not a shift of every
     later row. One row per aligned prompt (``kind == "prompt"``), followed by its tool
     calls (``kind == "tool"``); ``change`` is ``same``, ``changed``, ``only_a`` or
-    ``only_b``.
+    ``only_b``. Each session's workspace path is written ``<workspace>`` in the texts and
+    arguments, so sessions in different folders (a replay, a fork with its own copy)
+    compare equal where they did the same thing.
 
     ``df.attrs["summary"]`` compares the two sessions (prompts, runs, tool calls, tool
     errors, tokens, duration, final status, verification, and the difference); the same
@@ -828,7 +856,8 @@ def diff(a: Any, b: Any, *, store: Any = None, store_b: Any = None) -> pd.DataFr
 
     ba = _load(a, store)[0]
     bb = _load(b, store_b if store_b is not None else store)[0]
-    ps_a, ps_b = _prompts(ba), _prompts(bb)
+    ps_a = _without_workspace(_prompts(ba), ba.session.config.workspace)
+    ps_b = _without_workspace(_prompts(bb), bb.session.config.workspace)
     rows = _diff_rows(ps_a, ps_b)
     df = pd.DataFrame(rows, columns=DIFF_COLUMNS)
     for col in ("prompt_a", "prompt_b"):

@@ -291,3 +291,139 @@ def _renamed(store):
     data = store.load(OSCAR).session.model_copy(deep=True)
     data.id = "gone"
     return data
+
+
+# ------------------------------------------------------------------------------ diff
+
+
+def _with_inserted_call(bundle: a3s_nb.SessionBundle) -> a3s_nb.SessionBundle:
+    """``bundle`` under another id, with one more tool call at the start of prompt 1."""
+    from a3s_nb.models import Message
+
+    b = bundle.model_copy(deep=True)
+    b.session.id = "inserted"
+    extra = [
+        Message.model_validate(
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "x1", "name": "ls", "input": {"path": "."}}],
+            }
+        ),
+        Message.model_validate(
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "x1",
+                        "content": "docs\n",
+                        "is_error": False,
+                    }
+                ],
+            }
+        ),
+    ]
+    b.session.messages[1:1] = extra
+    return b
+
+
+def test_an_inserted_tool_call_is_one_added_row(fixture_store):
+    a = fixture_store.load(OSCAR)
+    df = a3s_nb.diff(a, _with_inserted_call(a))
+    assert df.columns.tolist() == lineage.DIFF_COLUMNS
+    first = df[df["prompt_a"].eq(1) | df["prompt_b"].eq(1)]
+    assert first[["kind", "change", "tool_a", "tool_b"]].astype(object).where(
+        first[["kind", "change", "tool_a", "tool_b"]].notna(), None
+    ).values.tolist() == [
+        ["prompt", "changed", None, None],
+        ["tool", "only_b", None, "ls"],
+        ["tool", "same", "write", "write"],
+        ["tool", "same", "read", "read"],
+    ]
+    rest = df[df["prompt_a"] > 1]
+    assert set(rest["change"]) == {"same"}
+
+
+def test_diff_of_a_fork_and_its_parent(fixture_store):
+    a3s_nb.fork(OSCAR, at=2, store=fixture_store, new_id="f2")
+    df = a3s_nb.diff(OSCAR, "f2", store=fixture_store)
+    prompts = df[df["kind"] == "prompt"]
+    assert prompts["change"].tolist() == ["same", "same", "only_a", "only_a", "only_a"]
+    assert df.attrs["a"] == OSCAR and df.attrs["b"] == "f2"
+    assert str(df["change"].dtype) == "category" and str(df["prompt_a"].dtype) == "Int64"
+    s = a3s_nb.diff_summary(df)
+    assert s.columns.tolist() == [OSCAR, "f2", "difference"]
+    assert s.loc["prompts"].tolist() == [5, 2, -3]
+    assert s.loc["tool_calls"].tolist() == [5, 3, -2]
+    assert s.loc["tool_errors"].tolist() == [2, 1, -1]
+    assert s.loc["final_status"].tolist() == ["completed", "completed", None]
+    # the same through the other face, and across two stores
+    assert a3s_nb.diff_summary(OSCAR, "f2", store=fixture_store).equals(s)
+
+
+def test_diff_across_two_stores_and_of_unrelated_sessions(fixture_store, tmp_path):
+    other = a3s_nb.FileStore(tmp_path / "other")
+    a3s_nb.fork(OSCAR, store=other, source_store=fixture_store, new_id="copy")
+    df = a3s_nb.diff(OSCAR, "copy", store=fixture_store, store_b=other)
+    assert set(df["change"]) == {"same"}
+    unrelated = a3s_nb.diff(OSCAR, VERIFIED, store=fixture_store)
+    assert set(unrelated[unrelated["kind"] == "prompt"]["change"]) <= {"changed", "only_a"}
+    summary = {r["metric"]: r for r in unrelated.attrs["summary"]}
+    assert summary["verification"]["b"] == "failed" and summary["verification"]["a"] is None
+
+
+def test_diff_widget(fixture_store):
+    from a3s_nb.widgets import DiffView
+
+    a3s_nb.fork(OSCAR, at=2, store=fixture_store, new_id="f2")
+    view = DiffView(OSCAR, "f2", store=fixture_store)
+    assert repr(view) == (
+        f"DiffView(a='{OSCAR}', b='f2', prompts: same=2, changed=0, only_a=3, only_b=0; "
+        "shared=2, tool calls that differ=2)"
+    )
+    html = view.html.value
+    assert "2 shared prompts (the same in both), hidden" in html
+    assert html.count('class="a3s-diff-row a3s-diff-prompt"') == 3  # the shared two hidden
+    assert view.shared_button.description == "Show 2 shared prompts"
+    view.shared_button.click()  # the click and its method twin
+    assert view.show_shared and view.shared_button.description == "Hide 2 shared prompts"
+    assert view.html.value.count('class="a3s-diff-row a3s-diff-prompt"') == 5
+    view.toggle_shared()
+    assert not view.show_shared
+    view.changes_toggle.value = True  # "Changes only"
+    assert view.changes_only
+    view.changes_only = False
+    assert not view.changes_toggle.value
+    # the snapshot for saved outputs folds the shared prompts into a <details>
+    bundle = view._repr_mimebundle_()
+    assert bundle["text/plain"] == repr(view)
+    assert '<details class="a3s-diff-shared">' in bundle["text/html"]
+    assert "only in A" in bundle["text/html"]
+
+
+def test_diff_html_escapes_everything(fixture_store):
+    from a3s_nb import render
+
+    a = fixture_store.load(OSCAR)
+    b = a.model_copy(deep=True)
+    b.session.id = "<script>x</script>"
+    b.runs[0].snapshot.prompt = "<img src=x onerror=alert(1)>"
+    html = render.diff_html(a3s_nb.diff(a, b))
+    assert "<script>" not in html and "<img" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_diff_magic(ip, fixture_dir):
+    from IPython.core.error import UsageError
+
+    from a3s_nb.widgets import DiffView
+
+    a3s_nb.fork(OSCAR, at=2, store=fixture_dir, new_id="f2")
+    view = ip.run_line_magic("a3s_diff", f"{OSCAR} f2 --store {fixture_dir}")
+    assert isinstance(view, DiffView) and view.shared == 2
+    df = ip.run_line_magic("a3s_diff", f"{OSCAR} f2 --store {fixture_dir} --frame")
+    assert df.equals(a3s_nb.diff(OSCAR, "f2", store=fixture_dir))
+    ip.push({"saved": a3s_nb.resume("f2", store=fixture_dir)})  # a variable works too
+    assert ip.run_line_magic("a3s_diff", f"{OSCAR} saved --store {fixture_dir}").shared == 2
+    with pytest.raises(UsageError, match="no session 'nope'"):
+        ip.run_line_magic("a3s_diff", f"{OSCAR} nope --store {fixture_dir}")

@@ -101,3 +101,132 @@ def test_fork_magic_with_agent_rewinds_a_live_session(ip, sdk_agent, source, sto
     ip.run_line_magic("a3s_save", f"session --store {store}")
     assert len(lineage.prompts("src-fork-1", store=store)) == 3
     assert a3s_nb.lineage_of("src-fork-1", store)["at_prompt"] == 2
+
+
+# ------------------------------------------------------------------- replay, two models
+
+
+@pytest.fixture
+def calc_llm():
+    with testing.ScriptedLLM(testing.calculator_script(), models=("quick", "careful")) as llm:
+        yield llm
+
+
+@pytest.fixture
+def calc_agent(a3s_code, calc_llm):
+    return a3s_code.Agent.create(calc_llm.acl_config("quick"))
+
+
+@pytest.fixture
+def calc(calc_agent, tmp_path, store) -> str:
+    """The calculator story on the quick model: prompt 3 breaks the tests; checked after."""
+    ws = tmp_path / "calc"
+    ws.mkdir()
+    session = live.open_session(calc_agent, ws, store_dir=store, session_id="calc")
+    for prompt in testing.CALC_PROMPTS:
+        session.send(prompt)
+    lineage.record_checks(session, [testing.CALC_CHECK])
+    a3s_nb.save(session, store=store)
+    session.close()
+    return "calc"
+
+
+def test_the_two_models_differ_at_the_third_prompt(calc, store):
+    ps = lineage.prompts(calc, store=store)
+    assert [p.status for p in ps] == ["completed"] * 3
+    assert [t.ok for t in ps[1].tools] == [True, True]  # the test passes after prompt 2
+    assert [(t.name, t.ok) for t in ps[2].tools] == [("write", True), ("bash", False)]
+    report = a3s_nb.open_store(store).load(calc).verification
+    assert [(c.id, c.status, c.required) for r in report for c in r.checks] == [
+        ("tests", "failed", True)
+    ]
+
+
+def test_replay_on_the_careful_model_and_diff(calc, calc_agent, calc_llm, store, tmp_path):
+    src_ws = Path(a3s_nb.open_store(store).load(calc).session.config.workspace)
+    before = {p.name: p.read_bytes() for p in src_ws.iterdir()}
+    calc_llm.clear_requests()
+    result = a3s_nb.replay(
+        calc, calc_agent, model="openai/careful", store=store, verify=[testing.CALC_CHECK]
+    )
+    assert result.session_id == "calc-replay-1" and result.model == "openai/careful"
+    assert {r.body["model"] for r in calc_llm.requests if r.kind == "chat"} == {"careful"}
+    # the source's files were not touched: the replay worked in a copy
+    assert {p.name: p.read_bytes() for p in src_ws.iterdir()} == before
+    assert Path(result.workspace) != src_ws and (Path(result.workspace) / "calc.py").exists()
+    assert result.ok and result.regressions == []
+    df = result.diff
+    prompts = df[df["kind"] == "prompt"]
+    assert prompts["change"].tolist() == ["same", "same", "changed"]
+    third = df[(df["kind"] == "tool") & (df["prompt_a"].eq(3) | df["prompt_b"].eq(3))]
+    assert third[["tool_a", "tool_b", "change"]].astype(object).where(
+        third.notna(), None
+    ).values.tolist() == [
+        ["write", "write", "changed"],  # other code
+        [None, "write", "only_b"],  # the careful model also extends the test: one added row
+        ["bash", "bash", "changed"],  # the same command, error -> ok
+    ]
+    assert third["status_a"].tolist()[2] == "error" and third["status_b"].tolist()[2] == "ok"
+    rec = a3s_nb.lineage_of("calc-replay-1", store)
+    assert (rec["kind"], rec["parent_id"], rec["model"], rec["tools"]) == (
+        "replay",
+        "calc",
+        "openai/careful",
+        "ran again",
+    )
+    sessions = a3s_nb.sessions(store).set_index("session_id")
+    assert sessions.loc["calc-replay-1", "lineage_model"] == "openai/careful"
+    summary = a3s_nb.diff_summary(df)
+    assert summary.loc["tool_errors"].tolist() == [1, 0, -1]
+    result.session.close()
+
+
+def test_replay_regressions_fail_the_cli(calc, calc_agent, calc_llm, store, tmp_path, capsys):
+    good = a3s_nb.replay(
+        calc, calc_agent, model="openai/careful", store=store, verify=[testing.CALC_CHECK]
+    )
+    good.session.close()
+    config = tmp_path / "agent.acl"
+    config.write_text(calc_llm.acl_config("quick"))
+    from a3s_nb import cli
+
+    check = f"--check=tests={testing.CALC_CHECK['command']}"
+    # the careful session replayed on the quick model: the required check now fails
+    code = cli.main(["replay", good.session_id, "--model", "openai/quick", "--store", str(store),
+                     "--config", str(config), check])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "required check 'tests' of 'checks': passed in the source, failed in the replay" in out
+    # and on the careful model again: nothing got worse
+    code = cli.main(["replay", good.session_id, "--model", "openai/careful", "--store",
+                     str(store), "--config", str(config), check])  # fmt: skip
+    assert code == 0, capsys.readouterr().out
+    assert a3s_nb.lineage_of(f"{good.session_id}-replay-1", store)["model"] == "openai/quick"
+
+
+def test_replay_cli_errors_exit_2(store, tmp_path, capsys, calc):
+    from a3s_nb import cli
+
+    assert cli.main(["replay", "calc", "--store", str(store)]) == 2
+    assert "needs an agent" in capsys.readouterr().err
+    config = tmp_path / "agent.acl"
+    config.write_text("x")
+    assert cli.main(["replay", "calc", "--store", str(store), "--config", str(config),
+                     "--check", "nocommand"]) == 2  # fmt: skip
+    assert "is not ID=COMMAND" in capsys.readouterr().err
+
+
+def test_replay_magic(ip, calc, calc_agent, store, capsys):
+    from a3s_nb.widgets import DiffView
+
+    ip.push({"agent": calc_agent})
+    view = ip.run_line_magic(
+        "a3s_replay", f"calc --agent agent --model openai/careful --store {store}"
+    )
+    out = capsys.readouterr().out
+    assert out.startswith("replay: replayed calc on openai/careful as calc-replay-1: 3 prompts")
+    assert "tools ran again" in out
+    assert isinstance(view, DiffView) and view.shared == 2
+    result = ip.user_ns["replay"]
+    assert result.ok and result.session.session_id == "calc-replay-1"
+    result.session.close()
