@@ -126,10 +126,6 @@ def _export(store: Store, frame: str, out: str) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 # ------------------------------------------------------------------------------ replay
 
 _REPLAY_HELP = """\
@@ -225,3 +221,7 @@ def _replay(args: argparse.Namespace) -> int:
             what = f"  tool {show(rec.tool_a)} / {show(rec.tool_b)}"
         print(f"  {rec.change:8} {what}  [{show(rec.status_a)} / {show(rec.status_b)}]")
     return 0 if result.ok else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -427,3 +427,17 @@ def test_diff_magic(ip, fixture_dir):
     assert ip.run_line_magic("a3s_diff", f"{OSCAR} saved --store {fixture_dir}").shared == 2
     with pytest.raises(UsageError, match="no session 'nope'"):
         ip.run_line_magic("a3s_diff", f"{OSCAR} nope --store {fixture_dir}")
+
+
+def test_replay_cli_help_as_a_module():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "a3s_nb.cli", "replay", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stderr
+    assert "exit 1 when something got worse" in " ".join(done.stdout.split())
