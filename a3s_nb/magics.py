@@ -601,7 +601,7 @@ class A3sNb(Magics):
         Function twins: ``a3s_nb.diff(a, b, store=None, store_b=None)`` (the frame) and
         ``a3s_nb.widgets.DiffView(a, b, store=None, store_b=None)``.
         """
-        args = parse_argstring(self.a3s_diff, line)
+        args = _parse(self.a3s_diff, line)
         from .lineage import diff
 
         store = self._store(args.store)
@@ -655,7 +655,7 @@ class A3sNb(Magics):
         Function twin: ``a3s_nb.replay(source, agent, model=None, new_id=None,
         workspace=None, store=None)``; from a terminal or CI: ``a3s-nb replay``.
         """
-        args = parse_argstring(self.a3s_replay, line)
+        args = _parse(self.a3s_replay, line)
         name = self._variable_name(args.name)
         agent = self._lookup(args.agent, "pass the variable that holds the a3s_code.Agent")
         from .lineage import replay
