@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import errno
 import itertools
 import json
 import os
 import re
+import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -43,6 +46,7 @@ try:
 except ImportError:  # Windows: no flock; stores are then safe between threads only
     fcntl = None  # type: ignore[assignment]
 
+from . import _fsio as fsio
 from .errors import (
     AmbiguousSessionIdError,
     CorruptFileError,
@@ -164,24 +168,47 @@ def _to_jsonable(part: str, value: Any) -> Any:
 
 
 def validate_session_id(session_id: str) -> str:
-    """Return ``session_id`` if it can be a file name as it is, else raise.
+    """Return ``session_id`` if a3s_nb may save a session under it, else raise.
 
     a3s-code silently rewrites ``/``, ``\\`` and ``..`` to ``_``, so ``a/b`` and ``a_b`` would
-    share one file; a3s_nb refuses such ids instead of letting them collide.
+    share one file; a3s_nb refuses such ids instead of letting them collide. Invisible
+    characters are refused too: every Unicode control (Cc, including U+0085) and format
+    character (Cf: zero-width spaces and joiners, bidi overrides such as U+202E), and the
+    line and paragraph separators U+2028/U+2029, which would make two different ids look
+    the same, or an id look like another, in a listing.
+
+    Ids must be in Unicode NFC form: ``"café"`` typed as ``e`` + U+0301 (NFD) is refused,
+    with the NFC spelling to use. Both spellings show as one name, and macOS file systems
+    treat them as one file name, so saving both would make two "different" sessions share
+    (or silently overwrite) one file; refusing the rare NFD spelling, rather than quietly
+    normalising it, keeps the id that is saved exactly the id the user gave. Looking a
+    session up (``load``, ``exists``, ``delete``, ``resolve``) with an NFD spelling finds
+    the NFC one.
     """
     if not isinstance(session_id, str) or not session_id:
         raise InvalidSessionIdError("a session id must be a non-empty string")
     problem = None
+    invisible = next(
+        (c for c in session_id if unicodedata.category(c) in _INVISIBLE_CATEGORIES), None
+    )
     if "/" in session_id or "\\" in session_id:
         problem = "contains a path separator"
     elif ".." in session_id:
         problem = "contains '..'"
-    elif any(ord(c) < 32 or ord(c) == 127 for c in session_id):
-        problem = "contains a control character"
+    elif invisible is not None:
+        kind = "control" if unicodedata.category(invisible) == "Cc" else "invisible"
+        name = unicodedata.name(invisible, "unnamed")
+        problem = f"contains the {kind} character U+{ord(invisible):04X} ({name})"
     elif session_id.startswith("."):
         problem = "starts with '.' (it would be a hidden file)"
     elif session_id != session_id.strip():
         problem = "has leading or trailing white space"
+    elif unicodedata.normalize("NFC", session_id) != session_id:
+        nfc = unicodedata.normalize("NFC", session_id)
+        raise InvalidSessionIdError(
+            f"session id {session_id!r} is not in Unicode NFC form: save it as {nfc!r}, which "
+            "looks the same (macOS would store both spellings as one file name)"
+        )
     elif len(session_id.encode()) > _MAX_ID_BYTES:
         problem = f"is longer than {_MAX_ID_BYTES} bytes"
     if problem:
@@ -189,6 +216,67 @@ def validate_session_id(session_id: str) -> str:
             f"session id {session_id!r} {problem}; use letters, digits, '-', '_' and '.'"
         )
     return session_id
+
+
+#: Unicode categories refused in ids: controls, format characters (zero-width, bidi),
+#: surrogates (not text at all), line and paragraph separators.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+_MAX_NAME_BYTES = 250  # a file name is at most 255 bytes, and a3s-code adds ".json"
+
+
+def lookup_session_id(session_id: Any) -> str:
+    """Return ``session_id`` if some store file could be named by it, else raise.
+
+    Looser than :func:`validate_session_id`, since a3s-code writes ids that a3s_nb would
+    not (``a/b``, filed as ``a_b.json``): only a non-string, an empty string, NUL, a lone
+    surrogate and a name too long for a file are ``InvalidSessionIdError``.
+    """
+    if not isinstance(session_id, str):
+        raise InvalidSessionIdError(
+            f"a session id must be a string, not {type(session_id).__name__} ({session_id!r})"
+        )
+    if not session_id:
+        raise InvalidSessionIdError("a session id must be a non-empty string")
+    if "\x00" in session_id:
+        raise InvalidSessionIdError(f"session id {session_id!r} contains NUL")
+    try:
+        # surrogateescape: a file name that is not UTF-8 lists as such an id, and loads
+        name = sdk_safe_id(session_id).encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise InvalidSessionIdError(
+            f"session id {session_id!r} contains a lone surrogate, which is not text"
+        ) from None
+    if len(name) > _MAX_NAME_BYTES:
+        raise InvalidSessionIdError(
+            f"session id {session_id[:40]!r}... is {len(name)} bytes long: no store file "
+            f"can have a name that long (at most {_MAX_NAME_BYTES})"
+        )
+    return session_id
+
+
+def parse_json(text: str | bytes, where: str | os.PathLike[str]) -> Any:
+    """``json.loads(text)``, with every way a file can fail to parse a ``CorruptFileError``
+    naming ``where``: empty, truncated, not UTF-8, nested too deep, an integer too long."""
+    if not text.strip():
+        raise CorruptFileError(where, "file is empty")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CorruptFileError(
+            where,
+            f"not valid JSON ({e.msg.removesuffix(' at')} at line {e.lineno} column "
+            f"{e.colno}; truncated by an interrupted write?)",
+        ) from None
+    except UnicodeDecodeError as e:
+        raise CorruptFileError(where, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except RecursionError:
+        raise CorruptFileError(
+            where, "nested too deeply to read (arrays or objects thousands of levels deep)"
+        ) from None
+    except ValueError as e:  # int_max_str_digits
+        raise CorruptFileError(
+            where, f"holds an integer too long to read ({str(e).split(':')[0]})"
+        ) from None
 
 
 def sdk_safe_id(session_id: str) -> str:
@@ -236,21 +324,47 @@ class Store(abc.ABC):
         """A lock held while a session's files are written (exclusive) or read (shared)."""
         return contextlib.nullcontext()
 
+    def _exists(self, key: str) -> bool:
+        """Whether a session file is listed under exactly ``key`` (lock held)."""
+        return self._read(key, "session") is not None
+
+    def _key(self, session_id: str) -> str:
+        """The id to look ``session_id`` up under: itself, or its NFC spelling when only
+        that is stored (a3s_nb saves NFC ids; a name typed or pasted on macOS may be NFD)."""
+        nfc = unicodedata.normalize("NFC", session_id)
+        if nfc != session_id and not self._exists(session_id) and self._exists(nfc):
+            return nfc
+        return session_id
+
     # ---- public API --------------------------------------------------------------------
 
     def list(self) -> list[str]:
-        """The ids of all saved sessions, sorted."""
-        return sorted(self._ids())
+        """The ids of all saved sessions, sorted.
+
+        A directory store lists every ``<name>.json`` in its root: a file under the ``id``
+        it holds (a3s-code files ``a/b`` as ``a_b.json``), anything else (a file holding
+        another name's id or none, a directory, a broken link) under ``<name>``, so that
+        ``load`` reports it as a ``CorruptFileError`` and ``delete`` can remove it.
+        """
+        with self.lock(shared=True):
+            return sorted(self._ids())
 
     def exists(self, session_id: str) -> bool:
-        return self._read(session_id, "session") is not None
+        """Whether ``load(session_id)`` finds a session file (it may still be corrupt)."""
+        key = lookup_session_id(session_id)
+        with self.lock(shared=True):
+            return self._exists(self._key(key))
 
     def read_raw(self, session_id: str, part: Part) -> Any | None:
         """One file of a session as parsed JSON (no validation), or None when absent.
 
-        This is the fast path used by the frames; ``load`` validates.
+        This is the fast path used by the frames; ``load`` validates. A file that does not
+        parse (truncated, not UTF-8, nested too deep, a number too long, a directory...)
+        raises ``CorruptFileError`` naming it.
         """
-        text = self._read(session_id, part)
+        lookup_session_id(session_id)
+        with self.lock(shared=True):
+            text = self._read(session_id, part)
         if text is None:
             return None
         return self._parse_json(session_id, part, text)
@@ -258,22 +372,25 @@ class Store(abc.ABC):
     def load(self, session_id: str) -> SessionBundle:
         """Load a session and its fragments. Missing fragments load as empty, as in a3s-code.
 
-        Raises ``SessionNotFoundError`` (with close matches) or ``CorruptFileError``.
+        Raises ``SessionNotFoundError`` (with close matches), ``CorruptFileError`` (naming
+        the file) or, for an id no file can have, ``InvalidSessionIdError``.
         """
+        key = lookup_session_id(session_id)
         with self.lock(shared=True):
-            texts = {part: self._read(session_id, part) for part in PARTS}
+            key = self._key(key)
+            texts = {part: self._read(key, part) for part in PARTS}
         if texts["session"] is None:
-            raise SessionNotFoundError(session_id, str(self), self._ids())
+            raise SessionNotFoundError(session_id, str(self), self.list())
         values: dict[str, Any] = {}
         for part, text in texts.items():
             if text is None:
                 continue
-            values[part] = self._validate(session_id, part, text)
+            values[part] = self._validate(key, part, text)
         session: SessionData = values["session"]
-        if session.id != session_id:
+        if not _same_id(session.id, key):
             raise CorruptFileError(
-                self.location(session_id),
-                f"holds session {session.id!r}, not {session_id!r} "
+                self.location(key),
+                f"holds session {session.id!r}, not {key!r} "
                 "(a3s-code maps '/', '\\' and '..' to '_', so these ids share a file)",
             )
         return SessionBundle(**values)
@@ -334,9 +451,15 @@ class Store(abc.ABC):
             return None
 
     def delete(self, session_id: str) -> None:
-        """Delete a session and its per-session fragments (not its checkpoints)."""
+        """Delete a session and its per-session fragments (not its checkpoints).
+
+        Only the files ``list()`` shows under this id: ``delete("a_b")`` never removes the
+        file a3s-code wrote for ``a/b``.
+        """
+        key = lookup_session_id(session_id)
         with self.lock():
-            if not self._remove(session_id):
+            key = self._key(key)
+            if not self._exists(key) or not self._remove(key):
                 raise SessionNotFoundError(session_id, str(self), self._ids())
             from .lineage import _remove_lineage  # a fork's lineage record goes with it
 
@@ -344,10 +467,13 @@ class Store(abc.ABC):
 
     def resolve(self, id_or_prefix: str) -> str:
         """The full id of a saved session from its id or a unique prefix of it."""
-        ids = self._ids()
-        if id_or_prefix in ids:
-            return id_or_prefix
-        matches = sorted(i for i in ids if i.startswith(id_or_prefix)) if id_or_prefix else []
+        lookup_session_id(id_or_prefix)
+        ids = self.list()
+        nfc = unicodedata.normalize("NFC", id_or_prefix)
+        for candidate in (id_or_prefix, nfc):
+            if candidate in ids:
+                return candidate
+        matches = sorted({i for i in ids for p in (id_or_prefix, nfc) if i.startswith(p)})
         if len(matches) == 1:
             return matches[0]
         if matches:
@@ -377,6 +503,7 @@ class Store(abc.ABC):
             self._write_checkpoint("workflow_checkpoints", validate_session_id(workflow_id), None)
 
     def _load_checkpoint(self, kind: str, key: str, model: type[M]) -> M | None:
+        lookup_session_id(key)
         text = self._read_checkpoint(kind, key)
         if text is None:
             return None
@@ -384,6 +511,8 @@ class Store(abc.ABC):
         try:
             value = model.model_validate_json(text)
         except ValidationError as e:
+            if any(err["type"] == "json_invalid" for err in e.errors()):
+                parse_json(text, where)  # raises with line and column
             raise CorruptFileError(where, describe_validation_error(e)) from None
         if getattr(value, "schema_version", 0) > 1:
             raise CorruptFileError(
@@ -399,17 +528,7 @@ class Store(abc.ABC):
     # ---- parsing -------------------------------------------------------------------------
 
     def _parse_json(self, session_id: str, part: Part, text: str) -> Any:
-        if not text.strip():
-            raise CorruptFileError(self.location(session_id, part), "file is empty")
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise CorruptFileError(
-                self.location(session_id, part),
-                f"not valid JSON ({e.msg.removesuffix(' at')} at line {e.lineno} column "
-                f"{e.colno}; "
-                "truncated by an interrupted write?)",
-            ) from None
+        return parse_json(text, self.location(session_id, part))
 
     def _validate(self, session_id: str, part: Part, text: str) -> Any:
         if not text.strip():
@@ -431,16 +550,28 @@ _tmp_counter = itertools.count()
 _thread_locks: dict[str, threading.RLock] = {}
 _thread_locks_guard = threading.Lock()
 _held_by_thread = threading.local()
+_swept: set[str] = set()  # stores this process has swept for dead writers' leftovers
+
+#: Fragment directories, checkpoint directories: every directory a save may write into.
+_FRAGMENT_DIRS = ("runs", "traces", "verification", "subagent_tasks", "artifacts")
+_CHECKPOINT_DIRS = ("loop_checkpoints", "workflow_checkpoints")
+
+# A temp or backup file of an interrupted write, with the writer's pid in its name:
+# a3s_nb and a3s-code >= 3.4: <name>.<nanos>.<pid>.<counter>.tmp|old; a3s-code 3.1:
+# <name>.<nanos>.<pid>.tmp; the frames' index: <name>.<pid>.<nanos>.tmp.
+_LEFTOVER = re.compile(r"\A.+?\.(\d+)\.(\d+)(?:\.(\d+))?\.(tmp|old)\Z")
 
 
 class _Held:
-    """A store lock this thread holds: its flock'd file (None without one) and mode."""
+    """A store lock this thread holds: its flock'd file (None without one), its mode, and
+    the files to read instead while a dead writer's journal cannot be finished."""
 
-    __slots__ = ("fd", "shared")
+    __slots__ = ("fd", "overlay", "shared")
 
     def __init__(self, fd: int | None, shared: bool):
         self.fd = fd
         self.shared = shared
+        self.overlay: dict[str, str | None] | None = None
 
 
 def _held_locks() -> dict[str, _Held]:
@@ -451,7 +582,31 @@ def _held_locks() -> dict[str, _Held]:
 
 
 class FileStore(Store):
-    """The a3s-code 3.x ``FileSessionStore`` directory layout."""
+    """The a3s-code 3.x ``FileSessionStore`` directory layout.
+
+    How a save survives a crash (``kill -9``, power loss) at any point::
+
+        <dir>/.a3s_nb/lock       flock'd: exclusive while writing, shared while reading
+        <dir>/.a3s_nb/journal    the write in flight, as JSON; absent when none is
+
+    A save of several files (1) records its temp file names in the journal ("staging"),
+    (2) writes and fsyncs every changed file to a temp file beside its target, (3) rewrites
+    the journal as the list of renames to make ("commit", fsynced: the commit point),
+    (4) renames the temp files over their targets, session document last, fsyncs their
+    directories, and (5) removes the journal. Whoever next takes the lock, reader or writer,
+    first finishes a journal left by a dead writer: a "staging" one is undone (its temp
+    files removed, the old generation never touched), a "commit" one is redone (every temp
+    file still there renamed into place), so every reader sees one whole generation, old or
+    new. A reader without write access reads through the journal instead. A save that fails
+    with an exception in step 4 rewrites the journal as the renames that put the previous
+    files back (kept as hard links ``*.old``) and replays that. A delete journals the files
+    it removes. Files whose bytes would not change are not rewritten; a save that changes
+    one file renames it without a commit journal (a rename is atomic on its own).
+
+    A dead process's other leftovers (a3s-code's ``<id>.json.<nanos>.<pid>.tmp``, and any
+    ``*.tmp``/``*.old`` whose pid is not running) are removed by the first a3s_nb write of
+    each process and by ``a3s-nb check --fix``; a running process's files are never touched.
+    """
 
     backend = "file"
     _META_DIR = ".a3s_nb"  # a3s_nb's own files; a3s-code's list() skips directories
@@ -471,6 +626,10 @@ class FileStore(Store):
                 self.path.mkdir(parents=True)
             except OSError as e:
                 raise StoreError(f"cannot create store directory {self.path}: {e}") from e
+        self._real = os.path.realpath(self.path)
+        #: What this handle did on taking the lock: interrupted writes it finished.
+        self.recovered: list[str] = []
+        self._dead_candidates: set[str] = set()
 
     def __repr__(self) -> str:
         return f"FileStore({str(self.path)!r})"
@@ -491,17 +650,54 @@ class FileStore(Store):
     def location(self, session_id: str, part: Part = "session") -> str:
         return str(self._file(session_id, part))
 
-    def exists(self, session_id: str) -> bool:
-        return self._file(session_id, "session").is_file()  # no need to read it
-
     def session_files(self, session_id: str) -> dict[Part, Path]:
         """The path of every per-session file (whether it exists or not)."""
         return {part: self._file(session_id, part) for part in PARTS}
 
     @property
     def meta_dir(self) -> Path:
-        """Directory for a3s_nb's own bookkeeping (lock, index) inside the store."""
+        """Directory for a3s_nb's own bookkeeping (lock, journal, index) inside the store."""
         return self.path / self._META_DIR
+
+    @property
+    def _journal(self) -> Path:
+        return self.meta_dir / "journal"
+
+    def _rel(self, path: Path | str) -> str:
+        return os.path.relpath(path, self.path)
+
+    def _abs(self, rel: str) -> Path:
+        """A path named by a journal, refused if it points outside the store."""
+        if not isinstance(rel, str) or os.path.isabs(rel) or ".." in Path(rel).parts:
+            raise CorruptFileError(self._journal, f"names a path outside the store: {rel!r}")
+        return self.path / rel
+
+    def _writable_dir(self, directory: Path) -> None:
+        """Make ``directory`` (inside the store) exist; refuse a link that leaves the store."""
+        rel = Path(os.path.relpath(directory, self.path))
+        here = self.path
+        for name in rel.parts:
+            if name in ("", "."):
+                continue
+            here = here / name
+            try:
+                st = os.lstat(here)
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):
+                    fsio.mkdir(here, 0o755)
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                real = os.path.realpath(here)
+                if os.path.commonpath([real, self._real]) != self._real:
+                    raise StoreError(
+                        f"{here} is a symbolic link to {real}, outside the store {self.path}: "
+                        "a3s_nb does not write through it; make it a directory, or move "
+                        "the store"
+                    )
+                if not os.path.isdir(here):
+                    raise StoreError(f"{here} is a symbolic link to {real}, not a directory")
+            elif not stat.S_ISDIR(st.st_mode):
+                raise StoreError(f"{here} is not a directory: move it out of the store")
 
     # ---- locking -------------------------------------------------------------------------
 
@@ -509,9 +705,10 @@ class FileStore(Store):
     def lock(self, *, shared: bool = False) -> Iterator[None]:
         """Hold the store's lock: exclusive for writing, shared for reading.
 
-        Re-entrant within a thread: a read inside a write (a ``save`` guard calling
-        ``load``) reuses the lock already held instead of waiting on itself, and a write
-        inside a read upgrades the held lock for its duration.
+        Whoever takes it first finishes a write a dead process left half done (see the class
+        docstring). Re-entrant within a thread: a read inside a write (a ``save`` guard
+        calling ``load``) reuses the lock already held instead of waiting on itself, and a
+        write inside a read upgrades the held lock for its duration.
         """
         # flock excludes other processes; the RLock excludes threads of this one (flock
         # locks belong to the open file, so two threads would each get their own).
@@ -531,11 +728,12 @@ class FileStore(Store):
             state = self._acquire(shared)
             held[key] = state
             try:
+                self._settle(state)
                 yield
             finally:
                 del held[key]
                 if state.fd is not None:
-                    os.close(state.fd)  # releases the flock
+                    fsio.close(state.fd)  # releases the flock
 
     def _acquire(self, shared: bool) -> _Held:
         if fcntl is None:
@@ -547,8 +745,9 @@ class FileStore(Store):
                 # a3s_nb has no lock file and no a3s_nb writer to wait for.
                 fd = os.open(lock_file, os.O_RDONLY)
             else:
-                self.meta_dir.mkdir(exist_ok=True)
-                fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+                with contextlib.suppress(FileExistsError):
+                    fsio.mkdir(self.meta_dir, 0o755)
+                fd = fsio.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError:
             if shared:  # no lock file yet, or a read-only store: read without it
                 return _Held(None, shared)
@@ -570,31 +769,311 @@ class FileStore(Store):
             state = self._acquire(shared=False)
             outer.shared = False
             try:
+                self._settle(state)
                 yield
             finally:
                 outer.shared = True
-                os.close(state.fd)  # type: ignore[arg-type]
+                fsio.close(state.fd)  # type: ignore[arg-type]
             return
         fcntl.flock(outer.fd, fcntl.LOCK_EX)  # converting is not atomic; fine for a write
         outer.shared = False
         try:
+            self._settle(outer)
             yield
         finally:
             outer.shared = True
             fcntl.flock(outer.fd, fcntl.LOCK_SH)
 
-    # ---- raw I/O -------------------------------------------------------------------------
+    def _settle(self, state: _Held) -> None:
+        """On taking the lock: finish a dead writer's journal; a writer also sweeps."""
+        while os.path.lexists(self._journal):
+            doc = self._read_journal()
+            if fcntl is None and doc and _pid_alive(doc.get("pid"), own_is_alive=False):
+                return  # no flock: a live writer's journal, not ours to finish
+            if state.shared and state.fd is not None:
+                # finish it under the exclusive lock; another process may get there first
+                fcntl.flock(state.fd, fcntl.LOCK_EX)
+                try:
+                    if os.path.lexists(self._journal):
+                        self._recover_or_overlay(state)
+                finally:
+                    fcntl.flock(state.fd, fcntl.LOCK_SH)
+                if state.overlay is not None:
+                    return
+                continue
+            self._recover_or_overlay(state)
+            if state.overlay is not None:
+                return
+        if not state.shared:
+            key = str(self.path)
+            if key not in _swept:
+                _swept.add(key)
+                self._sweep(self._sweep_dirs(full=False))
+            elif self._dead_candidates:
+                self._sweep([], names=self._dead_candidates)
+            self._dead_candidates = set()
+
+    def _recover_or_overlay(self, state: _Held) -> None:
+        try:
+            self._recover()
+        except OSError as e:
+            if state.shared and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                state.overlay = self._overlay()  # no write access: read through it
+                return
+            raise StoreError(
+                f"cannot finish the interrupted write recorded in {self._journal}: {e}"
+            ) from e
+
+    # ---- the journal ---------------------------------------------------------------------
+
+    def _read_journal(self) -> dict[str, Any] | None:
+        """The pending journal, or None when absent or unreadable (then never committed)."""
+        try:
+            with open(self._journal, "rb") as f:
+                doc = json.loads(f.read())
+        except (OSError, ValueError, RecursionError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def _write_journal(self, doc: dict[str, Any], *, sync: bool) -> None:
+        """Replace the journal atomically (write a temp, rename); ``sync`` makes it durable."""
+        doc = {"pid": os.getpid(), **doc}
+        tmp = self.meta_dir / "journal.tmp"  # one writer at a time: a fixed name is safe
+        with contextlib.suppress(FileExistsError):
+            fsio.mkdir(self.meta_dir, 0o755)
+        fd = fsio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, json.dumps(doc, ensure_ascii=False).encode())
+            if sync:
+                fsio.fsync(fd)
+        finally:
+            fsio.close(fd)
+        fsio.replace(tmp, self._journal)
+        if sync:
+            _fsync_dir(self.meta_dir)
+
+    def _recover(self) -> None:
+        """Finish the journal a dead writer left: undo "staging", redo "commit"."""
+        doc = self._read_journal()
+        if doc is not None and doc.get("state") == "commit":
+            self._replay(doc)
+            what = "finished"
+        else:  # staging, or a journal cut short before its rename: nothing was replaced
+            for rel in (doc or {}).get("cleanup", []):
+                _unlink(self._abs(rel))
+            what = "undid"
+        _unlink(self._journal)
+        self.recovered.append(
+            f"{what} an interrupted write of process {(doc or {}).get('pid', '?')}"
+            + (f" ({', '.join(doc.get('what', []))})" if doc and doc.get("what") else "")
+        )
+
+    def _replay(self, doc: dict[str, Any]) -> None:
+        """Make every operation of a commit journal; safe to repeat after a crash."""
+        dirs: dict[str, None] = {}
+        for target_rel, src_rel in doc.get("ops", []):
+            target = self._abs(target_rel)
+            if src_rel is None:
+                if _unlink(target):
+                    dirs[str(target.parent)] = None
+            else:
+                src = self._abs(src_rel)
+                if os.path.lexists(src):
+                    fsio.replace(src, target)
+                    dirs[str(target.parent)] = None
+        for d in dirs:
+            _fsync_dir(Path(d))
+        for rel in doc.get("cleanup", []):
+            _unlink(self._abs(rel))
+        for rel in doc.get("rmdirs", []):
+            with contextlib.suppress(OSError):
+                fsio.rmdir(self._abs(rel))
+
+    def _overlay(self) -> dict[str, str | None]:
+        """Where each file of a pending commit journal is, for a reader that cannot finish it."""
+        doc = self._read_journal()
+        if doc is None or doc.get("state") != "commit":
+            return {}
+        overlay: dict[str, str | None] = {}
+        for target_rel, src_rel in doc.get("ops", []):
+            target = str(self._abs(target_rel))
+            if src_rel is None:
+                overlay[target] = None
+            elif os.path.lexists(self._abs(src_rel)):
+                overlay[target] = str(self._abs(src_rel))
+        return overlay
+
+    def _transact(
+        self,
+        writes: list[tuple[Path, bytes]],
+        removes: list[Path] = [],  # noqa: B006 - never mutated
+        rmdirs: list[Path] = [],  # noqa: B006
+        what: list[str] = [],  # noqa: B006
+    ) -> None:
+        """Replace and remove files as one step that a crash cannot split (lock held)."""
+        if not writes and not removes:
+            return
+        suffix = f"{time.time_ns()}.{os.getpid()}"
+        tmps = [t.with_name(f"{t.name}.{suffix}.{next(_tmp_counter)}.tmp") for t, _ in writes]
+        atomic_alone = len(writes) == 1 and not removes
+        olds: list[Path | None] = []
+        if not atomic_alone:
+            for target, _ in writes:
+                olds.append(
+                    target.with_name(f"{target.name}.{suffix}.{next(_tmp_counter)}.old")
+                    if os.path.lexists(target)
+                    else None
+                )
+        kept = [o for o in olds if o is not None]
+        staged = [self._rel(p) for p in [*tmps, *kept]]
+        self._write_journal({"state": "staging", "cleanup": staged, "what": what}, sync=False)
+        try:
+            for tmp, (_, data) in zip(tmps, writes, strict=True):
+                _write_new(tmp, data)
+            for (target, _), old in zip(writes, olds, strict=False):
+                if old is not None:
+                    fsio.link(target, old)
+            if atomic_alone:
+                fsio.replace(tmps[0], writes[0][0])
+        except BaseException:
+            for p in [*tmps, *kept]:
+                _unlink(p)
+            _unlink(self._journal)
+            raise
+        if atomic_alone:
+            _fsync_dir(writes[0][0].parent)
+            _unlink(self._journal)
+            return
+        ops = [[self._rel(t), self._rel(tmp)] for (t, _), tmp in zip(writes, tmps, strict=True)]
+        ops += [[self._rel(t), None] for t in removes]
+        commit = {
+            "state": "commit",
+            "ops": ops,
+            "cleanup": [self._rel(p) for p in kept],
+            "rmdirs": [self._rel(d) for d in rmdirs],
+            "what": what,
+        }
+        try:
+            self._write_journal(commit, sync=True)
+        except BaseException:
+            for p in [*tmps, *kept]:
+                _unlink(p)
+            _unlink(self._journal)
+            raise
+        try:
+            self._replay(commit)
+        except BaseException:
+            # put the previous generation back, itself through the journal
+            back = {
+                "state": "commit",
+                "ops": [
+                    [self._rel(t), None if old is None else self._rel(old)]
+                    for (t, _), old in zip(writes, olds, strict=True)
+                ],
+                "cleanup": staged,
+                "what": what,
+            }
+            if not removes:  # a delete is only ever finished, never undone
+                self._write_journal(back, sync=True)
+                self._replay(back)
+                _unlink(self._journal)
+            raise
+        _unlink(self._journal)
+
+    # ---- sweeping what dead processes left -------------------------------------------------
+
+    def _sweep_dirs(self, *, full: bool) -> list[Path]:
+        """Where leftovers can be: the root and checkpoints (a3s-code's temp files), the
+        bookkeeping, and with ``full`` every fragment directory too."""
+        dirs = [self.path, self.meta_dir, *(self.path / d for d in _CHECKPOINT_DIRS)]
+        if full:
+            dirs += [self.path / d for d in _FRAGMENT_DIRS]
+            with contextlib.suppress(OSError):
+                dirs += [
+                    Path(e.path)
+                    for e in os.scandir(self.path / "artifacts")
+                    if e.is_dir(follow_symlinks=False)
+                ]
+        return dirs
+
+    def leftovers(self) -> list[Path]:
+        """Temp and backup files of interrupted writes whose process is no longer running."""
+        found = []
+        for d in self._sweep_dirs(full=True):
+            if d.is_symlink():
+                continue  # never follow a link out of the store
+            try:
+                entries = list(os.scandir(d))
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False) and _dead_leftover(entry.name):
+                    found.append(Path(entry.path))
+        if os.path.lexists(self.meta_dir / "journal.tmp") and not os.path.lexists(self._journal):
+            found.append(self.meta_dir / "journal.tmp")
+        return sorted(found)
+
+    def remove_leftovers(self) -> list[Path]:
+        """Finish any interrupted write and remove dead processes' leftovers; what went."""
+        with self.lock():
+            gone = self.leftovers()
+            for p in gone:
+                _unlink(p)
+        return gone
+
+    def _sweep(self, dirs: list[Path], names: Iterable[str] = ()) -> None:
+        for name in names:
+            if _dead_leftover(name):
+                with contextlib.suppress(OSError):
+                    _unlink(self.path / name)
+        for d in dirs:
+            if d.is_symlink():
+                continue
+            try:
+                entries = list(os.scandir(d))
+            except OSError:
+                continue
+            for entry in entries:
+                if _dead_leftover(entry.name) and entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(OSError):
+                        _unlink(Path(entry.path))
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def _read_file(self, path: Path) -> str | None:
+        held = _held_locks().get(str(self.path))
+        if held is not None and held.overlay and str(path) in held.overlay:
+            src = held.overlay[str(path)]
+            if src is None:
+                return None
+            text = _read_text(Path(src))
+            return text
+        return _read_text(path)
 
     def _read(self, session_id: str, part: Part) -> str | None:
-        path = self._file(session_id, part)
-        try:
-            return path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        return self._read_file(self._file(session_id, part))
+
+    def _owner(self, path: Path) -> str | None:
+        """The id a session file is listed under, or None when there is no such file.
+
+        That is the ``id`` in the file when a3s-code would have filed that id here, else the
+        file's name: a file holding another session's id, or no readable id, is listed under
+        its own name, so ``load`` of it reports the file, and ``delete`` removes this file.
+        """
+        held = _held_locks().get(str(self.path))
+        real = path
+        if held is not None and held.overlay and str(path) in held.overlay:
+            src = held.overlay[str(path)]
+            if src is None:
+                return None
+            real = Path(src)
+        if not os.path.lexists(real):
             return None
-        except UnicodeDecodeError as e:
-            raise CorruptFileError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
-        except OSError as e:
-            raise CorruptFileError(path, f"cannot be read: {e.strerror}") from None
+        stem = path.name[:-5]
+        inner = _id_in_file(real)
+        if inner is not None and _same_id(sdk_safe_id(inner), stem):
+            return inner
+        return stem
 
     def _ids(self) -> list[str]:
         ids = []
@@ -604,124 +1083,252 @@ class FileStore(Store):
             raise StoreError(f"cannot list store {self.path}: {e.strerror}") from e
         for entry in entries:
             name = entry.name
-            if not name.endswith(".json") or name == ".json" or not entry.is_file():
+            if not name.endswith(".json"):
+                if _LEFTOVER.match(name):
+                    self._dead_candidates.add(name)
                 continue
-            ids.append(_id_in_file(entry.path) or name[:-5])
+            if name == ".json" or sdk_safe_id(name[:-5]) != name[:-5]:
+                continue  # a name a3s-code cannot have written: see stray_files()
+            owner = self._owner(Path(entry.path))
+            if owner is not None:
+                ids.append(owner)
         return ids
 
+    def stray_files(self) -> list[Path]:
+        """``*.json`` files in the store root that cannot be any session's file (their name
+        has ``\\`` or ``..``, which a3s-code never writes); ``a3s-nb check`` reports them."""
+        with contextlib.suppress(OSError):
+            return sorted(
+                Path(e.path)
+                for e in os.scandir(self.path)
+                if e.name.endswith(".json")
+                and (e.name == ".json" or sdk_safe_id(e.name[:-5]) != e.name[:-5])
+            )
+        return []
+
+    def _exists(self, key: str) -> bool:
+        owner = self._owner(self._file(key, "session"))
+        return owner is not None and _same_id(owner, key)
+
+    # ---- writing -------------------------------------------------------------------------
+
     def _commit(self, session_id: str, texts: dict[Part, str]) -> None:
-        # 1. stage every file; 2. keep a hard link to each file about to be replaced;
-        # 3. rename the staged files into place, session document last. If anything fails,
-        # the links put the previous generation back, so a failed save changes nothing.
-        staged: list[tuple[Path, Path]] = []
-        kept: dict[Path, Path | None] = {}  # target -> link to its previous content
-        try:
-            for part in PARTS:
-                if part in texts:
-                    target = self._file(session_id, part)
-                    staged.append((_write_temp(target, texts[part]), target))
-            for tmp, target in staged:
-                kept[target] = None
-                if target.exists():
-                    kept[target] = tmp.with_suffix(".old")
-                    os.link(target, kept[target])
-            for tmp, target in staged:
-                os.replace(tmp, target)
-        except BaseException:
-            for target, old in kept.items():
-                with contextlib.suppress(OSError):
-                    if old is not None:
-                        # a no-op when target was not replaced yet (both name one inode)
-                        os.replace(old, target)
-                        old.unlink(missing_ok=True)
-                    elif not any(t == target and tmp.exists() for tmp, t in staged):
-                        target.unlink()  # created by this save
-            for tmp, _ in staged:
-                tmp.unlink(missing_ok=True)
-            raise
-        for old in kept.values():
-            if old is not None:
-                old.unlink(missing_ok=True)
-        for d in {target.parent for _, target in staged}:
-            _fsync_dir(d)
+        targets = [(self._file(session_id, part), texts[part]) for part in PARTS if part in texts]
+        for target, _ in targets:  # refuse before anything is written
+            self._writable_dir(target.parent)
+            _replaceable(target)
+        writes = []
+        for target, text in targets:  # session document last
+            data = text.encode("utf-8")
+            if not _same_bytes(target, data):
+                writes.append((target, data))
+        self._transact(writes, what=[f"save {session_id}"])
 
     def _remove(self, session_id: str) -> bool:
         files = self.session_files(session_id)
-        existed = files["session"].exists()
-        # the session document goes first: a crash half way leaves orphans, never a
-        # session with missing history
-        for part in reversed(PARTS):
-            files[part].unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            files["artifacts"].parent.rmdir()
-        return existed
+        if not os.path.lexists(files["session"]):
+            return False
+        for path in files.values():
+            if path.parent != self.path:
+                self._check_no_escape(path.parent)
+            _replaceable(path)
+        removes = [p for p in (files[part] for part in reversed(PARTS)) if os.path.lexists(p)]
+        self._transact(
+            [], removes, rmdirs=[files["artifacts"].parent], what=[f"delete {session_id}"]
+        )
+        return True
+
+    def _check_no_escape(self, directory: Path) -> None:
+        here = self.path
+        for name in Path(os.path.relpath(directory, self.path)).parts:
+            here = here / name
+            if here.is_symlink():
+                real = os.path.realpath(here)
+                if os.path.commonpath([real, self._real]) != self._real:
+                    raise StoreError(
+                        f"{here} is a symbolic link to {real}, outside the store "
+                        f"{self.path}: a3s_nb does not delete through it"
+                    )
 
     def _read_checkpoint(self, kind: str, key: str) -> str | None:
-        try:
-            return (self.path / kind / f"{sdk_safe_id(key)}.json").read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
+        return _read_text(self.path / kind / f"{sdk_safe_id(key)}.json")
 
     def _write_checkpoint(self, kind: str, key: str, text: str | None) -> None:
         target = self.path / kind / f"{sdk_safe_id(key)}.json"
         if text is None:
-            target.unlink(missing_ok=True)
+            if os.path.lexists(target):
+                self._check_no_escape(target.parent)
+                _replaceable(target)
+                self._transact([], [target], what=[f"delete {kind}/{key}"])
             return
-        os.replace(_write_temp(target, text), target)
-        _fsync_dir(target.parent)
+        self._writable_dir(target.parent)
+        _replaceable(target)
+        self._transact([(target, text.encode("utf-8"))], what=[f"save {kind}/{key}"])
 
 
-def _id_in_file(path: str) -> str | None:
-    """The ``id`` a3s-code writes first in a session file, read from its first bytes.
+def _same_id(a: str, b: str) -> bool:
+    """One id, spelled the same or differing only in Unicode normalisation (macOS file
+    systems store names decomposed)."""
+    return a == b or unicodedata.normalize("NFC", a) == unicodedata.normalize("NFC", b)
+
+
+def _replaceable(path: Path) -> None:
+    """Refuse to replace or remove a directory that sits where a file should be."""
+    with contextlib.suppress(OSError):
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            raise CorruptFileError(
+                path, "is a directory, not a file: move it out of the store to save here"
+            )
+
+
+def _pid_alive(pid: Any, *, own_is_alive: bool = True) -> bool:
+    """Whether process ``pid`` runs; True when that cannot be told (so nothing is removed)."""
+    if not isinstance(pid, int) or pid <= 0 or os.name == "nt":
+        return True
+    if pid == os.getpid():
+        return own_is_alive
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it runs, as another user
+        return True
+    return True
+
+
+def _dead_leftover(name: str) -> bool:
+    """Whether ``name`` is a temp/backup file of a write whose process no longer runs."""
+    m = _LEFTOVER.match(name)
+    if m is None:
+        return False
+    a, b, c = m.group(1), m.group(2), m.group(3)
+    # the pid is the short number beside the 19-digit nanosecond clock
+    pid = b if c is not None else (a if len(a) < len(b) else b)
+    return not _pid_alive(int(pid), own_is_alive=True)
+
+
+def _read_text(path: Path) -> str | None:
+    """The text of one store file, None when absent; CorruptFileError for anything odd."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise CorruptFileError(
+                path, f"is a symbolic link to {os.readlink(path)!r}, which does not exist"
+            ) from None
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise CorruptFileError(path, "is a symbolic link that loops") from None
+        raise CorruptFileError(path, f"cannot be read: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise CorruptFileError(path, "is a directory, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise CorruptFileError(path, "is not a regular file")
+        with open(fd, "rb", closefd=False) as f:
+            data = f.read()
+    except OSError as e:
+        raise CorruptFileError(path, f"cannot be read: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorruptFileError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def _id_in_file(path: Path | str) -> str | None:
+    """The ``id`` of a session file: read from its first bytes, where a3s-code writes it.
 
     a3s-code lists file stems, which are lossy for ids it rewrote; the id in the file is the
-    truth, and reading 4 KiB of each file costs far less than parsing it.
+    truth, and reading 4 KiB of each file costs far less than parsing it. Only a file that
+    does not start that way is parsed whole.
     """
     try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | os.O_CLOEXEC)
     except OSError:
         return None
-    m = _ID_AT_START.match(head)
-    if not m:
-        return None
     try:
-        value = json.loads(m.group(1))
-    except ValueError:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        head = os.read(fd, 4096)
+        m = _ID_AT_START.match(head)
+        if m is None:
+            rest = [head]
+            while chunk := os.read(fd, 1 << 20):
+                rest.append(chunk)
+            value = parse_json(b"".join(rest), path)
+            value = value.get("id") if isinstance(value, dict) else None
+        else:
+            value = json.loads(m.group(1))
+    except (OSError, ValueError, CorruptFileError):
         return None
+    finally:
+        os.close(fd)
     return value if isinstance(value, str) else None
+
+
+def _same_bytes(target: Path, data: bytes) -> bool:
+    """Whether ``target`` is a regular file holding exactly ``data`` (so need not be written)."""
+    try:
+        st = os.lstat(target)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
+            return False
+        with open(target, "rb") as f:
+            return f.read() == data
+    except OSError:
+        return False
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[fsio.write(fd, view) :]
+
+
+def _write_new(tmp: Path, data: bytes) -> None:
+    """Write ``data`` to a new, fsynced file ``tmp``."""
+    fd = fsio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        _write_all(fd, data)
+        fsio.fsync(fd)
+    finally:
+        fsio.close(fd)
 
 
 def _write_temp(target: Path, text: str) -> Path:
     """Write ``text`` to a fsynced temp file beside ``target`` and return its path."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{time.time_ns()}.{os.getpid()}.{next(_tmp_counter)}.tmp")
-    data = text.encode("utf-8")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        _write_new(tmp, text.encode("utf-8"))
     except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
+        _unlink(tmp)
         raise
-    os.close(fd)
     return tmp
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        fsio.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _fsync_dir(path: Path) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        fd = fsio.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
         return
     try:
-        os.fsync(fd)
+        fsio.fsync(fd)
     except OSError:
         pass
     finally:
-        os.close(fd)
+        fsio.close(fd)
 
 
 # ============================================================================ memory
@@ -756,6 +1363,9 @@ class MemoryStore(Store):
 
     def _ids(self) -> list[str]:
         return [i for i, f in self._files.items() if "session" in f]
+
+    def _exists(self, key: str) -> bool:
+        return "session" in self._files.get(key, {})
 
     def _commit(self, session_id: str, texts: dict[Part, str]) -> None:
         self._files.setdefault(session_id, {}).update(texts)

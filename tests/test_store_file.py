@@ -14,7 +14,7 @@ import pytest
 
 import a3s_nb
 from a3s_nb import store as store_mod
-from a3s_nb.models import SessionBundle
+from a3s_nb.models import ArtifactManifest, SessionBundle, ToolArtifact, VerificationReport
 from tests.conftest import SESSION_FILES
 from tests.test_store_contract import make_bundle
 
@@ -151,21 +151,40 @@ def test_missing_fragments_load_as_empty(fixture_store):
     assert len(bundle.session.messages) == 15
 
 
-def test_failed_save_damages_nothing(fixture_store, fixture_dir, monkeypatch):
-    before = snapshot_tree(fixture_dir)
-    bundle = fixture_store.load("fix-oscar-2-000")
+def _every_file_changed(bundle: SessionBundle) -> SessionBundle:
+    """The bundle with a change in each of its five files (unchanged files are not rewritten)."""
     bundle.session.messages = bundle.session.messages[:2]
     bundle.runs = bundle.runs[:1]
-    real = store_mod._write_temp
+    bundle.traces = bundle.traces[:1]
+    bundle.verification = [VerificationReport(subject="s", status="passed")]
+    bundle.artifacts = ArtifactManifest(
+        artifacts=[
+            ToolArtifact(
+                artifact_id="a",
+                artifact_uri="a3s://a",
+                tool_name="bash",
+                content="x",
+                original_bytes=1,
+                shown_bytes=1,
+            )
+        ]
+    )
+    return bundle
+
+
+def test_failed_save_damages_nothing(fixture_store, fixture_dir, monkeypatch):
+    before = snapshot_tree(fixture_dir)
+    bundle = _every_file_changed(fixture_store.load("fix-oscar-2-000"))
+    real = store_mod._write_new
     calls = []
 
-    def failing(target, text):
-        calls.append(target)
+    def failing(tmp, data):
+        calls.append(tmp)
         if len(calls) == 3:
             raise OSError(28, "No space left on device")
-        return real(target, text)
+        return real(tmp, data)
 
-    monkeypatch.setattr(store_mod, "_write_temp", failing)
+    monkeypatch.setattr(store_mod, "_write_new", failing)
     with pytest.raises(OSError, match="No space left"):
         fixture_store.save(bundle)
     assert snapshot_tree(fixture_dir) == before
@@ -278,21 +297,19 @@ def test_a_rename_failing_half_way_restores_the_previous_save(
     fixture_store, fixture_dir, monkeypatch, fail_at
 ):
     before = snapshot_tree(fixture_dir)
-    bundle = fixture_store.load("fix-oscar-2-000")
-    bundle.session.messages = bundle.session.messages[:2]
-    bundle.runs = bundle.runs[:1]
+    bundle = _every_file_changed(fixture_store.load("fix-oscar-2-000"))
     bundle.subagent_tasks = []  # a file this session did not have before
     real = os.replace
     calls = []
 
     def failing(src, dst):
-        if str(src).endswith(".tmp"):
+        if str(src).endswith(".tmp") and ".a3s_nb" not in Path(dst).parts:  # not the journal
             calls.append(dst)
             if len(calls) == fail_at:
                 raise OSError(5, "Input/output error")
         return real(src, dst)
 
-    monkeypatch.setattr(store_mod.os, "replace", failing)
+    monkeypatch.setattr(store_mod.fsio, "replace", failing)
     with pytest.raises(OSError, match="Input/output error"):
         fixture_store.save(bundle)
     monkeypatch.undo()
