@@ -1,22 +1,49 @@
 """The system calls through which a directory store changes the disk.
 
 Every call that creates, writes, syncs, renames or removes a file during a save or a delete
-goes through this module, looked up at call time, so a test can count them and stop the
-process at any one of them (``tests/test_store_crash.py``). Nothing else belongs here.
+goes through here, and each looks its ``os`` function up at call time, so a test can count
+the calls and stop the process at any one of them (``tests/test_store_crash.py``).
 """
 
 from __future__ import annotations
 
 import os
-
-open = os.open
-write = os.write
-fsync = os.fsync
-close = os.close
-link = os.link
-replace = os.replace
-unlink = os.unlink
-mkdir = os.mkdir
-rmdir = os.rmdir
+from typing import Any
 
 NAMES = ("open", "write", "fsync", "close", "link", "replace", "unlink", "mkdir", "rmdir")
+
+
+def open(path: Any, flags: int, mode: int = 0o777) -> int:
+    return os.open(path, flags, mode)
+
+
+def write(fd: int, data: Any) -> int:
+    return os.write(fd, data)
+
+
+def fsync(fd: int) -> None:
+    os.fsync(fd)
+
+
+def close(fd: int) -> None:
+    os.close(fd)
+
+
+def link(src: Any, dst: Any) -> None:
+    os.link(src, dst)
+
+
+def replace(src: Any, dst: Any) -> None:
+    os.replace(src, dst)
+
+
+def unlink(path: Any) -> None:
+    os.unlink(path)
+
+
+def mkdir(path: Any, mode: int = 0o777) -> None:
+    os.mkdir(path, mode)
+
+
+def rmdir(path: Any) -> None:
+    os.rmdir(path)

@@ -1,0 +1,277 @@
+"""A save or delete killed (SIGKILL) at every single system call leaves one whole generation.
+
+Every call through which the directory store changes the disk goes through
+``a3s_nb._fsio`` (open, write, fsync, close, link, replace, unlink, mkdir, rmdir), which
+calls the ``os`` function of that name; the test wraps those ``os`` functions. A driver
+process counts the calls of one operation in a dry run, then for each call k forks a child
+that performs the operation and SIGKILLs itself right before, or right after, call k. A
+fresh process then opens each store as the next user would (a reader first, or a writer
+first) and checks that the store holds exactly the files of the old generation or of the
+new one, byte for byte, that ``load`` returns that generation, and that nothing the dead
+process left behind survives the next write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import a3s_nb
+from a3s_nb.models import (
+    ArtifactManifest,
+    SessionBundle,
+    SubagentTaskSnapshot,
+    ToolArtifact,
+    VerificationReport,
+)
+from tests.test_store_contract import make_bundle
+
+ROOT = Path(__file__).parent.parent
+#: The calls counted and killed at: every way a save or delete changes the disk.
+CALLS = ("open", "write", "fsync", "close", "link", "replace", "rename", "unlink", "mkdir", "rmdir")
+
+
+def gen_a() -> SessionBundle:
+    return make_bundle("s", n=2)
+
+
+def gen_b_all() -> SessionBundle:
+    """Every file differs from generation A, and one file (subagent_tasks) is new."""
+    b = make_bundle("s", n=5)
+    b.traces = b.traces * 2
+    b.verification = [VerificationReport(subject="s", status="passed")]
+    b.artifacts = ArtifactManifest(
+        artifacts=[
+            ToolArtifact(
+                artifact_id="a1",
+                artifact_uri="a3s://a1",
+                tool_name="bash",
+                content="out" * 100,
+                original_bytes=300,
+                shown_bytes=10,
+            )
+        ]
+    )
+    b.subagent_tasks = [
+        SubagentTaskSnapshot(
+            task_id="t",
+            parent_session_id="s",
+            child_session_id="c",
+            agent="general",
+            description="d",
+            status="completed",
+            started_ms=1,
+            updated_ms=2,
+        )
+    ]
+    return b
+
+
+def gen_b_some() -> SessionBundle:
+    """The session document and the runs change; the other files are rewritten unchanged."""
+    return make_bundle("s", n=4)
+
+
+def gen_b_one() -> SessionBundle:
+    """Only the session document changes."""
+    b = gen_a()
+    b.session.updated_at += 60
+    return b
+
+
+#: name -> (generation A saved first or None, the operation)
+SCENARIOS = {
+    "create": (None, ("save", gen_b_all)),
+    "update-every-file": (gen_a, ("save", gen_b_all)),
+    "update-two-files": (gen_a, ("save", gen_b_some)),
+    "update-one-file": (gen_a, ("save", gen_b_one)),
+    "delete": (gen_a, ("delete", "s")),
+}
+
+
+def _prepare(path: Path, first) -> None:
+    store = a3s_nb.open_store(path)
+    store.save(make_bundle("bystander", n=3))
+    if first is not None:
+        store.save(first())
+
+
+def _operate(path: Path, op) -> None:
+    store = a3s_nb.open_store(path)
+    if op[0] == "save":
+        store.save(op[1]())
+    else:
+        store.delete(op[1])
+
+
+def _fork_run(path: Path, op, kill_at: int | None, when: str, count_file: Path | None) -> int:
+    """Run ``op`` in a forked child; return its wait status."""
+    pid = os.fork()
+    if pid == 0:  # the child: count the seam's calls, kill itself at call kill_at
+        try:
+            counter = [0]
+
+            def wrap(name, real):
+                def call(*args, **kwargs):
+                    counter[0] += 1
+                    if counter[0] == kill_at and when == "before":
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    try:
+                        return real(*args, **kwargs)
+                    finally:  # after the call, whether it returned or raised
+                        if counter[0] == kill_at and when == "after":
+                            os.kill(os.getpid(), signal.SIGKILL)
+
+                return call
+
+            # the os functions themselves: the store's seam (a3s_nb._fsio) calls them, and
+            # so does any code that bypasses it
+            for name in CALLS:
+                setattr(os, name, wrap(name, getattr(os, name)))
+            _operate(path, op)
+            if count_file is not None:
+                count_file.write_text(str(counter[0]))
+            os._exit(0)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
+def drive(work: str) -> None:
+    """Make every kill point's store under ``work``; write the plan to work/plan.json."""
+    work_dir = Path(work)
+    plan = []
+    for name, (first, op) in SCENARIOS.items():
+        base = work_dir / name / "base"
+        _prepare(base, first)
+        ref_a = work_dir / name / "ref-a"
+        shutil.copytree(base, ref_a)
+        ref_b = work_dir / name / "ref-b"
+        shutil.copytree(base, ref_b)
+        count_file = work_dir / name / "count"
+        status = _fork_run(ref_b, op, None, "never", count_file)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        calls = int(count_file.read_text())
+        for k in range(1, calls + 1):
+            for when in ("before", "after"):
+                d = work_dir / name / f"{k:03d}-{when}"
+                shutil.copytree(base, d)
+                status = _fork_run(d, op, k, when, None)
+                assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
+                    name,
+                    k,
+                    when,
+                    status,
+                )
+                plan.append({"scenario": name, "dir": str(d), "k": k, "when": when})
+        plan.append({"scenario": name, "calls": calls})
+    (work_dir / "plan.json").write_text(json.dumps(plan))
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file of the store except a3s_nb's own directory and the session 'other'."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if (p.is_file() or p.is_symlink())
+        and ".a3s_nb" not in p.relative_to(root).parts
+        and "other" not in str(p.relative_to(root))
+    }
+
+
+def verify(work: str) -> None:
+    """In a fresh process: classify each killed store as generation a, b, or mixed."""
+    work_dir = Path(work)
+    plan = json.loads((work_dir / "plan.json").read_text())
+    refs = {}
+    for name in SCENARIOS:
+        refs[name] = {
+            g: (_tree(work_dir / name / f"ref-{g}"), _loaded(work_dir / name / f"ref-{g}"))
+            for g in ("a", "b")
+        }
+    results = []
+    for i, item in enumerate(plan):
+        if "dir" not in item:
+            continue
+        d = Path(item["dir"])
+        store = a3s_nb.open_store(d, create=False)
+        writer_first = i % 2 == 1  # every other store is first opened by a writer
+        if writer_first:
+            store.save(make_bundle("other"))
+        loaded = _loaded(d)  # a reader: load() (and list()) through the store
+        tree = _tree(d)
+        gens = [g for g, (t, b) in refs[item["scenario"]].items() if t == tree and b == loaded]
+        # what load() returned, leftovers aside: a mix here is what a user would work on
+        loads_as = [g for g, (_, b) in refs[item["scenario"]].items() if b == loaded]
+        if not writer_first:
+            store.save(make_bundle("other"))  # the next writer cleans what the dead one left
+        leftovers = sorted(
+            str(p.relative_to(d))
+            for p in d.rglob("*")
+            if p.name.endswith((".tmp", ".old")) or p.name.startswith("journal")
+        )
+        results.append(
+            {
+                **item,
+                "generation": "".join(gens) or "mixed",
+                "loads_as": "".join(loads_as) or "mixed",
+                "leftovers": leftovers,
+            }
+        )
+    (work_dir / "results.json").write_text(json.dumps(results))
+
+
+def _loaded(path: Path):
+    store = a3s_nb.open_store(path, create=False)
+    ids = [i for i in store.list() if i != "other"]
+    return {i: store.load(i).model_dump(mode="json") for i in ids}
+
+
+def test_a_kill_at_every_system_call_leaves_one_whole_generation(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for step in ("drive", "verify"):  # the verifier is a fresh process
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"from tests.test_store_crash import {step}; {step}({str(tmp_path)!r})",
+            ],
+            env=env,
+            check=True,
+            timeout=900,
+        )
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    results = json.loads((tmp_path / "results.json").read_text())
+    calls = {p["scenario"]: p["calls"] for p in plan if "calls" in p}
+    summary = {}
+    for name in SCENARIOS:
+        mine = [r for r in results if r["scenario"] == name]
+        assert len(mine) == 2 * calls[name]  # every call, killed before and after
+        summary[name] = {
+            "calls": calls[name],
+            "kill points": len(mine),
+            "mixed": sum(r["generation"] == "mixed" for r in mine),
+            "load() returned a mix": sum(r["loads_as"] == "mixed" for r in mine),
+            "old": sum(r["generation"] == "a" for r in mine),
+            "new": sum(r["generation"] == "b" for r in mine),
+            "leftovers": sum(bool(r["leftovers"]) for r in mine),
+        }
+    print(json.dumps(summary, indent=1))
+    mixed = [(r["scenario"], r["k"], r["when"]) for r in results if r["generation"] == "mixed"]
+    assert mixed == []
+    left = [(r["scenario"], r["k"], r["when"], r["leftovers"]) for r in results if r["leftovers"]]
+    assert left == []
+    for name, s in summary.items():
+        # a save that replaces several files journals them: killed early it is the old
+        # generation, killed late the new one, and both outcomes really occur
+        assert s["old"] > 0 and s["new"] > 0, (name, s)
+        assert s["calls"] >= 10, (name, s)
