@@ -463,7 +463,7 @@ class Store(abc.ABC):
                 raise SessionNotFoundError(session_id, str(self), self._ids())
             from .lineage import _remove_lineage  # a fork's lineage record goes with it
 
-            _remove_lineage(self, session_id)
+            _remove_lineage(self, key)
 
     def resolve(self, id_or_prefix: str) -> str:
         """The full id of a saved session from its id or a unique prefix of it."""

@@ -237,6 +237,7 @@ from tests.test_store_contract import make_bundle
 store = open_store(sys.argv[1])
 start = os.path.join(sys.argv[1], "start")
 done = os.path.join(sys.argv[1], "done")
+open(os.path.join(sys.argv[1], f"ready-{os.getpid()}"), "w").close()
 while not os.path.exists(start):  # all processes begin together, after their imports
     time.sleep(0.005)
 """
@@ -279,6 +280,10 @@ def test_concurrent_kernels_never_see_mixed_generations(tmp_path):
     )
     procs = [run([sys.executable, "-c", _WRITER, path, str(seed)]) for seed in (1, 2)]
     reader = run([sys.executable, "-c", _READER.replace("LOADS", "300"), path])
+    deadline = time.monotonic() + 120
+    while len(list(Path(path).glob("ready-*"))) < 3:  # every process has imported
+        assert time.monotonic() < deadline and all(p.poll() is None for p in [*procs, reader])
+        time.sleep(0.01)
     Path(path, "start").touch()
     outs = []
     for p in [reader, *procs]:
@@ -286,7 +291,7 @@ def test_concurrent_kernels_never_see_mixed_generations(tmp_path):
         assert p.returncode == 0, err
         outs.append(out)
     bad, generations_seen = map(int, outs[0].split())
-    assert all(int(out) > 0 for out in outs[1:])  # both writers wrote while the reader read
+    assert all(int(out) > 0 for out in outs[1:]), outs  # both writers wrote while the reader read
     assert generations_seen > 1  # the reader really saw the session change under it
     assert bad == 0
     assert isinstance(a3s_nb.open_store(path).load("shared"), SessionBundle)
