@@ -2,7 +2,7 @@
 
     a3s-nb list   [--store DIR]                 saved sessions, newest first
     a3s-nb show   ID [--store DIR]              one session's transcript
-    a3s-nb check  [--store DIR]                 load every session; report broken files
+    a3s-nb check  [--fix] [--store DIR]         load every session; report broken files
     a3s-nb export FRAME OUT [--store DIR]       a frame to .parquet or .csv
     a3s-nb replay ID --model P/M [--store DIR]  replay a session on a model; exit 1 on
                                                 a regression (see ``a3s-nb replay -h``)
@@ -19,10 +19,11 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import A3sNbError
 from .saved import transcript_text
-from .store import Store, open_store
+from .store import FileStore, Store, open_store
 
 FRAMES = ("sessions", "messages", "traces", "runs", "run_events", "spans", "verification")
 
@@ -44,7 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", parents=[common], help="saved sessions, newest first")
     show = sub.add_parser("show", parents=[common], help="a session's transcript")
     show.add_argument("id", help="session id or a unique prefix of it")
-    sub.add_parser("check", parents=[common], help="load every session and report broken files")
+    check = sub.add_parser(
+        "check", parents=[common], help="load every session and report broken files"
+    )
+    check.add_argument(
+        "--fix", action="store_true", help="also remove what interrupted saves left behind"
+    )
     export = sub.add_parser("export", parents=[common], help="write a frame to .parquet or .csv")
     export.add_argument("frame", choices=FRAMES)
     export.add_argument("out", help="output file: .parquet or .csv")
@@ -66,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(transcript_text(bundle, limit=0))
             return 0
         if args.command == "check":
-            return _check(store)
+            return _check(store, fix=args.fix)
         return _export(store, args.frame, args.out)
     except (A3sNbError, OSError, ValueError) as e:
         print(f"a3s-nb: {e}", file=sys.stderr)
@@ -99,8 +105,9 @@ def pd_isna(value: object) -> bool:
     return bool(pd.isna(value))
 
 
-def _check(store: Store) -> int:
-    ids = store.list()
+def _check(store: Store, *, fix: bool = False) -> int:
+    """Load every session; exit 1 if any fails to load (or a file cannot be a session)."""
+    ids = store.list()  # taking the lock finishes a write a dead process left half done
     broken = 0
     for sid in ids:
         try:
@@ -108,8 +115,36 @@ def _check(store: Store) -> int:
         except A3sNbError as e:
             broken += 1
             print(f"BROKEN {sid}: {e}")
+        except Exception as e:  # a bug, but the other sessions still get checked
+            broken += 1
+            print(f"BROKEN {sid}: unexpected {type(e).__name__}: {e}")
     print(f"{len(ids) - broken} of {len(ids)} sessions load cleanly")
+    if isinstance(store, FileStore):
+        for note in store.recovered:
+            print(f"RECOVERED {note}")
+        for path in store.stray_files():
+            broken += 1
+            print(f"STRAY {path}: a3s-code cannot have written this name ('\\' or '..')")
+        left = store.remove_leftovers() if fix else store.leftovers()
+        if left:
+            size = sum(_size(p) for p in left) if not fix else 0
+            if fix:
+                print(f"removed {len(left)} files left by interrupted saves")
+            else:
+                print(
+                    f"{len(left)} files ({size:,} bytes) left by interrupted saves of "
+                    "processes no longer running: a3s-nb check --fix removes them"
+                )
+            for path in left:
+                print(f"  {path}")
     return 1 if broken else 0
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.lstat().st_size
+    except OSError:
+        return 0
 
 
 def _export(store: Store, frame: str, out: str) -> int:
