@@ -332,3 +332,78 @@ def test_a_stored_session_that_cannot_load_is_not_given_to_the_guard(store):
     assert store.read_raw("s-1", "session")["messages"][0]["content"][0]["text"] == "m0"
     store.save(make_bundle(n=3))  # without a guard: a deliberate overwrite
     assert len(store.load("s-1").runs) == 3
+
+
+# ---- ids: invisible characters, Unicode normalisation, lookups with impossible ids --------
+
+
+def _invisible_characters() -> list[str]:
+    """Every code point that is a control, format, surrogate, line or paragraph separator."""
+    import sys
+    import unicodedata
+
+    return [
+        chr(c)
+        for c in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(c)) in ("Cc", "Cf", "Cs", "Zl", "Zp")
+    ]
+
+
+def test_every_invisible_character_is_refused_in_an_id():
+    from a3s_nb.store import validate_session_id
+
+    chars = _invisible_characters()
+    assert {"\x85", "\u2028", "\u2029", "\u202e", "\u200b", "\u200d", "\ufeff"} <= set(chars)
+    assert len(chars) > 300
+    accepted = []
+    for c in chars:
+        try:
+            validate_session_id(f"fix{c}1")
+        except a3s_nb.InvalidSessionIdError as e:
+            assert f"U+{ord(c):04X}" in str(e)
+        else:
+            accepted.append(f"U+{ord(c):04X}")
+    assert accepted == []
+
+
+@pytest.mark.parametrize("bad", ["fix\u202e1", "a\u200bb", "x\x85y", "line\u2028sep", "\ufeffbom"])
+def test_an_id_with_an_invisible_character_is_not_saved(store, bad):
+    with pytest.raises(a3s_nb.InvalidSessionIdError, match="character U\\+"):
+        store.save(make_bundle(bad))
+    assert store.list() == []
+
+
+def test_ids_are_saved_in_nfc_and_found_by_either_spelling(store):
+    import unicodedata
+
+    nfc, nfd = "caf\u00e9", unicodedata.normalize("NFD", "caf\u00e9")
+    with pytest.raises(a3s_nb.InvalidSessionIdError, match="NFC") as e:
+        store.save(make_bundle(nfd))
+    assert repr(nfc) in str(e.value)
+    assert store.list() == []
+    store.save(make_bundle(nfc, n=2))
+    assert store.list() == [nfc]
+    assert store.exists(nfd)
+    assert store.load(nfd).session.id == nfc
+    assert store.resolve(nfd) == nfc
+    assert store.resolve("caf") == nfc
+    store.delete(nfd)
+    assert store.list() == []
+
+
+@pytest.mark.parametrize("bad", ["x" * 300, "a\x00b", "a\ud800b", 5, None, b"s-1", ""], ids=repr)
+@pytest.mark.parametrize("method", ["load", "delete", "exists", "resolve", "read_raw"])
+def test_looking_up_an_impossible_id_is_an_invalid_session_id_error(store, bad, method):
+    store.save(make_bundle())
+    args = (bad, "session") if method == "read_raw" else (bad,)
+    with pytest.raises(a3s_nb.InvalidSessionIdError):
+        getattr(store, method)(*args)
+    assert store.list() == ["s-1"]
+
+
+@pytest.mark.parametrize("bad", ["x" * 300, "a\x00b", "a\ud800b", 5, None])
+def test_checkpoint_lookups_with_an_impossible_key_are_invalid_session_id_errors(store, bad):
+    with pytest.raises(a3s_nb.InvalidSessionIdError):
+        store.load_loop_checkpoint(bad)
+    with pytest.raises(a3s_nb.InvalidSessionIdError):
+        store.delete_workflow_checkpoint(bad)
