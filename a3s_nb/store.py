@@ -1015,11 +1015,12 @@ class FileStore(Store):
 
     def remove_leftovers(self) -> list[Path]:
         """Finish any interrupted write and remove dead processes' leftovers; what went."""
+        seen = self.leftovers()  # taking the lock may already sweep some of them
         with self.lock():
-            gone = self.leftovers()
-            for p in gone:
+            seen += self.leftovers()
+            for p in seen:
                 _unlink(p)
-        return gone
+        return sorted({p for p in seen if not os.path.lexists(p)})
 
     def _sweep(self, dirs: list[Path], names: Iterable[str] = ()) -> None:
         for name in names:

@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import a3s_nb
 from a3s_nb.models import (
     ArtifactManifest,
@@ -275,3 +277,158 @@ def test_a_kill_at_every_system_call_leaves_one_whole_generation(tmp_path):
         # generation, killed late the new one, and both outcomes really occur
         assert s["old"] > 0 and s["new"] > 0, (name, s)
         assert s["calls"] >= 10, (name, s)
+
+
+# ---- a reader that cannot write reads through a dead writer's journal ----------------------
+
+
+def interrupt_after_renames(path: str, renames: int) -> None:
+    """Save generation A, then kill a save of B after ``renames`` of its files are renamed."""
+    _prepare(Path(path), gen_a)
+    pid = os.fork()
+    if pid == 0:
+        real, done = os.replace, [0]
+
+        def replace(src, dst):
+            real(src, dst)
+            if ".a3s_nb" not in Path(dst).parts:
+                done[0] += 1
+                if done[0] == renames:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        os.replace = replace
+        _operate(Path(path), ("save", gen_b_all))
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status), status
+
+
+def _interrupted(tmp_path: Path, renames: int = 2) -> Path:
+    path = tmp_path / "s"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    code = f"from tests.test_store_crash import interrupt_after_renames as f; f({str(path)!r}, {renames})"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    assert (path / ".a3s_nb" / "journal").exists()
+    return path
+
+
+def test_a_reader_that_cannot_write_reads_the_new_generation_through_the_journal(
+    tmp_path, monkeypatch
+):
+    path = _interrupted(tmp_path)
+    on_disk = json.loads((path / "traces" / "s.json").read_text())
+    assert len(on_disk) == 2  # traces was renamed: the disk itself is a mix right now
+    assert len(json.loads((path / "s.json").read_text())["messages"]) == 2
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    from a3s_nb import _fsio
+
+    monkeypatch.setattr(_fsio, "replace", read_only)
+    monkeypatch.setattr(_fsio, "unlink", read_only)
+    store = a3s_nb.open_store(path, create=False)
+    loaded = store.load("s")
+    assert loaded.model_dump(mode="json") == SessionBundle.model_validate(
+        gen_b_all().model_dump(mode="json")
+    ).model_dump(mode="json")
+    assert len(store.read_raw("s", "session")["messages"]) == 5
+    assert store.list() == ["bystander", "s"]
+    assert (path / ".a3s_nb" / "journal").exists()  # not finished: it could not be
+    monkeypatch.undo()
+    assert len(a3s_nb.open_store(path).load("s").runs) == 5  # now it is
+    assert not (path / ".a3s_nb" / "journal").exists()
+    assert store.recovered == [] and not list(path.rglob("*.tmp"))
+
+
+def test_check_finishes_an_interrupted_save_and_says_so(tmp_path, capsys):
+    from a3s_nb.cli import main
+
+    path = _interrupted(tmp_path, renames=1)
+    assert main(["--store", str(path), "check"]) == 0
+    out = capsys.readouterr().out
+    assert "RECOVERED finished an interrupted write of process" in out and "save s" in out
+    assert "2 of 2 sessions load cleanly" in out
+    assert not (path / ".a3s_nb" / "journal").exists()
+
+
+# ---- leftovers: a dead process's are removed, a running one's never ------------------------
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+@pytest.fixture
+def live_pid():
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    yield p.pid
+    p.kill()
+    p.wait()
+
+
+def _plant(path: Path, dead: int, live: int) -> tuple[list[Path], list[Path]]:
+    """Leftovers as a3s-code 3.1 (root, checkpoints) and a3s_nb (fragments) leave them."""
+    ns = 1_764_000_000_000_000_000
+    places = {
+        "sdk": lambda pid: path / f"s.json.{ns}.{pid}.tmp",
+        "sdk34": lambda pid: path / "loop_checkpoints" / f"run.json.{ns}.{pid}.3.tmp",
+        "ours": lambda pid: path / "runs" / f"s.json.{ns}.{pid}.0.tmp",
+        "old": lambda pid: path / "artifacts" / "s" / f"artifacts.json.{ns}.{pid}.4.old",
+        "index": lambda pid: path / ".a3s_nb" / f"index.json.{pid}.{ns}.tmp",
+    }
+    made: dict[int, list[Path]] = {dead: [], live: []}
+    for make in places.values():
+        for pid in (dead, live):
+            p = make(pid)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text("x" * 100)
+            made[pid].append(p)
+    return made[dead], made[live]
+
+
+def test_the_next_writer_removes_what_dead_processes_left(tmp_path, live_pid):
+    path = tmp_path / "s"
+    a3s_nb.open_store(path).save(make_bundle("s"))
+    dead, live = _plant(path, _dead_pid(), live_pid)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    code = (
+        "import sys; from a3s_nb import open_store; from tests.test_store_contract import "
+        "make_bundle; open_store(sys.argv[1]).save(make_bundle('t'))"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], env=env, check=True, timeout=120)
+    # the root, checkpoints and bookkeeping are swept by a process's first write
+    assert [p for p in dead if p.exists()] == [dead[2], dead[3]]  # fragments: check --fix
+    assert all(p.exists() for p in live)
+
+
+def test_a_long_running_writer_removes_leftovers_it_sees_in_a_listing(tmp_path, live_pid):
+    store = a3s_nb.open_store(tmp_path / "s")
+    store.save(make_bundle("s"))  # this process has swept already
+    dead, live = _plant(store.path, _dead_pid(), live_pid)
+    store.list()  # sees the dead a3s-code temp file in the root
+    store.save(make_bundle("t"))
+    assert not dead[0].exists() and live[0].exists()
+
+
+def test_check_fix_removes_every_dead_leftover_and_no_live_one(tmp_path, capsys, live_pid):
+    from a3s_nb.cli import main
+
+    path = tmp_path / "s"
+    a3s_nb.open_store(path).save(make_bundle("s"))
+    dead, live = _plant(path, _dead_pid(), live_pid)
+    assert main(["--store", str(path), "check"]) == 0  # leftovers do not stop a load
+    out = capsys.readouterr().out
+    assert f"{len(dead)} files ({100 * len(dead):,} bytes) left by interrupted saves" in out
+    assert "a3s-nb check --fix" in out
+    assert all(str(p) in out for p in dead) and not any(str(p) in out for p in live)
+    assert all(p.exists() for p in dead)  # check alone removes nothing
+    assert main(["--store", str(path), "check", "--fix"]) == 0
+    assert f"removed {len(dead)} files left by interrupted saves" in capsys.readouterr().out
+    assert not any(p.exists() for p in dead)
+    assert all(p.exists() for p in live)
+    assert main(["--store", str(path), "check"]) == 0
+    assert "left by interrupted saves" not in capsys.readouterr().out
+    assert len(a3s_nb.open_store(path).load("s").runs) == 1
