@@ -14,12 +14,14 @@ The 3.x flat layout, as the real SDK writes it::
 Files are pretty JSON with a 2-space indent and no trailing newline, exactly like serde's
 ``to_string_pretty``, so an SDK-written session saved back unchanged is byte-identical.
 
-Where a3s_nb is deliberately stricter than the SDK: every file is written atomically (temp
-file, fsync, rename, directory fsync) and all of a session's files are staged before any is
-replaced, so a failed save damages nothing; saves and loads of one store take a file lock,
-so two kernels never interleave a session's files; ids that the SDK would silently rewrite
-(and so collide) are refused; a corrupt file is reported by path and leaves the other
-sessions loadable.
+Where a3s_nb is deliberately stricter than the SDK: a save or delete of a session is all or
+nothing even if the process is killed or the power fails half way (a journal under
+``<dir>/.a3s_nb/``, finished by the next process that takes the lock: see
+:class:`FileStore`); saves and loads of one store take a file lock, so two kernels never
+interleave a session's files; ids that the SDK would silently rewrite (and so collide), or
+that hold invisible characters or are not NFC, are refused; a corrupt file, or anything
+odd where a file should be, is a ``CorruptFileError`` naming it and leaves the other
+sessions loadable; nothing is written through a symbolic link that leaves the store.
 """
 
 from __future__ import annotations
