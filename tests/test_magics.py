@@ -1013,3 +1013,56 @@ def test_autosave_with_the_real_sdk(ip, a3s_code, sdk_agent, ws, store, no_autos
     cell(ip, "session.send(testing.CHAT_PROMPT)")
     assert on_disk(store, session.session_id)["session"]["messages"] == session.history()
     session.close()
+
+
+# ============================================================================ the README
+
+
+def readme_notebook_example() -> tuple[str, str, str]:
+    """The README's notebook example: (setup, first day, next day) as cell code."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## In a notebook", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    first, nextday = code.split("# ... a new kernel", 1)
+    nextday = nextday.split("\n", 1)[1]
+    setup = first.split("session = agent.session", 1)[0]
+    return setup, first, nextday
+
+
+@pytest.mark.sdk
+def test_the_readme_notebook_example_runs_as_written(ip, a3s_code, tmp_path, no_autosave):
+    """Cell by cell, in a fresh directory, no API key; the shown outputs are the real ones."""
+    setup, first, nextday = readme_notebook_example()
+    servers = []
+    try:
+        result, out, err = cell(ip, first)
+        servers.append(ip.user_ns["llm"])
+        assert result.success, err
+        session = ip.user_ns["session"]
+        sid = session.session_id
+        assert (tmp_path / "notes.txt").read_text() == "hello from a3s_nb\n"  # tools ran
+        [comment] = [line for line in first.splitlines() if line.startswith("%a3s_save")]
+        shown = comment.split("# ", 1)[1]
+        expected = shown.replace("4f1c...", sid).replace("./", f"{tmp_path}/")
+        assert expected in out.splitlines()
+        assert on_disk(tmp_path / "a3s_sessions", sid)["session"]["messages"] == session.history()
+
+        # the next day: a new kernel (no variables, no autosave), the setup lines again
+        session.close()
+        ip.run_line_magic("unload_ext", "a3s_nb")
+        ip.reset(new_session=False)
+        result, _, err = cell(ip, setup)
+        servers.append(ip.user_ns["llm"])
+        assert result.success, err
+        result, out, err = cell(ip, nextday.replace("4f1c", sid[:8]))
+        assert result.success, err
+        assert out.startswith(f"session: live session {sid} resumed (6 messages, 1 run)")
+        again = ip.user_ns["session"]
+        assert again.session_id == sid and len(again.history()) == 8
+        assert set(ip.user_ns["a3s_nb"].runs()["session_id"]) == {sid}
+        _, out = run(ip, "a3s_save", "session")  # autosave is per kernel: not on in this one
+        assert out.startswith(f"updated session {sid} in {tmp_path}/a3s_sessions: 8 messages,")
+        again.close()
+    finally:
+        for llm in servers:
+            llm.stop()
