@@ -15,12 +15,12 @@ import datetime as dt
 import json
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import secrets as _secrets
+from ._warn import warn
 from .capture import (
     NotASessionError,
     bundle_from_parts,
@@ -177,7 +177,7 @@ def save(
             previous = st.load(sid) if st.exists(sid) else None
         except CorruptFileError as e:  # the new save replaces it; say so
             unreadable = True
-            warnings.warn(f"replacing an unreadable earlier save: {e}", stacklevel=2)
+            warn(f"replacing an unreadable earlier save: {e}")
     bundle = capture(session, session_id=sid, model=model, previous=previous)
 
     parts = bundle_to_parts(bundle)

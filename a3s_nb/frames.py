@@ -27,7 +27,6 @@ import contextlib
 import gc
 import json
 import os
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -35,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from . import schema
+from ._warn import warn
 from .cost import default_pricer, price_table
 from .errors import AmbiguousSessionIdError, CorruptFileError, SessionNotFoundError
 from .models import SessionBundle
@@ -1561,14 +1561,14 @@ def _progress(
     try:
         from tqdm.auto import tqdm
     except ImportError:  # the bar is a nicety; say once how to get it
-        warnings.warn("progress bars need tqdm: pip install tqdm", RuntimeWarning, stacklevel=4)
+        warn("progress bars need tqdm: pip install tqdm", RuntimeWarning)
         return items
     return tqdm(items, desc=desc, unit="session", total=total)
 
 
 def _report(errors: list[dict], session_id: str, err: CorruptFileError) -> None:
     errors.append({"session_id": session_id, "path": err.path, "problem": err.problem})
-    warnings.warn(f"skipped session {session_id!r}: {err}", CorruptSessionWarning, stacklevel=4)
+    warn(f"skipped session {session_id!r}: {err}", CorruptSessionWarning)
 
 
 def _index_summaries(

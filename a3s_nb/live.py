@@ -41,11 +41,11 @@ import re
 import tempfile
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ._warn import warn
 from .config import default_store_path
 from .errors import (
     CorruptFileError,
@@ -117,11 +117,10 @@ def in_sdk_runtime(agent: Any, fn: Callable[[], T]) -> T:
     if "error" in box:
         raise box.pop("error")
     if "value" not in box:
-        warnings.warn(
+        warn(
             "a3s-code did not run the slash-command handler; calling it directly "
             "(on a3s-code 3.x its FileSessionStore may then be inactive)",
             RuntimeWarning,
-            stacklevel=3,
         )
         return fn()
     return box["value"]

@@ -1066,3 +1066,34 @@ def test_the_readme_notebook_example_runs_as_written(ip, a3s_code, tmp_path, no_
     finally:
         for llm in servers:
             llm.stop()
+
+
+# ============================================================================ warnings
+
+
+def test_warnings_point_at_the_users_line(face, fixture_dir, fake, store):
+    (fixture_dir / "runs" / "fix-oscar-2-000.json").write_text('[{"snapshot": ')
+    with pytest.warns(UserWarning, match="skipped session 'fix-oscar-2-000'") as record:
+        face.sessions(store=fixture_dir)
+    assert {w.filename for w in record} == {__file__}
+    with pytest.warns(UserWarning, match="skipped session") as record:
+        a3s_nb.all_frames(fixture_dir, ["sessions", "runs"])
+        a3s_nb.traces(fixture_dir)
+    assert {w.filename for w in record} == {__file__}
+    face.save("s", store=store)
+    (store / "oscar-live.json").write_text("{")
+    with pytest.warns(UserWarning, match="replacing an unreadable earlier save") as record:
+        face.save("s", store=store)
+    assert [w.filename for w in record] == [__file__]
+
+
+def test_a_warning_from_a_magic_points_at_the_cell(ip, fixture_dir):
+    import warnings
+
+    (fixture_dir / "runs" / "fix-oscar-2-000.json").write_text('[{"snapshot": ')
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        result, _, _ = cell(ip, f"x = 1\n%a3s_sessions --store {shlex.quote(str(fixture_dir))}")
+    assert result.success
+    [w] = [w for w in record if "skipped session" in str(w.message)]
+    assert w.lineno == 2 and "a3s_nb" not in w.filename and "IPython" not in w.filename
