@@ -203,11 +203,8 @@ _ACTIVE: dict[int, Autosave] = {}
 def _shell(shell: Any) -> Any:
     if shell is not None:
         return shell
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        get_ipython = None
-    found = get_ipython() if get_ipython is not None else None
+    ipython = sys.modules.get("IPython")  # not imported: there is no shell to hook
+    found = ipython.get_ipython() if ipython is not None else None
     if found is None:
         raise A3sNbError(
             "autosave saves after each cell of an IPython kernel or shell, and there is "
