@@ -6,11 +6,12 @@ at; one that changed since it was last looked at is saved with :func:`a3s_nb.sav
 same capture, the same secret scan, the same refusal to overwrite work saved in between.
 So a kernel that dies loses at most the cell it died in.
 
-Whether a session changed is told from a fingerprint that costs a few attribute reads:
-the number of runs, and the id, status and update time of the last one (every change to
-a session's history is made by a run: ``send``, ``stream``, a tool call). A session with
+Whether a session changed is told from a fingerprint that costs a few reads (see
+:func:`fingerprint`): the number of runs and the id, status and update time of the last
+one (every change to the history is made by a run: ``send``, ``stream``), and the numbers
+of trace events and verification reports (a tool or a check run directly). A session with
 a run still going (a ``stream`` not yet read to the end) is left for a later cell. A
-session is first saved in the cell after autosave first sees it, if it has a run.
+session is first saved in the cell after autosave first sees it, unless it is empty.
 
 A save that is refused (secrets found, a conflict with another handle's save, a store
 that cannot be written) is reported once, as a line on stderr, and never fails the
@@ -42,18 +43,30 @@ _SKIP_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
 
 
 def fingerprint(session: Any) -> tuple[Any, ...] | None:
-    """A cheap value that changes whenever ``session`` gains or changes a run.
+    """A cheap value that changes whenever something ``a3s_nb.save`` writes changes.
 
+    The number of runs and the last one's id, status and update time (a ``send`` or
+    ``stream``), and the numbers of trace events (a tool called directly, as in
+    ``session.bash(...)``) and of verification reports (``record_verification_reports``).
     None while a run is in progress (its turn is not in the history yet).
     """
     current = getattr(session, "current_run", None)
     if callable(current) and current() is not None:
         return None
     runs = session.runs()
-    if not runs:
-        return (0,)
-    last = runs[-1]
-    return (len(runs), last.get("id"), last.get("status"), last.get("updated_at_ms"))
+    last = runs[-1] if runs else {}
+    reports = getattr(session, "verification_reports", None)
+    return (
+        len(runs),
+        last.get("id"),
+        last.get("status"),
+        last.get("updated_at_ms"),
+        len(session.trace_events()),
+        len(reports()) if callable(reports) else 0,
+    )
+
+
+_EMPTY = (0, None, None, None, 0, 0)
 
 
 @dataclass
@@ -126,8 +139,8 @@ class Autosave:
                 continue
             key = (key_id, live_id)
             tracked = self._tracked.get(key)
-            if tracked is None:
-                tracked = self._tracked[key] = _Tracked(live_id, (0,))
+            if tracked is None:  # first sight: saved unless there is nothing in it yet
+                tracked = self._tracked[key] = _Tracked(live_id, _EMPTY)
             if fp is None or fp == tracked.fingerprint:
                 continue
             tracked.fingerprint = fp  # a refused save is not retried until it changes again

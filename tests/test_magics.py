@@ -1097,3 +1097,19 @@ def test_a_warning_from_a_magic_points_at_the_cell(ip, fixture_dir):
     assert result.success
     [w] = [w for w in record if "skipped session" in str(w.message)]
     assert w.lineno == 2 and "a3s_nb" not in w.filename and "IPython" not in w.filename
+
+
+@pytest.mark.sdk
+def test_autosave_sees_changes_made_without_a_run(ip, a3s_code, sdk_agent, ws, store, no_autosave):
+    session = sdk_session(a3s_code, sdk_agent, ws)
+    session.send(testing.CHAT_PROMPT)
+    ip.user_ns["session"] = session
+    run(ip, "a3s_autosave", f"on --store {store}")
+    cell(ip, "x = 1")
+    sid = session.session_id
+    cell(ip, "_ = session.bash('echo direct')")  # a tool call of its own: a trace, no run
+    assert len(on_disk(store, sid)["traces"]) == 1
+    report = {"schema": "a3s.verification_report.v1", "subject": "x", "status": "passed"}
+    cell(ip, f"session.record_verification_reports([{{**{report!r}, 'checks': []}}])")
+    assert [r["subject"] for r in on_disk(store, sid)["verification"]] == ["x"]
+    session.close()
