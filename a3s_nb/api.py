@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -19,27 +20,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from . import secrets as _secrets
+from . import serde
 from ._warn import warn
 from .capture import (
     NotASessionError,
+    Previous,
     bundle_from_parts,
-    bundle_to_parts,
-    capture,
+    capture_parts,
     is_session_like,
     tool_call_counts,
 )
 from .config import default_store_path
 from .errors import (
     A3sNbError,
+    CaptureError,
     CorruptFileError,
     NotAnAgentError,
     SaveConflictError,
     SaveError,
     SecretsFoundError,
     StoreError,
+    describe_validation_error,
 )
-from .models import SessionBundle
+from .models import SessionBundle, SessionData
 from .saved import SavedSession
 from .store import FileStore, Store, open_store, validate_session_id
 
@@ -170,25 +176,18 @@ def save(
 
         wait_idle(session, wait)  # a streamed turn reaches history() in the background
     sid = validate_session_id(str(session.session_id) if id is None else id)
-    previous: SessionBundle | None = None
-    unreadable = False
-    if st is not None:
-        try:
-            previous = st.load(sid) if st.exists(sid) else None
-        except CorruptFileError as e:  # the new save replaces it; say so
-            unreadable = True
-            warn(f"replacing an unreadable earlier save: {e}")
-    bundle = capture(session, session_id=sid, model=model, previous=previous)
-
-    parts = bundle_to_parts(bundle)
+    previous, unreadable = _previous(st, sid) if st is not None else (None, False)
+    parts = capture_parts(session, session_id=sid, model=model, previous=previous)
+    encoder = serde.encoder_for(sid)
+    encoded = _encode(encoder, parts)
     redacted = kept = 0
     if redact:
-        parts, findings = _secrets.redact(parts, env=env)
+        parts, findings = _scan(encoder, parts, encoded, env, redact=True)
         redacted = len(findings)
         if findings:
-            bundle = bundle_from_parts(parts)
+            encoded = _encode(encoder, parts)
     else:
-        findings = _secrets.scan(parts, env=env)
+        _, findings = _scan(encoder, parts, encoded, env, redact=False)
         if findings and not allow_secrets:
             raise SecretsFoundError(
                 f"not saving session {sid}: {_plural(len(findings), 'secret')} in what would "
@@ -200,31 +199,24 @@ def save(
         kept = len(findings)
     if st is None:
         st = _open(store)
-    stored_before: list[bool] = []
-
-    def guard(stored: SessionBundle | None) -> None:
-        stored_before.append(stored is not None)
-        if stored is not None and not force:
-            _refuse_if_it_loses_work(stored, bundle, sid)
-
     try:
-        # an unreadable earlier save is replaced on purpose (the warning above says so)
-        st.save(bundle, guard=None if unreadable else guard)
+        stored_before = _write(st, sid, parts, encoded, session, check=not (force or unreadable))
     except A3sNbError:
         raise
     except OSError as e:
         raise StoreError(f"cannot write session {sid} to store {st}: {e}") from e
     _SAVED_AS[(builtins.id(session), str(session.session_id))] = sid
-    counts = tool_call_counts(bundle)
+    messages = parts["session"]["messages"]
+    counts = tool_call_counts(messages)
     return SaveResult(
         session_id=sid,
         store=str(st),
-        messages=len(bundle.session.messages),
-        runs=len(bundle.runs),
+        messages=len(messages),
+        runs=len(parts["runs"]),
         tool_calls=counts.calls,
         tool_calls_failed=counts.failed,
         tool_calls_refused=counts.refused,
-        created=not any(stored_before) and previous is None,
+        created=previous is None and (unreadable or not stored_before),
         redacted=redacted,
         secrets_kept=kept,
     )
@@ -304,6 +296,148 @@ def _refuse_if_it_loses_work(stored: SessionBundle, live: SessionBundle, sid: st
 def _short(text: str | None, width: int = 60) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _previous(st: Store, sid: str) -> tuple[Previous | None, bool]:
+    """What is kept from the saved version of ``sid``, and whether it was unreadable.
+
+    That is its session document without the messages (read, not loaded: only its other
+    fields are validated), and its artifacts and sub-agent tasks as written; None when
+    there is none, or it cannot be read (then with a warning: the new save replaces it).
+    """
+    try:
+        doc = st.read_raw(sid, "session")
+        if doc is None:
+            return None, False
+        if not isinstance(doc, dict):
+            raise CorruptFileError(st.location(sid), "is not a JSON object")
+        try:
+            head = SessionData.model_validate({**doc, "messages": []})
+        except ValidationError as e:
+            raise CorruptFileError(st.location(sid), describe_validation_error(e)) from None
+        if head.id != sid:
+            raise CorruptFileError(st.location(sid), f"holds session {head.id!r}, not {sid!r}")
+        tasks = st.read_raw(sid, "subagent_tasks")
+    except CorruptFileError as e:  # the new save replaces it; say so
+        warn(f"replacing an unreadable earlier save: {e}")
+        return None, True
+
+    def artifacts() -> list[dict[str, Any]]:
+        try:
+            manifest = st.read_raw(sid, "artifacts")
+        except CorruptFileError:
+            return []
+        found = manifest.get("artifacts") if isinstance(manifest, dict) else None
+        return [a for a in found if isinstance(a, dict)] if isinstance(found, list) else []
+
+    doc.pop("messages", None)
+    return Previous(session=doc, artifacts=artifacts, subagent_tasks=tasks), False
+
+
+#: A digest of the session document each live session last wrote, by (id(session),
+#: store, id). While the stored document is still that one, nothing saved in between.
+_WROTE: dict[tuple[int, str, str], bytes] = {}
+
+
+def _digest(text: str | None) -> bytes | None:
+    return None if text is None else hashlib.blake2b(text.encode("utf-8")).digest()
+
+
+def _write(
+    st: Store,
+    sid: str,
+    parts: dict[str, Any],
+    encoded: dict[str, serde.EncodedPart],
+    session: Any,
+    *,
+    check: bool,
+) -> bool:
+    """Write the files under the store lock, first refusing (``check``) to lose work saved
+    in between by something else; True when a version was stored before.
+
+    The check loads what is stored only when this live session did not write it: after a
+    save of this session, the next one compares the stored session document with a digest
+    of the one it wrote.
+    """
+    texts = {part: e.text for part, e in encoded.items()}
+    store_key = str(st) if isinstance(st, FileStore) else f"{type(st).__name__}@{id(st)}"
+    mark = (builtins.id(session), store_key, sid)
+    with st.lock():
+        try:
+            stored_text = st._read(sid, "session")
+        except CorruptFileError:
+            stored_text = ""  # not what was written: checked below
+        if check and stored_text is not None and _WROTE.get(mark) != _digest(stored_text):
+            try:
+                stored = st._stored(sid)
+            except CorruptFileError as e:  # replaced, as an unreadable session document is
+                warn(f"replacing an unreadable earlier save: {e}")
+                stored = None
+            if stored is not None:
+                _refuse_if_it_loses_work(stored, bundle_from_parts(parts), sid)
+        st._save_texts(sid, texts)
+        _WROTE[mark] = _digest(texts["session"])  # type: ignore[assignment]
+    return stored_text is not None
+
+
+def _encode(encoder: serde.PartEncoder, parts: dict[str, Any]) -> dict[str, serde.EncodedPart]:
+    try:
+        return encoder.encode(parts)
+    except serde.PartError as e:
+        raise CaptureError(
+            "the session does not have the a3s-code shape: " + e.describe()
+        ) from None
+
+
+def _scan(
+    encoder: serde.PartEncoder,
+    parts: dict[str, Any],
+    encoded: dict[str, serde.EncodedPart],
+    env: dict[str, str] | None,
+    *,
+    redact: bool,
+) -> tuple[dict[str, Any], list[_secrets.SecretFinding]]:
+    """Scan (or redact) what would be written, skipping the items (messages, runs, ...)
+    that scanned clean before with the same secret values: their content is unchanged, so
+    the scan would find nothing again. Paths in the findings are those of the whole parts.
+    """
+    setting = frozenset(_secrets.secret_env_values(env).items())
+    view: dict[str, Any] = {}
+    for part, value in parts.items():
+        keys = encoded[part].items
+        key = serde.item_key(part)
+        items = value if key is None else value[key]
+        left = [
+            None if encoder.is_clean(k, setting) else item
+            for k, item in zip(keys, items, strict=True)
+        ]
+        view[part] = left if key is None else {**value, key: left}
+    if redact:
+        view, findings = _secrets.redact(view, env=env)
+        for part, value in parts.items():  # put the skipped items back
+            key = serde.item_key(part)
+            items = value if key is None else value[key]
+            new = view[part] if key is None else view[part][key]
+            new[:] = [item if n is None else n for item, n in zip(items, new, strict=True)]
+    else:
+        findings = _secrets.scan(view, env=env)
+    # Items a finding falls in stay unmarked; so do all, should a path not be understood.
+    located = [(f.part, serde.item_index(f.part, f.path)) for f in findings]
+    if all(
+        i is not None or serde.in_head(p, f.path)
+        for (p, i), f in zip(located, findings, strict=True)
+    ):
+        dirty = set(located)
+        encoder.mark_clean(
+            [
+                k
+                for part, e in encoded.items()
+                for i, k in enumerate(e.items)
+                if (part, i) not in dirty
+            ],
+            setting,
+        )
+    return view, findings
 
 
 # ============================================================================= resume

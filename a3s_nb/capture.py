@@ -24,22 +24,27 @@ the version already saved under the same id:
 from __future__ import annotations
 
 import re
+import threading
 import time
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic_core
 from pydantic import ValidationError
 
 from .errors import A3sNbError, CaptureError, NotASessionError, describe_validation_error
-from .models import SessionBundle
+from .models import SessionBundle, ToolResultBlock
 
 __all__ = [
     "CaptureError",
     "NotASessionError",
+    "Previous",
     "bundle_from_parts",
     "bundle_to_parts",
     "capture",
+    "capture_parts",
     "count_tool_calls",
     "is_session_like",
     "tool_call_counts",
@@ -95,6 +100,44 @@ def capture(
     >>> bundle                                          # doctest: +SKIP
     SessionBundle(id='4f1c...', messages=4, runs=1, traces=1, verification=0, artifacts=0)
     """
+    saved = None
+    if previous is not None:
+        prev_parts = bundle_to_parts(previous)
+        saved = Previous(
+            session=prev_parts["session"],
+            artifacts=lambda: prev_parts["artifacts"]["artifacts"],
+            subagent_tasks=prev_parts.get("subagent_tasks"),
+        )
+    parts = capture_parts(session, session_id=session_id, model=model, previous=saved, now=now)
+    return bundle_from_parts(parts)
+
+
+@dataclass
+class Previous:
+    """What :func:`capture_parts` keeps from the version already saved (file values).
+
+    ``session`` is the session document (its messages are not needed); ``artifacts`` is
+    called only when the live session no longer holds an artifact its transcript names.
+    """
+
+    session: dict[str, Any]
+    artifacts: Callable[[], list[dict[str, Any]]] = list
+    subagent_tasks: list[Any] | None = None
+
+
+def capture_parts(
+    session: Any,
+    *,
+    session_id: str | None = None,
+    model: str | None = None,
+    previous: Previous | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Read a live session into the JSON value of each file the store writes, by part.
+
+    As :func:`capture`, without building models: the values are what the SDK returns (a
+    :class:`~a3s_nb.serde.PartEncoder` validates them before they are written).
+    """
     if not is_session_like(session):
         raise NotASessionError(
             f"{type(session).__name__} object is not an a3s-code session "
@@ -106,7 +149,7 @@ def capture(
     try:
         history = list(session.history())
         snapshots = [dict(s) for s in session.runs()]
-        runs = [{"snapshot": s, "events": list(session.run_events(s["id"]))} for s in snapshots]
+        read = _read_runs(session, snapshots)
         traces = list(session.trace_events())
         verification = (
             list(session.verification_reports())
@@ -122,6 +165,7 @@ def capture(
     except Exception as e:  # the SDK raises RuntimeError/ValueError and friends
         raise CaptureError(f"could not read session {live_id!r}: {e}") from e
 
+    runs = [{"snapshot": r.snapshot, "events": list(r.events)} for r in read]
     for run in runs:
         run["snapshot"]["session_id"] = sid
         # a3s-code 3.3+ counts events cumulatively (older ones may have been trimmed), so
@@ -131,12 +175,8 @@ def capture(
         )
 
     prev = previous.session if previous is not None else None
-    data: dict[str, Any] = (
-        prev.model_dump(mode="json", by_alias=True, exclude_unset=False)
-        if prev is not None
-        else _new_session_data()
-    )
-    config = data["config"]
+    data: dict[str, Any] = dict(prev) if prev is not None else _new_session_data()
+    config = data["config"] = dict(data.get("config") or {})
     if workspace:
         config["workspace"] = str(workspace)
     elif not config.get("workspace"):
@@ -151,18 +191,21 @@ def capture(
         data["llm_config"] = {"provider": provider, "model": model_id, "base_url": None}
 
     first_run_s = min((int(s["created_at_ms"]) // 1000 for s in snapshots), default=None)
-    created = prev.created_at if prev is not None and prev.created_at else None
+    created = prev.get("created_at") if prev is not None else None
     data.update(
         id=sid,
         messages=history,
         tool_names=tool_names or data.get("tool_names", []),
         created_at=created or min(first_run_s or int(now), int(now)),
         updated_at=int(now),
-        total_usage=_total_usage(runs) or data.get("total_usage") or {},
+        total_usage=_total_usage(u for r in read for u in r.usages)
+        or data.get("total_usage")
+        or {},
     )
 
-    artifacts = _artifacts(session, history, runs, traces, previous)
-    values = {
+    tool_ends = [e for r in read for e in r.tool_ends]
+    artifacts = _artifacts(session, _uris(history, tool_ends, traces), previous)
+    parts: dict[str, Any] = {
         "session": data,
         "runs": runs,
         "traces": traces,
@@ -170,10 +213,66 @@ def capture(
         "artifacts": {"artifacts": artifacts},
     }
     if previous is not None and previous.subagent_tasks is not None:
-        values["subagent_tasks"] = [
-            t.model_dump(mode="json", by_alias=True) for t in previous.subagent_tasks
-        ]
-    return bundle_from_parts(values)
+        parts["subagent_tasks"] = previous.subagent_tasks
+    return parts
+
+
+@dataclass
+class _Run:
+    """One run as read from the SDK, with what capture needs from its events."""
+
+    snapshot: dict[str, Any]
+    events: list[Any]
+    tool_ends: list[dict[str, Any]]
+    usages: list[dict[str, Any]]  # of its agent_end events
+
+
+# Runs that are over do not change: the last few live sessions' are kept, so a save after
+# one more prompt reads only the new run's events from the SDK. The session objects are
+# referenced (the SDK's cannot be weakly referenced), so their ids are never reused.
+_FINISHED = frozenset({"completed", "failed", "cancelled"})
+_EVENTS_KEPT: OrderedDict[int, tuple[Any, dict[str, _Run]]] = OrderedDict()
+_EVENTS_LOCK = threading.Lock()
+_MAX_SESSIONS_KEPT = 4
+
+
+def _read_runs(session: Any, snapshots: list[dict[str, Any]]) -> list[_Run]:
+    """Each run's snapshot and events, read from the SDK unless the run was over."""
+    with _EVENTS_LOCK:
+        entry = _EVENTS_KEPT.pop(id(session), None)
+        if entry is None or entry[0] is not session:
+            entry = (session, {})
+        _EVENTS_KEPT[id(session)] = entry
+        while len(_EVENTS_KEPT) > _MAX_SESSIONS_KEPT:
+            _EVENTS_KEPT.popitem(last=False)
+    kept = entry[1]
+    out: list[_Run] = []
+    finished: dict[str, _Run] = {}
+    for snapshot in snapshots:
+        run_id = snapshot["id"]
+        known = kept.get(run_id)
+        if known is None or known.snapshot != snapshot:
+            events = list(session.run_events(run_id))
+            known = _Run(dict(snapshot), events, *_digest(events))
+        if snapshot.get("status") in _FINISHED:
+            finished[run_id] = known
+        out.append(_Run(snapshot, known.events, known.tool_ends, known.usages))
+    with _EVENTS_LOCK:
+        kept.clear()
+        kept.update(finished)
+    return out
+
+
+def _digest(events: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    tool_ends, usages = [], []
+    for record in events:
+        event = record.get("event") or {}
+        kind = event.get("type")
+        if kind == "tool_end":
+            tool_ends.append(event)
+        elif kind == "agent_end" and isinstance(event.get("usage"), dict):
+            usages.append(event["usage"])
+    return tool_ends, usages
 
 
 def _new_session_data() -> dict[str, Any]:
@@ -251,23 +350,19 @@ def _model_from_runs(runs: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def _total_usage(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _total_usage(usages: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """The sum of the runs' ``agent_end`` usage; None when there is none."""
     keys = ("prompt_tokens", "completion_tokens", "total_tokens")
     total: dict[str, Any] = dict.fromkeys(keys, 0)
     total["cache_read_tokens"] = total["cache_write_tokens"] = None
     seen = False
-    for run in runs:
-        for record in run["events"]:
-            event = record.get("event") or {}
-            if event.get("type") != "agent_end" or not isinstance(event.get("usage"), dict):
-                continue
-            seen = True
-            usage = event["usage"]
-            for key in keys:
-                total[key] += int(usage.get(key) or 0)
-            for key in ("cache_read_tokens", "cache_write_tokens"):
-                if usage.get(key) is not None:
-                    total[key] = (total[key] or 0) + int(usage[key])
+    for usage in usages:
+        seen = True
+        for key in keys:
+            total[key] += int(usage.get(key) or 0)
+        for key in ("cache_read_tokens", "cache_write_tokens"):
+            if usage.get(key) is not None:
+                total[key] = (total[key] or 0) + int(usage[key])
     return total if seen else None
 
 
@@ -284,41 +379,44 @@ def _strings(value: Any) -> Iterator[str]:
 
 def artifact_uris(history: list[Any], runs: list[dict[str, Any]], traces: list[Any]) -> list[str]:
     """The ``a3s://`` URIs the transcript, the tool_end events and the traces refer to."""
+    tool_ends = [e for run in runs for e in _digest(run["events"])[0]]
+    return _uris(history, tool_ends, traces)
+
+
+def _uris(history: list[Any], tool_ends: list[Any], traces: list[Any]) -> list[str]:
     seen: dict[str, None] = {}
-    tool_ends = [
-        r.get("event")
-        for run in runs
-        for r in run["events"]
-        if (r.get("event") or {}).get("type") == "tool_end"
-    ]
-    for text in _strings([history, tool_ends, traces]):
-        if "a3s://" in text:
-            for m in _ARTIFACT_URI.finditer(text):
-                seen.setdefault(m.group(0))
+    for source in (history, tool_ends, traces):
+        if not _may_hold_uri(source):
+            continue  # the common case, found at C speed
+        for text in _strings(source):
+            if "a3s://" in text:
+                for m in _ARTIFACT_URI.finditer(text):
+                    seen.setdefault(m.group(0))
     return list(seen)
 
 
-def _artifacts(
-    session: Any,
-    history: list[Any],
-    runs: list[dict[str, Any]],
-    traces: list[Any],
-    previous: SessionBundle | None,
-) -> list[dict[str, Any]]:
-    saved = {}
-    if previous is not None:
-        saved = {a.artifact_uri: a for a in previous.artifacts.artifacts}
+def _may_hold_uri(value: Any) -> bool:
+    try:
+        return b"a3s://" in pydantic_core.to_json(value)
+    except pydantic_core.PydanticSerializationError:  # not JSON: look at every string
+        return True
+
+
+def _artifacts(session: Any, uris: list[str], previous: Previous | None) -> list[dict[str, Any]]:
+    saved: dict[str, Any] | None = None
     get = getattr(session, "get_artifact", None)
     out: list[dict[str, Any]] = []
-    for uri in artifact_uris(history, runs, traces):
+    for uri in uris:
         artifact = None
         if callable(get):
             try:
                 artifact = get(uri)
             except Exception as e:
                 raise CaptureError(f"could not read artifact {uri}: {e}") from e
-        if artifact is None and uri in saved:
-            artifact = saved[uri].model_dump(mode="json")
+        if artifact is None and previous is not None:
+            if saved is None:  # read only when needed
+                saved = {a.get("artifact_uri"): a for a in previous.artifacts()}
+            artifact = saved.get(uri)
         if artifact is not None:  # a3s://tasks/... URIs are not retained by the SDK
             out.append(dict(artifact))
     return out
@@ -375,14 +473,26 @@ class ToolCallCounts:
     refused: int = 0
 
 
-def tool_call_counts(bundle: SessionBundle) -> ToolCallCounts:
+def tool_call_counts(source: SessionBundle | list[dict[str, Any]]) -> ToolCallCounts:
     """How many tool calls the model made, how many failed, and how many were refused.
 
-    A refused call never ran: a3s-code answered it with an error because the session has
-    no permission policy that allows it and nobody to ask (see ``REFUSED_MARK``).
+    ``source`` is a bundle, or the messages as the session file holds them. A refused call
+    never ran: a3s-code answered it with an error because the session has no permission
+    policy that allows it and nobody to ask (see ``REFUSED_MARK``).
     """
+    if not isinstance(source, SessionBundle):
+        calls = failed = refused = 0
+        for message in source:
+            for block in message.get("content") or ():
+                kind = block.get("type") if isinstance(block, dict) else None
+                if kind == "tool_use":
+                    calls += 1
+                elif kind == "tool_result" and block.get("is_error"):
+                    failed += 1
+                    refused += REFUSED_MARK in ToolResultBlock.model_validate(block).text
+        return ToolCallCounts(calls, failed, refused)
     calls = failed = refused = 0
-    for message in bundle.session.messages:
+    for message in source.session.messages:
         for block in message.content:
             kind = getattr(block, "type", "")
             if kind == "tool_use":

@@ -69,6 +69,7 @@ from .models import (
     VerificationReport,
     WorkflowCheckpoint,
 )
+from .serde import dumps, serde_float  # noqa: F401 (serde_float: re-exported)
 
 Part = Literal["session", "runs", "traces", "verification", "artifacts", "subagent_tasks"]
 
@@ -96,73 +97,6 @@ _MAX_ID_BYTES = 200
 _ID_AT_START = re.compile(rb'\A\{\s*"id"\s*:\s*("(?:[^"\\]|\\.)*")')
 
 M = TypeVar("M", bound=BaseModel)
-
-
-def dumps(value: Any) -> str:
-    """Serialise like serde_json's ``to_string_pretty``: 2-space indent, raw UTF-8.
-
-    Floats are spelled as serde_json spells them (see :func:`serde_float`), so a file the
-    SDK wrote and a3s_nb saves back unchanged stays byte-identical.
-    """
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json", by_alias=True)
-    text = json.dumps(value, indent=2, ensure_ascii=False)
-    # Python and serde disagree only on floats that Python writes with an exponent; such
-    # a float shows as digit, 'e', sign. Rare, so the exact fix runs only when one may be.
-    if _EXPONENT.search(text) and _FLOAT_MARK not in text:
-        text = json.dumps(_mark_floats(value), indent=2, ensure_ascii=False)
-        text = _MARKED.sub(lambda m: m.group(1), text)
-    return text
-
-
-_EXPONENT = re.compile(r"\de[+-]\d")
-_FLOAT_MARK = "\ue000float:"
-_MARKED = re.compile('"' + _FLOAT_MARK + '([^"\ue000]*)\ue000"')
-
-
-def _mark_floats(value: Any) -> Any:
-    """``value`` with every float Python would spell differently as a marked string."""
-    if isinstance(value, float):
-        text = repr(value)
-        return f"{_FLOAT_MARK}{serde_float(value)}\ue000" if "e" in text else value
-    if isinstance(value, dict):
-        return {k: _mark_floats(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mark_floats(v) for v in value]
-    return value
-
-
-def serde_float(value: float) -> str:
-    """A finite float as serde_json (ryu) writes it: ``1e-7``, ``0.00001``, ``1.5e16``.
-
-    Both pick the same shortest round-trip digits; they differ in layout: ryu writes plain
-    decimals for decimal exponents from -5 up to 16, and exponents without ``+`` or leading
-    zeros. Checked against serde_json on 5,946 values (``tests/data``).
-    """
-    text = repr(value)
-    if "e" not in text and "inf" not in text and "nan" not in text:
-        return text
-    sign = "-" if text.startswith("-") else ""
-    mantissa, _, exp = text.lstrip("-").partition("e")
-    whole, _, frac = mantissa.partition(".")
-    digits = (whole + frac).lstrip("0")
-    k = int(exp or 0) - len(frac)  # value = int(digits) * 10**k
-    stripped = digits.rstrip("0")
-    k += len(digits) - len(stripped)
-    digits = stripped
-    n = len(digits)
-    kk = n + k  # value = 0.<digits> * 10**kk
-    if k >= 0 and kk <= 16:
-        body = digits + "0" * k + ".0"
-    elif 0 < kk <= 16:
-        body = digits[:kk] + "." + digits[kk:]
-    elif -5 < kk <= 0:
-        body = "0." + "0" * -kk + digits
-    elif n == 1:
-        body = f"{digits}e{kk - 1}"
-    else:
-        body = f"{digits[0]}.{digits[1:]}e{kk - 1}"
-    return sign + body
 
 
 def _to_jsonable(part: str, value: Any) -> Any:
@@ -438,6 +372,16 @@ class Store(abc.ABC):
                     f"{describe_validation_error(e)}"
                 ) from None
             texts[part] = dumps(data)
+        self._save_texts(session_id, texts, guard=guard)
+
+    def _save_texts(
+        self,
+        session_id: str,
+        texts: dict[Part, str],
+        *,
+        guard: Callable[[SessionBundle | None], None] | None = None,
+    ) -> None:
+        """Write files already validated and serialised (by :mod:`a3s_nb.serde`)."""
         with self.lock():
             if guard is not None:
                 guard(self._stored(session_id))
