@@ -34,6 +34,7 @@ from typing import Any, TextIO
 
 from . import api
 from .capture import is_session_like
+from .config import default_store_path
 from .errors import A3sNbError
 
 __all__ = ["Autosave", "autosave", "fingerprint"]
@@ -192,7 +193,9 @@ class Autosave:
         return sum(t.saves for t in self._tracked.values())
 
     def __str__(self) -> str:
-        where = self.store if self.store is not None else "the default store"
+        where = self.store
+        if where is None:
+            where = f"{default_store_path().expanduser().absolute()} (the default store)"
         line = f"autosave is on: after each cell, live sessions that changed are saved in {where}"
         options = [
             o for o, on in (("redact", self.redact), ("allow-secrets", self.allow_secrets)) if on

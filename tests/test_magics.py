@@ -1113,3 +1113,26 @@ def test_autosave_sees_changes_made_without_a_run(ip, a3s_code, sdk_agent, ws, s
     cell(ip, f"session.record_verification_reports([{{**{report!r}, 'checks': []}}])")
     assert [r["subject"] for r in on_disk(store, sid)["verification"]] == ["x"]
     session.close()
+
+
+def test_what_extends_a_stored_session(fixture_store):
+    """missing_from: stored messages a prefix, stored run ids all present; redactions match."""
+    from a3s_nb.api import missing_from
+
+    stored = fixture_store.load("fix-oscar-2-000")
+    live = stored.model_copy(deep=True)
+    assert missing_from(stored, live) == ([], 0)
+    first = stored.runs[0].snapshot.id
+    live.runs = live.runs[1:]
+    assert missing_from(stored, live) == ([first], 0)
+    live = stored.model_copy(deep=True)
+    live.session.messages = live.session.messages[:-3]
+    assert missing_from(stored, live) == ([], 3)
+    # a redacted stored text stands for the secret the live session still has there ...
+    live = stored.model_copy(deep=True)
+    stored.session.messages[0].content[0].text = "use [REDACTED:openai-key] here"
+    live.session.messages[0].content[0].text = f"use {OPENAI} here"
+    assert missing_from(stored, live) == ([], 0)
+    # ... and nothing else
+    live.session.messages[0].content[0].text = f"use {OPENAI} there"
+    assert missing_from(stored, live) == ([], len(stored.session.messages))
