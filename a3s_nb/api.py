@@ -153,6 +153,13 @@ def save(
     ``allow_secrets=True`` (write them as they are). ``env`` is the environment whose
     secret-named variables are looked for (default: ``os.environ``).
 
+    A save never loses work saved under the same id in between by someone else (another
+    handle on the session, another kernel, the SDK's own save): when the store holds
+    messages or runs this session lacks (see :func:`missing_from`), it is refused with
+    :class:`SaveConflictError`, which says what would be lost. Save under a new ``id``, or
+    pass ``force=True`` to overwrite on purpose. The check is made under the store's lock,
+    at the moment of writing.
+
     >>> a3s_nb.save(session)                                     # doctest: +SKIP
     saved session 4f1c... in /home/me/project/a3s_sessions: 4 messages, 1 run, 1 tool call
     """
@@ -234,9 +241,9 @@ def saved_as(session: Any) -> str | None:
 def missing_from(stored: SessionBundle, live: SessionBundle) -> tuple[list[str], int]:
     """What ``stored`` holds that ``live`` lacks: run ids, and a number of messages.
 
-    ``live`` *extends* ``stored`` (and may replace it) when both are empty: every stored
-    message is, in order, the start of ``live``'s messages, and every stored run id is
-    among ``live``'s runs. A run whose status moved on (running, then completed) is the
+    ``live`` *extends* ``stored`` (and may replace it) when nothing is missing (``([],
+    0)``): the stored messages are, in order, the first messages of ``live``, and every
+    stored run id is among ``live``'s runs. A run whose status moved on (running, then completed) is the
     same run; traces, verification reports and artifacts follow the runs. Redacted text
     (``[REDACTED:kind]``) in the store stands for whatever the live session has there.
     """
