@@ -288,7 +288,7 @@ def _refuse_if_it_loses_work(stored: SessionBundle, live: SessionBundle, sid: st
         shown += f"; and {len(runs) - 3} more"
     if not shown:
         same = len(stored.session.messages) - messages
-        shown = f"its messages differ from message {same} on"
+        shown = f"its messages differ from message {same} on; compacted or edited?"
     raise SaveConflictError(
         f"not saving session {sid}: the store has {what} this session lacks ({shown}). "
         "Something else saved it since this session was resumed or last saved (another "
