@@ -376,3 +376,59 @@ def test_guard_runs_under_the_exclusive_lock_across_processes(tmp_path):
     finally:
         assert child.wait(timeout=60) == 0, child.stderr.read()
     assert len(a3s_nb.open_store(path).load("s-1").runs) == 2
+
+
+# --------------------------------------------------------------------------- any id
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sid=st.text(min_size=0, max_size=60))
+def test_any_text_is_a_refused_id_or_a_session_that_lists_loads_and_deletes(sid):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        store = a3s_nb.open_store(Path(d) / "s")
+        try:
+            store_mod.validate_session_id(sid)
+        except a3s_nb.InvalidSessionIdError:
+            with pytest.raises(a3s_nb.InvalidSessionIdError):
+                store.save(make_bundle(sid))
+            assert store.list() == []
+            return
+        store.save(make_bundle(sid, n=2))
+        assert store.list() == [sid]
+        assert store.exists(sid)
+        assert store.resolve(sid) == sid
+        assert store.load(sid).session.id == sid
+        store.delete(sid)
+        assert store.list() == [] and not store.exists(sid)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    key=st.one_of(
+        st.text(max_size=300), st.binary(max_size=5), st.integers(), st.none(), st.floats()
+    )
+)
+def test_a_lookup_with_anything_is_an_answer_or_an_a3s_nb_error(tmp_path_factory, key):
+    store = _lookup_store(tmp_path_factory)
+    for call in (store.load, store.exists, store.delete, store.resolve):
+        try:
+            call(key)
+        except (a3s_nb.InvalidSessionIdError, a3s_nb.SessionNotFoundError):
+            pass
+        except a3s_nb.AmbiguousSessionIdError:
+            assert call == store.resolve
+    assert store.list() == ["s-1", "s-2"]
+
+
+def _lookup_store(factory) -> a3s_nb.FileStore:
+    path = factory.getbasetemp() / "lookups"
+    if not path.exists():
+        store = a3s_nb.open_store(path)
+        store.save(make_bundle("s-1"))
+        store.save(make_bundle("s-2"))
+    return a3s_nb.open_store(path)
