@@ -762,6 +762,12 @@ class FileStore(Store):
     def _recover_or_overlay(self, state: _Held) -> None:
         try:
             self._recover()
+        except CorruptFileError as e:
+            raise CorruptFileError(
+                e.path,
+                f"{e.problem}: a3s_nb did not write this journal, so it does not follow it; "
+                "delete it by hand to use the store again",
+            ) from None
         except OSError as e:
             if state.shared and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 state.overlay = self._overlay()  # no write access: read through it
@@ -805,8 +811,8 @@ class FileStore(Store):
             self._replay(doc)
             what = "finished"
         else:  # staging, or a journal cut short before its rename: nothing was replaced
-            for rel in (doc or {}).get("cleanup", []):
-                _unlink(self._abs(rel))
+            for path in self._cleanup_paths(doc or {}):
+                _unlink(path)
             what = "undid"
         _unlink(self._journal)
         self.recovered.append(
@@ -817,7 +823,17 @@ class FileStore(Store):
     def _replay(self, doc: dict[str, Any]) -> None:
         """Make every operation of a commit journal; safe to repeat after a crash."""
         dirs: dict[str, None] = {}
-        for target_rel, src_rel in doc.get("ops", []):
+        ops = doc.get("ops", [])
+        if not isinstance(ops, list) or not all(
+            isinstance(op, list)
+            and len(op) == 2
+            and isinstance(op[0], str)
+            and op[0].endswith(".json")
+            and (op[1] is None or (isinstance(op[1], str) and _LEFTOVER.match(op[1])))
+            for op in ops
+        ):
+            raise CorruptFileError(self._journal, "'ops' is not a list of [file, temp file]")
+        for target_rel, src_rel in ops:
             target = self._abs(target_rel)
             if src_rel is None:
                 if _unlink(target):
@@ -829,11 +845,22 @@ class FileStore(Store):
                     dirs[str(target.parent)] = None
         for d in dirs:
             _fsync_dir(Path(d))
-        for rel in doc.get("cleanup", []):
-            _unlink(self._abs(rel))
+        for path in self._cleanup_paths(doc):
+            _unlink(path)
         for rel in doc.get("rmdirs", []):
             with contextlib.suppress(OSError):
                 fsio.rmdir(self._abs(rel))
+
+    def _cleanup_paths(self, doc: dict[str, Any]) -> list[Path]:
+        """The temp and backup files a journal lists; only such names, never a session file."""
+        names = doc.get("cleanup", [])
+        if not isinstance(names, list):
+            raise CorruptFileError(self._journal, "'cleanup' is not a list of paths")
+        paths = [self._abs(rel) for rel in names]
+        bad = [p for p in paths if not _LEFTOVER.match(p.name)]
+        if bad:
+            raise CorruptFileError(self._journal, f"lists {bad[0]} to remove, not a temp file")
+        return paths
 
     def _overlay(self) -> dict[str, str | None]:
         """Where each file of a pending commit journal is, for a reader that cannot finish it."""
@@ -872,7 +899,8 @@ class FileStore(Store):
                 )
         kept = [o for o in olds if o is not None]
         staged = [self._rel(p) for p in [*tmps, *kept]]
-        self._write_journal({"state": "staging", "cleanup": staged, "what": what}, sync=False)
+        if writes:  # what a kill before the commit point leaves, for the next one to remove
+            self._write_journal({"state": "staging", "cleanup": staged, "what": what}, sync=False)
         try:
             for tmp, (_, data) in zip(tmps, writes, strict=True):
                 _write_new(tmp, data)

@@ -432,3 +432,25 @@ def test_check_fix_removes_every_dead_leftover_and_no_live_one(tmp_path, capsys,
     assert main(["--store", str(path), "check"]) == 0
     assert "left by interrupted saves" not in capsys.readouterr().out
     assert len(a3s_nb.open_store(path).load("s").runs) == 1
+
+
+@pytest.mark.parametrize(
+    "journal",
+    [
+        {"state": "staging", "cleanup": ["s.json"]},
+        {"state": "commit", "ops": [["s.json", "runs/s.json"]], "cleanup": []},
+        {"state": "commit", "ops": [["../outside.json", None]]},
+        {"state": "staging", "cleanup": "s.json.1.2.tmp"},
+    ],
+)
+def test_a_tampered_journal_never_removes_a_session_file(tmp_path, journal):
+    store = a3s_nb.open_store(tmp_path / "s")
+    store.save(make_bundle("s", n=2))
+    (tmp_path / "outside.json").write_text("{}")
+    (store.meta_dir / "journal").write_text(json.dumps(journal))
+    with pytest.raises(a3s_nb.CorruptFileError, match="journal"):
+        store.load("s")
+    assert (store.path / "s.json").exists() and (store.path / "runs" / "s.json").exists()
+    assert (tmp_path / "outside.json").exists()
+    (store.meta_dir / "journal").unlink()  # the way on, as the error names the file
+    assert len(store.load("s").runs) == 2
