@@ -1,94 +1,516 @@
 """Find (and optionally redact) secrets in what is about to be written to a store.
 
-a3s-code writes prompts, model replies and tool output verbatim, so an API key pasted into a
-prompt or printed by ``env`` ends up on disk. :func:`scan` walks the JSON of every file of a
-session and reports each secret by file part and JSON path, with a masked preview that
-never contains the secret itself; :func:`redact` replaces them with ``[REDACTED:<kind>]``.
+a3s-code writes prompts, model replies, tool input and tool output verbatim, so an API key
+pasted into a prompt or printed by ``env`` ends up on disk. :func:`scan` walks the JSON of
+every file of a session (values and object keys) and reports each secret by file part and
+JSON path, with a masked preview that never contains the secret itself; :func:`redact`
+replaces them with ``[REDACTED:<kind>]``.
 
-What counts as a secret: provider API keys (OpenAI, Anthropic, Google), AWS access key ids
-and the secret keys written next to them, GitHub and Slack tokens, private key blocks,
-JWTs and bearer tokens, and the value (8 characters or more) of every environment variable
-whose name says it is secret (``*KEY*``, ``*SECRET*``, ``*TOKEN*``, ``*PASSWORD*``,
-``*PASSWD*``, ``*CREDENTIAL*``). The patterns are anchored so that a3s-code's own ids
-(``run-<uuid>``, ``call_<hex>``, ``tool-output:bash:<hex>``) never match.
+What counts as a secret (the full table, and how it compares with gitleaks and
+detect-secrets, is in ``docs/secrets.md``):
+
+* provider keys and tokens by their format: OpenAI (``sk-``, ``sk-proj-``), Anthropic,
+  Google API keys and OAuth client secrets, GitHub, GitLab, Slack (tokens and webhooks),
+  Stripe, Twilio, SendGrid, Hugging Face, npm, PyPI, AWS access key ids, Azure storage
+  keys, Groq, xAI, Perplexity, Replicate, Databricks, DigitalOcean, Shopify, Vault, Age,
+  Square, Linear, Sentry, Postman, Grafana, Telegram bots, private key blocks, JWTs;
+* AWS secret access keys: written under a telling name, or a 40-character key within 200
+  characters of an access key id or of the words ``aws`` / ``secret``;
+* credentials in URLs (``postgres://user:pass@host``: the password);
+* ``Authorization: Bearer ...`` / ``Basic ...`` values;
+* the value assigned to a secret-named key: ``DATABASE_PASSWORD=...``, ``SECRET_KEY: ...``,
+  ``"password": "..."``, ``apiKey = "..."``, and in parsed JSON the string under such a key;
+* the value (8 characters or more) of every environment variable whose name says it is
+  secret (``*KEY*``, ``*SECRET*``, ``*TOKEN*``, ``*PASSWORD*``, ``*PASSWD*``,
+  ``*CREDENTIAL*``).
+
+Streamed run events (``text_delta``, ``tool_output_delta``, ``tool_input_delta``, ...)
+are also scanned joined, per run and stream, so a secret split across two deltas is found;
+it is redacted consistently in the pieces (the label in the first, nothing in the rest).
+Format rules check that the random part looks random, so ordinary identifiers
+(``sk-learn-compatible-estimator-wrapper``), placeholders (``sk-...``, ``YOUR_API_KEY``) and
+a3s-code's own ids (``run-<uuid>``, ``call_<hex>``, ``task-run-task-<uuid>``) never match.
+
+Speed: each file is cut into units (a message, a run, a trace, ...). A unit's compact JSON
+is searched for the literal anchors of every rule at C speed, and only units with an anchor
+are walked string by string. A unit found clean is remembered (a keyed digest of its JSON,
+in a bounded in-process cache keyed also by the rule set and the secret environment values),
+so saving a long session again rescans only what changed.
 """
 
 from __future__ import annotations
 
+import bisect
+import hashlib
+import json
+import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SecretFinding", "format_findings", "redact", "scan", "secret_env_values"]
+try:  # a faster JSON encoder for the unit digests, when installed
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised through _set_encoder in the tests
+    _orjson = None
 
+__all__ = [
+    "SecretFinding",
+    "clear_cache",
+    "format_findings",
+    "redact",
+    "scan",
+    "secret_env_values",
+]
+
+#: Bumped whenever a rule changes, so cached "clean" verdicts of older rules are not reused.
+RULES_VERSION = "2"
+
+_A = re.ASCII
 # A token character on either side would mean we matched inside a longer word.
 _L = r"(?<![A-Za-z0-9_\-])"
 _R = r"(?![A-Za-z0-9_\-])"
 
-#: (kind, compiled pattern, group holding the secret). Order matters: the first kind that
-#: claims a span wins, so the specific ones come before the generic ones.
-_PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
-    (
+# ----------------------------------------------------------------------------- checks
+
+
+def _entropy(s: str) -> float:
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in Counter(s).values()) if n else 0.0
+
+
+def _random(s: str, classes: int = 2) -> bool:
+    """True when ``s`` looks machine-made: mixed character classes and high entropy."""
+    kinds = any(c.isupper() for c in s) + any(c.islower() for c in s) + any(c.isdigit() for c in s)
+    if kinds < classes or len(s) < 8:
+        return False
+    return _entropy(s) >= min(3.0, 0.75 * math.log2(len(s)))
+
+
+_PLACEHOLDER = re.compile(
+    r"(?i)(?:x{3,}|\*{3,}|\.{3,}|-{3,}|_{3,}|#{3,}|0{4,}|"
+    r"1234\d*|qwerty\d*|"
+    r"change_?(?:me|it)|replace_?me|pass(?:word|wd)?\d*|secret|token|pwd|"
+    r"none|null|nil|true|false|undefined|empty|required|optional|unset|"
+    r"str|string|bytes|int|secretstr|secretbytes|any|object|"
+    r"bearer|basic|example\w*|sample\w*|dummy\w*|fake\w*|test\w*|placeholder\w*|"
+    r"todo|tbd|n/a|redacted|hidden|masked|"
+    r"(?:your|my|the|some|insert|enter|put)[_\- ]?\w*|"
+    r"\w*(?:_here|xxx\w*)|"
+    r".*\.\.\.|.*(?:…|\*\*\*|xxxx).*|"
+    r"<[^>]*>|\{\{.*\}\}|\$\{.*\}|\$\(.*\)|\$[A-Za-z_]\w*|%\(?\w*\)?[sd]|\{\w*\}|\[.*\]?)"
+)
+
+
+def _placeholder(v: str) -> bool:
+    return bool(_PLACEHOLDER.fullmatch(v)) or "redacted" in v.lower()
+
+
+def _group_random(group: int | str = 0, skip: int = 0, classes: int = 2) -> Callable:
+    def check(m: re.Match[str], text: str) -> bool:
+        return _random(m.group(group)[skip:], classes)
+
+    return check
+
+
+# ------------------------------------------------------------------- secret-named keys
+
+_NAME_WORD = (
+    r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_\-]?key|apikey|access[_\-]?key|"
+    r"private[_\-]?key|auth[_\-]?key|credentials?)"
+)
+# A secret word ending a key name, starting the name or after a separator or a camelCase
+# hump: DATABASE_PASSWORD, SECRET_KEY, apiKey, client-secret; not compass, bypass, tokens.
+_NAME = (
+    r"(?:[A-Za-z0-9_.\-]{0,60}?(?:[_.\-]|(?-i:(?<=[a-z0-9])(?=[A-Z]))))?"
+    + _NAME_WORD
+    + r"(?![A-Za-z0-9])"
+)
+_NAME_RE = re.compile(r"(?i)" + _NAME, _A)
+_NAME_NOT_SECRET = re.compile(
+    r"(?i).*(?:csrf|xsrf|public|publishable|page|continuation|sort|cancel\w*|max|min|num)"
+    r"[_.\-]?(?:token|key|secret)",
+    _A,
+)
+# Anchored on the secret word (a regex that starts with the name would be tried at every
+# position); the rest of the name is read backwards by _check_assign.
+_ASSIGN = re.compile(
+    r"(?i)(?P<word>" + _NAME_WORD + r")(?![A-Za-z0-9])(?P<q>[\"'\]]{0,2})"
+    r"(?P<s1>[ \t]{0,3})(?P<sep>:=|=>|=|:)(?P<s2>[ \t]{0,3})"
+    r"(?:\"(?P<dq>[^\"\n]{1,300})\"|'(?P<sq>[^'\n]{1,300})'|"
+    r"(?P<bare>[^\s\"'`,;)\]}>]{1,300}))",
+    _A,
+)
+_NAME_HEAD = re.compile(r"[A-Za-z0-9_.\-]{0,60}\Z", _A)
+_IDENT = re.compile(r"[A-Za-z_]\w*", _A)
+_DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+", _A)
+_PATHLIKE = re.compile(
+    r"(?:~|\.{1,2})?/[^/\s].*|[A-Za-z]:\\.*|.*\.(?:json|pem|key|crt|cer|p12|pfx|txt|ya?ml|env|ini|toml)",
+    _A | re.IGNORECASE,
+)
+
+
+def _classes(v: str) -> int:
+    return (
+        any(c.islower() for c in v)
+        + any(c.isupper() for c in v)
+        + any(c.isdigit() for c in v)
+        + any(not c.isalnum() and c not in "-_." for c in v)
+    )
+
+
+def _secret_value(v: str, *, quoted: bool, env_style: bool = False) -> bool:
+    """Is ``v``, assigned to a secret-named key, a real value (not code, a path or a stub)?"""
+    if len(v) < 6 or any(c.isspace() for c in v) or _placeholder(v):
+        return False
+    if "://" in v or _PATHLIKE.fullmatch(v):
+        return False
+    if quoted:
+        return True
+    if "(" in v or "[" in v or _DOTTED.fullmatch(v):  # a call, an index, an attribute
+        return False
+    if _IDENT.fullmatch(v):  # a bare word: a literal in an env file, a name in code
+        return env_style or (any(c.isdigit() for c in v) and any(c.isalpha() for c in v))
+    return env_style or _classes(v) >= 2
+
+
+def _check_assign(m: re.Match[str], text: str) -> bool:
+    start = m.start("word")
+    head = _NAME_HEAD.search(text, max(0, start - 60), start)
+    name = (head.group(0) if head else "") + m.group("word")
+    if not _NAME_RE.fullmatch(name) or _NAME_NOT_SECRET.fullmatch(name):
+        return False
+    if m.group("bare") is None:
+        return _secret_value(m.group("dq") or m.group("sq"), quoted=True)
+    # NAME=value or NAME: value under an upper-case name: an env file, YAML, INI
+    upper = not any(c.islower() for c in name)
+    tight = not m.group("s1") and (not m.group("s2") or m.group("sep") == ":")
+    return _secret_value(m.group("bare"), quoted=False, env_style=upper and tight)
+
+
+def _secret_key(key: str) -> bool:
+    return bool(_NAME_RE.fullmatch(key)) and not _NAME_NOT_SECRET.fullmatch(key)
+
+
+# ------------------------------------------------------------------------ other checks
+
+_AWS_CONTEXT = re.compile(r"(?i:aws|secret)|(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}", _A)
+_AWS_NEAR_CHARS = 200
+
+
+def _check_aws_near(m: re.Match[str], text: str) -> bool:
+    v = m.group(0)
+    if not (_random(v, classes=3) and v.count("/") + v.count("+") <= 4 and "//" not in v):
+        return False
+    lo, hi = max(0, m.start() - _AWS_NEAR_CHARS), m.end() + _AWS_NEAR_CHARS
+    return any(
+        c.end() <= m.start() or c.start() >= m.end() for c in _AWS_CONTEXT.finditer(text, lo, hi)
+    )
+
+
+def _check_azure_near(m: re.Match[str], text: str) -> bool:
+    lo, hi = max(0, m.start() - _AWS_NEAR_CHARS), m.end() + _AWS_NEAR_CHARS
+    return "azure" in text[lo:hi].lower() and _random(m.group(0), classes=3)
+
+
+def _check_url(m: re.Match[str], text: str) -> bool:
+    return not _placeholder(m.group("pw"))
+
+
+def _check_bearer(m: re.Match[str], text: str) -> bool:
+    v = m.group(1)
+    return not _placeholder(v) and _classes(v) >= 2
+
+
+# ------------------------------------------------------------------------------ anchors
+#
+# Every rule has literal anchors, one of which each of its matches contains. They are
+# searched in a unit's compact JSON, where a string's characters appear as they are except
+# `"`, `\` and control characters, which no anchor contains. Case-exact formats are searched
+# in the JSON itself, the others in its lower-cased copy. An anchor that is common in
+# ordinary text carries a check: a regex searched around it that must match too. Checks are
+# looser than the rules (they also accept JSON escapes such as `\n` where a rule accepts
+# white space), so a unit with no anchor cannot hold a match.
+
+
+@dataclass(frozen=True, eq=False)
+class _Anchor:
+    text: bytes
+    lower: bool  # searched in the lower-cased text (the anchor is lower case)
+    verify: re.Pattern[bytes] | None = None
+    back: int = 0  # the check is searched from this many bytes before the anchor
+    ahead: int = 0  # to this many after its end
+
+    def found(self, raw: bytes, low: bytes, lo: int = 0, hi: int | None = None) -> int:
+        """The position of the first checked occurrence in ``[lo, hi)``, or -1."""
+        buf = low if self.lower else raw
+        hi = len(buf) if hi is None else hi
+        at = buf.find(self.text, lo, hi)
+        while at != -1:
+            if self.verify is None or self.verify.search(
+                buf, max(lo, at - self.back), min(hi, at + len(self.text) + self.ahead)
+            ):
+                return at
+            at = buf.find(self.text, at + 1, hi)
+        return -1
+
+
+def _a(text: bytes, lower: bool = False, verify: bytes | None = None, back=0, ahead=80):
+    return _Anchor(text, lower, re.compile(verify) if verify else None, back, ahead)
+
+
+def _raw(*texts: bytes) -> tuple[_Anchor, ...]:
+    return tuple(_a(t) for t in texts)
+
+
+# JSON writes white space inside strings as \n, \t, ... and other controls as \u00XX.
+_ESC_B = rb"(?:(?<=\\[bfnrt])|(?<=\\u00[0-9a-f]{2}))"
+_SEP_B = rb"(?:[\"'\]\\ \t]|\\[nrt]){0,12}(?::=|=>|=|:)"
+_AFTER_NAME_B = rb"(?![a-z0-9])" + _SEP_B
+
+_SK = _a(b"sk-", verify=rb"(?:(?<![a-z0-9_\-])|" + _ESC_B + rb")sk-[A-Za-z0-9_\-]{20}", back=6)
+_SECRET_NAMED = _a(
+    b"secret",
+    lower=True,
+    verify=rb"secret[a-z_\-.]{0,20}" + _SEP_B,
+    ahead=40,
+)
+
+
+def _near(words: tuple[bytes, ...], run: bytes) -> tuple[_Anchor, ...]:
+    """Telling words with a bounded run of key characters within 250 bytes."""
+    verify = rb"(?:(?<![a-z0-9/+=_\-])|" + _ESC_B + rb")" + run + rb"(?![a-z0-9/+=_\-])"
+    return tuple(_a(w, True, verify, back=_NEAR + 50, ahead=_NEAR + 50) for w in words)
+
+
+_NEAR = 200
+_ASSIGN_ANCHORS = (
+    *(_a(w, True, w + rb"[a-z]{0,6}" + _SEP_B, ahead=40) for w in (b"pass", b"pwd", b"credential")),
+    *(_a(w, True, w + _AFTER_NAME_B, ahead=40) for w in (b"secret", b"token", b"apikey")),
+    _a(b"key", True, rb"(?:api|access|private|auth)[_\-]?key" + _AFTER_NAME_B, back=8, ahead=40),
+)
+
+# ---------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True, eq=False)
+class _Rule:
+    kind: str
+    pattern: re.Pattern[str]
+    anchors: tuple[_Anchor, ...]
+    group: int | str = 0
+    check: Callable[[re.Match[str], str], bool] | None = None
+
+
+def _rule(
+    kind: str,
+    regex: str,
+    anchors: tuple[_Anchor, ...],
+    group: int | str = 0,
+    check: Callable | None = None,
+) -> _Rule:
+    return _Rule(kind, re.compile(regex, _A), anchors, group, check)
+
+
+def _token(
+    kind: str,
+    prefix: str,
+    body: str,
+    anchors: tuple[_Anchor, ...],
+    skip: int = 0,
+    classes: int = 2,
+) -> _Rule:
+    """A token made of a literal prefix and a random body, bounded on both sides."""
+    return _rule(
+        kind, _L + f"(?:{prefix}){body}" + _R, anchors, check=_group_random(0, skip, classes)
+    )
+
+
+_AWS_IDS = (b"AKIA", b"ASIA", b"ABIA", b"ACCA")
+
+#: Order matters: the first rule that claims a span wins, so specific ones come first.
+_RULES: list[_Rule] = [
+    _rule(
         "private-key",
-        re.compile(
-            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
-            r"[\s\S]*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)"
-        ),
-        0,
+        r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----(?:\s|\\[nr])*"
+        r"(?:[A-Za-z-]+:[^\n\\]*(?:\s|\\[nr])+)*[A-Za-z0-9+/=]{24}"
+        r"[\s\S]*?(?:-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----|\Z)",
+        _raw(b"-----BEGIN"),
     ),
-    ("anthropic-key", re.compile(_L + r"sk-ant-[A-Za-z0-9_\-]{20,}" + _R), 0),
-    ("openai-key", re.compile(_L + r"sk-(?!ant-)[A-Za-z0-9_\-]{20,}" + _R), 0),
-    ("github-token", re.compile(_L + r"(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,}" + _R), 0),
-    ("github-token", re.compile(_L + r"github_pat_[A-Za-z0-9_]{22,}" + _R), 0),
-    ("slack-token", re.compile(_L + r"xox[baprs]-[A-Za-z0-9\-]{10,}" + _R), 0),
-    ("google-api-key", re.compile(_L + r"AIza[0-9A-Za-z_\-]{35}" + _R), 0),
-    (
+    _token("anthropic-key", "sk-ant-", r"[A-Za-z0-9_\-]{20,}", (_SK,), skip=7),
+    _token("openai-key", r"sk-(?!ant-)", r"[A-Za-z0-9_\-]{20,}", (_SK,), skip=3),
+    _token(
+        "stripe-key",
+        r"(?:sk|rk)_(?:live|test|prod)_",
+        r"[A-Za-z0-9]{10,}",
+        _raw(b"k_live_", b"k_test_", b"k_prod_"),
+        skip=8,
+    ),
+    _token("stripe-key", "whsec_", r"[A-Za-z0-9+/=]{24,}", _raw(b"whsec_"), skip=6),
+    _token(
+        "github-token",
+        "gh[pousr]_",
+        r"[A-Za-z0-9]{36,}",
+        _raw(b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_"),
+        skip=4,
+    ),
+    _token("github-token", "github_pat_", r"[A-Za-z0-9_]{22,}", _raw(b"github_pat_"), skip=11),
+    _token(
+        "gitlab-token",
+        r"gl(?:pat|dt|rt|ptt|cbt|ft|imt|oas|soat|agent|ffct)-",
+        r"[\w\-]{20,}",
+        _raw(b"glpat-", b"gldt-", b"glrt-", b"glptt-", b"glcbt-", b"glft-", b"glimt-")
+        + _raw(b"gloas-", b"glsoat-", b"glagent-", b"glffct-"),
+    ),
+    _token("slack-token", r"xox[abposre]-", r"[A-Za-z0-9\-]{10,}", _raw(b"xox")),
+    _token("slack-token", r"xapp-\d-", r"[A-Za-z0-9\-]{10,}", _raw(b"xapp-")),
+    _rule(
+        "slack-webhook",
+        r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_\-]{20,}",
+        _raw(b"hooks.slack.com/"),
+    ),
+    _token("google-api-key", "AIza", r"[0-9A-Za-z_\-]{35}", _raw(b"AIza")),
+    _token("google-oauth-secret", "GOCSPX-", r"[A-Za-z0-9_\-]{28}", _raw(b"GOCSPX-")),
+    _rule(
         "aws-access-key-id",
-        re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])"),
-        0,
+        r"(?<![A-Z0-9])(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])",
+        tuple(_a(a, verify=a + rb"[A-Z0-9]{16}") for a in (*_AWS_IDS, b"A3T")),
+        check=_group_random(0, 4),
     ),
-    (
+    _rule(
         "aws-secret-key",
-        re.compile(
-            r"(?i:aws)[A-Za-z_\-]{0,20}(?i:secret)[A-Za-z_\-]{0,20}[\"']?\s*[:=]\s*[\"']?"
-            r"(?<![A-Za-z0-9/+])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
-        ),
+        r"(?i:aws[A-Za-z_\-.]{0,20}secret[A-Za-z_\-.]{0,20}|secret[_\-]?access[_\-]?key)"
+        r"[\"'\]]{0,2}\s{0,3}(?::=|=>|=|:)\s{0,3}[\"']?"
+        r"(?<![A-Za-z0-9/+])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+        (_SECRET_NAMED,),
         1,
     ),
-    (
-        "jwt",
-        re.compile(_L + r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}" + _R),
-        0,
+    _rule(
+        "aws-secret-key",
+        r"(?<![A-Za-z0-9/+=_\-])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=_\-])",
+        _near((b"aws", b"secret", *(a.lower() for a in _AWS_IDS)), rb"[a-z0-9/+]{40}"),
+        check=_check_aws_near,
     ),
-    ("bearer-token", re.compile(r"(?i:\bbearer)\s+([A-Za-z0-9\-._~+/]{20,}=*)"), 1),
+    _rule(
+        "azure-storage-key",
+        r"(?i:AccountKey)\s*=\s*([A-Za-z0-9+/]{86}==)",
+        (_a(b"accountkey", lower=True),),
+        1,
+    ),
+    _rule(
+        "azure-storage-key",
+        r"(?<![A-Za-z0-9+/=\-])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])",
+        _near((b"azure",), rb"[a-z0-9/+]{86}=="),
+        check=_check_azure_near,
+    ),
+    _token(
+        "twilio-key", "SK", r"[0-9a-fA-F]{32}", (_a(b"SK", verify=rb"SK[0-9a-fA-F]{32}"),), skip=2
+    ),
+    _token(
+        "sendgrid-key",
+        r"SG\.",
+        r"[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}",
+        _raw(b"SG."),
+        skip=3,
+    ),
+    _token(
+        "huggingface-token",
+        "hf_",
+        r"[A-Za-z0-9]{30,40}",
+        (_a(b"hf_", verify=rb"hf_[A-Za-z0-9]{30}"),),
+        skip=3,
+    ),
+    _token("huggingface-token", "api_org_", r"[A-Za-z0-9]{30,40}", _raw(b"api_org_"), skip=8),
+    _token("npm-token", "npm_", r"[A-Za-z0-9]{36}", _raw(b"npm_"), skip=4),
+    _token("pypi-token", "pypi-", r"AgE[A-Za-z0-9_\-]{50,}", _raw(b"pypi-AgE"), skip=5, classes=1),
+    _token("groq-key", "gsk_", r"[A-Za-z0-9]{48,}", _raw(b"gsk_"), skip=4),
+    _token("xai-key", "xai-", r"[A-Za-z0-9]{60,}", _raw(b"xai-"), skip=4),
+    _token("perplexity-key", "pplx-", r"[A-Za-z0-9]{40,}", _raw(b"pplx-"), skip=5),
+    _token("replicate-token", "r8_", r"[A-Za-z0-9]{30,}", _raw(b"r8_"), skip=3),
+    _token("databricks-token", "dapi", r"[a-f0-9]{32}(?:-\d)?", _raw(b"dapi"), skip=4, classes=1),
+    _token("digitalocean-token", r"do[opr]_v1_", r"[a-f0-9]{64}", _raw(b"_v1_"), skip=7, classes=1),
+    _token(
+        "shopify-token",
+        r"shp(?:at|ca|pa|ss)_",
+        r"[a-fA-F0-9]{32}",
+        _raw(b"shp"),
+        skip=6,
+        classes=1,
+    ),
+    _token("vault-token", r"hv[sb]\.", r"[A-Za-z0-9_\-]{90,}", _raw(b"hvs.", b"hvb."), skip=4),
+    _token(
+        "age-secret-key",
+        "AGE-SECRET-KEY-1",
+        r"[0-9A-Z]{58}",
+        _raw(b"AGE-SECRET-KEY-1"),
+        skip=16,
+        classes=1,
+    ),
+    _token(
+        "square-token",
+        r"sq0(?:atp|csp)-",
+        r"[A-Za-z0-9_\-]{22,}",
+        _raw(b"sq0atp-", b"sq0csp-"),
+        skip=7,
+    ),
+    _token("linear-key", "lin_api_", r"[A-Za-z0-9]{40}", _raw(b"lin_api_"), skip=8),
+    _token("sentry-token", r"sntry[us]_", r"[A-Za-z0-9_+/=]{40,}", _raw(b"sntry"), skip=7),
+    _token(
+        "postman-key",
+        "PMAK-",
+        r"[a-fA-F0-9]{24}-[a-fA-F0-9]{34}",
+        _raw(b"PMAK-"),
+        skip=5,
+        classes=1,
+    ),
+    _token(
+        "grafana-token", r"gl(?:sa|c)_", r"[A-Za-z0-9_+/=]{32,}", _raw(b"glsa_", b"glc_"), skip=4
+    ),
+    _rule(
+        "telegram-bot-token",
+        r"(?<![0-9])[0-9]{8,10}:AA[A-Za-z0-9_\-]{33}" + _R,
+        (_a(b":AA", verify=rb"[0-9]{8}:AA[A-Za-z0-9_\-]{33}", back=10),),
+        check=_group_random(0, 11),
+    ),
+    _rule(
+        "jwt",
+        _L + r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}" + _R,
+        _raw(b"eyJ"),
+    ),
+    _rule(
+        "url-credentials",
+        r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{1,30}://"
+        r"(?P<user>[^\s:/?#@\"'<>\[\]]{0,100}):(?P<pw>[^\s/?#@\"'<>]{1,200})@"
+        r"(?=[A-Za-z0-9\[._\-])",
+        (_a(b"://", True, rb"://[^\s/@]{0,100}:[^\s/@]{1,200}@", ahead=320),),
+        "pw",
+        _check_url,
+    ),
+    _rule(
+        "bearer-token",
+        r"(?i:\bbearer)\s+([A-Za-z0-9\-._~+/]{20,}=*)",
+        (_a(b"bearer", True, rb"bearer(?:\s|\\[nrt])+[a-z0-9\-._~+/]{20}", ahead=40),),
+        1,
+        _check_bearer,
+    ),
+    _rule(
+        "basic-auth",
+        r"(?i:authorization)[\"']?\s*[:=]\s*[\"']?(?i:basic)\s+([A-Za-z0-9+/]{12,}={0,2})",
+        (_a(b"authorization", lower=True),),
+        1,
+    ),
+    _Rule("secret-assignment", _ASSIGN, _ASSIGN_ANCHORS, "v", _check_assign),
 ]
 
-_AWS_ID_HINTS = ("akia", "asia", "abia", "acca")
+_ANCHORS: list[_Anchor] = list({id(a): a for r in _RULES for a in r.anchors}.values())
+_ALL = frozenset(range(len(_ANCHORS)))
+_RULE_ANCHORS = [frozenset(_ANCHORS.index(a) for a in r.anchors) for r in _RULES]
+_DELTA_SUFFIX = "_delta"
 
-#: Lower-case substrings one of which every match of the pattern at the same index contains.
-_HINTS: list[tuple[str, ...]] = [
-    ("private key",),
-    ("sk-ant-",),
-    ("sk-",),
-    ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
-    ("github_pat_",),
-    ("xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-"),
-    ("aiza",),
-    _AWS_ID_HINTS,
-    ("secret",),
-    ("eyj",),
-    ("bearer",),
-]
-
-# A 40-character AWS secret key written near an access key id, without a telling name.
-_AWS_SECRET_NEAR = re.compile(r"(?<![A-Za-z0-9/+])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])")
-_AWS_NEAR_CHARS = 200
-_PATTERNS_AWS_ID = next(p for k, p, _ in _PATTERNS if k == "aws-access-key-id")
-
-_SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
-_MIN_ENV_VALUE = 8
+# ----------------------------------------------------------------------------- public
 
 
 @dataclass(frozen=True)
@@ -104,6 +526,10 @@ class SecretFinding:
 
     def __str__(self) -> str:
         return f"{self.part}: {self.path}: {self.kind} ({self.preview})"
+
+
+_SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+_MIN_ENV_VALUE = 8
 
 
 def secret_env_values(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -126,113 +552,30 @@ def secret_env_values(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return found
 
 
-def _mask(kind: str, secret: str) -> str:
-    if kind.startswith("env:"):
-        return f"value of ${kind[4:]}, {len(secret)} chars"
-    return f"{secret[:4]}…, {len(secret)} chars"
-
-
-def _spans(text: str, env_values: Mapping[str, str]) -> list[tuple[int, int, str]]:
-    """Non-overlapping (start, end, kind) spans of secrets in ``text``, in order."""
-    spans: list[tuple[int, int, str]] = []
-
-    def claim(start: int, end: int, kind: str) -> None:
-        if end <= start:
-            return
-        for s, e, _ in spans:
-            if start < e and s < end:
-                return
-        spans.append((start, end, kind))
-
-    lower = text.lower()
-    for (kind, pattern, group), hints in zip(_PATTERNS, _HINTS, strict=True):
-        # A substring test is far cheaper than a regex scan with look-arounds, and most
-        # text (tool output, source code) has none of the hints.
-        if not any(h in lower for h in hints):
-            continue
-        for m in pattern.finditer(text):
-            claim(m.start(group), m.end(group), kind)
-    aws_ids = _PATTERNS_AWS_ID.finditer(text) if any(h in lower for h in _AWS_ID_HINTS) else ()
-    for m in aws_ids:
-        lo, hi = max(0, m.start() - _AWS_NEAR_CHARS), m.end() + _AWS_NEAR_CHARS
-        for s in _AWS_SECRET_NEAR.finditer(text, lo, min(hi, len(text))):
-            value = s.group(1)
-            # real secret keys mix cases; this keeps hex digests (git hashes) out
-            if any(c.isupper() for c in value) and any(c.islower() for c in value):
-                claim(s.start(1), s.end(1), "aws-secret-key")
-    # longest values first, so a value that contains another is reported as itself
-    for name, value in sorted(env_values.items(), key=lambda kv: -len(kv[1])):
-        start = text.find(value)
-        while start != -1:
-            claim(start, start + len(value), f"env:{name}")
-            start = text.find(value, start + len(value))
-    spans.sort()
-    return spans
-
-
-def _walk(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    """Every string inside a JSON value, with its path."""
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            sub = f"{path}.{key}" if path else str(key)
-            yield from _walk(item, sub)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _walk(item, f"{path}[{i}]")
-
-
-def scan(parts: Mapping[str, Any], *, env: Mapping[str, str] | None = None) -> list[SecretFinding]:
+def scan(
+    parts: Mapping[str, Any], *, env: Mapping[str, str] | None = None, cache: bool = True
+) -> list[SecretFinding]:
     """Find secrets in the JSON values of a session's files, keyed by part name.
 
-    >>> [str(f) for f in scan({"session": {"note": "key sk-" + "a" * 40}}, env={})]
-    ['session: note: openai-key (sk-a…, 43 chars)']
+    ``cache=False`` reads everything again, even what an earlier scan found clean.
+
+    >>> key = "sk-proj-" + "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"
+    >>> [str(f) for f in scan({"session": {"note": "key " + key}}, env={})]
+    ['session: note: openai-key (sk-p…, 40 chars)']
     """
-    env_values = secret_env_values(env)
-    findings: list[SecretFinding] = []
-    for part, value in parts.items():
-        for path, text in _walk(value, ""):
-            for start, end, kind in _spans(text, env_values):
-                secret = text[start:end]
-                findings.append(
-                    SecretFinding(part, path or "<root>", kind, _mask(kind, secret), start, end)
-                )
-    return findings
+    return _Scanner(env, cache).run(parts, redact=False)[1]
 
 
 def redact(
-    parts: Mapping[str, Any], *, env: Mapping[str, str] | None = None
+    parts: Mapping[str, Any], *, env: Mapping[str, str] | None = None, cache: bool = True
 ) -> tuple[dict[str, Any], list[SecretFinding]]:
-    """A copy of ``parts`` with every secret replaced by ``[REDACTED:<kind>]``, and the findings."""
-    env_values = secret_env_values(env)
-    findings: list[SecretFinding] = []
+    """A copy of ``parts`` with every secret replaced by ``[REDACTED:<kind>]``, and the findings.
 
-    def fix(value: Any, part: str, path: str) -> Any:
-        if isinstance(value, str):
-            spans = _spans(value, env_values)
-            if not spans:
-                return value
-            out, last = [], 0
-            for start, end, kind in spans:
-                findings.append(
-                    SecretFinding(
-                        part, path or "<root>", kind, _mask(kind, value[start:end]), start, end
-                    )
-                )
-                label = "env" if kind.startswith("env:") else kind
-                out.append(value[last:start])
-                out.append(f"[REDACTED:{label}]")
-                last = end
-            out.append(value[last:])
-            return "".join(out)
-        if isinstance(value, dict):
-            return {k: fix(v, part, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
-        if isinstance(value, list):
-            return [fix(v, part, f"{path}[{i}]") for i, v in enumerate(value)]
-        return value
-
-    return {part: fix(value, part, "") for part, value in parts.items()}, findings
+    The input is not modified; what holds no secret is shared between input and output.
+    """
+    out, findings = _Scanner(env, cache).run(parts, redact=True)
+    assert out is not None
+    return out, findings
 
 
 def format_findings(findings: list[SecretFinding], limit: int = 20) -> str:
@@ -241,3 +584,435 @@ def format_findings(findings: list[SecretFinding], limit: int = 20) -> str:
     if len(findings) > limit:
         lines.append(f"  ... and {len(findings) - limit} more")
     return "\n".join(lines)
+
+
+def clear_cache() -> None:
+    """Forget which units were found clean (the next scan reads everything again)."""
+    with _CACHE_LOCK:
+        _CLEAN.clear()
+
+
+# ----------------------------------------------------------------------------- cache
+
+_CACHE_MAX = 200_000  # 16-byte digests: some 20 MB at most
+_CLEAN: dict[bytes, None] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _remember(digests: list[bytes]) -> None:
+    with _CACHE_LOCK:
+        for d in digests:
+            _CLEAN[d] = None
+        excess = len(_CLEAN) - _CACHE_MAX
+        if excess > 0:  # drop the oldest (a dict keeps insertion order), a tenth at a time
+            for d in list(_CLEAN)[: max(excess, _CACHE_MAX // 10)]:
+                del _CLEAN[d]
+
+
+def _dumps_std(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+def _dumps_fast(value: Any) -> bytes:
+    try:
+        return _orjson.dumps(value)  # type: ignore[union-attr]
+    except TypeError:  # ints beyond 64 bits, keys that are not strings, lone surrogates
+        return _dumps_std(value)
+
+
+_dumps: Callable[[Any], bytes] = _dumps_fast if _orjson is not None else _dumps_std
+
+
+def _set_encoder(fast: bool) -> None:
+    """Write unit JSON with orjson (when installed) or the standard library (for tests)."""
+    global _dumps
+    _dumps = _dumps_fast if fast and _orjson is not None else _dumps_std
+
+
+# ----------------------------------------------------------------------------- units
+
+_ITEM = object()  # the key of a unit that is a list element or a whole part
+
+
+@dataclass
+class _Unit:
+    """A piece of a part scanned and cached whole: a message, a run, a trace, ...
+
+    ``value`` is what is serialised: ``[element]`` for a list element or a whole part,
+    ``[key, value]`` for a member of a dict part. ``slot`` says where it goes back.
+    """
+
+    part: str
+    path: str
+    key: Any
+    value: list
+    slot: tuple[Any, ...]
+
+    @property
+    def content(self) -> Any:
+        return self.value[0] if self.key is _ITEM else self.value[1]
+
+
+_SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}", _A)
+
+
+def _units(parts: Mapping[str, Any]) -> list[_Unit]:
+    units = []
+    for part, value in parts.items():
+        if isinstance(value, list):
+            units += [_Unit(part, f"[{i}]", _ITEM, [v], ("item",)) for i, v in enumerate(value)]
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if (
+                    isinstance(v, list)
+                    and isinstance(k, str)
+                    and _SAFE_KEY.fullmatch(k)
+                    and not _secret_key(k)
+                ):
+                    units += [
+                        _Unit(part, f"{k}[{i}]", _ITEM, [x], ("list", k)) for i, x in enumerate(v)
+                    ]
+                else:
+                    units.append(_Unit(part, "", k, [k, v], ("member", k)))
+        else:
+            units.append(_Unit(part, "", _ITEM, [value], ("whole",)))
+    return units
+
+
+def _rebuild(parts: Mapping[str, Any], units: list[_Unit], new: dict[int, Any]) -> dict[str, Any]:
+    """``parts`` with the units in ``new`` replaced; containers copied, clean units shared."""
+    by_part: dict[str, list[tuple[_Unit, Any]]] = {}
+    for i, u in enumerate(units):
+        by_part.setdefault(u.part, []).append((u, new.get(i, _ITEM)))
+    out: dict[str, Any] = {}
+    for part, value in parts.items():
+        entries = by_part.get(part, [])
+        if isinstance(value, list):
+            out[part] = [u.content if n is _ITEM else n for u, n in entries]
+        elif isinstance(value, dict):
+            by_key: dict[Any, list[tuple[_Unit, Any]]] = {}
+            for u, n in entries:
+                by_key.setdefault(u.slot[1], []).append((u, n))
+            d: dict[Any, Any] = {}
+            for k, v in value.items():
+                got = by_key.get(k, [])
+                if not got or got[0][0].slot[0] == "list":
+                    d[k] = [u.content if n is _ITEM else n for u, n in got]
+                else:
+                    k2, v2 = (k, v) if got[0][1] is _ITEM else got[0][1]
+                    while k2 in d:  # two redacted keys must not collide
+                        k2 = f"{k2}#"
+                    d[k2] = v2
+            out[part] = d
+        else:
+            u, n = entries[0]
+            out[part] = u.content if n is _ITEM else n
+    return out
+
+
+def _delta_streams(value: Any) -> list[list[int]]:
+    """Indexes of the delta events of each stream of a run (same type and call id)."""
+    events = value.get("events") if isinstance(value, dict) else None
+    if not isinstance(events, list):
+        return []
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, item in enumerate(events):
+        ev = item.get("event") if isinstance(item, dict) else None
+        if isinstance(ev, dict) and isinstance(ev.get("delta"), str):
+            kind = ev.get("type")
+            if isinstance(kind, str) and kind.endswith(_DELTA_SUFFIX):
+                groups.setdefault((kind, str(ev.get("id") or "")), []).append(i)
+    return list(groups.values())
+
+
+# ----------------------------------------------------------------------------- scanner
+
+
+def _mask(kind: str, secret: str) -> str:
+    if kind.startswith("env:"):
+        return f"value of ${kind[4:]}, {len(secret)} chars"
+    return f"{secret[:4]}…, {len(secret)} chars"
+
+
+def _label(kind: str) -> str:
+    return "[REDACTED:env]" if kind.startswith("env:") else f"[REDACTED:{kind}]"
+
+
+def _encode(text: str) -> tuple[bytes, bytes]:
+    raw = text.encode("utf-8", "surrogatepass")
+    return raw, raw.lower()
+
+
+class _Scanner:
+    """One scan (or redaction) of a session's parts, with one environment."""
+
+    def __init__(self, env: Mapping[str, str] | None, cache: bool):
+        self.env = sorted(secret_env_values(env).items(), key=lambda kv: -len(kv[1]))
+        self.cache = cache
+        fingerprint = json.dumps([RULES_VERSION, self.env]).encode("utf-8", "surrogatepass")
+        self.key = hashlib.blake2b(fingerprint, digest_size=32).digest()
+        self.env_anchors = [_a(_dumps_std(v)[1:-1].lower(), lower=True) for _, v in self.env]
+        self.findings: list[SecretFinding] = []
+        self.active: list[tuple[_Rule, frozenset[int]]] = []  # rules anchored in this unit
+        self.keys_active = False  # values under secret-named keys are checked
+
+    # ---- text
+
+    def spans(self, text: str) -> list[tuple[int, int, str]]:
+        """Non-overlapping (start, end, kind) spans of secrets in ``text``, in order."""
+        spans: list[tuple[int, int, str]] = []
+        if len(text) < 6:
+            return spans
+
+        def claim(start: int, end: int, kind: str) -> None:
+            if end <= start:
+                return
+            for s, e, _ in spans:
+                if start < e and s < end:
+                    return
+            spans.append((start, end, kind))
+
+        if self.active:
+            raw, low = _encode(text)
+            hit: dict[int, bool] = {}
+            for rule, ids in self.active:
+                for j in ids:
+                    if j not in hit:
+                        hit[j] = _ANCHORS[j].found(raw, low) != -1
+                    if hit[j]:
+                        break
+                else:
+                    continue
+                for m in rule.pattern.finditer(text):
+                    if rule.check is not None and not rule.check(m, text):
+                        continue
+                    g = rule.group
+                    if g == "v":  # the assignment rule: whichever value group matched
+                        g = next(n for n in ("dq", "sq", "bare") if m.group(n) is not None)
+                    claim(m.start(g), m.end(g), rule.kind)
+        # longest values first, so a value that contains another is reported as itself
+        for name, value in self.env:
+            start = text.find(value)
+            while start != -1:
+                claim(start, start + len(value), f"env:{name}")
+                start = text.find(value, start + len(value))
+        spans.sort()
+        return spans
+
+    def record(self, part: str, path: str, kind: str, secret: str, start: int, end: int) -> None:
+        self.findings.append(
+            SecretFinding(part, path or "<root>", kind, _mask(kind, secret), start, end)
+        )
+
+    def fix_text(self, part: str, path: str, text: str) -> str:
+        spans = self.spans(text)
+        if not spans:
+            return text
+        out, last = [], 0
+        for start, end, kind in spans:
+            self.record(part, path, kind, text[start:end], start, end)
+            out += [text[last:start], _label(kind)]
+            last = end
+        out.append(text[last:])
+        return "".join(out)
+
+    # ---- JSON
+
+    def fix(self, part: str, path: str, value: Any, deltas: dict[int, str] | None = None) -> Any:
+        """``value`` with its secrets replaced (a new object only where something changed)."""
+        if isinstance(value, str):
+            return self.fix_text(part, path, value)
+        if isinstance(value, list):
+            new = [self.fix(part, f"{path}[{i}]", v) for i, v in enumerate(value)]
+            return value if all(a is b for a, b in zip(new, value, strict=True)) else new
+        if isinstance(value, dict):
+            out: dict[Any, Any] = {}
+            changed = False
+            for k, v in value.items():
+                if deltas is not None and k == "events" and isinstance(v, list):
+                    k2, v2 = (
+                        k,
+                        self.fix_events(part, f"{path}.events" if path else "events", v, deltas),
+                    )
+                else:
+                    k2, v2 = self.fix_member(part, path, k, v)
+                changed = changed or k2 is not k or v2 is not v
+                while k2 in out:  # two redacted keys must not collide
+                    k2 = f"{k2}#"
+                out[k2] = v2
+            return out if changed else value
+        return value
+
+    def fix_member(self, part: str, path: str, key: Any, value: Any) -> tuple[Any, Any]:
+        if isinstance(key, str):  # a secret as an object key: reported, shown redacted
+            key = self.fix_text(part, f"{path}.<key>" if path else "<key>", key)
+        sub = f"{path}.{key}" if path else str(key)
+        if (
+            self.keys_active
+            and isinstance(value, str)
+            and isinstance(key, str)
+            and _secret_key(key)
+            and not self.spans(value)
+            and _secret_value(value, quoted=True)
+        ):
+            self.record(part, sub, "secret-assignment", value, 0, len(value))
+            return key, _label("secret-assignment")
+        return key, self.fix(part, sub, value)
+
+    def scan_deltas(self, part: str, path: str, run: dict) -> dict[int, str]:
+        """Each delta stream of a run scanned joined: the new delta text by event index.
+
+        A secret found in the join is reported at the delta where it starts; redacted, its
+        label goes there and its characters are cut from the deltas it runs on into.
+        """
+        events = run["events"]
+        out: dict[int, str] = {}
+        for idx in _delta_streams(run):
+            pieces = [events[i]["event"]["delta"] for i in idx]
+            starts = [0]
+            for p in pieces:
+                starts.append(starts[-1] + len(p))
+            joined = "".join(pieces)
+            edits: dict[int, list[tuple[int, int, str]]] = {}
+            for s, e, kind in self.spans(joined):
+                first = bisect.bisect_right(starts, s) - 1
+                j = first
+                while j < len(pieces) and (starts[j] < e or j == first):
+                    lo = max(s, starts[j]) - starts[j]
+                    hi = min(e, starts[j + 1]) - starts[j]
+                    edits.setdefault(j, []).append((lo, hi, _label(kind) if j == first else ""))
+                    j += 1
+                where = f"{path}.events[{idx[first]}].event.delta".lstrip(".")
+                end = min(e, starts[first + 1]) - starts[first]
+                self.record(part, where, kind, joined[s:e], s - starts[first], end)
+            for j, p in enumerate(pieces):
+                buf, last = [], 0
+                for lo, hi, rep in edits.get(j, []):
+                    buf += [p[last:lo], rep]
+                    last = hi
+                out[idx[j]] = "".join(buf) + p[last:] if buf else p
+        return out
+
+    def fix_events(self, part: str, path: str, events: list, deltas: dict[int, str]) -> list:
+        new = []
+        for i, item in enumerate(events):
+            if i not in deltas:
+                new.append(self.fix(part, f"{path}[{i}]", item))
+                continue
+            # the delta was scanned in its stream; the rest of the event as usual
+            ev = item["event"]
+            rest = self.fix(
+                part, f"{path}[{i}].event", {k: v for k, v in ev.items() if k != "delta"}
+            )
+            ev2 = {k: (deltas[i] if k == "delta" else rest[k]) for k in ev}
+            if all(ev2[k] is ev[k] for k in ev):
+                ev2 = ev
+            others = self.fix(part, f"{path}[{i}]", {k: v for k, v in item.items() if k != "event"})
+            item2 = {k: (ev2 if k == "event" else others[k]) for k in item}
+            new.append(item if all(item2[k] is item[k] for k in item) else item2)
+        return new if any(a is not b for a, b in zip(new, events, strict=True)) else events
+
+    def fix_unit(self, u: _Unit) -> Any:
+        """The unit's content redacted (``(key, value)`` for a member of a dict part)."""
+        content = u.content
+        streams = _delta_streams(content)
+        if u.key is _ITEM:
+            deltas = self.scan_deltas(u.part, u.path, content) if streams else None
+            return self.fix(u.part, u.path, content, deltas)
+        if not streams:
+            return self.fix_member(u.part, "", u.key, content)
+        key = self.fix_text(u.part, "<key>", u.key) if isinstance(u.key, str) else u.key
+        deltas = self.scan_deltas(u.part, str(key), content)
+        return key, self.fix(u.part, str(key), content, deltas)
+
+    # ---- units, anchors and the cache
+
+    def run(
+        self, parts: Mapping[str, Any], *, redact: bool
+    ) -> tuple[dict[str, Any] | None, list[SecretFinding]]:
+        units = _units(parts)
+        blobs: list[bytes | None] = []
+        for u in units:
+            try:
+                blobs.append(_dumps(u.value))
+            except (TypeError, ValueError, OverflowError):  # not JSON: always read whole
+                blobs.append(None)
+        key = self.key
+        digests = [
+            None if b is None else hashlib.blake2b(b, digest_size=16, key=key).digest()
+            for b in blobs
+        ]
+        if self.cache:
+            todo = [i for i, d in enumerate(digests) if d is None or d not in _CLEAN]
+        else:
+            todo = list(range(len(units)))
+        hits = self.prefilter(units, blobs, todo)
+        new: dict[int, Any] = {}
+        clean: list[bytes] = []
+        for i in todo:
+            ids = hits.get(i)
+            d = digests[i]
+            if not ids:
+                if d is not None:
+                    clean.append(d)
+                continue
+            self.active = [
+                (r, a & ids) for r, a in zip(_RULES, _RULE_ANCHORS, strict=True) if a & ids
+            ]
+            self.keys_active = any(r is _RULES[-1] for r, _ in self.active)
+            if self.active or self.env:
+                before = len(self.findings)
+                value = self.fix_unit(units[i])
+                if len(self.findings) > before:
+                    new[i] = value
+                    continue
+            if d is not None:
+                clean.append(d)
+        self.active = []
+        if self.cache and clean:
+            _remember(clean)
+        if not redact:
+            return None, self.findings
+        return _rebuild(parts, units, new), self.findings
+
+    def prefilter(
+        self, units: list[_Unit], blobs: list[bytes | None], todo: list[int]
+    ) -> dict[int, frozenset[int]]:
+        """The anchors (by index; env values after the rules' ones) found in each unit."""
+        hits: dict[int, set[int]] = {i: set(_ALL) for i in todo if blobs[i] is None}
+        segments: list[bytes] = []
+        owners: list[int] = []
+        for i in todo:
+            b = blobs[i]
+            if b is None:
+                continue
+            segments.append(b)
+            owners.append(i)
+            content = units[i].content
+            for idx in _delta_streams(content):
+                if len(idx) > 1:
+                    ev = content["events"]
+                    segments.append(_dumps_std("".join(ev[j]["event"]["delta"] for j in idx)))
+                    owners.append(i)
+        if segments:
+            raw = b"\x00".join(segments)
+            low = raw.lower()
+            starts = [0]
+            for s in segments:
+                starts.append(starts[-1] + len(s) + 1)
+            anchors = [*_ANCHORS, *self.env_anchors]
+            for j, anchor in enumerate(anchors):
+                at = anchor.found(raw, low)
+                while at != -1:
+                    seg = bisect.bisect_right(starts, at) - 1
+                    hits.setdefault(owners[seg], set()).add(j)
+                    # one hit is enough for this unit: go on after its last segment
+                    nxt = seg + 1
+                    while nxt < len(owners) and owners[nxt] == owners[seg]:
+                        nxt += 1
+                    if nxt >= len(owners):
+                        break
+                    at = anchor.found(raw, low, starts[nxt])
+        return {i: frozenset(h) for i, h in hits.items()}
