@@ -101,7 +101,7 @@ _PLACEHOLDER = re.compile(
     r"(?:your|my|the|some|insert|enter|put)[_\- ]?\w*|"
     r"\w*(?:_here|xxx\w*)|"
     r".*\.\.\.|.*(?:…|\*\*\*|xxxx).*|"
-    r"<[^>]*>|\{\{.*\}\}|\$\{.*\}|\$\(.*\)|\$[A-Za-z_]\w*|%\(?\w*\)?[sd]|\{\w*\}|\[.*\]?)"
+    r"<.*|\{\{.*|\$\{.*|\$\(.*|\$[A-Za-z_]\w*|%\(?\w*\)?[sd]|\{\w*\}|\[.*\]?)"
 )
 
 
@@ -119,7 +119,7 @@ def _group_random(group: int | str = 0, skip: int = 0, classes: int = 2) -> Call
 # ------------------------------------------------------------------- secret-named keys
 
 _NAME_WORD = (
-    r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_\-]?key|apikey|access[_\-]?key|"
+    r"(?:pass(?:word|wd|phrase)?|pwd|secret(?:[_\-]?key)?|token|api[_\-]?key|apikey|access[_\-]?key|"
     r"private[_\-]?key|auth[_\-]?key|credentials?)"
 )
 # A secret word ending a key name, starting the name or after a separator or a camelCase
@@ -141,7 +141,7 @@ _ASSIGN = re.compile(
     r"(?i)(?P<word>" + _NAME_WORD + r")(?![A-Za-z0-9])(?P<q>[\"'\]]{0,2})"
     r"(?P<s1>[ \t]{0,3})(?P<sep>:=|=>|=|:)(?P<s2>[ \t]{0,3})"
     r"(?:\"(?P<dq>[^\"\n]{1,300})\"|'(?P<sq>[^'\n]{1,300})'|"
-    r"(?P<bare>[^\s\"'`,;)\]}>]{1,300}))",
+    r"(?P<bare>[^\s\"'`,;)\]}>\x85\xa0\u2028\u2029]{1,300}))",
     _A,
 )
 _NAME_HEAD = re.compile(r"[A-Za-z0-9_.\-]{0,60}\Z", _A)
@@ -290,7 +290,13 @@ _NEAR = 200
 _ASSIGN_ANCHORS = (
     *(_a(w, True, w + rb"[a-z]{0,6}" + _SEP_B, ahead=40) for w in (b"pass", b"pwd", b"credential")),
     *(_a(w, True, w + _AFTER_NAME_B, ahead=40) for w in (b"secret", b"token", b"apikey")),
-    _a(b"key", True, rb"(?:api|access|private|auth)[_\-]?key" + _AFTER_NAME_B, back=8, ahead=40),
+    _a(
+        b"key",
+        True,
+        rb"(?:api|access|private|auth|secret)[_\-]?key" + _AFTER_NAME_B,
+        back=8,
+        ahead=40,
+    ),
 )
 
 # ---------------------------------------------------------------------------- rules
@@ -712,18 +718,32 @@ def _rebuild(parts: Mapping[str, Any], units: list[_Unit], new: dict[int, Any]) 
     return out
 
 
-def _delta_streams(value: Any) -> list[list[int]]:
-    """Indexes of the delta events of each stream of a run (same type and call id)."""
+def _delta_field(item: Any) -> str | None:
+    """The text field of a streamed delta event (``delta`` or ``text``), else None."""
+    ev = item.get("event") if isinstance(item, dict) else None
+    if isinstance(ev, dict):
+        kind = ev.get("type")
+        if isinstance(kind, str) and kind.endswith(_DELTA_SUFFIX):
+            for field in ("delta", "text"):
+                if isinstance(ev.get(field), str):
+                    return field
+    return None
+
+
+def _delta_streams(value: Any) -> list[list[tuple[int, str]]]:
+    """(event index, text field) of the deltas of each stream of a run.
+
+    A stream is the deltas of one type (and tool call id, when they carry one).
+    """
     events = value.get("events") if isinstance(value, dict) else None
     if not isinstance(events, list):
         return []
-    groups: dict[tuple[str, str], list[int]] = {}
+    groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
     for i, item in enumerate(events):
-        ev = item.get("event") if isinstance(item, dict) else None
-        if isinstance(ev, dict) and isinstance(ev.get("delta"), str):
-            kind = ev.get("type")
-            if isinstance(kind, str) and kind.endswith(_DELTA_SUFFIX):
-                groups.setdefault((kind, str(ev.get("id") or "")), []).append(i)
+        field = _delta_field(item)
+        if field is not None:
+            ev = item["event"]
+            groups.setdefault((ev["type"], str(ev.get("id") or "")), []).append((i, field))
     return list(groups.values())
 
 
@@ -869,8 +889,9 @@ class _Scanner:
         """
         events = run["events"]
         out: dict[int, str] = {}
-        for idx in _delta_streams(run):
-            pieces = [events[i]["event"]["delta"] for i in idx]
+        for stream in _delta_streams(run):
+            idx = [i for i, _ in stream]
+            pieces = [events[i]["event"][f] for i, f in stream]
             starts = [0]
             for p in pieces:
                 starts.append(starts[-1] + len(p))
@@ -884,7 +905,7 @@ class _Scanner:
                     hi = min(e, starts[j + 1]) - starts[j]
                     edits.setdefault(j, []).append((lo, hi, _label(kind) if j == first else ""))
                     j += 1
-                where = f"{path}.events[{idx[first]}].event.delta".lstrip(".")
+                where = f"{path}.events[{idx[first]}].event.{stream[first][1]}".lstrip(".")
                 end = min(e, starts[first + 1]) - starts[first]
                 self.record(part, where, kind, joined[s:e], s - starts[first], end)
             for j, p in enumerate(pieces):
@@ -903,10 +924,9 @@ class _Scanner:
                 continue
             # the delta was scanned in its stream; the rest of the event as usual
             ev = item["event"]
-            rest = self.fix(
-                part, f"{path}[{i}].event", {k: v for k, v in ev.items() if k != "delta"}
-            )
-            ev2 = {k: (deltas[i] if k == "delta" else rest[k]) for k in ev}
+            field = _delta_field(item)
+            rest = self.fix(part, f"{path}[{i}].event", {k: v for k, v in ev.items() if k != field})
+            ev2 = {k: (deltas[i] if k == field else rest[k]) for k in ev}
             if all(ev2[k] is ev[k] for k in ev):
                 ev2 = ev
             others = self.fix(part, f"{path}[{i}]", {k: v for k, v in item.items() if k != "event"})
@@ -991,10 +1011,10 @@ class _Scanner:
             segments.append(b)
             owners.append(i)
             content = units[i].content
-            for idx in _delta_streams(content):
-                if len(idx) > 1:
+            for stream in _delta_streams(content):
+                if len(stream) > 1:
                     ev = content["events"]
-                    segments.append(_dumps_std("".join(ev[j]["event"]["delta"] for j in idx)))
+                    segments.append(_dumps_std("".join(ev[j]["event"][f] for j, f in stream)))
                     owners.append(i)
         if segments:
             raw = b"\x00".join(segments)
