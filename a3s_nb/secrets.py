@@ -231,35 +231,57 @@ def _check_bearer(m: re.Match[str], text: str) -> bool:
 # searched in a unit's compact JSON, where a string's characters appear as they are except
 # `"`, `\` and control characters, which no anchor contains. Case-exact formats are searched
 # in the JSON itself, the others in its lower-cased copy. An anchor that is common in
-# ordinary text carries a check: a regex searched around it that must match too. Checks are
-# looser than the rules (they also accept JSON escapes such as `\n` where a rule accepts
-# white space), so a unit with no anchor cannot hold a match.
+# ordinary text carries checks: regexes one of which must match at (or search around) the
+# anchor. Checks are looser than the rules (they also accept JSON escapes such as `\n` where
+# a rule accepts white space), so a unit with no checked anchor cannot hold a match.
+
+
+@dataclass(frozen=True, eq=False)
+class _Check:
+    regex: re.Pattern[bytes]
+    back: int = 0  # matched from this many bytes before the anchor (search: window start)
+    ahead: int = 0  # searched up to this many bytes after the anchor's end
+    search: bool = False  # search the window instead of matching at its start
 
 
 @dataclass(frozen=True, eq=False)
 class _Anchor:
     text: bytes
     lower: bool  # searched in the lower-cased text (the anchor is lower case)
-    verify: re.Pattern[bytes] | None = None
-    back: int = 0  # the check is searched from this many bytes before the anchor
-    ahead: int = 0  # to this many after its end
+    checks: tuple[_Check, ...] = ()
 
     def found(self, raw: bytes, low: bytes, lo: int = 0, hi: int | None = None) -> int:
         """The position of the first checked occurrence in ``[lo, hi)``, or -1."""
         buf = low if self.lower else raw
         hi = len(buf) if hi is None else hi
-        at = buf.find(self.text, lo, hi)
+        text, checks = self.text, self.checks
+        at = buf.find(text, lo, hi)
         while at != -1:
-            if self.verify is None or self.verify.search(
-                buf, max(lo, at - self.back), min(hi, at + len(self.text) + self.ahead)
-            ):
+            if not checks:
                 return at
-            at = buf.find(self.text, at + 1, hi)
+            for c in checks:
+                start = max(lo, at - c.back)
+                if c.search:
+                    if c.regex.search(buf, start, min(hi, at + len(text) + c.ahead)):
+                        return at
+                elif c.regex.match(buf, start, hi):
+                    return at
+            at = buf.find(text, at + 1, hi)
         return -1
 
 
-def _a(text: bytes, lower: bool = False, verify: bytes | None = None, back=0, ahead=80):
-    return _Anchor(text, lower, re.compile(verify) if verify else None, back, ahead)
+def _a(text: bytes, lower: bool = False, *checks: _Check) -> _Anchor:
+    return _Anchor(text, lower, checks)
+
+
+def _m(regex: bytes, back: int = 0) -> _Check:
+    """A check matched where the anchor starts (``back`` bytes before it)."""
+    return _Check(re.compile(regex), back)
+
+
+def _s(regex: bytes, back: int, ahead: int) -> _Check:
+    """A check searched from ``back`` bytes before the anchor to ``ahead`` after it."""
+    return _Check(re.compile(regex), back, ahead, search=True)
 
 
 def _raw(*texts: bytes) -> tuple[_Anchor, ...]:
@@ -270,33 +292,49 @@ def _raw(*texts: bytes) -> tuple[_Anchor, ...]:
 _ESC_B = rb"(?:(?<=\\[bfnrt])|(?<=\\u00[0-9a-f]{2}))"
 _SEP_B = rb"(?:[\"'\]\\ \t]|\\[nrt]){0,12}(?::=|=>|=|:)"
 _AFTER_NAME_B = rb"(?![a-z0-9])" + _SEP_B
+_NEAR = _AWS_NEAR_CHARS
 
-_SK = _a(b"sk-", verify=rb"(?:(?<![a-z0-9_\-])|" + _ESC_B + rb")sk-[A-Za-z0-9_\-]{20}", back=6)
-_SECRET_NAMED = _a(
-    b"secret",
-    lower=True,
-    verify=rb"secret[a-z_\-.]{0,20}" + _SEP_B,
-    ahead=40,
+
+def _run_check(run: bytes) -> _Check:
+    """A bounded run of key characters within reach of a telling word."""
+    return _s(
+        rb"(?:(?<![a-z0-9/+=_\-])|" + _ESC_B + rb")" + run + rb"(?![a-z0-9/+=_\-])",
+        _NEAR + 50,
+        _NEAR + 50,
+    )
+
+
+_RUN40 = _run_check(rb"[a-z0-9/+]{40}")
+_SK = _a(b"sk-", False, _m(rb"(?:(?<![a-z0-9_\-])|" + _ESC_B + rb")sk-[A-Za-z0-9_\-]{20}"))
+_GH = _a(b"gh", False, _m(rb"gh[pousr]_[A-Za-z0-9]{36}"))
+_GL = _a(
+    b"gl",
+    False,
+    _m(rb"gl(?:pat|dt|rt|ptt|cbt|ft|imt|oas|soat|agent|ffct)-"),
+    _m(rb"gl(?:sa|c)_"),
 )
-
-
-def _near(words: tuple[bytes, ...], run: bytes) -> tuple[_Anchor, ...]:
-    """Telling words with a bounded run of key characters within 250 bytes."""
-    verify = rb"(?:(?<![a-z0-9/+=_\-])|" + _ESC_B + rb")" + run + rb"(?![a-z0-9/+=_\-])"
-    return tuple(_a(w, True, verify, back=_NEAR + 50, ahead=_NEAR + 50) for w in words)
-
-
-_NEAR = 200
+_STRIPE = _a(b"k_", False, _m(rb"[sr]k_(?:live|test|prod)_", 1))
+_AWS_ID = _a(b"IA", False, _m(rb"(?:AK|AS|AB)IA[A-Z0-9]{16}", 2))
+_AWS_ID2 = _a(b"ACCA", False, _m(rb"ACCA[A-Z0-9]{16}"))
+_AWS_ID3 = _a(b"A3T", False, _m(rb"A3T[A-Z0-9]{17}"))
+_AWS_WORD = _a(b"aws", True, _RUN40)
+_SECRET = _a(  # one anchor for the three rules that start from the word "secret"
+    b"secret",
+    True,
+    _m(rb"secret[a-z_\-.]{0,20}" + _SEP_B),
+    _RUN40,
+)
+_KEY = _a(
+    b"key",
+    True,
+    _s(rb"(?:api|access|private|auth|secret)[_\-]?key" + _AFTER_NAME_B, 8, 40),
+    _s(rb"accountkey", 7, 0),
+)
 _ASSIGN_ANCHORS = (
-    *(_a(w, True, w + rb"[a-z]{0,6}" + _SEP_B, ahead=40) for w in (b"pass", b"pwd", b"credential")),
-    *(_a(w, True, w + _AFTER_NAME_B, ahead=40) for w in (b"secret", b"token", b"apikey")),
-    _a(
-        b"key",
-        True,
-        rb"(?:api|access|private|auth|secret)[_\-]?key" + _AFTER_NAME_B,
-        back=8,
-        ahead=40,
-    ),
+    *(_a(w, True, _m(w + rb"[a-z]{0,6}" + _SEP_B)) for w in (b"pass", b"pwd", b"credential")),
+    _a(b"token", True, _m(b"token" + _AFTER_NAME_B)),
+    _SECRET,
+    _KEY,
 )
 
 # ---------------------------------------------------------------------------- rules
@@ -335,8 +373,6 @@ def _token(
     )
 
 
-_AWS_IDS = (b"AKIA", b"ASIA", b"ABIA", b"ACCA")
-
 #: Order matters: the first rule that claims a span wins, so specific ones come first.
 _RULES: list[_Rule] = [
     _rule(
@@ -348,28 +384,15 @@ _RULES: list[_Rule] = [
     ),
     _token("anthropic-key", "sk-ant-", r"[A-Za-z0-9_\-]{20,}", (_SK,), skip=7),
     _token("openai-key", r"sk-(?!ant-)", r"[A-Za-z0-9_\-]{20,}", (_SK,), skip=3),
-    _token(
-        "stripe-key",
-        r"(?:sk|rk)_(?:live|test|prod)_",
-        r"[A-Za-z0-9]{10,}",
-        _raw(b"k_live_", b"k_test_", b"k_prod_"),
-        skip=8,
-    ),
+    _token("stripe-key", r"(?:sk|rk)_(?:live|test|prod)_", r"[A-Za-z0-9]{10,}", (_STRIPE,), skip=8),
     _token("stripe-key", "whsec_", r"[A-Za-z0-9+/=]{24,}", _raw(b"whsec_"), skip=6),
-    _token(
-        "github-token",
-        "gh[pousr]_",
-        r"[A-Za-z0-9]{36,}",
-        _raw(b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_"),
-        skip=4,
-    ),
+    _token("github-token", "gh[pousr]_", r"[A-Za-z0-9]{36,}", (_GH,), skip=4),
     _token("github-token", "github_pat_", r"[A-Za-z0-9_]{22,}", _raw(b"github_pat_"), skip=11),
     _token(
         "gitlab-token",
         r"gl(?:pat|dt|rt|ptt|cbt|ft|imt|oas|soat|agent|ffct)-",
         r"[\w\-]{20,}",
-        _raw(b"glpat-", b"gldt-", b"glrt-", b"glptt-", b"glcbt-", b"glft-", b"glimt-")
-        + _raw(b"gloas-", b"glsoat-", b"glagent-", b"glffct-"),
+        (_GL,),
     ),
     _token("slack-token", r"xox[abposre]-", r"[A-Za-z0-9\-]{10,}", _raw(b"xox")),
     _token("slack-token", r"xapp-\d-", r"[A-Za-z0-9\-]{10,}", _raw(b"xapp-")),
@@ -383,7 +406,7 @@ _RULES: list[_Rule] = [
     _rule(
         "aws-access-key-id",
         r"(?<![A-Z0-9])(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])",
-        tuple(_a(a, verify=a + rb"[A-Z0-9]{16}") for a in (*_AWS_IDS, b"A3T")),
+        (_AWS_ID, _AWS_ID2, _AWS_ID3),
         check=_group_random(0, 4),
     ),
     _rule(
@@ -391,29 +414,29 @@ _RULES: list[_Rule] = [
         r"(?i:aws[A-Za-z_\-.]{0,20}secret[A-Za-z_\-.]{0,20}|secret[_\-]?access[_\-]?key)"
         r"[\"'\]]{0,2}\s{0,3}(?::=|=>|=|:)\s{0,3}[\"']?"
         r"(?<![A-Za-z0-9/+])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
-        (_SECRET_NAMED,),
+        (_SECRET,),
         1,
     ),
-    _rule(
+    _rule(  # a key near "aws", "secret" or an access key id (the ids' anchors are shared)
         "aws-secret-key",
         r"(?<![A-Za-z0-9/+=_\-])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=_\-])",
-        _near((b"aws", b"secret", *(a.lower() for a in _AWS_IDS)), rb"[a-z0-9/+]{40}"),
+        (_AWS_WORD, _SECRET, _AWS_ID, _AWS_ID2),
         check=_check_aws_near,
     ),
     _rule(
         "azure-storage-key",
         r"(?i:AccountKey)\s*=\s*([A-Za-z0-9+/]{86}==)",
-        (_a(b"accountkey", lower=True),),
+        (_KEY,),
         1,
     ),
     _rule(
         "azure-storage-key",
         r"(?<![A-Za-z0-9+/=\-])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])",
-        _near((b"azure",), rb"[a-z0-9/+]{86}=="),
+        (_a(b"azure", True, _run_check(rb"[a-z0-9/+]{86}==")),),
         check=_check_azure_near,
     ),
     _token(
-        "twilio-key", "SK", r"[0-9a-fA-F]{32}", (_a(b"SK", verify=rb"SK[0-9a-fA-F]{32}"),), skip=2
+        "twilio-key", "SK", r"[0-9a-fA-F]{32}", (_a(b"SK", False, _m(rb"SK[0-9a-fA-F]{32}")),), 2
     ),
     _token(
         "sendgrid-key",
@@ -426,7 +449,7 @@ _RULES: list[_Rule] = [
         "huggingface-token",
         "hf_",
         r"[A-Za-z0-9]{30,40}",
-        (_a(b"hf_", verify=rb"hf_[A-Za-z0-9]{30}"),),
+        (_a(b"hf_", False, _m(rb"hf_[A-Za-z0-9]{30}")),),
         skip=3,
     ),
     _token("huggingface-token", "api_org_", r"[A-Za-z0-9]{30,40}", _raw(b"api_org_"), skip=8),
@@ -446,7 +469,13 @@ _RULES: list[_Rule] = [
         skip=6,
         classes=1,
     ),
-    _token("vault-token", r"hv[sb]\.", r"[A-Za-z0-9_\-]{90,}", _raw(b"hvs.", b"hvb."), skip=4),
+    _token(
+        "vault-token",
+        r"hv[sb]\.",
+        r"[A-Za-z0-9_\-]{90,}",
+        (_a(b"hv", False, _m(rb"hv[sb]\.")),),
+        skip=4,
+    ),
     _token(
         "age-secret-key",
         "AGE-SECRET-KEY-1",
@@ -455,13 +484,7 @@ _RULES: list[_Rule] = [
         skip=16,
         classes=1,
     ),
-    _token(
-        "square-token",
-        r"sq0(?:atp|csp)-",
-        r"[A-Za-z0-9_\-]{22,}",
-        _raw(b"sq0atp-", b"sq0csp-"),
-        skip=7,
-    ),
+    _token("square-token", r"sq0(?:atp|csp)-", r"[A-Za-z0-9_\-]{22,}", _raw(b"sq0"), skip=7),
     _token("linear-key", "lin_api_", r"[A-Za-z0-9]{40}", _raw(b"lin_api_"), skip=8),
     _token("sentry-token", r"sntry[us]_", r"[A-Za-z0-9_+/=]{40,}", _raw(b"sntry"), skip=7),
     _token(
@@ -472,13 +495,11 @@ _RULES: list[_Rule] = [
         skip=5,
         classes=1,
     ),
-    _token(
-        "grafana-token", r"gl(?:sa|c)_", r"[A-Za-z0-9_+/=]{32,}", _raw(b"glsa_", b"glc_"), skip=4
-    ),
+    _token("grafana-token", r"gl(?:sa|c)_", r"[A-Za-z0-9_+/=]{32,}", (_GL,), skip=4),
     _rule(
         "telegram-bot-token",
         r"(?<![0-9])[0-9]{8,10}:AA[A-Za-z0-9_\-]{33}" + _R,
-        (_a(b":AA", verify=rb"[0-9]{8}:AA[A-Za-z0-9_\-]{33}", back=10),),
+        (_a(b":AA", False, _m(rb"[0-9]{8}:AA[A-Za-z0-9_\-]{33}", 8)),),
         check=_group_random(0, 11),
     ),
     _rule(
@@ -491,21 +512,21 @@ _RULES: list[_Rule] = [
         r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{1,30}://"
         r"(?P<user>[^\s:/?#@\"'<>\[\]]{0,100}):(?P<pw>[^\s/?#@\"'<>]{1,200})@"
         r"(?=[A-Za-z0-9\[._\-])",
-        (_a(b"://", True, rb"://[^\s/@]{0,100}:[^\s/@]{1,200}@", ahead=320),),
+        (_a(b"://", True, _m(rb"://[^\s/@]{0,100}:[^\s/@]{1,200}@")),),
         "pw",
         _check_url,
     ),
     _rule(
         "bearer-token",
         r"(?i:\bbearer)\s+([A-Za-z0-9\-._~+/]{20,}=*)",
-        (_a(b"bearer", True, rb"bearer(?:\s|\\[nrt])+[a-z0-9\-._~+/]{20}", ahead=40),),
+        (_a(b"bearer", True, _m(rb"bearer(?:\s|\\[nrt])+[a-z0-9\-._~+/]{20}")),),
         1,
         _check_bearer,
     ),
     _rule(
         "basic-auth",
         r"(?i:authorization)[\"']?\s*[:=]\s*[\"']?(?i:basic)\s+([A-Za-z0-9+/]{12,}={0,2})",
-        (_a(b"authorization", lower=True),),
+        (_a(b"authorization", True),),
         1,
     ),
     _Rule("secret-assignment", _ASSIGN, _ASSIGN_ANCHORS, "v", _check_assign),

@@ -164,3 +164,160 @@ def test_format_findings_caps_the_list():
     assert len(findings) == 25
     assert text.count("openai-key") == 20 and text.endswith("... and 5 more")
     assert OPENAI not in text
+
+
+# ---- what was missed before: one example each (the corpus test has every kind and place)
+
+STRIPE = "sk_" + "live_" + "4eC39HqLyjWDarjtT1zdp7dcXy"
+AWS_ALONE = "Zk3pQ8rT2vX6yB1nM5cF9hJ0kL4wE7sA/uG+dR2q"
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "secret"),
+    [
+        (f"STRIPE_KEY is {STRIPE}", "stripe-key", STRIPE),
+        ("rk_" + "live_" + "51HqLyjWDarjtT1zdp7dc", "stripe-key", None),
+        ("db at postgres://app:Xq7pL2mN9vR4@db.internal/prod", "url-credentials", "Xq7pL2mN9vR4"),
+        ("git clone https://bob:t0pS3cret99@git.example.com/r.git", "url-credentials", None),
+        (f"my AWS secret key is {AWS_ALONE}", "aws-secret-key", AWS_ALONE),
+        ("DATABASE_PASSWORD=Hunter2Hunter2", "secret-assignment", "Hunter2Hunter2"),
+        ("SECRET_KEY: dj4ngo-1nsecure-k3y-v4lue", "secret-assignment", None),
+        ('{"user": "app", "password": "pa55w0rd-for-db"}', "secret-assignment", None),
+    ],
+)
+def test_what_was_missed_before_is_found(text, kind, secret):
+    findings = scan(parts_with(text), env={})
+    assert [f.kind for f in findings] == [kind]
+    if secret:
+        f = findings[0]
+        assert text[f.start : f.end] == secret and secret not in str(f)
+
+
+def test_a_secret_split_across_two_deltas_is_found_and_redacted_in_both():
+    events = [
+        {"sequence": 0, "event": {"type": "text_delta", "text": "the key: " + OPENAI[:10]}},
+        {"sequence": 1, "event": {"type": "text_delta", "text": OPENAI[10:] + " ok"}},
+        {"sequence": 2, "event": {"type": "tool_output_delta", "id": "c1", "delta": GITHUB[:5]}},
+        {"sequence": 3, "event": {"type": "tool_output_delta", "id": "c2", "delta": "zzz "}},
+        {"sequence": 4, "event": {"type": "tool_output_delta", "id": "c1", "delta": GITHUB[5:]}},
+    ]
+    parts = {"runs": [{"snapshot": {"id": "run-1"}, "events": events}]}
+    findings = scan(parts, env={})
+    assert [(f.path, f.kind) for f in findings] == [
+        ("[0].events[0].event.text", "openai-key"),
+        ("[0].events[2].event.delta", "github-token"),
+    ]
+    assert (findings[0].start, findings[0].end) == (9, 19)
+    out, _ = redact(parts, env={})
+    got = [e["event"].get("text", e["event"].get("delta")) for e in out["runs"][0]["events"]]
+    assert got == ["the key: [REDACTED:openai-key]", " ok", "[REDACTED:github-token]", "zzz ", ""]
+    assert out["runs"][0]["snapshot"] is parts["runs"][0]["snapshot"]  # clean parts shared
+
+
+def test_a_secret_used_as_an_object_key_is_found_redacted_and_never_shown():
+    parts = {"session": {"messages": [{"input": {OPENAI: 1, GITHUB: 2, "ok": OPENAI}}]}}
+    findings = scan(parts, env={})
+    assert [(f.path, f.kind) for f in findings] == [
+        ("messages[0].input.<key>", "openai-key"),
+        ("messages[0].input.<key>", "github-token"),
+        ("messages[0].input.ok", "openai-key"),
+    ]
+    assert not any(OPENAI in str(f) or GITHUB in str(f) for f in findings)
+    out, _ = redact(parts, env={})
+    assert out["session"]["messages"][0]["input"] == {
+        "[REDACTED:openai-key]": 1,
+        "[REDACTED:github-token]": 2,
+        "ok": "[REDACTED:openai-key]",
+    }
+    twice = {"session": {"messages": [{"input": {OPENAI: 1, OPENAI + "x": 2}}]}}
+    out, _ = redact(twice, env={})  # two keys redacted alike do not collide
+    assert list(out["session"]["messages"][0]["input"].values()) == [1, 2]
+
+
+def test_values_under_secret_named_keys_of_parsed_json():
+    parts = parts_with("x")
+    parts["session"]["messages"][0]["content"][0]["input"] = {
+        "password": "Tr0ub4dor-and-3",
+        "db_password": "${DB_PASSWORD}",  # a placeholder
+        "token_count": "12345678",  # not a secret-named key
+        "apiKey": "q8Zr2LmX0pVb7",
+    }
+    findings = scan(parts, env={})
+    assert [(f.path.rsplit(".", 1)[1], f.kind) for f in findings] == [
+        ("password", "secret-assignment"),
+        ("apiKey", "secret-assignment"),
+    ]
+
+
+# ---- speed without losing recall: what was found clean is not read again
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """The indexes of the units each scan had to read (not in the cache)."""
+    read: list[list[int]] = []
+    real = secrets._Scanner.prefilter
+
+    def prefilter(self, units, blobs, todo):
+        read.append(list(todo))
+        return real(self, units, blobs, todo)
+
+    secrets.clear_cache()
+    monkeypatch.setattr(secrets._Scanner, "prefilter", prefilter)
+    yield read
+    secrets.clear_cache()
+
+
+def _long_parts(fixture_store):
+    from a3s_nb.capture import bundle_to_parts
+
+    return bundle_to_parts(fixture_store.load("fix-india-2-004"))
+
+
+def test_a_rescan_reads_only_what_changed(fixture_store, spy):
+    parts = _long_parts(fixture_store)
+    assert scan(parts, env={}) == []
+    assert scan(parts, env={}) == []
+    assert len(spy[0]) > 30 and spy[1] == []
+    messages = parts["session"]["messages"]
+    messages.append({"role": "user", "content": [{"type": "text", "text": f"now {OPENAI}"}]})
+    found = scan(parts, env={})
+    assert [(f.path, f.kind) for f in found] == [
+        (f"messages[{len(messages) - 1}].content[0].text", "openai-key")
+    ]
+    assert len(spy[2]) == 1
+    assert scan(parts, env={}) == found  # a unit with a secret is never taken as clean
+    assert len(spy[3]) == 1
+    scan(parts, env={}, cache=False)
+    assert len(spy[4]) == len(spy[0]) + 1
+
+
+def test_a_changed_environment_rescans(spy):
+    parts = parts_with("the service said: tok-alpha-bravo-charlie")
+    assert scan(parts, env={}) == []
+    assert [f.kind for f in scan(parts, env={"SVC_TOKEN": "tok-alpha-bravo-charlie"})] == [
+        "env:SVC_TOKEN"
+    ]
+    assert spy[1] == spy[0] == [0]
+
+
+def test_the_cache_is_bounded(spy, monkeypatch):
+    monkeypatch.setattr(secrets, "_CACHE_MAX", 40)
+    parts = {"runs": [{"n": i, "text": f"line {i}"} for i in range(300)]}
+    assert scan(parts, env={}) == []
+    assert 0 < len(secrets._CLEAN) <= 40
+
+
+def test_the_standard_json_encoder_gives_the_same_findings(fixture_store):
+    parts = _long_parts(fixture_store)
+    parts["runs"][0]["events"][0]["event"]["huge"] = 2**70  # beyond orjson's integers
+    parts["runs"][0]["events"][0]["event"]["note"] = f"x {GITHUB} y"
+    parts["session"]["messages"][0]["content"][0]["text"] += f" {PEM}"
+    secrets._set_encoder(True)
+    fast = scan(parts, env={}, cache=False)
+    try:
+        secrets._set_encoder(False)
+        assert scan(parts, env={}, cache=False) == fast
+    finally:
+        secrets._set_encoder(True)
+    assert [f.kind for f in fast] == ["private-key", "github-token"]
