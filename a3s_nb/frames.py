@@ -141,14 +141,25 @@ class _StoreSource(_Source):
                 return json.loads(text)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
+        except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON
             pass
-        return self.store.read_raw(session_id, part)
+        return self._read_raw(session_id, part)
+
+    def _read_raw(self, session_id: str, part: str) -> Any:
+        try:
+            return self.store.read_raw(session_id, part)  # type: ignore[arg-type]
+        except CorruptFileError:
+            raise
+        except (RecursionError, ValueError) as e:  # too deep, a number too long
+            raise CorruptFileError(
+                self.store.location(session_id, part),  # type: ignore[arg-type]
+                f"cannot be parsed: {type(e).__name__}: {e}",
+            ) from None
 
     def _read_parts(self, session_id: str, parts: Iterable[str]) -> dict[str, Any]:
         if self.root is not None:
             return {part: self._read_file(session_id, part) for part in parts}
-        return {part: self.store.read_raw(session_id, part) for part in parts}
+        return {part: self._read_raw(session_id, part) for part in parts}
 
     def read(self, session_id: str, parts: Iterable[str]) -> dict[str, Any]:
         with self.store.lock(shared=True):
@@ -664,6 +675,14 @@ def _summarize(source: _Source, session_id: str) -> tuple[list[Any], list[str]] 
     )
 
 
+def _file_of(source: _Source, frame: str) -> Callable[[str], str]:
+    """``session_id -> path`` of the file a frame's rows come from (for error entries)."""
+    part = {"traces": "traces", "verification": "verification"}.get(
+        frame, "runs" if frame in _RUN_FRAMES else "session"
+    )
+    return lambda session_id: _where(source, session_id, part)
+
+
 def _where(source: _Source, session_id: str, part: str) -> str:
     store = source.store
     return store.location(session_id, part) if store is not None else f"{session_id}/{part}"
@@ -839,8 +858,23 @@ def _clean_strings(values: list) -> list:
     return [v if v is None or isinstance(v, str) else _json(v) for v in values]
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _clean_ints(values: list) -> list:
-    return [v if type(v) is int else None for v in values]
+    """Ints that fit int64; anything else (a JSON float, text, 2**63 and beyond) is NA."""
+    return [v if type(v) is int and _INT64_MIN <= v <= _INT64_MAX else None for v in values]
+
+
+def _too_big(values: Any) -> list[tuple[int, int]]:
+    """``(row, value)`` of the ints in a column that do not fit int64."""
+    if isinstance(values, dict):
+        items: Iterable = values.items()
+    elif isinstance(values, list):
+        items = enumerate(values)
+    else:
+        return []
+    return [(i, v) for i, v in items if type(v) is int and not _INT64_MIN <= v <= _INT64_MAX]
 
 
 def _clean_floats(values: list) -> list:
@@ -865,7 +899,13 @@ def _pool() -> Any:
     return pa.system_memory_pool()
 
 
-def _arrow(values: Any, n: int, typ: Any, clean: Callable[[list], list]) -> Any:
+def _arrow(
+    values: Any,
+    n: int,
+    typ: Any,
+    clean: Callable[[list], list],
+    lost: Callable[[list[tuple[int, int]]], None] | None = None,
+) -> Any:
     """A pyarrow array of ``n`` values from a dense list, a sparse dict or a _Repeat.
 
     Sparse and repeated columns are expanded by ``take`` in C, not element by element. A
@@ -876,6 +916,10 @@ def _arrow(values: Any, n: int, typ: Any, clean: Callable[[list], list]) -> Any:
         try:
             return pa.array(items, type=typ, from_pandas=True, memory_pool=_pool())
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            if lost is not None and clean is _clean_ints:
+                big = _too_big(values)
+                if big:
+                    lost(big)
             return pa.array(clean(items), type=typ, from_pandas=True, memory_pool=_pool())
 
     if isinstance(values, _Repeat):
@@ -902,7 +946,12 @@ _ARROW_KINDS: dict[str, tuple[Callable[[], Any], Callable[[list], list]]] = {
 }
 
 
-def _chunk(col: schema.Column, values: Any, n: int) -> Any:
+def _chunk(
+    col: schema.Column,
+    values: Any,
+    n: int,
+    lost: Callable[[list[tuple[int, int]]], None] | None = None,
+) -> Any:
     """One column of a flushed block of rows, as a pyarrow array."""
     if isinstance(values, _Codes):
         return pa.DictionaryArray.from_arrays(
@@ -911,7 +960,7 @@ def _chunk(col: schema.Column, values: Any, n: int) -> Any:
     typ, clean = _ARROW_KINDS[col.kind]
     if isinstance(values, dict) and col.kind in ("string", "json"):
         values = _dense(values, n)  # one copy of the text, where take() would make two
-    return _arrow(values, n, typ(), clean)
+    return _arrow(values, n, typ(), clean, lost)
 
 
 def _string_dtype() -> pd.StringDtype:
@@ -978,6 +1027,8 @@ def _array(col: schema.Column, values: Any, n: int) -> Any:
         except (TypeError, ValueError):
             return pd.array(_clean_strings(values), dtype=_string_dtype())
     if kind == "int":
+        if _too_big(values):
+            values = _clean_ints(values)
         try:
             return pd.array(values, dtype="Int64")
         except (TypeError, ValueError, OverflowError):
@@ -990,7 +1041,7 @@ def _array(col: schema.Column, values: Any, n: int) -> Any:
         except (TypeError, ValueError):
             return pd.array(_clean_bools(values), dtype="boolean")
     if kind == "timestamp":
-        ms = np.array([v if type(v) is int else _NAT for v in values], dtype=np.int64)
+        ms = np.array([_NAT if v is None else v for v in _clean_ints(values)], dtype=np.int64)
         return pd.DatetimeIndex(ms.view("datetime64[ms]")).tz_localize("UTC").array
     clean = _clean_enum(values)
     cats = _categories((v for v in clean if v is not None), schema.ENUMS[col.enum])
@@ -1067,6 +1118,10 @@ class _Builder:
         self.chunks: dict[str, list] = {c.name: [] for c in self.columns}
         self.n = 0
         self.cols = self.fresh()
+        #: Values kept out of the frame (ints beyond int64), as ``attrs["errors"]`` entries.
+        self.notes: list[dict] = []
+        #: The file a frame row comes from, for those entries: ``where(session_id)``.
+        self.where: Callable[[str], str] = lambda session_id: session_id
 
     def fresh(self) -> dict[str, Any]:
         """Empty column containers: a list per column, unless a builder knows better."""
@@ -1080,21 +1135,51 @@ class _Builder:
         if self.n >= CHUNK_ROWS and pa is not None:
             self.flush()
 
+    def _lost(self, col: str, session_ids: Any, n: int) -> Callable[[list], None]:
+        """Note the ints of ``col`` that do not fit int64 (they become <NA>)."""
+
+        def note(big: list[tuple[int, int]]) -> None:
+            sids = _dense(session_ids, n)
+            seen: set[tuple[str, str]] = set()
+            for row, value in big:
+                sid = sids[row]
+                if (sid, col) in seen:
+                    continue
+                seen.add((sid, col))
+                problem = (
+                    f"{self.frame}.{col}: {value} does not fit a 64-bit integer; "
+                    "the session is kept and the value shown as <NA>"
+                )
+                self.notes.append({"session_id": sid, "path": self.where(sid), "problem": problem})
+                warn(f"session {sid!r}: {problem}", CorruptSessionWarning)
+
+        return note
+
     def flush(self) -> None:
         cols, n = self.take_columns(), self.n
+        sids = cols.get("session_id")
         for col in self.columns:
-            self.chunks[col.name].append(_chunk(col, cols.pop(col.name), n))
+            lost = self._lost(col.name, sids, n) if col.kind in ("int", "timestamp") else None
+            self.chunks[col.name].append(_chunk(col, cols.pop(col.name), n, lost))
         self.n = 0
         self.cols = self.fresh()
 
     def frame_df(self, errors: list[dict]) -> pd.DataFrame:
         if pa is None:
             cols, n = self.take_columns(), self.n
-            data = {col.name: _array(col, cols.pop(col.name), n) for col in self.columns}
+            sids = cols.get("session_id")
+            data = {}
+            for col in self.columns:
+                values = cols.pop(col.name)
+                if col.kind in ("int", "timestamp"):
+                    big = _too_big(_dense(values, n))
+                    if big:
+                        self._lost(col.name, sids, n)(big)
+                data[col.name] = _array(col, values, n)
         else:
             self.flush()
             data = {col.name: _finish(col, self.chunks.pop(col.name)) for col in self.columns}
-        return _frame(self.frame, data, errors)
+        return _frame(self.frame, data, [*errors, *self.notes])
 
 
 class _MessagesBuilder(_Builder):
@@ -1576,6 +1661,7 @@ def _index_summaries(
     stems: set[str] | None,
     progress: bool | None,
     errors: list[dict],
+    skip: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> list[tuple[list, list[str]]]:
     """``sessions`` rows of a directory store, from its index (recomputing stale rows)."""
     from .index import SessionIndex
@@ -1594,6 +1680,8 @@ def _index_summaries(
     )
     out = []
     for stem, entry in sorted(entries.items()):
+        if stem in skip:  # rejected by load(), already reported
+            continue
         if entry.get("error") is not None:
             err = entry["error"]
             _report(errors, stem, CorruptFileError(err["path"], err["problem"]))
@@ -1654,22 +1742,43 @@ def _collect_frames(
     if ids is not None:
         known = src.ids()
         selected = _resolve_ids(ids, known, src.label)
+    # Sessions that Store.load() rejects are left out and listed in attrs["errors"].
+    rejected: dict[str, CorruptFileError] = {}
+    if src.store is not None:
+        from ._loadcheck import rejected as load_rejected
+
+        if known is None:
+            known = src.ids()
+        rejected = load_rejected(
+            src.store,
+            selected if selected is not None else known,
+            progress=lambda items: _progress(items, progress, "checking sessions"),
+        )
+        for sid in sorted(rejected):
+            _report(errors, sid, rejected[sid])
+        if selected is not None:
+            selected = [i for i in selected if i not in rejected]
+        known = [i for i in known if i not in rejected]
     session_filtered = filters.any and bool(_SESSION_FRAMES.intersection(wanted))
     only_sessions = wanted == ["sessions"]
     if use_index and (only_sessions or (session_filtered and not _RUN_FRAMES.intersection(wanted))):
         stems = None
-        if selected is not None:
-            stems = {sdk_safe_id(i) for i in selected}
-        summaries = _index_summaries(src, stems, progress, errors)
+        if selected is not None or known is not None:
+            stems = {sdk_safe_id(i) for i in (selected if selected is not None else known)}
+        summaries = _index_summaries(
+            src, stems, progress, errors, skip={sdk_safe_id(i) for i in rejected}
+        )
         chosen = set(selected) if selected is not None else None
         keep = {
             row[0]
             for row, statuses in summaries
             if (chosen is None or row[0] in chosen)
+            and row[0] not in rejected
             and (not filters.any or filters.session_ok(row, statuses))
         }
         if only_sessions:
             builder = _SessionsBuilder()
+            builder.where = _file_of(src, "sessions")
             for row, _ in summaries:
                 if row[0] in keep:
                     builder.add_row(row)
@@ -1702,6 +1811,8 @@ def _collect_frames(
         builders["run_events"] = _EventsBuilder()
     if "spans" in wanted:
         builders["spans"] = _SpansBuilder()
+    for name, builder in builders.items():
+        builder.where = _file_of(src, name)
     runs_b, events_b, spans_b = (
         builders.get("runs"),
         builders.get("run_events"),

@@ -515,8 +515,15 @@ which is what to use for more than one frame of a large store.
 ## Frame metadata
 
 `df.attrs` holds `frame` (the frame name), `schema_version` (see above) and `errors`: one
-`{"session_id", "path", "problem"}` entry per session that was skipped because a file it
-needs is corrupt (each is also reported with a `CorruptSessionWarning`). `runs` and
+`{"session_id", "path", "problem"}` entry per session left out, each also reported with a
+`CorruptSessionWarning`. A session is left out of every frame, and listed in each, when
+`Store.load()` would reject it: a file that is empty, torn, not JSON, too deeply nested, or
+parseable but not the shape a3s-code writes (a run without `status`, a wrong type, an `id`
+that differs from the file name, a broken artifacts manifest), even when the frame does not
+read that file. The verdict is `load()`'s own, cached per file `(mtime_ns, size)` in
+`<store>/.a3s_nb/loadcheck.json`, so it costs a validation only for files that changed. An
+integer that does not fit a 64-bit column (`2**63` and beyond, which `load()` accepts) is
+shown as `<NA>`; its session is kept and gets an `errors` entry in the frames holding it. `runs` and
 `sessions` also hold `price_table` (the `genai-prices` version the costs come from, None
 when it is not installed) and `unpriced_models`: the models whose rows have no cost. The
 attrs survive a Parquet round trip.

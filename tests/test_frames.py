@@ -337,7 +337,8 @@ def test_timestamps_are_utc(fixture_frames, fixture_dir):
 
 
 def test_parquet_round_trip(fixture_frames, tmp_path):
-    pytest.importorskip("pyarrow")
+    import pyarrow  # noqa: F401 - a test dependency: fail loudly without it
+
     for name in FRAMES:
         df = fixture_frames[name]
         path = tmp_path / f"{name}.parquet"
@@ -523,43 +524,197 @@ def test_chunked_build_matches_one_chunk(fixture_store, fixture_frames, monkeypa
 
 
 def test_corrupt_file_is_reported_and_the_rest_load(fixture_dir, manifest):
+    """A session with a corrupt file is left out of every frame and listed in each."""
     bad = fixture_dir / "runs" / "fix-india-2-004.json"
     bad.write_text('[{"snapshot": {"id": "run-1"')  # truncated by an interrupted write
-    (fixture_dir / "traces" / "fix-oscar-2-000.json").write_text("")  # a torn 0-byte file
+    empty = fixture_dir / "traces" / "fix-oscar-2-000.json"
+    empty.write_text("")  # a torn 0-byte file
     with pytest.warns(CorruptSessionWarning, match="fix-india-2-004") as caught:
         runs = a3s_nb.runs(fixture_dir)
-    assert str(bad) in str(caught[0].message) and "not valid JSON" in str(caught[0].message)
-    expected = sum(s["observed_runs"] for s in manifest["sessions"]) - 6
+    india = next(str(w.message) for w in caught if "fix-india-2-004" in str(w.message))
+    assert str(bad) in india and "not valid JSON" in india
+    per_session = {s["session_id"]: s["observed_runs"] for s in manifest["sessions"]}
+    expected = sum(per_session.values()) - 6 - per_session["fix-oscar-2-000"]
     assert len(runs) == expected
-    assert runs.attrs["errors"] == [
-        {
-            "session_id": "fix-india-2-004",
-            "path": str(bad),
-            "problem": runs.attrs["errors"][0]["problem"],
-        }
-    ]
-    with pytest.warns(CorruptSessionWarning, match="file is empty"):
-        traces = a3s_nb.traces(fixture_dir)
-    assert "fix-oscar-2-000" not in set(traces.session_id) and len(set(traces.session_id)) == 7
-    # a frame that does not need the broken file is not affected
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        messages = a3s_nb.messages(fixture_dir)
-    assert messages.session_id.nunique() == 8
-    with pytest.warns(CorruptSessionWarning):
-        sessions = a3s_nb.sessions(fixture_dir)
+    errors = runs.attrs["errors"]
+    assert [e["session_id"] for e in errors] == ["fix-india-2-004", "fix-oscar-2-000"]
+    assert errors[0]["path"] == str(bad) and errors[1]["path"] == str(empty)
+    assert "file is empty" in errors[1]["problem"]
+    for name in FRAMES:  # load() rejects both sessions: no frame shows them, each lists them
+        with pytest.warns(CorruptSessionWarning):
+            df = getattr(a3s_nb, name)(fixture_dir)
+        assert not {"fix-india-2-004", "fix-oscar-2-000"} & set(df.session_id), name
+        assert df.attrs["errors"] == errors, name
+    sessions = a3s_nb.sessions(fixture_dir)
     assert len(sessions) == 6 and len(sessions.attrs["errors"]) == 2
 
 
 def test_corrupt_session_document(fixture_dir):
     (fixture_dir / "fix-oscar-2-000.json").write_text("[1, 2]")
-    with pytest.warns(CorruptSessionWarning, match="not a JSON object"):
+    with pytest.warns(CorruptSessionWarning, match="should be an object") as caught:
         df = a3s_nb.messages(fixture_dir)
     assert df.session_id.nunique() == 7
+    assert caught[0].filename == __file__  # the warning points at the caller's line
+
+
+def _edit_runs(store_dir: Path, sid: str, edit) -> Path:
+    path = store_dir / "runs" / f"{sid}.json"
+    runs = json.loads(path.read_text())
+    edit(runs)
+    path.write_text(json.dumps(runs, indent=2))
+    return path
+
+
+def test_schema_invalid_session_is_reported_by_every_frame(fixture_dir):
+    """A file that parses but that load() rejects (a run without status) is in no frame."""
+    sid = "fix-india-2-004"
+    path = _edit_runs(fixture_dir, sid, lambda runs: runs[0]["snapshot"].pop("status"))
+    with pytest.raises(a3s_nb.CorruptFileError):
+        a3s_nb.FileStore(fixture_dir).load(sid)
+    for _ in range(2):  # the second time from the cache of load verdicts
+        with pytest.warns(CorruptSessionWarning, match=sid):
+            got = a3s_nb.all_frames(fixture_dir)
+        for name, df in got.items():
+            assert sid not in set(df.session_id), name
+            (err,) = df.attrs["errors"]
+            assert err["session_id"] == sid and err["path"] == str(path), name
+            assert "status" in err["problem"], name
+        assert got["sessions"].session_id.nunique() == 7
+    for name in FRAMES:
+        with pytest.warns(CorruptSessionWarning, match=sid):
+            df = getattr(a3s_nb, name)(fixture_dir)
+        assert sid not in set(df.session_id) and len(df.attrs["errors"]) == 1, name
+    # repaired: back in the frames (the cache notices the changed file)
+    _edit_runs(fixture_dir, sid, lambda runs: runs[0]["snapshot"].update(status="completed"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert sid in set(a3s_nb.runs(fixture_dir).session_id)
+        assert sid in set(a3s_nb.sessions(fixture_dir).session_id)
+
+
+def test_a_wrong_type_is_reported_too(fixture_dir):
+    sid = "fix-oscar-2-000"
+    _edit_runs(fixture_dir, sid, lambda runs: runs[0]["snapshot"].update(created_at_ms="soon"))
+    with pytest.warns(CorruptSessionWarning, match="created_at_ms"):
+        df = a3s_nb.run_events(fixture_dir)
+    assert sid not in set(df.session_id) and df.session_id.nunique() == 7
+
+
+def test_memory_store_sessions_that_do_not_load_are_reported(fixture_store):
+    store = a3s_nb.MemoryStore()
+    for sid in fixture_store.list():
+        store.save(fixture_store.load(sid))
+    store._files["fix-india-2-004"]["runs"] = '[{"snapshot": {"id": "run-1"}, "events": []}]'
+    with pytest.warns(CorruptSessionWarning, match="fix-india-2-004"):
+        df = a3s_nb.runs(store)
+    assert "fix-india-2-004" not in set(df.session_id)
+    assert [e["session_id"] for e in df.attrs["errors"]] == ["fix-india-2-004"]
+
+
+@pytest.mark.parametrize("big", [2**63, 2**64 + 5, -(2**63) - 1])
+def test_int_beyond_int64_in_a_run_event_is_na_and_reported(fixture_dir, fixture_frames, big):
+    """load() accepts any int; the frames keep the session, show <NA> and say so."""
+    sid = "fix-india-2-004"
+
+    def edit(runs):
+        for rec in runs[0]["events"]:
+            if rec["event"]["type"] == "turn_end":
+                rec["event"]["usage"]["total_tokens"] = big
+                return
+        raise AssertionError("no turn_end")
+
+    path = _edit_runs(fixture_dir, sid, edit)
+    a3s_nb.FileStore(fixture_dir).load(sid)  # a valid session
+    with pytest.warns(CorruptSessionWarning, match="64-bit"):
+        got = a3s_nb.all_frames(fixture_dir)
+    events = got["run_events"]
+    assert len(events) == len(fixture_frames["run_events"])
+    mine = events[(events.session_id == sid) & (events.event_type == "turn_end")]
+    assert mine.total_tokens.isna().iloc[0] and mine.total_tokens.notna().iloc[1:].all()
+    (err,) = events.attrs["errors"]
+    assert err["session_id"] == sid and err["path"] == str(path)
+    assert str(big) in err["problem"] and "total_tokens" in err["problem"]
+    assert got["messages"].attrs["errors"] == []  # only the frames that hold the value
+    others = events[events.session_id != sid].reset_index(drop=True)
+    expected = fixture_frames["run_events"]
+    expected = expected[expected.session_id != sid].reset_index(drop=True)
+    pd.testing.assert_frame_equal(others, expected)
+
+
+def test_int_beyond_int64_without_pyarrow(fixture_dir, monkeypatch):
+    _edit_runs(fixture_dir, "fix-india-2-004", lambda r: r[0]["snapshot"].update(event_count=2**63))
+    monkeypatch.setattr(frames, "pa", None)
+    with pytest.warns(CorruptSessionWarning, match="event_count"):
+        runs = a3s_nb.runs(fixture_dir)
+    assert runs[runs.session_id == "fix-india-2-004"].event_count.isna().iloc[0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[{"snapshot": {"id": "r"}, "events": ' + "[" * 10_000 + "]" * 10_000 + "}]",
+        '[{"snapshot": {"id": "r", "event_count": ' + "7" * 5000 + "}}]",
+    ],
+    ids=["nested-10000-deep", "int-of-5000-digits"],
+)
+def test_deep_json_and_huge_ints_are_reported_and_the_rest_load(fixture_dir, text):
+    bad = fixture_dir / "runs" / "fix-india-2-004.json"
+    bad.write_text(text)
+    with pytest.warns(CorruptSessionWarning, match="fix-india-2-004"):
+        got = a3s_nb.all_frames(fixture_dir)
+    for name, df in got.items():
+        assert [e["session_id"] for e in df.attrs["errors"]] == ["fix-india-2-004"], name
+        assert "fix-india-2-004" not in set(df.session_id), name
+    assert got["sessions"].session_id.nunique() == 7
+    with pytest.warns(CorruptSessionWarning, match="fix-india-2-004"):
+        assert a3s_nb.sessions(fixture_dir).session_id.nunique() == 7
+
+
+def test_a_corrupt_load_cache_is_rebuilt_not_trusted(fixture_dir):
+    from a3s_nb import _loadcheck
+
+    a3s_nb.runs(fixture_dir)  # writes the cache
+    cache = fixture_dir / ".a3s_nb" / _loadcheck.CACHE_FILE
+    assert cache.exists()
+    # a cache that claims every session is fine, for files that are not
+    data = json.loads(cache.read_text())
+    bad = fixture_dir / "runs" / "fix-india-2-004.json"
+    bad.write_text("[{}]")
+    for entry in data["entries"].values():
+        entry["sig"] = "forged"
+    cache.write_text(json.dumps(data))
+    with pytest.warns(CorruptSessionWarning, match="fix-india-2-004"):
+        a3s_nb.runs(fixture_dir)
+    for garbage in ("{", "[1]", '{"format": 1, "key": "x", "entries": {}}', "\x00"):
+        cache.write_text(garbage)
+        with pytest.warns(CorruptSessionWarning, match="fix-india-2-004"):
+            a3s_nb.runs(fixture_dir)
+        assert json.loads(cache.read_text())["entries"]  # rewritten whole
+
+
+def test_garbage_collector_is_restored_on_every_exit(fixture_store, monkeypatch):
+    import gc
+
+    assert gc.isenabled()
+
+    def interrupted(*args, **kwargs):
+        assert not gc.isenabled()  # paused during the build
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(frames._RunsBuilder, "add", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        a3s_nb.runs(fixture_store)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            a3s_nb.runs(fixture_store)
+        assert not gc.isenabled()  # a caller's own choice is kept too
+    finally:
+        gc.enable()
 
 
 def test_progress_bar(fixture_store, monkeypatch):
-    pytest.importorskip("tqdm")
     import tqdm.auto
 
     made = []

@@ -13,11 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+import ipywidgets  # noqa: F401 - the widgets need it: missing, the suite fails loudly
 import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
-
-pytest.importorskip("ipywidgets", reason="the widgets need ipywidgets: pip install -e '.[all]'")
 
 import a3s_nb
 from a3s_nb import render
@@ -680,8 +679,9 @@ def test_outputs_have_widget_view_plain_text_and_static_html(fixture_store, fixt
 
 def test_static_html_through_nbconvert(fixture_dir, tmp_path):
     """A notebook saved with widget outputs (no widget state) shows the static HTML."""
-    nbformat = pytest.importorskip("nbformat")
-    nbconvert = pytest.importorskip("nbconvert")
+    import nbconvert
+    import nbformat
+
     browser = SessionBrowser(fixture_dir)
     browser.value = OSCAR
     data = browser._repr_mimebundle_()

@@ -1,0 +1,246 @@
+"""Which sessions ``Store.load()`` rejects, remembered per file signature.
+
+The frames read the raw JSON (fast), not the validated models; a file that parses but does
+not have the shape a3s-code writes (a run without ``status``, a wrong type, an ``id`` that
+differs from the file name, a broken artifacts manifest) would slip into them unnoticed.
+So every frame first asks this module which of its sessions ``load()`` would refuse, and
+leaves those out, listing them in ``df.attrs["errors"]``.
+
+The answer is exact because it *is* ``Store.load``: there is no second description of the
+models to drift from them. Validation costs several times a plain parse, so for a directory
+store the verdict is kept in ``<store>/.a3s_nb/loadcheck.json`` together with the
+``(mtime_ns, size)`` of every file of the session (the way the sessions index keys its
+rows) and ``load`` runs again only for sessions whose files changed, appeared or vanished.
+Like the index, a verdict on files changed within ``RACY_SECONDS`` of the check is not
+trusted on the next call, the cache is written atomically (temp file + rename, so
+concurrent writers cannot tear it; the last one wins, and a lost entry is only recomputed),
+and a cache that is unreadable, foreign or of another version of the models is rebuilt,
+never trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from .errors import CorruptFileError, SessionNotFoundError
+from .store import PARTS, FileStore, Store, sdk_safe_id
+
+log = logging.getLogger(__name__)
+
+CACHE_FILE = "loadcheck.json"
+CACHE_FORMAT = 1
+RACY_SECONDS = 2.0
+
+_MODELS_KEY: str | None = None
+
+
+def _models_key() -> str:
+    """Changes whenever the models (what ``load`` accepts) may have changed."""
+    global _MODELS_KEY
+    if _MODELS_KEY is None:
+        from . import __version__, models, store
+
+        h = hashlib.sha1(__version__.encode())
+        for mod in (models, store):
+            try:
+                h.update(Path(mod.__file__ or "").read_bytes())
+            except OSError:
+                h.update(mod.__name__.encode())
+        _MODELS_KEY = h.hexdigest()
+    return _MODELS_KEY
+
+
+def _stat(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_mtime_ns, st.st_size]
+
+
+def _scan_dir(path: Path) -> dict[str, list[int]]:
+    """``name -> [mtime_ns, size]`` of the entries directly in ``path`` (links followed)."""
+    out: dict[str, list[int]] = {}
+    try:
+        it = os.scandir(path)
+    except OSError:
+        return out
+    with it:
+        for entry in it:
+            try:
+                st = entry.stat()
+            except OSError:  # vanished, or a dangling link: load() decides what that means
+                out[entry.name] = [-1, -1]
+                continue
+            out[entry.name] = [st.st_mtime_ns, st.st_size]
+    return out
+
+
+def _signatures(store: FileStore, stems: Iterable[str]) -> dict[str, list]:
+    """The signature of every file ``load`` reads, by session file stem.
+
+    The file layout is the store's (``FileStore.session_files``): a directory listing per
+    part directory, and a stat per session for a part kept in a directory of its own.
+    """
+    stems = list(stems)
+    if not stems:
+        return {}
+    probe = store.session_files("probe")
+    listed: dict[str, tuple[dict[str, list[int]], str] | None] = {}
+    for part in PARTS:
+        path = probe[part]
+        if path.parent.name == "probe":  # one directory per session (artifacts)
+            listed[part] = None
+        else:
+            listed[part] = (_scan_dir(path.parent), path.name.replace("probe", "{}", 1))
+    out: dict[str, list] = {}
+    for stem in stems:
+        sig: list = []
+        files = None
+        for part in PARTS:
+            entry = listed[part]
+            if entry is None:
+                if files is None:
+                    files = store.session_files(stem)
+                sig.append(_stat(str(files[part])))
+            else:
+                scanned, pattern = entry
+                sig.append(scanned.get(pattern.format(stem)))
+        out[stem] = sig
+    return out
+
+
+def _check(store: Store, session_id: str) -> dict[str, str] | None:
+    """None if ``store.load(session_id)`` succeeds, else the problem as ``{path, problem}``."""
+    try:
+        store.load(session_id)
+    except CorruptFileError as e:
+        return {"path": e.path, "problem": e.problem}
+    except SessionNotFoundError as e:
+        return {"path": store.location(session_id), "problem": f"cannot be loaded: {e}"}
+    except (RecursionError, MemoryError) as e:  # pragma: no cover - the store reports these
+        return {"path": store.location(session_id), "problem": f"cannot be loaded: {e!r}"}
+    except Exception as e:  # load() must name the file; whatever it raised, say so
+        return {
+            "path": store.location(session_id),
+            "problem": f"cannot be loaded: {type(e).__name__}: {e}",
+        }
+    return None
+
+
+class LoadCheck:
+    """The load verdicts of one store (cached on disk for a directory store)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.path = store.meta_dir / CACHE_FILE if isinstance(store, FileStore) else None
+
+    def _load(self) -> dict[str, dict]:
+        if self.path is None:
+            return {}
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, RecursionError) as e:
+            log.info("ignoring unreadable load-check cache %s: %s", self.path, e)
+            return {}
+        if (
+            not isinstance(data, dict)
+            or data.get("format") != CACHE_FORMAT
+            or data.get("key") != _models_key()
+            or not isinstance(data.get("entries"), dict)
+        ):
+            return {}
+        entries = data["entries"]
+        ok = all(
+            isinstance(v, dict)
+            and isinstance(v.get("sig"), list | None)
+            and (v.get("error") is None or isinstance(v.get("error"), dict))
+            for v in entries.values()
+        )
+        return entries if ok else {}
+
+    def _save(self, entries: dict[str, dict]) -> None:
+        assert self.path is not None
+        text = json.dumps(
+            {"format": CACHE_FORMAT, "key": _models_key(), "entries": entries},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        tmp = self.path.with_name(f"{CACHE_FILE}.{os.getpid()}.{time.time_ns()}.tmp")
+        try:
+            self.path.parent.mkdir(exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as e:  # a read-only store works, it just is not cached
+            log.info("load-check cache not saved (%s): %s", self.path, e)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def rejected(
+        self,
+        ids: list[str],
+        progress: Callable[[list], Iterable] | None = None,
+    ) -> dict[str, CorruptFileError]:
+        """The sessions among ``ids`` that ``load()`` rejects, with its error."""
+        if self.path is None:
+            out = {}
+            for sid in ids:
+                err = _check(self.store, sid)
+                if err is not None:
+                    out[sid] = CorruptFileError(err["path"], err["problem"])
+            return out
+        assert isinstance(self.store, FileStore)
+        scanned_at = time.time_ns()
+        stem_of = {sid: sdk_safe_id(sid) for sid in ids}
+        current = _signatures(self.store, stem_of.values())
+        entries = self._load()
+        stale = [
+            sid
+            for sid, stem in stem_of.items()
+            if stem not in entries
+            or entries[stem].get("sig") is None
+            or entries[stem].get("sig") != current[stem]
+            or entries[stem].get("id") != sid
+        ]
+        if stale:
+            for sid in progress(stale) if progress is not None else stale:
+                stem = stem_of[sid]
+                sig = current[stem]
+                if sig[PARTS.index("session")] is None:  # deleted since listed
+                    entries.pop(stem, None)
+                    continue
+                newest = max((s[0] for s in sig if s is not None), default=0)
+                entries[stem] = {
+                    "id": sid,
+                    # racily clean: changed too recently to trust the signature next time
+                    "sig": sig if newest < scanned_at - RACY_SECONDS * 1e9 else None,
+                    "error": _check(self.store, sid),
+                }
+            self._save(entries)
+        out: dict[str, CorruptFileError] = {}
+        for sid, stem in stem_of.items():
+            err = entries.get(stem, {}).get("error")
+            if err is not None:
+                out[sid] = CorruptFileError(str(err.get("path")), str(err.get("problem")))
+        return out
+
+
+def rejected(
+    store: Store, ids: list[str], progress: Callable[[list], Iterable] | None = None
+) -> dict[str, Any]:
+    """The sessions among ``ids`` that ``store.load()`` rejects, with its error."""
+    return LoadCheck(store).rejected(ids, progress)
