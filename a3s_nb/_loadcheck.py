@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from ._json import loads
 from .errors import CorruptFileError, SessionNotFoundError
 from .store import PARTS, FileStore, Store, sdk_safe_id
 
@@ -84,35 +85,45 @@ def _scan_dir(path: Path) -> dict[str, list[int]]:
     return out
 
 
-def _signatures(store: FileStore, stems: Iterable[str]) -> dict[str, list]:
-    """The signature of every file ``load`` reads, by session file stem.
+_PROBE = "a3s-nb-layout-probe"
 
-    The file layout is the store's (``FileStore.session_files``): a directory listing per
-    part directory, and a stat per session for a part kept in a directory of its own.
+
+def path_templates(store: FileStore) -> dict[str, str]:
+    """``part -> path`` with ``{}`` for the file stem, in the store's own layout.
+
+    Asked of the store once (``FileStore.session_files``), then filled with plain string
+    formatting: pathlib costs as much as parsing a small file.
+    """
+    return {
+        part: str(path).replace("{", "{{").replace("}", "}}").replace(_PROBE, "{}")
+        for part, path in store.session_files(_PROBE).items()
+    }
+
+
+def _signatures(store: FileStore, stems: Iterable[str]) -> dict[str, list]:
+    """The signature of every file ``load`` reads, by session file stem (``PARTS`` order).
+
+    A directory listing per part directory, and a stat per session for a part kept in a
+    directory of its own (artifacts).
     """
     stems = list(stems)
     if not stems:
         return {}
-    probe = store.session_files("probe")
-    listed: dict[str, tuple[dict[str, list[int]], str] | None] = {}
+    templates = path_templates(store)
+    listed: list[tuple[dict[str, list[int]] | None, str]] = []
     for part in PARTS:
-        path = probe[part]
-        if path.parent.name == "probe":  # one directory per session (artifacts)
-            listed[part] = None
+        directory, name = os.path.split(templates[part])
+        if "{}" in directory:  # one directory per session
+            listed.append((None, templates[part]))
         else:
-            listed[part] = (_scan_dir(path.parent), path.name.replace("probe", "{}", 1))
+            listed.append((_scan_dir(Path(directory)), name))
     out: dict[str, list] = {}
     for stem in stems:
         sig: list = []
-        files = None
-        for part in PARTS:
-            entry = listed[part]
-            if entry is None:
-                if files is None:
-                    files = store.session_files(stem)
-                sig.append(_stat(str(files[part])))
+        for scanned, pattern in listed:
+            if scanned is None:
+                sig.append(_stat(pattern.format(stem)))
             else:
-                scanned, pattern = entry
                 sig.append(scanned.get(pattern.format(stem)))
         out[stem] = sig
     return out
@@ -137,30 +148,46 @@ def _check(store: Store, session_id: str) -> dict[str, str] | None:
 
 
 class LoadCheck:
-    """The load verdicts of one store (cached on disk for a directory store)."""
+    """The load verdicts of one store (cached on disk for a directory store).
+
+    For a directory store it also remembers ``store.list()`` while the store directory's
+    modification time is unchanged (a session file created, renamed or removed changes
+    it), so a warm call lists nothing.
+    """
 
     def __init__(self, store: Store):
         self.store = store
         self.path = store.meta_dir / CACHE_FILE if isinstance(store, FileStore) else None
+        self._data: dict[str, Any] | None = None
+        self._dirty = False
+        self._now = time.time_ns()
+        #: The file signatures seen by the last ``rejected`` call, by stem (``PARTS`` order).
+        self.signatures: dict[str, list] = {}
 
-    def _load(self) -> dict[str, dict]:
+    def _cache(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = self._load()
+        return self._data
+
+    def _load(self) -> dict[str, Any]:
+        empty: dict[str, Any] = {"listing": None, "entries": {}}
         if self.path is None:
-            return {}
+            return empty
         try:
-            with open(self.path, encoding="utf-8") as f:
-                data = json.load(f)
+            with open(self.path, "rb") as f:
+                data = loads(f.read())
         except FileNotFoundError:
-            return {}
+            return empty
         except (OSError, ValueError, RecursionError) as e:
             log.info("ignoring unreadable load-check cache %s: %s", self.path, e)
-            return {}
+            return empty
         if (
             not isinstance(data, dict)
             or data.get("format") != CACHE_FORMAT
             or data.get("key") != _models_key()
             or not isinstance(data.get("entries"), dict)
         ):
-            return {}
+            return empty
         entries = data["entries"]
         ok = all(
             isinstance(v, dict)
@@ -168,12 +195,23 @@ class LoadCheck:
             and (v.get("error") is None or isinstance(v.get("error"), dict))
             for v in entries.values()
         )
-        return entries if ok else {}
+        listing = data.get("listing")
+        if not (
+            isinstance(listing, dict)
+            and isinstance(listing.get("sig"), list)
+            and isinstance(listing.get("ids"), list)
+            and all(isinstance(i, str) for i in listing["ids"])
+        ):
+            listing = None
+        return {"listing": listing, "entries": entries} if ok else empty
 
-    def _save(self, entries: dict[str, dict]) -> None:
-        assert self.path is not None
+    def save(self) -> None:
+        """Write the cache if anything changed (atomically: temp file, fsync, rename)."""
+        if self.path is None or not self._dirty:
+            return
+        data = self._cache()
         text = json.dumps(
-            {"format": CACHE_FORMAT, "key": _models_key(), "entries": entries},
+            {"format": CACHE_FORMAT, "key": _models_key(), **data},
             ensure_ascii=False,
             separators=(",", ":"),
         )
@@ -189,6 +227,28 @@ class LoadCheck:
             log.info("load-check cache not saved (%s): %s", self.path, e)
             with contextlib.suppress(OSError):
                 tmp.unlink()
+        self._dirty = False
+
+    def _trusted(self, sig: list) -> list | None:
+        """``sig``, or None when a file in it changed too recently to trust it next time."""
+        newest = max((s[0] for s in sig if s is not None), default=0)
+        return sig if newest < self._now - RACY_SECONDS * 1e9 else None
+
+    def ids(self) -> list[str]:
+        """``store.list()``, from the cache while the store directory is unchanged."""
+        if self.path is None:
+            return self.store.list()
+        assert isinstance(self.store, FileStore)
+        sig = _stat(str(self.store.path))
+        cache = self._cache()
+        listing = cache["listing"]
+        if sig is not None and listing is not None and listing["sig"] == sig:
+            return list(listing["ids"])
+        ids = self.store.list()
+        trusted = self._trusted([sig]) if sig is not None else None
+        cache["listing"] = {"sig": sig, "ids": ids} if trusted is not None else None
+        self._dirty = True
+        return ids
 
     def rejected(
         self,
@@ -204,10 +264,9 @@ class LoadCheck:
                     out[sid] = CorruptFileError(err["path"], err["problem"])
             return out
         assert isinstance(self.store, FileStore)
-        scanned_at = time.time_ns()
         stem_of = {sid: sdk_safe_id(sid) for sid in ids}
-        current = _signatures(self.store, stem_of.values())
-        entries = self._load()
+        current = self.signatures = _signatures(self.store, stem_of.values())
+        entries = self._cache()["entries"]
         stale = [
             sid
             for sid, stem in stem_of.items()
@@ -223,24 +282,15 @@ class LoadCheck:
                 if sig[PARTS.index("session")] is None:  # deleted since listed
                     entries.pop(stem, None)
                     continue
-                newest = max((s[0] for s in sig if s is not None), default=0)
                 entries[stem] = {
                     "id": sid,
-                    # racily clean: changed too recently to trust the signature next time
-                    "sig": sig if newest < scanned_at - RACY_SECONDS * 1e9 else None,
+                    "sig": self._trusted(sig),
                     "error": _check(self.store, sid),
                 }
-            self._save(entries)
+            self._dirty = True
         out: dict[str, CorruptFileError] = {}
         for sid, stem in stem_of.items():
             err = entries.get(stem, {}).get("error")
             if err is not None:
                 out[sid] = CorruptFileError(str(err.get("path")), str(err.get("problem")))
         return out
-
-
-def rejected(
-    store: Store, ids: list[str], progress: Callable[[list], Iterable] | None = None
-) -> dict[str, Any]:
-    """The sessions among ``ids`` that ``store.load()`` rejects, with its error."""
-    return LoadCheck(store).rejected(ids, progress)

@@ -34,11 +34,13 @@ import numpy as np
 import pandas as pd
 
 from . import schema
+from ._json import loads as _loads
+from ._loadcheck import LoadCheck, path_templates
 from ._warn import warn
 from .cost import default_pricer, price_table
 from .errors import AmbiguousSessionIdError, CorruptFileError, SessionNotFoundError
 from .models import SessionBundle
-from .store import FileStore, MemoryStore, Store, sdk_safe_id
+from .store import PARTS, FileStore, MemoryStore, Store, sdk_safe_id
 
 try:  # pyarrow is optional; with it, columns are built several times faster
     import pyarrow as pa
@@ -124,21 +126,18 @@ class _StoreSource(_Source):
         # much as parsing a small file); anything unusual goes through Store.read_raw,
         # so errors are the store's own.
         self.root = str(store.path) if isinstance(store, FileStore) else None
+        self.templates = path_templates(store) if isinstance(store, FileStore) else {}
 
     def ids(self) -> list[str]:
         return self.store.list()
 
     def _read_file(self, session_id: str, part: str) -> Any:
-        stem = sdk_safe_id(session_id)
-        if part == "session":
-            path = os.path.join(self.root, stem + ".json")
-        else:
-            path = os.path.join(self.root, part, stem + ".json")
+        path = self.templates[part].format(sdk_safe_id(session_id))
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-            if text:
-                return json.loads(text)
+            with open(path, "rb") as f:
+                data = f.read()
+            if data:
+                return _loads(data)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON
@@ -1662,6 +1661,7 @@ def _index_summaries(
     progress: bool | None,
     errors: list[dict],
     skip: set[str] = frozenset(),  # type: ignore[assignment]
+    signatures: dict[str, list] | None = None,
 ) -> list[tuple[list, list[str]]]:
     """``sessions`` rows of a directory store, from its index (recomputing stale rows)."""
     from .index import SessionIndex
@@ -1675,8 +1675,17 @@ def _index_summaries(
         key=f"{schema.SCHEMA_VERSION}.{SUMMARY_VERSION}.{price_table()}",
         columns=_SESSION_COLS,
     )
+    current = None
+    if signatures is not None:  # the load check scanned the whole store already
+        from .index import FRAGMENT_DIRS
+
+        at = [PARTS.index(p) for p in ("session", *FRAGMENT_DIRS)]  # type: ignore[arg-type]
+        current = {stem: [sig[k] for k in at] for stem, sig in signatures.items()}
     entries = index.refresh(
-        compute, stems=stems, progress=lambda items: _progress(items, progress, "sessions")
+        compute,
+        stems=stems,
+        progress=lambda items: _progress(items, progress, "sessions"),
+        current=current,
     )
     out = []
     for stem, entry in sorted(entries.items()):
@@ -1739,21 +1748,22 @@ def _collect_frames(
     # is filtered per session is wanted and an index makes the filter cheap.
     known: list[str] | None = None
     selected: list[str] | None = None
+    check = None
+    if src.store is not None:
+        check = LoadCheck(src.store)
+        known = check.ids()
     if ids is not None:
-        known = src.ids()
+        known = known if known is not None else src.ids()
         selected = _resolve_ids(ids, known, src.label)
     # Sessions that Store.load() rejects are left out and listed in attrs["errors"].
     rejected: dict[str, CorruptFileError] = {}
-    if src.store is not None:
-        from ._loadcheck import rejected as load_rejected
-
-        if known is None:
-            known = src.ids()
-        rejected = load_rejected(
-            src.store,
+    if check is not None:
+        assert known is not None
+        rejected = check.rejected(
             selected if selected is not None else known,
             progress=lambda items: _progress(items, progress, "checking sessions"),
         )
+        check.save()
         for sid in sorted(rejected):
             _report(errors, sid, rejected[sid])
         if selected is not None:
@@ -1766,7 +1776,12 @@ def _collect_frames(
         if selected is not None or known is not None:
             stems = {sdk_safe_id(i) for i in (selected if selected is not None else known)}
         summaries = _index_summaries(
-            src, stems, progress, errors, skip={sdk_safe_id(i) for i in rejected}
+            src,
+            stems,
+            progress,
+            errors,
+            skip={sdk_safe_id(i) for i in rejected},
+            signatures=check.signatures if check is not None and ids is None else None,
         )
         chosen = set(selected) if selected is not None else None
         keep = {

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from ._json import loads
 from .errors import CorruptFileError
 from .store import FileStore
 
@@ -77,11 +78,11 @@ class SessionIndex:
 
     def _load(self) -> dict[str, dict]:
         try:
-            with open(self.path, encoding="utf-8") as f:
-                data = json.load(f)
+            with open(self.path, "rb") as f:
+                data = loads(f.read())
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:
             log.info("ignoring unreadable session index %s: %s", self.path, e)
             return {}
         if (
@@ -129,15 +130,19 @@ class SessionIndex:
         *,
         stems: Iterable[str] | None = None,
         progress: Callable[[list], Iterable] | None = None,
+        current: dict[str, Signature] | None = None,
     ) -> dict[str, dict]:
         """Up-to-date entries (``{"row", "statuses"}`` or ``{"error"}``) by file stem.
 
         ``compute(stem)`` builds a row from the files (raising ``CorruptFileError``), or
         returns None if the session vanished meanwhile. ``stems`` limits the work to those
-        sessions; the others keep their cached entries untouched.
+        sessions; the others keep their cached entries untouched. ``current`` is the
+        signature of every session of the store when the caller has scanned it already
+        (else ``scan()``).
         """
         scanned_at = time.time_ns()
-        current = self.scan()
+        if current is None:
+            current = self.scan()
         entries = self._load()
         changed = False
         for stem in [s for s in entries if s not in current]:  # deleted sessions

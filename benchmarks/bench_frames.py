@@ -1,41 +1,49 @@
-"""Benchmark: a3s_nb frames against the JSON floor and a naive pandas baseline.
+"""Benchmark: a3s_nb frames against the JSON parse floor, in one process.
 
 Run by hand (not part of the test suite)::
 
-    python benchmarks/bench_frames.py                 # 1,000 and 5,000 sessions
-    python benchmarks/bench_frames.py --sizes 200     # a quick look
+    python benchmarks/bench_frames.py                   # 1,000 and 5,000 sessions
+    python benchmarks/bench_frames.py --sizes 200 --repeat 1
 
 It clones the sessions of the fixture store (written by the real a3s-code 3.1.0 SDK) with
-fresh session and run ids into ``benchmarks/.data/store-<N>`` (git-ignored, reused between
-runs), then times, each phase in a fresh Python process:
+fresh session and run ids into ``benchmarks/.data/store-<N>`` (git-ignored, reused), then,
+in this one process, runs every phase once per round, interleaved, for ``--repeat`` rounds
+and keeps the best CPU and the best wall time of each:
 
-* ``floor``         read and ``json.loads`` every file of the store, nothing else
-* ``floor_read``    the same for the files a3s_nb reads (all but ``artifacts/``)
-* ``naive``         ``pandas.json_normalize`` per file, concatenated per kind
-* ``all_frames``    ``a3s_nb.all_frames``: all seven frames in one pass
-* ``each_frame``    the seven frame functions called one after the other
-* ``sessions_cold`` ``a3s_nb.sessions()`` with no index (it builds one)
-* ``sessions_warm`` ``a3s_nb.sessions()`` with the index in place (new process)
-* ``session_files`` read and parse only the session documents (what a listing needs)
+* ``floor.<parser>.<part>``  read and parse, with orjson and with msgspec, exactly the
+  files of one part the frames read (session documents, ``runs/``, ``traces/``,
+  ``verification/``; never ``artifacts/``). A frame's floor is the sum, over the parts it
+  reads, of the faster parser's best.
+* ``frame.<name>``    one frame function (``sessions`` with its index removed first, so it
+  builds its rows from the files)
+* ``all_frames``      the seven frames in one pass
+* ``all_frames_cold`` the same with no ``.a3s_nb`` caches: every session is first checked
+  with ``Store.load()`` (see docs/frames.md), which also reads artifacts
+* ``sessions_warm``   ``sessions()`` served from its index
 
-Peak memory is the growth of the process's peak resident set during the phase (Linux
-``VmHWM``, reset through ``/proc/self/clear_refs``), so it counts NumPy and Arrow buffers
-too, which ``tracemalloc`` does not see.
+Phases other than ``*_cold`` run as a notebook does after its first call: the load verdicts
+are cached. CPU is user + system time of the process; peak memory is the growth of the
+peak resident set during the phase (Linux ``VmHWM``, reset through
+``/proc/self/clear_refs``), so NumPy and Arrow buffers count; it is compared with the size
+of the files the phase's floor reads. The machine is shared: compare CPU, and ratios within
+one run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import gc
 import os
 import re
 import resource
 import shutil
-import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 FIXTURE = HERE.parent / "tests" / "fixtures" / "a3s-code-3.1.0"
@@ -86,139 +94,75 @@ def build_store(n: int) -> Path:
     return dest
 
 
-def store_files(store: Path, *, artifacts: bool = True) -> list[Path]:
-    files = [p for p in store.glob("*.json")]
-    for d in FRAGMENTS:
-        files += (store / d).glob("*.json")
-    if artifacts:
-        files += (store / "artifacts").glob("*/artifacts.json")
-    return files
-
-
-def store_bytes(store: Path) -> int:
-    return sum(p.stat().st_size for p in store_files(store))
-
-
 # ============================================================================ phases
 
-
-def phase_floor(store: Path, artifacts: bool = True) -> int:
-    n = 0
-    for path in store_files(store, artifacts=artifacts):
-        json.loads(path.read_text(encoding="utf-8"))
-        n += 1
-    return n
-
-
-def phase_session_files(store: Path) -> int:
-    n = 0
-    for path in store.glob("*.json"):
-        json.loads(path.read_text(encoding="utf-8"))
-        n += 1
-    return n
+#: The files each frame reads (what its floor parses).
+FRAME_PARTS = {
+    "sessions": ("session", "runs", "traces", "verification"),
+    "messages": ("session",),
+    "traces": ("traces",),
+    "runs": ("session", "runs"),
+    "run_events": ("runs",),
+    "spans": ("runs",),
+    "verification": ("verification",),
+}
+PARTS = ("session", "runs", "traces", "verification")
 
 
-def phase_naive(store: Path) -> int:
-    """What a pandas user would write without a3s_nb: json_normalize each file."""
-    import pandas as pd
-
-    kinds: dict[str, list] = {
-        k: [] for k in ("sessions", "messages", "traces", "runs", "events", "checks")
+def part_files(store: Path) -> dict[str, list[str]]:
+    """The files of each part the frames read, listed once (outside any timing)."""
+    return {
+        "session": sorted(str(p) for p in store.glob("*.json")),
+        **{d: sorted(str(p) for p in (store / d).glob("*.json")) for d in FRAGMENTS},
     }
-    for path in sorted(store.glob("*.json")):
-        sid = path.stem
-        session = json.loads(path.read_text(encoding="utf-8"))
-        kinds["sessions"].append(pd.json_normalize(session))
-        if session.get("messages"):
-            df = pd.json_normalize(session["messages"], record_path="content", meta=["role"])
-            df["session_id"] = sid
-            kinds["messages"].append(df)
-        for part in FRAGMENTS:
-            frag = store / part / f"{sid}.json"
-            if not frag.exists():
-                continue
-            data = json.loads(frag.read_text(encoding="utf-8"))
-            if not data:
-                continue
-            if part == "traces":
-                df = pd.json_normalize(data)
-                df["session_id"] = sid
-                kinds["traces"].append(df)
-            elif part == "runs":
-                kinds["runs"].append(pd.json_normalize([r["snapshot"] for r in data]))
-                kinds["events"].append(
-                    pd.json_normalize(
-                        data,
-                        record_path="events",
-                        meta=[["snapshot", "id"], ["snapshot", "session_id"]],
-                    )
-                )
-            else:
-                df = pd.json_normalize(
-                    data, record_path="checks", meta=["subject", "status"], meta_prefix="report_"
-                )
-                df["session_id"] = sid
-                kinds["checks"].append(df)
-    frames = {k: pd.concat(v, ignore_index=True) for k, v in kinds.items() if v}
-    return sum(len(df) for df in frames.values())
 
 
-def phase_all_frames(store: Path) -> int:
+def _parsers() -> dict[str, Callable[[bytes], Any]]:
+    out: dict[str, Callable[[bytes], Any]] = {}
+    with contextlib.suppress(ImportError):
+        import orjson
+
+        out["orjson"] = orjson.loads
+    with contextlib.suppress(ImportError):
+        import msgspec
+
+        out["msgspec"] = msgspec.json.Decoder().decode
+    if not out:
+        raise SystemExit("the floor needs orjson or msgspec: pip install orjson msgspec")
+    return out
+
+
+def floor_phase(parse: Callable[[bytes], Any], files: list[str]) -> Callable[[], int]:
+    def run() -> int:
+        for path in files:
+            with open(path, "rb") as f:
+                parse(f.read())
+        return len(files)
+
+    return run
+
+
+def drop_caches(store: Path, *names: str) -> None:
+    for name in names:
+        (store / ".a3s_nb" / name).unlink(missing_ok=True)
+
+
+def frame_phase(store: Path, name: str) -> Callable[[], int]:
     import a3s_nb
 
-    frames = a3s_nb.all_frames(store, progress=False)
-    return sum(len(df) for df in frames.values())
-
-
-def phase_each_frame(store: Path) -> int:
-    import a3s_nb
-
-    _drop_index(store)
-    total = 0
-    for name in ("sessions", "messages", "traces", "runs", "run_events", "spans", "verification"):
-        total += len(getattr(a3s_nb, name)(store, progress=False))
-    return total
-
-
-def phase_sessions_cold(store: Path) -> int:
-    import a3s_nb
-
-    _drop_index(store)
-    return len(a3s_nb.sessions(store, progress=False))
-
-
-def phase_sessions_warm(store: Path) -> int:
-    import a3s_nb
-
-    return len(a3s_nb.sessions(store, progress=False))
-
-
-def _drop_index(store: Path) -> None:
-    (store / ".a3s_nb" / "index.json").unlink(missing_ok=True)
-
-
-def phase_frame(name: str):
-    def run(store: Path) -> int:
-        import a3s_nb
-
+    def run() -> int:
         return len(getattr(a3s_nb, name)(store, progress=False))
 
     return run
 
 
-FRAME_NAMES = ("sessions", "messages", "traces", "runs", "run_events", "spans", "verification")
+def all_frames_phase(store: Path, **kwargs: Any) -> Callable[[], int]:
+    import a3s_nb
 
-PHASES = {
-    "floor": phase_floor,
-    "floor_read": lambda store: phase_floor(store, artifacts=False),
-    "session_files": phase_session_files,
-    "naive": phase_naive,
-    "all_frames": phase_all_frames,
-    "each_frame": phase_each_frame,
-    "sessions_cold": phase_sessions_cold,
-    "sessions_warm": phase_sessions_warm,
-    **{f"frame_{name}": phase_frame(name) for name in FRAME_NAMES if name != "sessions"},
-}
+    def run() -> int:
+        return sum(len(df) for df in a3s_nb.all_frames(store, progress=False, **kwargs).values())
+
+    return run
 
 
 # ============================================================================ measuring
@@ -232,114 +176,116 @@ def _status_kib(field: str) -> int:
     raise KeyError(field)
 
 
-def run_phase_here(name: str, store: Path) -> dict:
-    """Run one phase in this process and measure it (called in a child process)."""
-    import pandas  # noqa: F401 - import costs are not part of any phase
-
-    import a3s_nb
-
-    if name == "sessions_warm":  # the index must exist: build it outside the timing
-        a3s_nb.sessions(store, progress=False)
-        time.sleep(0.01)
-    if name == "sessions_cold":
-        _drop_index(store)
+def measure(fn: Callable[[], int], before: Callable[[], None] | None = None) -> dict:
+    """One timed call: CPU (user + system) and wall seconds, peak RSS growth in MiB."""
+    if before is not None:
+        before()
+    gc.collect()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset VmHWM to the current RSS
-        reset = True
     except OSError:
-        reset = False
+        pass
     rss0 = _status_kib("VmRSS")
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    rows = PHASES[name](store)
-    seconds = time.perf_counter() - t0
+    rows = fn()
+    wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
-    peak = _status_kib("VmHWM")
-    return {
-        "phase": name,
-        "seconds": seconds,
-        "cpu": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
-        "rows": rows,
-        "peak_mib": (peak - rss0) / 1024,
-        "peak_exact": reset,
-    }
+    peak = (_status_kib("VmHWM") - rss0) / 1024
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return {"cpu": cpu, "wall": wall, "peak": peak, "rows": rows}
 
 
-def run_phase(name: str, store: Path) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", name, "--store", str(store)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def bench(n: int, repeat: int, naive_repeat: int, phases: list[str]) -> list[dict]:
+def bench(n: int, repeat: int, only: set[str] | None) -> dict[str, dict]:
     t = time.perf_counter()
     store = build_store(n)
-    size = store_bytes(store)
+    files = part_files(store)
+    sizes = {p: sum(os.path.getsize(f) for f in fs) for p, fs in files.items()}
+    read_bytes = sum(sizes.values())
     print(
-        f"\n== {n:,} sessions: {size / 2**20:,.0f} MiB in {len(store_files(store)):,} files "
+        f"\n== {n:,} sessions: {read_bytes / 2**20:,.0f} MiB in "
+        f"{sum(map(len, files.values())):,} files the frames read "
         f"({time.perf_counter() - t:.1f} s to prepare)",
         flush=True,
     )
-    results = []
-    for name in phases:
-        reps = naive_repeat if name == "naive" else repeat
-        runs = [run_phase(name, store) for _ in range(reps)]
-        best = min(runs, key=lambda r: r["cpu"])
-        best["seconds"] = min(r["seconds"] for r in runs)
-        best["peak_mib"] = max(r["peak_mib"] for r in runs)
-        best["repeat"] = reps
-        results.append(best)
-        print(
-            f"   {name:<18} wall {best['seconds']:8.3f} s  cpu {best['cpu']:8.3f} s  "
-            f"peak {best['peak_mib']:8.1f} MiB  ({best['rows']:,} rows, best of {reps})",
-            flush=True,
-        )
-    by = {r["phase"]: r for r in results}
-    floor = by.get("floor")
-    print()
-    print(f"| {n:,} sessions | wall s | cpu s | cpu / floor cpu | peak MiB | peak / store size |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for r in results:
-        ratio = f"{r['cpu'] / floor['cpu']:.2f}" if floor else "-"
-        print(
-            f"| {r['phase']} | {r['seconds']:.2f} | {r['cpu']:.2f} | {ratio} | "
-            f"{r['peak_mib']:.0f} | {r['peak_mib'] * 2**20 / size:.2f} |"
-        )
-    print()
+    import a3s_nb
 
-    def ratio(a: str, b: str) -> None:
-        if a in by and b in by:
-            print(
-                f"{a} / {b}: cpu {by[a]['cpu'] / by[b]['cpu']:.2f}x, "
-                f"wall {by[a]['seconds'] / by[b]['seconds']:.2f}x"
-            )
+    parsers = _parsers()
+    # the load verdicts and the sessions index, as a notebook has them after a first call
+    a3s_nb.all_frames(store, progress=False)
+    a3s_nb.sessions(store, progress=False)
+    phases: dict[str, tuple[Callable[[], int], Callable[[], None] | None]] = {}
+    for parser, parse in parsers.items():
+        for part in PARTS:
+            phases[f"floor.{parser}.{part}"] = (floor_phase(parse, files[part]), None)
+    for name in FRAME_PARTS:
+        before = (lambda: drop_caches(store, "index.json")) if name == "sessions" else None
+        phases[f"frame.{name}"] = (frame_phase(store, name), before)
+    phases["all_frames"] = (all_frames_phase(store), None)
+    phases["all_frames_cold"] = (
+        all_frames_phase(store),
+        lambda: drop_caches(store, "index.json", "loadcheck.json"),
+    )
+    phases["sessions_warm"] = (
+        frame_phase(store, "sessions"),
+        lambda: a3s_nb.sessions(store, progress=False),  # the index in place, untimed
+    )
+    if only:
+        phases = {k: v for k, v in phases.items() if k.startswith("floor") or k in only}
+    best: dict[str, dict] = {}
+    for r in range(repeat):  # interleaved: every phase once per round, best of the rounds
+        for name, (fn, before) in phases.items():
+            m = measure(fn, before)
+            b = best.setdefault(name, {"cpu": m["cpu"], "wall": m["wall"], "peak": 0.0})
+            b["cpu"], b["wall"] = min(b["cpu"], m["cpu"]), min(b["wall"], m["wall"])
+            b["peak"] = max(b["peak"], m["peak"])
+            b["rows"] = m["rows"]
+        print(f"   round {r + 1}/{repeat} done", flush=True)
 
-    ratio("all_frames", "floor")
-    ratio("all_frames", "floor_read")
-    ratio("naive", "all_frames")
-    ratio("naive", "each_frame")
-    ratio("sessions_cold", "session_files")
-    ratio("sessions_warm", "session_files")
-    return results
+    def floor_of(parts: tuple[str, ...]) -> dict:
+        out = {"cpu": 0.0, "wall": 0.0}
+        for part in parts:
+            for key in out:
+                out[key] += min(best[f"floor.{p}.{part}"][key] for p in parsers)
+        return out
+
+    print()
+    for parser in parsers:
+        tot = {k: sum(best[f"floor.{parser}.{part}"][k] for part in PARTS) for k in ("cpu", "wall")}
+        print(
+            f"   {parser:<8} over the files the frames read: cpu {tot['cpu']:.3f} s, "
+            f"wall {tot['wall']:.3f} s"
+        )
+    print()
+    print(
+        f"| {n:,} sessions | floor cpu s | cpu s | cpu / floor | floor wall s | wall s "
+        "| wall / floor | peak MiB | peak / bytes read |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    for name, b in best.items():
+        if name.startswith("floor."):
+            continue
+        parts = FRAME_PARTS[name.split(".", 1)[1]] if name.startswith("frame.") else PARTS
+        fl = floor_of(parts)
+        size = sum(sizes[p] for p in parts)
+        rows.append(name)
+        print(
+            f"| {name} | {fl['cpu']:.3f} | {b['cpu']:.3f} | {b['cpu'] / fl['cpu']:.2f} | "
+            f"{fl['wall']:.3f} | {b['wall']:.3f} | {b['wall'] / fl['wall']:.2f} | "
+            f"{b['peak']:.0f} | {b['peak'] * 2**20 / size:.2f} |"
+        )
+    print(flush=True)
+    return best
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
-    ap.add_argument("--repeat", type=int, default=3, help="runs per phase (best is kept)")
-    ap.add_argument("--naive-repeat", type=int, default=1)
-    ap.add_argument("--phases", nargs="+", default=list(PHASES), choices=list(PHASES))
-    ap.add_argument("--child", help=argparse.SUPPRESS)
-    ap.add_argument("--store", help=argparse.SUPPRESS)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds (the best is kept)")
+    ap.add_argument("--only", nargs="+", help="phases besides the floor (e.g. all_frames)")
     args = ap.parse_args()
-    if args.child:
-        print(json.dumps(run_phase_here(args.child, Path(args.store))))
-        return
     import pandas as pd
 
     import a3s_nb
@@ -349,7 +295,7 @@ def main() -> None:
         f"a3s_nb {a3s_nb.__version__}, {os.cpu_count()} CPUs"
     )
     for n in args.sizes:
-        bench(n, args.repeat, args.naive_repeat, args.phases)
+        bench(n, args.repeat, set(args.only) if args.only else None)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,13 @@ def run_record(run_id, sid, provider, model, turns, *, end_usage="sum", status="
 def write_session(store: Path, sid: str, runs: list[dict], model_name=None) -> None:
     store.mkdir(parents=True, exist_ok=True)
     (store / "runs").mkdir(exist_ok=True)
-    session = {"id": sid, "messages": [], "created_at": 1_795_485_265, "updated_at": 1_795_485_266}
+    session = {
+        "id": sid,
+        "config": {"workspace": "/w"},  # required: a session without it does not load
+        "messages": [],
+        "created_at": 1_795_485_265,
+        "updated_at": 1_795_485_266,
+    }
     if model_name:
         session["model_name"] = model_name
     (store / f"{sid}.json").write_text(json.dumps(session))
