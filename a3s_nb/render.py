@@ -822,13 +822,15 @@ def _side(rec: Any, side: str) -> str:
 def _diff_row(rec: Any) -> str:
     color, background, label = CHANGE_STYLES.get(str(rec.change), CHANGE_STYLES["same"])
     kind = str(rec.kind)
-    pad = "4px 8px" if kind == "prompt" else "2px 8px 2px 28px"
+    pad = "4px 8px" if kind == "prompt" else "2px 8px 2px 24px"  # tool calls indented
+    label_pad = "4px 8px" if kind == "prompt" else "2px 8px 2px 16px"
     top = f"border-top:1px solid {BORDER};" if kind == "prompt" else ""
     cell = f"padding:{pad};min-width:0;overflow-wrap:anywhere"
     return (
         f'<div class="a3s-diff-row a3s-diff-{kind}" data-change="{esc(rec.change)}" '
-        f'style="display:grid;grid-template-columns:78px 1fr 1fr;{top}background:{background}">'
-        f'<div style="padding:{pad};font-size:11px;color:{color};font-weight:600">'
+        f'style="display:grid;grid-template-columns:88px 1fr 1fr;{top}background:{background}">'
+        f'<div style="padding:{label_pad};font-size:11px;color:{color};font-weight:600;'
+        'white-space:nowrap">'
         f"{esc(label) if kind == 'prompt' or rec.change != 'same' else ''}</div>"
         f'<div class="a3s-diff-a" style="{cell};border-right:1px solid {BORDER}">'
         f"{_side(rec, 'a')}</div>"
@@ -886,7 +888,7 @@ def diff_html(
         if rec.kind == "prompt":
             prompt_no += 1
         in_prefix = prompt_no <= shared
-        if changes_only and rec.change == "same" and not in_prefix:
+        if changes_only and rec.change == "same":
             continue
         (head_rows if in_prefix else rest_rows).append(_diff_row(rec))
     counts = df[df["kind"] == "prompt"]["change"].value_counts()
@@ -898,7 +900,7 @@ def diff_html(
         f'<div style="color:{FG_MUTED};font-size:12px">prompts: {esc(tally or "none")}</div>'
     )
     label = f"{shared} shared prompt{'s' if shared != 1 else ''} (the same in both)"
-    if not shared:
+    if not shared or changes_only:
         prefix = ""
     elif show_shared:
         prefix = f'<div class="a3s-diff-shared a3s-open">{"".join(head_rows)}</div>'
@@ -913,13 +915,13 @@ def diff_html(
             f'color:{FG_MUTED};border-top:1px solid {BORDER}">\u25b8 {esc(label)}, hidden</div>'
         )
     columns = (
-        f'<div style="display:grid;grid-template-columns:78px 1fr 1fr;font-size:12px;'
+        f'<div style="display:grid;grid-template-columns:88px 1fr 1fr;font-size:12px;'
         f'font-weight:600;color:{FG_MUTED}"><div style="padding:2px 8px"></div>'
         f'<div style="padding:2px 8px">A: {esc(a)}</div>'
         f'<div style="padding:2px 8px">B: {esc(b)}</div></div>'
     )
     return (
-        f'<div class="a3s-diff" style="font-family:{FONT};font-size:13px;color:{FG};'
+        f'<div class="a3s-diff" style="font-family:{FONT};font-size:13px;line-height:1.45;color:{FG};'
         f'border:1px solid {BORDER};border-radius:6px;padding:8px">'
         f"{title}{_summary_table(df.attrs.get('summary', []), a, b)}{columns}"
         f"{prefix}{''.join(rest_rows)}</div>"

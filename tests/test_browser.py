@@ -53,6 +53,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 SESSION = "fix-oscar-2-000"
 PLANNED = "explore-lima-2-001"  # has a planning run: run > planning / steps > turns > tools
 FIRST_PROMPT = "Create docs/echo_0_1.md with a short heading and then show me its contents."
+CALC_REPLAY = "calc-replay-1"  # the calculator story replayed on the careful model
 STARTUP_TIMEOUT = 60  # seconds for the server to answer /api/status
 UI_TIMEOUT_MS = 45_000  # per wait in the page (a cold kernel start included)
 
@@ -103,6 +104,9 @@ STORE = "store"
         _cell("browser = SessionBrowser(STORE)\nbrowser"),
         _cell(f'Transcript("{SESSION}", store=STORE)'),
         _cell(f'RunTimeline("{PLANNED}", store=STORE, run_id="{run_id}")'),
+        _cell(
+            f'from a3s_nb.widgets import DiffView\nDiffView("calc", "{CALC_REPLAY}", store="calc")'
+        ),
     ]
     return {
         "cells": cells,
@@ -113,6 +117,28 @@ STORE = "store"
         "nbformat": 4,
         "nbformat_minor": 5,
     }
+
+
+def _calculator_store(store: Path, ws: Path) -> None:
+    """The calculator story (a3s_nb.testing) by the real SDK: on the quick model, then
+    replayed on the careful one, for the diff widget."""
+    from a3s_nb import lineage, live, testing
+
+    from .conftest import require_sdk
+
+    a3s_code = require_sdk()
+    ws.mkdir()
+    with testing.ScriptedLLM(testing.calculator_script(), models=("quick", "careful")) as llm:
+        agent = a3s_code.Agent.create(llm.acl_config("quick"))
+        session = live.open_session(agent, ws, store_dir=store, session_id="calc")
+        for prompt in testing.CALC_PROMPTS:
+            session.send(prompt)
+        a3s_nb.save(session, store=store)
+        session.close()
+        result = a3s_nb.replay("calc", agent, model="openai/careful", store=store)
+        result.session.close()
+    assert result.session_id == CALC_REPLAY
+    assert len(lineage.prompts(CALC_REPLAY, store=store)) == 3
 
 
 # --------------------------------------------------------------------------- the server
@@ -160,6 +186,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, playwright_api) -> Iterator[di
     root.mkdir()
     shutil.copytree(FIXTURE_STORE, root / "store")
     planned = frames.spans(root / "store", ids=PLANNED, progress=False)
+    _calculator_store(root / "calc", base / "calc_ws")
     run_id = planned.loc[planned["kind"] == "planning", "run_id"].iloc[0]
     (root / "widgets_demo.ipynb").write_text(json.dumps(demo_notebook(run_id), indent=1))
 
@@ -315,6 +342,32 @@ def test_widgets_in_jupyterlab(lab: dict, playwright_api) -> None:
         )
         timeline.scroll_into_view_if_needed()
         timeline.screenshot(path=str(ARTIFACTS / "run_timeline.png"))
+
+        # --- the diff: the two shared prompts folded away, the third side by side
+        diff = page.locator(".a3s-diff-widget").last
+        expect(diff.locator(".a3s-diff-shared.a3s-collapsed")).to_contain_text("2 shared prompts")
+        prompts = diff.locator(".a3s-diff-row.a3s-diff-prompt")
+        expect(prompts).to_have_count(1)
+        expect(prompts.first).to_have_attribute("data-change", "changed")
+        third = diff.locator(".a3s-diff-row.a3s-diff-tool")
+        expect(third).to_have_count(3)
+        expect(diff.locator(".a3s-diff-tool[data-change='only_b']")).to_have_count(1)
+        expect(diff.locator(".a3s-diff-tool[data-change='changed'] .a3s-diff-a")).to_contain_text(
+            ["write", "bash"]
+        )
+        diff.scroll_into_view_if_needed()
+        diff.screenshot(path=str(ARTIFACTS / "diff.png"))
+        # a click on "Show 2 shared prompts" unfolds them, another folds them again
+        button = diff.locator("button.a3s-diff-shared-button")
+        expect(button).to_have_text("Show 2 shared prompts")
+        button.click()
+        expect(prompts).to_have_count(3)
+        expect(button).to_have_text("Hide 2 shared prompts")
+        # "Changes only" hides the rows that are the same
+        diff.locator("button.a3s-diff-changes-toggle").click()
+        expect(diff.locator(".a3s-diff-row[data-change='same']")).to_have_count(0)
+        expect(prompts).to_have_count(1)
+        diff.screenshot(path=str(ARTIFACTS / "diff_changes_only.png"))
     except Exception:
         with contextlib.suppress(Exception):
             page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)

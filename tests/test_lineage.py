@@ -390,8 +390,12 @@ def test_diff_widget(fixture_store):
     assert view.html.value.count('class="a3s-diff-row a3s-diff-prompt"') == 5
     view.toggle_shared()
     assert not view.show_shared
-    view.changes_toggle.value = True  # "Changes only"
+    view.changes_toggle.value = True  # "Changes only": the same rows go, shared ones too
     assert view.changes_only
+    assert 'data-change="same"' not in view.html.value and "shared" not in view.html.value
+    view.show_shared = True
+    assert 'data-change="same"' not in view.html.value
+    view.show_shared = False
     view.changes_only = False
     assert not view.changes_toggle.value
     # the snapshot for saved outputs folds the shared prompts into a <details>
