@@ -227,7 +227,7 @@ def _replay(args: argparse.Namespace) -> int:
         if not os.path.isfile(path):
             raise A3sNbError(f"agent config {config} is not a file")
         agent = import_a3s_code().Agent.create(path)
-        store = open_store(args.store, create=False)
+        store = open_store(getattr(args, "store", None), create=False)
         result = replay(
             args.id,
             agent,

@@ -813,13 +813,14 @@ def _difference(a: Any, b: Any) -> Any:
 WORKSPACE = "<workspace>"
 
 
-def _without_workspace(ps: list[Prompt], workspace: str | None) -> list[Prompt]:
-    """The prompts with the workspace path written as ``<workspace>``, so that two
+def _without_workspace(ps: list[Prompt], workspaces: Sequence[str | None]) -> list[Prompt]:
+    """The prompts with the workspace paths written as ``<workspace>``, so that two
     sessions working in different folders compare equal where they did the same."""
-    if not workspace or len(workspace) < 2:
+    folders = sorted({w.rstrip("/") for w in workspaces if w and len(w.rstrip("/")) > 1}, key=len)
+    # longest first; each as text, and as escaped inside JSON arguments
+    variants = [v for w in reversed(folders) for v in (w, json.dumps(w)[1:-1])]
+    if not variants:
         return ps
-    ws = workspace.rstrip("/")
-    variants = [ws, json.dumps(ws)[1:-1]]  # as text, and as escaped inside JSON arguments
 
     def clean(text: str) -> str:
         for v in variants:
@@ -842,8 +843,8 @@ def diff(a: Any, b: Any, *, store: Any = None, store_b: Any = None) -> pd.DataFr
     arguments (difflib), so an inserted call is one ``only_b`` row, not a shift of every
     later row. One row per aligned prompt (``kind == "prompt"``), followed by its tool
     calls (``kind == "tool"``); ``change`` is ``same``, ``changed``, ``only_a`` or
-    ``only_b``. Each session's workspace path is written ``<workspace>`` in the texts and
-    arguments, so sessions in different folders (a replay, a fork with its own copy)
+    ``only_b``. The two sessions' workspace paths are written ``<workspace>`` in the texts
+    and arguments, so sessions in different folders (a replay, a fork with its own copy)
     compare equal where they did the same thing.
 
     ``df.attrs["summary"]`` compares the two sessions (prompts, runs, tool calls, tool
@@ -856,8 +857,10 @@ def diff(a: Any, b: Any, *, store: Any = None, store_b: Any = None) -> pd.DataFr
 
     ba = _load(a, store)[0]
     bb = _load(b, store_b if store_b is not None else store)[0]
-    ps_a = _without_workspace(_prompts(ba), ba.session.config.workspace)
-    ps_b = _without_workspace(_prompts(bb), bb.session.config.workspace)
+    # both folders on both sides: a fork's early prompts ran in its parent's folder
+    folders = [ba.session.config.workspace, bb.session.config.workspace]
+    ps_a = _without_workspace(_prompts(ba), folders)
+    ps_b = _without_workspace(_prompts(bb), folders)
     rows = _diff_rows(ps_a, ps_b)
     df = pd.DataFrame(rows, columns=DIFF_COLUMNS)
     for col in ("prompt_a", "prompt_b"):

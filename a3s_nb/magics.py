@@ -638,6 +638,14 @@ class A3sNb(Magics):
         "(default: a new temporary directory).",
     )
     @argument("--as", dest="name", default="replay", help="The variable to bind (default: replay).")
+    @argument(
+        "--check",
+        action="append",
+        default=[],
+        metavar="ID=COMMAND",
+        help="A required check to run after the prompts (repeatable), compared with the "
+        "source's check of the same id (see a3s_nb.lineage.record_checks).",
+    )
     @argument("--store", help="The store directory (default: see %%config A3sNb.store).")
     @line_magic
     @_usage_errors
@@ -667,6 +675,7 @@ class A3sNb(Magics):
             new_id=args.new_id,
             workspace=args.workspace,
             store=self._store(args.store),
+            verify=_checks(args.check) or None,
         )
         self.shell.push({name: result})
         print(f"{name}: {result}")
@@ -675,6 +684,17 @@ class A3sNb(Magics):
         except ImportError:
             return result.diff
         return DiffView(result.diff)
+
+
+def _checks(items: list[str]) -> list[dict[str, Any]]:
+    """``--check ID=COMMAND`` values as required checks."""
+    out = []
+    for item in items:
+        cid, sep, command = item.partition("=")
+        if not sep or not cid.strip() or not command.strip():
+            raise UsageError(f"--check {item!r} is not ID=COMMAND")
+        out.append({"id": cid.strip(), "command": command.strip(), "required": True})
+    return out
 
 
 # --------------------------------------------------------------------------- extension

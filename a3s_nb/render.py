@@ -849,13 +849,18 @@ def _summary_table(summary: Sequence[dict[str, Any]], a: str, b: str) -> str:
     for row in summary:
         if row["metric"] == "session_id":
             continue
-        diff = row["difference"]
+        label = "duration" if row["metric"] == "duration_ms" else row["metric"]
+        diff, a_value, b_value = row["difference"], row["a"], row["b"]
         shown = "" if diff is None else (f"{diff:+d}" if isinstance(diff, int) else str(diff))
+        if row["metric"] == "duration_ms":  # as a duration, like everywhere else
+            a_value, b_value = fmt_duration(a_value), fmt_duration(b_value)
+            diff = diff or 0
+            shown = f"{'+' if diff >= 0 else '-'}{fmt_duration(abs(diff))}"
         weight = "font-weight:600;" if diff is not None else ""
         body += (
-            f'<tr><td style="padding:1px 8px;color:{FG_MUTED}">{esc(row["metric"])}</td>'
-            f'<td style="padding:1px 8px">{esc("" if row["a"] is None else row["a"])}</td>'
-            f'<td style="padding:1px 8px">{esc("" if row["b"] is None else row["b"])}</td>'
+            f'<tr><td style="padding:1px 8px;color:{FG_MUTED}">{esc(label)}</td>'
+            f'<td style="padding:1px 8px">{esc("" if a_value is None else a_value)}</td>'
+            f'<td style="padding:1px 8px">{esc("" if b_value is None else b_value)}</td>'
             f'<td style="padding:1px 8px;{weight}">{esc(shown)}</td></tr>'
         )
     return (

@@ -230,3 +230,26 @@ def test_replay_magic(ip, calc, calc_agent, store, capsys):
     result = ip.user_ns["replay"]
     assert result.ok and result.session.session_id == "calc-replay-1"
     result.session.close()
+
+
+def test_a_fork_in_a_copied_workspace_is_the_same_up_to_the_cut(calc, calc_agent, store, tmp_path):
+    fork = a3s_nb.fork(calc, at=2, store=store, agent=calc_agent, workspace=tmp_path / "branch")
+    assert fork.workspace == str(tmp_path / "branch")
+    fork.send(testing.CALC_FORK_PROMPT)
+    a3s_nb.save(fork, store=store)
+    fork.close()
+    assert "The sum of a and b" in (tmp_path / "branch" / "calc.py").read_text()
+    df = a3s_nb.diff(calc, "calc-fork-1", store=store)
+    assert df[df["kind"] == "prompt"]["change"].tolist() == ["same", "same", "changed"]
+
+
+def test_replay_cli_finds_the_store_in_the_environment(
+    calc, calc_llm, store, tmp_path, monkeypatch, capsys
+):
+    from a3s_nb import cli
+
+    config = tmp_path / "agent.acl"
+    config.write_text(calc_llm.acl_config("quick"))
+    monkeypatch.setenv("A3S_NB_STORE", str(store))
+    assert cli.main(["replay", "calc", "--config", str(config)]) == 0
+    assert "replayed calc on openai/quick as calc-replay-1" in capsys.readouterr().out
