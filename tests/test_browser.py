@@ -133,9 +133,12 @@ def _calculator_store(store: Path, ws: Path) -> None:
         session = live.open_session(agent, ws, store_dir=store, session_id="calc")
         for prompt in testing.CALC_PROMPTS:
             session.send(prompt)
+        lineage.record_checks(session, [testing.CALC_CHECK])
         a3s_nb.save(session, store=store)
         session.close()
-        result = a3s_nb.replay("calc", agent, model="openai/careful", store=store)
+        result = a3s_nb.replay(
+            "calc", agent, model="openai/careful", store=store, verify=[testing.CALC_CHECK]
+        )
         result.session.close()
     assert result.session_id == CALC_REPLAY
     assert len(lineage.prompts(CALC_REPLAY, store=store)) == 3

@@ -36,12 +36,13 @@ def outputs_text(nb: nbformat.NotebookNode) -> str:
     return json.dumps([cell.get("outputs", []) for cell in nb.cells], ensure_ascii=False)
 
 
-def test_the_four_tutorials_are_there():
+def test_the_five_tutorials_are_there():
     assert [p.name for p in NOTEBOOKS] == [
         "01-quickstart.ipynb",
         "02-trace-analysis.ipynb",
         "03-browse-and-resume.ipynb",
         "04-beyond-one-notebook.ipynb",
+        "05-fork-diff-replay.ipynb",
     ]
 
 
