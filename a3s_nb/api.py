@@ -360,30 +360,43 @@ def _write(
     check: bool,
 ) -> bool:
     """Write the files under the store lock, first refusing (``check``) to lose work saved
-    in between by something else; True when a version was stored before.
-
-    The check loads what is stored only when this live session did not write it: after a
-    save of this session, the next one compares the stored session document with a digest
-    of the one it wrote.
-    """
+    in between by something else; True when a version was stored before."""
     texts = {part: e.text for part, e in encoded.items()}
-    store_key = str(st) if isinstance(st, FileStore) else f"{type(st).__name__}@{id(st)}"
-    mark = (builtins.id(session), store_key, sid)
+    mark = _mark(st, sid, session)
     with st.lock():
-        try:
-            stored_text = st._read(sid, "session")
-        except CorruptFileError:
-            stored_text = ""  # not what was written: checked below
-        if check and stored_text is not None and _WROTE.get(mark) != _digest(stored_text):
-            try:
-                stored = st._stored(sid)
-            except CorruptFileError as e:  # replaced, as an unreadable session document is
-                warn(f"replacing an unreadable earlier save: {e}")
-                stored = None
-            if stored is not None:
-                _refuse_if_it_loses_work(stored, bundle_from_parts(parts), sid)
+        stored_before = _check(st, sid, parts, mark, check=check)
         st._save_texts(sid, texts)
         _WROTE[mark] = _digest(texts["session"])  # type: ignore[assignment]
+    return stored_before
+
+
+def _mark(st: Store, sid: str, session: Any) -> tuple[int, str, str]:
+    store_key = str(st) if isinstance(st, FileStore) else f"{type(st).__name__}@{id(st)}"
+    return builtins.id(session), store_key, sid
+
+
+def _check(
+    st: Store, sid: str, parts: dict[str, Any], mark: tuple[int, str, str], *, check: bool
+) -> bool:
+    """Refuse (``check``) a save that would lose what the store holds and ``parts`` lack;
+    True when a version is stored. Called with the store lock held.
+
+    What is stored is loaded only when this live session did not write it: after a save
+    of this session, the next one compares the stored session document with a digest of
+    the one it wrote.
+    """
+    try:
+        stored_text = st._read(sid, "session")
+    except CorruptFileError:
+        stored_text = ""  # not what was written: checked below
+    if check and stored_text is not None and _WROTE.get(mark) != _digest(stored_text):
+        try:
+            stored = st._stored(sid)
+        except CorruptFileError as e:  # replaced, as an unreadable session document is
+            warn(f"replacing an unreadable earlier save: {e}")
+            stored = None
+        if stored is not None:
+            _refuse_if_it_loses_work(stored, bundle_from_parts(parts), sid)
     return stored_text is not None
 
 

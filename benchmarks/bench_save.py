@@ -19,7 +19,8 @@ and ``a3s_nb.save``'s steps, timed one by one the way ``api.save`` runs them:
   capture    read the live session through the SDK's read methods
   encode     validate what changed and serialise every file (a3s_nb.serde)
   scan       the secret scan of what changed
-  write      ``Store`` commit: temp files, fsync, rename, directory fsync, lock
+  check      the conflict check (loads what is stored only if this session did not write it)
+  write      ``Store`` commit: temp files, fsync, rename, directory fsync (the lock is held)
 
 Times are in milliseconds: best and median, with the median's ratio to the SDK's save
 measured in the same rounds.
@@ -78,7 +79,7 @@ def forget_caches() -> None:
 def steps(session: Any, store: a3s_nb.Store) -> dict[str, float]:
     """``a3s_nb.save``'s pipeline, step by step (as in ``api.save``)."""
     out: dict[str, float] = {}
-    out["previous"], previous = timed(lambda: api._previous(store, SESSION_ID))
+    out["previous"], (previous, _) = timed(lambda: api._previous(store, SESSION_ID))
     out["capture"], parts = timed(
         lambda: capture.capture_parts(session, session_id=SESSION_ID, previous=previous)
     )
@@ -86,7 +87,11 @@ def steps(session: Any, store: a3s_nb.Store) -> dict[str, float]:
     out["encode"], encoded = timed(lambda: encoder.encode(parts))
     out["scan"], _ = timed(lambda: api._scan(encoder, parts, encoded, None, redact=False))
     texts = {part: e.text for part, e in encoded.items()}
-    out["write"], _ = timed(lambda: store._save_texts(SESSION_ID, texts))
+    mark = api._mark(store, SESSION_ID, session)
+    with store.lock():
+        out["check"], _ = timed(lambda: api._check(store, SESSION_ID, parts, mark, check=True))
+        out["write"], _ = timed(lambda: store._save_texts(SESSION_ID, texts))
+        api._WROTE[mark] = api._digest(texts["session"])
     return out
 
 
@@ -166,7 +171,7 @@ def main() -> None:
     ):
         print(row(f"SDK `session.save()`, {label}", t[f"{case} sdk"], t[f"{case} sdk"]))
         print(row(f"`a3s_nb.save`, {label}", t[f"{case} nb"], t[f"{case} sdk"]))
-        for step in ("previous", "capture", "encode", "scan", "write"):
+        for step in ("previous", "capture", "encode", "scan", "check", "write"):
             print(row(f"&nbsp;&nbsp;step {step}", t[f"{case} step {step}"], t[f"{case} sdk"]))
 
 
