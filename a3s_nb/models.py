@@ -46,10 +46,15 @@ class A3sModel(BaseModel):
     @model_serializer(mode="wrap")
     def _serde(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data = handler(self)
+        cls = type(self)
+        names = _MAY_DROP.get(cls)
+        if names is None:
+            names = _MAY_DROP[cls] = _may_drop(cls)
+        if not names:  # most event types: nothing of theirs is ever left out
+            return data
         fields_set = self.model_fields_set
-        extras = self.__pydantic_extra__ or {}
-        for name in list(data):
-            if name in extras:
+        for name in names:
+            if name not in data:
                 continue
             value = data[name]
             if value is None:
@@ -60,6 +65,21 @@ class A3sModel(BaseModel):
             elif name in self._omit_empty and value in ([], {}):
                 del data[name]
         return data
+
+
+def _may_drop(cls: type[A3sModel]) -> tuple[str, ...]:
+    """The fields ``_serde`` may leave out: those serde skips when none or empty, and
+    those that default to None (written only when the file had them)."""
+    none_default = {
+        name
+        for name, info in cls.model_fields.items()
+        if info.default is None and info.default_factory is None
+    }
+    names = cls._omit_none | cls._omit_empty | (none_default - cls._write_null)
+    return tuple(n for n in cls.model_fields if n in names)
+
+
+_MAY_DROP: dict[type, tuple[str, ...]] = {}
 
 
 # --------------------------------------------------------------------------- usage, config
