@@ -1067,6 +1067,15 @@ class FileStore(Store):
             owner = self._owner(Path(entry.path))
             if owner is not None:
                 ids.append(owner)
+        held = _held_locks().get(str(self.path))
+        if held is not None and held.overlay:  # sessions a pending journal creates
+            names = {e.name for e in entries}
+            for target, src in held.overlay.items():
+                path = Path(target)
+                if src is not None and path.parent == self.path and path.name not in names:
+                    owner = self._owner(path)
+                    if owner is not None:
+                        ids.append(owner)
         return ids
 
     def stray_files(self) -> list[Path]:

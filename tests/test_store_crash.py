@@ -454,3 +454,40 @@ def test_a_tampered_journal_never_removes_a_session_file(tmp_path, journal):
     assert (tmp_path / "outside.json").exists()
     (store.meta_dir / "journal").unlink()  # the way on, as the error names the file
     assert len(store.load("s").runs) == 2
+
+
+def interrupt_create(path: str) -> None:
+    """Kill a save that creates session 's' after its first file rename."""
+    _prepare(Path(path), None)
+    pid = os.fork()
+    if pid == 0:
+        real = os.replace
+
+        def replace(src, dst):
+            real(src, dst)
+            if ".a3s_nb" not in Path(dst).parts:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        os.replace = replace
+        _operate(Path(path), ("save", gen_b_all))
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def test_a_reader_that_cannot_write_lists_a_session_the_journal_creates(tmp_path, monkeypatch):
+    path = tmp_path / "s"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    code = f"from tests.test_store_crash import interrupt_create as f; f({str(path)!r})"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    assert not (path / "s.json").exists() and (path / ".a3s_nb" / "journal").exists()
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    from a3s_nb import _fsio
+
+    monkeypatch.setattr(_fsio, "replace", read_only)
+    store = a3s_nb.open_store(path, create=False)
+    assert store.list() == ["bystander", "s"]
+    assert store.exists("s") and len(store.load("s").runs) == 5
+    assert not (path / "s.json").exists()
