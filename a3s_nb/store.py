@@ -549,6 +549,12 @@ class FileStore(Store):
     it removes. Files whose bytes would not change are not rewritten; a save that changes
     one file renames it without a commit journal (a rename is atomic on its own).
 
+    The kill test (``tests/test_store_crash.py``) proves this for SIGKILL at every system
+    call. Against power loss the temp files and the journal are fsynced before the commit
+    point and the directories after the renames; that the temp files' names are durable
+    once the journal is relies on the file system committing metadata in order, as the
+    journalling file systems (ext4, xfs, apfs) do.
+
     A dead process's other leftovers (a3s-code's ``<id>.json.<nanos>.<pid>.tmp``, and any
     ``*.tmp``/``*.old`` whose pid is not running) are removed by the first a3s_nb write of
     each process and by ``a3s-nb check --fix``; a running process's files are never touched.
