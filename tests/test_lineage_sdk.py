@@ -253,3 +253,16 @@ def test_replay_cli_finds_the_store_in_the_environment(
     monkeypatch.setenv("A3S_NB_STORE", str(store))
     assert cli.main(["replay", "calc", "--config", str(config)]) == 0
     assert "replayed calc on openai/quick as calc-replay-1" in capsys.readouterr().out
+
+
+def test_diff_of_live_sessions(calc, calc_agent, store, ip):
+    live_src = a3s_nb.resume(calc, calc_agent, store=store)  # live, not the saved file
+    result = a3s_nb.replay(calc, calc_agent, model="openai/careful", store=store)
+    df = a3s_nb.diff(live_src, result.session)
+    assert df.attrs["a"] == "calc" and df.attrs["b"] == "calc-replay-1"
+    assert df[df["kind"] == "prompt"]["change"].tolist() == ["same", "same", "changed"]
+    # the magic takes variables holding live sessions too
+    ip.push({"src": live_src, "rep": result.session})
+    assert ip.run_line_magic("a3s_diff", f"src rep --store {store}").shared == 2
+    live_src.close()
+    result.session.close()
