@@ -250,15 +250,27 @@ class _Anchor:
     lower: bool  # searched in the lower-cased text (the anchor is lower case)
     checks: tuple[_Check, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Checks matched at the anchor start with it: one regex search finds the first
+        # checked occurrence (the regex engine scans for a literal prefix at C speed).
+        scan = None
+        if not self.checks:
+            scan = re.compile(re.escape(self.text))
+        elif all(not c.search and not c.back for c in self.checks):
+            scan = re.compile(b"|".join(c.regex.pattern for c in self.checks))
+        object.__setattr__(self, "scan", scan)
+
     def found(self, raw: bytes, low: bytes, lo: int = 0, hi: int | None = None) -> int:
         """The position of the first checked occurrence in ``[lo, hi)``, or -1."""
         buf = low if self.lower else raw
         hi = len(buf) if hi is None else hi
+        scan: re.Pattern[bytes] | None = self.scan  # type: ignore[attr-defined]
+        if scan is not None:
+            m = scan.search(buf, lo, hi)
+            return -1 if m is None else m.start()
         text, checks = self.text, self.checks
         at = buf.find(text, lo, hi)
         while at != -1:
-            if not checks:
-                return at
             for c in checks:
                 start = max(lo, at - c.back)
                 if c.search:
@@ -305,16 +317,22 @@ def _run_check(run: bytes) -> _Check:
 
 
 _RUN40 = _run_check(rb"[a-z0-9/+]{40}")
-_SK = _a(b"sk-", False, _m(rb"(?:(?<![a-z0-9_\-])|" + _ESC_B + rb")sk-[A-Za-z0-9_\-]{20}"))
+_SK = _a(
+    b"sk-",
+    False,
+    _m(
+        rb"sk-(?:(?<![a-z0-9_\-]sk-)|(?<=\\[bfnrt]sk-)|(?<=\\u00[0-9a-f]{2}sk-))"
+        rb"[A-Za-z0-9_\-]{20}"
+    ),
+)
 _GH = _a(b"gh", False, _m(rb"gh[pousr]_[A-Za-z0-9]{36}"))
 _GL = _a(
     b"gl",
     False,
-    _m(rb"gl(?:pat|dt|rt|ptt|cbt|ft|imt|oas|soat|agent|ffct)-"),
-    _m(rb"gl(?:sa|c)_"),
+    _m(rb"gl(?:(?:pat|dt|rt|ptt|cbt|ft|imt|oas|soat|agent|ffct)-|(?:sa|c)_)"),
 )
-_STRIPE = _a(b"k_", False, _m(rb"[sr]k_(?:live|test|prod)_", 1))
-_AWS_ID = _a(b"IA", False, _m(rb"(?:AK|AS|AB)IA[A-Z0-9]{16}", 2))
+_STRIPE = _a(b"k_", False, _m(rb"k_(?<=[sr]k_)(?:live|test|prod)_"))
+_AWS_ID = _a(b"IA", False, _m(rb"IA(?<=(?:AK|AS|AB)IA)[A-Z0-9]{16}"))
 _AWS_ID2 = _a(b"ACCA", False, _m(rb"ACCA[A-Z0-9]{16}"))
 _AWS_ID3 = _a(b"A3T", False, _m(rb"A3T[A-Z0-9]{17}"))
 _AWS_WORD = _a(b"aws", True, _RUN40)
@@ -327,8 +345,17 @@ _SECRET = _a(  # one anchor for the three rules that start from the word "secret
 _KEY = _a(
     b"key",
     True,
-    _s(rb"(?:api|access|private|auth|secret)[_\-]?key" + _AFTER_NAME_B, 8, 40),
-    _s(rb"accountkey", 7, 0),
+    _m(
+        rb"key(?:(?:"
+        + b"|".join(
+            b"(?<=" + w + sep + b"key)"
+            for w in (b"api", b"access", b"private", b"auth", b"secret")
+            for sep in (b"", b"_", b"-")
+        )
+        + rb")"
+        + _AFTER_NAME_B
+        + rb"|(?<=accountkey))"
+    ),
 )
 _ASSIGN_ANCHORS = (
     *(_a(w, True, _m(w + rb"[a-z]{0,6}" + _SEP_B)) for w in (b"pass", b"pwd", b"credential")),
@@ -499,7 +526,7 @@ _RULES: list[_Rule] = [
     _rule(
         "telegram-bot-token",
         r"(?<![0-9])[0-9]{8,10}:AA[A-Za-z0-9_\-]{33}" + _R,
-        (_a(b":AA", False, _m(rb"[0-9]{8}:AA[A-Za-z0-9_\-]{33}", 8)),),
+        (_a(b":AA", False, _m(rb":AA(?<=[0-9]{8}:AA)[A-Za-z0-9_\-]{33}")),),
         check=_group_random(0, 11),
     ),
     _rule(
