@@ -687,83 +687,91 @@ def _set_encoder(fast: bool) -> None:
 
 # ----------------------------------------------------------------------------- units
 
-_ITEM = object()  # the key of a unit that is a list element or a whole part
 
+class _Units:
+    """The units of a session's parts: each message, run, trace, ... is read and cached whole.
 
-@dataclass
-class _Unit:
-    """A piece of a part scanned and cached whole: a message, a run, a trace, ...
-
-    ``value`` is what is serialised: ``[element]`` for a list element or a whole part,
-    ``[key, value]`` for a member of a dict part. ``slot`` says where it goes back.
+    A long session has thousands of units, so there is no object per unit (allocating
+    them would wake the garbage collector over the whole session): ``contents`` holds each
+    unit's value, ``groups`` each run of units from one container, as (first index, part,
+    kind, key). Kinds: ``item`` (a list part's element), ``list`` (an element of a list
+    held in a dict part under ``key``), ``member`` (the value of ``key`` in a dict part),
+    ``whole`` (a part that is neither list nor dict).
     """
 
-    part: str
-    path: str
-    key: Any
-    value: list
-    slot: tuple[Any, ...]
+    def __init__(self, parts: Mapping[str, Any]):
+        self.contents: list[Any] = []
+        self.groups: list[tuple[int, str, str, Any]] = []
+        self.starts: list[int] = []
+        for part, value in parts.items():
+            if isinstance(value, list):
+                self._group(part, "item", None)
+                self.contents += value
+            elif isinstance(value, dict):
+                for k, v in value.items():
+                    if (
+                        isinstance(v, list)
+                        and isinstance(k, str)
+                        and _SAFE_KEY.fullmatch(k)
+                        and not _secret_key(k)
+                    ):
+                        self._group(part, "list", k)
+                        self.contents += v
+                    else:
+                        self._group(part, "member", k)
+                        self.contents.append(v)
+            else:
+                self._group(part, "whole", None)
+                self.contents.append(value)
 
-    @property
-    def content(self) -> Any:
-        return self.value[0] if self.key is _ITEM else self.value[1]
+    def _group(self, part: str, kind: str, key: Any) -> None:
+        self.groups.append((len(self.contents), part, kind, key))
+        self.starts.append(len(self.contents))
 
+    def __len__(self) -> int:
+        return len(self.contents)
 
-_SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}", _A)
+    def where(self, i: int) -> tuple[str, str, Any, str]:
+        """(part, kind, key, path) of unit ``i``."""
+        first, part, kind, key = self.groups[bisect.bisect_right(self.starts, i) - 1]
+        path = (
+            f"[{i - first}]" if kind == "item" else f"{key}[{i - first}]" if kind == "list" else ""
+        )
+        return part, kind, key, path
 
+    def dump(self, i: int) -> tuple[bytes, bytes] | None:
+        """(salt, JSON) of unit ``i``; None when it is not JSON."""
+        _, _, kind, key = self.groups[bisect.bisect_right(self.starts, i) - 1]
+        try:
+            if kind == "member":
+                return b"m", _dumps([key, self.contents[i]])
+            return b"i", _dumps(self.contents[i])
+        except (TypeError, ValueError, OverflowError):  # not JSON: always read, never cached
+            return None
 
-def _units(parts: Mapping[str, Any]) -> list[_Unit]:
-    units = []
-    for part, value in parts.items():
-        if isinstance(value, list):
-            units += [_Unit(part, f"[{i}]", _ITEM, [v], ("item",)) for i, v in enumerate(value)]
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                if (
-                    isinstance(v, list)
-                    and isinstance(k, str)
-                    and _SAFE_KEY.fullmatch(k)
-                    and not _secret_key(k)
-                ):
-                    units += [
-                        _Unit(part, f"{k}[{i}]", _ITEM, [x], ("list", k)) for i, x in enumerate(v)
-                    ]
+    def rebuild(self, parts: Mapping[str, Any], new: dict[int, Any]) -> dict[str, Any]:
+        """``parts`` with the units in ``new`` replaced; containers copied, clean units shared."""
+        out: dict[str, Any] = {}
+        contents = self.contents
+        ends = [*self.starts[1:], len(contents)]
+        for (first, part, kind, key), end in zip(self.groups, ends, strict=True):
+            if kind == "item":
+                out[part] = [new.get(i, contents[i]) for i in range(first, end)]
+            elif kind == "whole":
+                out[part] = new.get(first, contents[first])
+            else:
+                d = out.setdefault(part, {})
+                if kind == "list":
+                    d[key] = [new.get(i, contents[i]) for i in range(first, end)]
                 else:
-                    units.append(_Unit(part, "", k, [k, v], ("member", k)))
-        else:
-            units.append(_Unit(part, "", _ITEM, [value], ("whole",)))
-    return units
-
-
-def _rebuild(parts: Mapping[str, Any], units: list[_Unit], new: dict[int, Any]) -> dict[str, Any]:
-    """``parts`` with the units in ``new`` replaced; containers copied, clean units shared."""
-    by_part: dict[str, list[tuple[_Unit, Any]]] = {}
-    for i, u in enumerate(units):
-        by_part.setdefault(u.part, []).append((u, new.get(i, _ITEM)))
-    out: dict[str, Any] = {}
-    for part, value in parts.items():
-        entries = by_part.get(part, [])
-        if isinstance(value, list):
-            out[part] = [u.content if n is _ITEM else n for u, n in entries]
-        elif isinstance(value, dict):
-            by_key: dict[Any, list[tuple[_Unit, Any]]] = {}
-            for u, n in entries:
-                by_key.setdefault(u.slot[1], []).append((u, n))
-            d: dict[Any, Any] = {}
-            for k, v in value.items():
-                got = by_key.get(k, [])
-                if not got or got[0][0].slot[0] == "list":
-                    d[k] = [u.content if n is _ITEM else n for u, n in got]
-                else:
-                    k2, v2 = (k, v) if got[0][1] is _ITEM else got[0][1]
+                    k2, v2 = new.get(first, (key, contents[first]))
                     while k2 in d:  # two redacted keys must not collide
                         k2 = f"{k2}#"
                     d[k2] = v2
-            out[part] = d
-        else:
-            u, n = entries[0]
-            out[part] = u.content if n is _ITEM else n
-    return out
+        return {p: out[p] if p in out else type(v)() for p, v in parts.items()}
+
+
+_SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}", _A)
 
 
 def _delta_field(item: Any) -> str | None:
@@ -776,6 +784,33 @@ def _delta_field(item: Any) -> str | None:
                 if isinstance(ev.get(field), str):
                     return field
     return None
+
+
+def _joined_deltas(value: Any) -> list[str]:
+    """The joined text of each stream of two or more deltas of a run (for the prefilter)."""
+    events = value.get("events") if value.__class__ is dict else None
+    if events.__class__ is not list:
+        return []
+    groups: dict[tuple[str, str], list[str]] = {}
+    for item in events:
+        ev = item.get("event") if item.__class__ is dict else None
+        if ev.__class__ is not dict:
+            continue
+        kind = ev.get("type")
+        if kind.__class__ is not str or not kind.endswith(_DELTA_SUFFIX):
+            continue
+        text = ev.get("delta")
+        if text.__class__ is not str:
+            text = ev.get("text")
+            if text.__class__ is not str:
+                continue
+        key = (kind, str(ev.get("id") or ""))
+        got = groups.get(key)
+        if got is None:
+            groups[key] = [text]
+        else:
+            got.append(text)
+    return ["".join(g) for g in groups.values() if len(g) > 1]
 
 
 def _delta_streams(value: Any) -> list[list[tuple[int, str]]]:
@@ -982,34 +1017,30 @@ class _Scanner:
             new.append(item if all(item2[k] is item[k] for k in item) else item2)
         return new if any(a is not b for a, b in zip(new, events, strict=True)) else events
 
-    def fix_unit(self, u: _Unit) -> Any:
-        """The unit's content redacted (``(key, value)`` for a member of a dict part)."""
-        content = u.content
+    def fix_unit(self, units: _Units, i: int) -> Any:
+        """Unit ``i`` redacted (``(key, value)`` for a member of a dict part)."""
+        part, kind, key, path = units.where(i)
+        content = units.contents[i]
         streams = _delta_streams(content)
-        if u.key is _ITEM:
-            deltas = self.scan_deltas(u.part, u.path, content) if streams else None
-            return self.fix(u.part, u.path, content, deltas)
+        if kind != "member":
+            deltas = self.scan_deltas(part, path, content) if streams else None
+            return self.fix(part, path, content, deltas)
         if not streams:
-            return self.fix_member(u.part, "", u.key, content)
-        key = self.fix_text(u.part, "<key>", u.key) if isinstance(u.key, str) else u.key
-        deltas = self.scan_deltas(u.part, str(key), content)
-        return key, self.fix(u.part, str(key), content, deltas)
+            return self.fix_member(part, "", key, content)
+        key = self.fix_text(part, "<key>", key) if isinstance(key, str) else key
+        deltas = self.scan_deltas(part, str(key), content)
+        return key, self.fix(part, str(key), content, deltas)
 
     # ---- units, anchors and the cache
 
     def run(
         self, parts: Mapping[str, Any], *, redact: bool
     ) -> tuple[dict[str, Any] | None, list[SecretFinding]]:
-        units = _units(parts)
-        blobs: list[bytes | None] = []
-        for u in units:
-            try:
-                blobs.append(_dumps(u.value))
-            except (TypeError, ValueError, OverflowError):  # not JSON: always read whole
-                blobs.append(None)
-        key = self.key
+        units = _Units(parts)
+        blobs = [units.dump(i) for i in range(len(units))]
+        key, blake2b = self.key, hashlib.blake2b
         digests = [
-            None if b is None else hashlib.blake2b(b, digest_size=16, key=key).digest()
+            None if b is None else blake2b(b[1], digest_size=16, key=key, salt=b[0]).digest()
             for b in blobs
         ]
         if self.cache:
@@ -1022,20 +1053,17 @@ class _Scanner:
         for i in todo:
             ids = hits.get(i)
             d = digests[i]
-            if not ids:
-                if d is not None:
-                    clean.append(d)
-                continue
-            self.active = [
-                (r, a & ids) for r, a in zip(_RULES, _RULE_ANCHORS, strict=True) if a & ids
-            ]
-            self.keys_active = any(r is _RULES[-1] for r, _ in self.active)
-            if self.active or self.env:
-                before = len(self.findings)
-                value = self.fix_unit(units[i])
-                if len(self.findings) > before:
-                    new[i] = value
-                    continue
+            if ids:
+                self.active = [
+                    (r, a & ids) for r, a in zip(_RULES, _RULE_ANCHORS, strict=True) if a & ids
+                ]
+                self.keys_active = any(r is _RULES[-1] for r, _ in self.active)
+                if self.active or self.env:
+                    before = len(self.findings)
+                    value = self.fix_unit(units, i)
+                    if len(self.findings) > before:
+                        new[i] = value
+                        continue
             if d is not None:
                 clean.append(d)
         self.active = []
@@ -1043,10 +1071,10 @@ class _Scanner:
             _remember(clean)
         if not redact:
             return None, self.findings
-        return _rebuild(parts, units, new), self.findings
+        return units.rebuild(parts, new), self.findings
 
     def prefilter(
-        self, units: list[_Unit], blobs: list[bytes | None], todo: list[int]
+        self, units: _Units, blobs: list[tuple[bytes, bytes] | None], todo: list[int]
     ) -> dict[int, frozenset[int]]:
         """The anchors (by index; env values after the rules' ones) found in each unit."""
         hits: dict[int, set[int]] = {i: set(_ALL) for i in todo if blobs[i] is None}
@@ -1056,20 +1084,17 @@ class _Scanner:
             b = blobs[i]
             if b is None:
                 continue
-            segments.append(b)
+            segments.append(b[1])
             owners.append(i)
-            content = units[i].content
-            for stream in _delta_streams(content):
-                if len(stream) > 1:
-                    ev = content["events"]
-                    segments.append(_dumps_std("".join(ev[j]["event"][f] for j, f in stream)))
-                    owners.append(i)
+            for joined in _joined_deltas(units.contents[i]):
+                segments.append(_dumps(joined))
+                owners.append(i)
         if segments:
             raw = b"\x00".join(segments)
             low = raw.lower()
             starts = [0]
-            for s in segments:
-                starts.append(starts[-1] + len(s) + 1)
+            for seg in segments:
+                starts.append(starts[-1] + len(seg) + 1)
             anchors = [*_ANCHORS, *self.env_anchors]
             for j, anchor in enumerate(anchors):
                 at = anchor.found(raw, low)
