@@ -92,16 +92,21 @@ def _random(s: str, classes: int = 2) -> bool:
 
 _PLACEHOLDER = re.compile(
     r"(?i)(?:x{3,}|\*{3,}|\.{3,}|-{3,}|_{3,}|#{3,}|0{4,}|"
-    r"1234\d*|qwerty\d*|"
+    r"0?123456789?\d*|qwerty\d*|(?:dead)?beef\w*|#[0-9a-f]{3,8}|"
     r"change_?(?:me|it)|replace_?me|pass(?:word|wd)?\d*|secret|token|pwd|"
     r"none|null|nil|true|false|undefined|empty|required|optional|unset|"
     r"str|string|bytes|int|secretstr|secretbytes|any|object|"
-    r"bearer|basic|example\w*|sample\w*|dummy\w*|fake\w*|test\w*|placeholder\w*|"
-    r"todo|tbd|n/a|redacted|hidden|masked|"
-    r"(?:your|my|the|some|insert|enter|put)[_\- ]?\w*|"
+    r"bearer|basic|todo|tbd|n/a|redacted|hidden|masked|"
+    r"(?:example|sample|dummy|fake|mock|test|placeholder|foo|bar|baz)[\w\-.]*|"
+    r"(?:your|my|the|some|insert|enter|put)[_\- ]?[\w\-]*|"
     r"\w*(?:_here|xxx\w*)|"
     r".*\.\.\.|.*(?:…|\*\*\*|xxxx).*|"
-    r"<.*|\{\{.*|\$\{.*|\$\(.*|\$[A-Za-z_]\w*|%\(?\w*\)?[sd]|\{\w*\}|\[.*\]?)"
+    # templates and references: <...>, {{...}}, ${...}, $(...), $VAR, %s, {name}, [...]
+    r"<.*|\{.*|.*\{[^}]*\}.*|\$\{.*|\$\(.*|\$[A-Za-z_]\w*|%\(?\w*\)?[sd]|\[.*\]?)"
+)
+# A name rather than a value: next_token, NextToken, page_token, WebTest.COOKIE_SECRET
+_NAME_LIKE = re.compile(
+    r"[A-Za-z]+(?:_[A-Za-z]+)+|(?:[A-Z][a-z]+){2,}|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+", _A
 )
 
 
@@ -138,10 +143,12 @@ _NAME_NOT_SECRET = re.compile(
 # Anchored on the secret word (a regex that starts with the name would be tried at every
 # position); the rest of the name is read backwards by _check_assign.
 _ASSIGN = re.compile(
-    r"(?i)(?P<word>" + _NAME_WORD + r")(?![A-Za-z0-9])(?P<q>[\"'\]]{0,2})"
+    r"(?i)(?P<word>" + _NAME_WORD + r")(?![A-Za-z0-9])(?P<q>[\"'\]\\]{0,3})"
     r"(?P<s1>[ \t]{0,3})(?P<sep>:=|=>|=|:)(?P<s2>[ \t]{0,3})"
+    # the value: in quotes, in escaped quotes (JSON inside a string), or bare
     r"(?:\"(?P<dq>[^\"\n]{1,300})\"|'(?P<sq>[^'\n]{1,300})'|"
-    r"(?P<bare>[^\s\"'`,;)\]}>\x85\xa0\u2028\u2029]{1,300}))",
+    r"\\\"(?P<eq>[^\"\\\n]{1,300})\\\"|"
+    r"(?P<bare>[^\s\"'`,;&)\]}>\\\x85\xa0\u2028\u2029]{1,300}))",
     _A,
 )
 _NAME_HEAD = re.compile(r"[A-Za-z0-9_.\-]{0,60}\Z", _A)
@@ -168,23 +175,30 @@ def _secret_value(v: str, *, quoted: bool, env_style: bool = False) -> bool:
         return False
     if "://" in v or _PATHLIKE.fullmatch(v):
         return False
-    if quoted:
-        return True
-    if "(" in v or "[" in v or _DOTTED.fullmatch(v):  # a call, an index, an attribute
+    if _NAME_LIKE.fullmatch(v):
         return False
-    if _IDENT.fullmatch(v):  # a bare word: a literal in an env file, a name in code
-        return env_style or (any(c.isdigit() for c in v) and any(c.isalpha() for c in v))
-    return env_style or _classes(v) >= 2
+    if quoted or env_style:  # a literal: in quotes, or in an env file, YAML, INI
+        return True
+    if "(" in v or "[" in v or "*" in v or _DOTTED.fullmatch(v):  # code: a call, an index, ...
+        return False
+    if _IDENT.fullmatch(v):  # a bare word is a name in code, unless it has digits
+        return any(c.isdigit() for c in v) and any(c.isalpha() for c in v)
+    return _classes(v) >= 2
 
 
 def _check_assign(m: re.Match[str], text: str) -> bool:
     start = m.start("word")
     head = _NAME_HEAD.search(text, max(0, start - 60), start)
-    name = (head.group(0) if head else "") + m.group("word")
+    head_text = head.group(0) if head else ""
+    if head_text[:1] in ("n", "t", "r") and head and text[head.start() - 1 : head.start()] == "\\":
+        head_text = head_text[1:]  # an escaped line break before the name: \nDB_PASSWORD=
+    name = head_text + m.group("word")
     if not _NAME_RE.fullmatch(name) or _NAME_NOT_SECRET.fullmatch(name):
         return False
     if m.group("bare") is None:
-        return _secret_value(m.group("dq") or m.group("sq"), quoted=True)
+        return _secret_value(m.group("dq") or m.group("sq") or m.group("eq"), quoted=True)
+    if m.group("sep") == ":" and re.match(r"\s*=(?!=)", text[m.end() : m.end() + 8]):
+        return False  # a type annotation: NAME: Type = ...
     # NAME=value or NAME: value under an upper-case name: an env file, YAML, INI
     upper = not any(c.islower() for c in name)
     tight = not m.group("s1") and (not m.group("s2") or m.group("sep") == ":")
@@ -203,7 +217,7 @@ _AWS_NEAR_CHARS = 200
 
 def _check_aws_near(m: re.Match[str], text: str) -> bool:
     v = m.group(0)
-    if not (_random(v, classes=3) and v.count("/") + v.count("+") <= 4 and "//" not in v):
+    if not (_random(v, classes=3) and v.count("/") <= 3 and "//" not in v):
         return False
     lo, hi = max(0, m.start() - _AWS_NEAR_CHARS), m.end() + _AWS_NEAR_CHARS
     return any(
@@ -446,7 +460,7 @@ _RULES: list[_Rule] = [
     ),
     _rule(  # a key near "aws", "secret" or an access key id (the ids' anchors are shared)
         "aws-secret-key",
-        r"(?<![A-Za-z0-9/+=_\-])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=_\-])",
+        r"(?<![A-Za-z0-9/+=_\-.])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=_\-]|\.\w)",
         (_AWS_WORD, _SECRET, _AWS_ID, _AWS_ID2),
         check=_check_aws_near,
     ),
@@ -893,7 +907,7 @@ class _Scanner:
                         continue
                     g = rule.group
                     if g == "v":  # the assignment rule: whichever value group matched
-                        g = next(n for n in ("dq", "sq", "bare") if m.group(n) is not None)
+                        g = next(n for n in ("dq", "sq", "eq", "bare") if m.group(n) is not None)
                     claim(m.start(g), m.end(g), rule.kind)
         # longest values first, so a value that contains another is reported as itself
         for name, value in self.env:

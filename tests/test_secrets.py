@@ -183,6 +183,9 @@ AWS_ALONE = "Zk3pQ8rT2vX6yB1nM5cF9hJ0kL4wE7sA/uG+dR2q"
         ("DATABASE_PASSWORD=Hunter2Hunter2", "secret-assignment", "Hunter2Hunter2"),
         ("SECRET_KEY: dj4ngo-1nsecure-k3y-v4lue", "secret-assignment", None),
         ('{"user": "app", "password": "pa55w0rd-for-db"}', "secret-assignment", None),
+        # JSON inside a string (tool input), with its escapes
+        ('{"content": "DEBUG=1\\nDB_PASSWORD=s3cr3t-Pw\\n"}', "secret-assignment", "s3cr3t-Pw"),
+        ('{\\"password\\": \\"Tr0ub4dor-3\\"}', "secret-assignment", "Tr0ub4dor-3"),
     ],
 )
 def test_what_was_missed_before_is_found(text, kind, secret):
