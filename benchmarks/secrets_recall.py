@@ -14,7 +14,9 @@ object key), in a session written by the real SDK, and counts for the old scanne
             the store writes (or, for the old scanner, in the redacted JSON)
 
 and how many benign strings, planted the same way, are flagged anywhere. ``--kinds``
-also prints the kinds each scanner misses.
+also prints the kinds each scanner misses. ``--code N`` also scans N source and Markdown
+files of the installed packages (site-packages), each as one tool output, and counts what
+each scanner flags there: real code that names secrets without holding one.
 """
 
 from __future__ import annotations
@@ -99,10 +101,39 @@ def measure(mod, carrier: dict) -> dict:
     return result
 
 
+def code_flags(mod, files: list[Path]) -> tuple[int, int, dict[str, int]]:
+    """(files flagged, findings, findings by kind) over ``files`` scanned as tool output."""
+    flagged = total = 0
+    kinds: dict[str, int] = {}
+    for f in files:
+        text = f.read_text(errors="replace")
+        found = mod.scan({"runs": [{"events": [{"event": {"output": text}}]}]}, env={})
+        flagged += bool(found)
+        total += len(found)
+        for x in found:
+            kinds[x.kind] = kinds.get(x.kind, 0) + 1
+    return flagged, total, kinds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kinds", action="store_true", help="list the kinds missed")
+    ap.add_argument("--code", type=int, default=0, help="scan N files of site-packages")
     args = ap.parse_args()
+    if args.code:
+        import random
+        import sysconfig
+
+        site = Path(sysconfig.get_paths()["purelib"])
+        files = sorted([*site.rglob("*.py"), *site.rglob("*.md")])
+        random.Random(1).shuffle(files)
+        files = files[: args.code]
+        mb = sum(f.stat().st_size for f in files) / 1e6
+        print(f"{len(files)} files of {site} ({mb:.1f} MB), each scanned as one tool output:")
+        for name, mod in (("old", old), ("new", new)):
+            flagged, total, kinds = code_flags(mod, files)
+            print(f"  {name}: {flagged} files flagged, {total} findings {kinds}")
+        print()
     carrier = load_parts()
     n, b = len(PLANTED), len(BENIGN)
     print(f"{n} planted secrets ({len({p.kind for p in PLANTED})} kinds), {b} benign strings\n")
