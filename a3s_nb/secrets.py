@@ -90,6 +90,14 @@ def _random(s: str, classes: int = 2) -> bool:
     return _entropy(s) >= min(3.0, 0.75 * math.log2(len(s)))
 
 
+def _wordy(s: str) -> bool:
+    """Words glued together (AllowEc2InstancesWithEncryptedEbsVolumes): a name, not a key."""
+    return sum(map(len, _WORDS.findall(s))) > 0.4 * len(s)
+
+
+_WORDS = re.compile(r"[a-z]{5,}", _A)
+
+
 _PLACEHOLDER = re.compile(
     r"(?i)(?:x{3,}|\*{3,}|\.{3,}|-{3,}|_{3,}|#{3,}|0{4,}|"
     r"0?123456789?\d*|qwerty\d*|(?:dead)?beef\w*|#[0-9a-f]{3,8}|"
@@ -97,16 +105,19 @@ _PLACEHOLDER = re.compile(
     r"none|null|nil|true|false|undefined|empty|required|optional|unset|"
     r"str|string|bytes|int|secretstr|secretbytes|any|object|"
     r"bearer|basic|todo|tbd|n/a|redacted|hidden|masked|"
-    r"(?:example|sample|dummy|fake|mock|test|placeholder|foo|bar|baz)[\w\-.]*|"
+    r"(?:example|sample|dummy|fake|mock|test|placeholder|foo|bar|baz)\S*|"
     r"(?:your|my|the|some|insert|enter|put)[_\- ]?[\w\-]*|"
     r"\w*(?:_here|xxx\w*)|"
     r".*\.\.\.|.*(?:…|\*\*\*|xxxx).*|"
     # templates and references: <...>, {{...}}, ${...}, $(...), $VAR, %s, {name}, [...]
-    r"<.*|\{.*|.*\{[^}]*\}.*|\$\{.*|\$\(.*|\$[A-Za-z_]\w*|%\(?\w*\)?[sd]|\[.*\]?)"
+    r"<.*|\{.*|:.*|.*\{[^}]*\}.*|\$\{.*|\$\(.*|\$[A-Za-z_]\w*|%\(?\w*\)?[sd]|\[.*\]?)"
 )
 # A name rather than a value: next_token, NextToken, page_token, WebTest.COOKIE_SECRET
 _NAME_LIKE = re.compile(
-    r"[A-Za-z]+(?:_[A-Za-z]+)+|(?:[A-Z][a-z]+){2,}|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+", _A
+    r"[A-Za-z]+(?:_[A-Za-z]+)+|[A-Za-z][a-z]+(?:[A-Z][a-z]+)+|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+"
+    r"|[A-Za-z_]\w*(?:\.\w+)+:[A-Za-z_]\w*"  # module.path:Name
+    r"|[a-z]+\??",  # one lower-case word: a type ("string?"), a keyword, a marker
+    _A,
 )
 
 
@@ -135,11 +146,38 @@ _NAME = (
     + r"(?![A-Za-z0-9])"
 )
 _NAME_RE = re.compile(r"(?i)" + _NAME, _A)
-_NAME_NOT_SECRET = re.compile(
-    r"(?i).*(?:csrf|xsrf|public|publishable|page|continuation|sort|cancel\w*|max|min|num)"
-    r"[_.\-]?(?:token|key|secret)",
-    _A,
+# Words that make a secret-named key something else: next_token, input_token,
+# publicKeyToken, csrf_token, max_tokens, token_type (the last ones end in no secret word).
+_NOT_SECRET_WORDS = frozenset(
+    [
+        "csrf",
+        "xsrf",
+        "public",
+        "publishable",
+        "page",
+        "continuation",
+        "sort",
+        "cancel",
+        "cancellation",
+        "max",
+        "min",
+        "num",
+        "next",
+        "input",
+        "output",
+        "marker",
+        "type",
+        "count",
+        "limit",
+    ]
 )
+_NAME_PARTS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", _A)
+
+
+def _name_not_secret(name: str) -> bool:
+    return any(w.lower() in _NOT_SECRET_WORDS for w in _NAME_PARTS.findall(name))
+
+
 # Anchored on the secret word (a regex that starts with the name would be tried at every
 # position); the rest of the name is read backwards by _check_assign.
 _ASSIGN = re.compile(
@@ -169,7 +207,7 @@ def _classes(v: str) -> int:
     )
 
 
-def _secret_value(v: str, *, quoted: bool, env_style: bool = False) -> bool:
+def _secret_value(v: str, *, quoted: bool, env_style: bool = False, tight: bool = True) -> bool:
     """Is ``v``, assigned to a secret-named key, a real value (not code, a path or a stub)?"""
     if len(v) < 6 or any(c.isspace() for c in v) or _placeholder(v):
         return False
@@ -177,12 +215,16 @@ def _secret_value(v: str, *, quoted: bool, env_style: bool = False) -> bool:
         return False
     if _NAME_LIKE.fullmatch(v):
         return False
-    if quoted or env_style:  # a literal: in quotes, or in an env file, YAML, INI
+    if quoted:
         return True
-    if "(" in v or "[" in v or "*" in v or _DOTTED.fullmatch(v):  # code: a call, an index, ...
+    if "(" in v or "[" in v or _DOTTED.fullmatch(v):  # code: a call, an index, an attribute
         return False
-    if _IDENT.fullmatch(v):  # a bare word is a name in code, unless it has digits
-        return any(c.isdigit() for c in v) and any(c.isalpha() for c in v)
+    if env_style:  # a literal in an env file, YAML, INI
+        return True
+    if "*" in v or re.match(r"[A-Za-z_]\w*=", v):  # an expression, a keyword argument
+        return False
+    if _IDENT.fullmatch(v):  # a bare word is a name in code, unless NAME=word2 with digits
+        return tight and any(c.isdigit() for c in v) and any(c.isalpha() for c in v)
     return _classes(v) >= 2
 
 
@@ -193,7 +235,7 @@ def _check_assign(m: re.Match[str], text: str) -> bool:
     if head_text[:1] in ("n", "t", "r") and head and text[head.start() - 1 : head.start()] == "\\":
         head_text = head_text[1:]  # an escaped line break before the name: \nDB_PASSWORD=
     name = head_text + m.group("word")
-    if not _NAME_RE.fullmatch(name) or _NAME_NOT_SECRET.fullmatch(name):
+    if not _NAME_RE.fullmatch(name) or _name_not_secret(name):
         return False
     if m.group("bare") is None:
         return _secret_value(m.group("dq") or m.group("sq") or m.group("eq"), quoted=True)
@@ -202,11 +244,11 @@ def _check_assign(m: re.Match[str], text: str) -> bool:
     # NAME=value or NAME: value under an upper-case name: an env file, YAML, INI
     upper = not any(c.islower() for c in name)
     tight = not m.group("s1") and (not m.group("s2") or m.group("sep") == ":")
-    return _secret_value(m.group("bare"), quoted=False, env_style=upper and tight)
+    return _secret_value(m.group("bare"), quoted=False, env_style=upper and tight, tight=tight)
 
 
 def _secret_key(key: str) -> bool:
-    return bool(_NAME_RE.fullmatch(key)) and not _NAME_NOT_SECRET.fullmatch(key)
+    return bool(_NAME_RE.fullmatch(key)) and not _name_not_secret(key)
 
 
 # ------------------------------------------------------------------------ other checks
@@ -217,7 +259,7 @@ _AWS_NEAR_CHARS = 200
 
 def _check_aws_near(m: re.Match[str], text: str) -> bool:
     v = m.group(0)
-    if not (_random(v, classes=3) and v.count("/") <= 3 and "//" not in v):
+    if not _random(v, classes=3) or _wordy(v) or v.count("/") > 3 or "//" in v:
         return False
     lo, hi = max(0, m.start() - _AWS_NEAR_CHARS), m.end() + _AWS_NEAR_CHARS
     return any(
