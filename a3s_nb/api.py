@@ -11,6 +11,7 @@ Where the store is: the ``store`` argument, else ``$A3S_NB_STORE``, else ``./a3s
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -417,47 +418,59 @@ def _scan(
     *,
     redact: bool,
 ) -> tuple[dict[str, Any], list[_secrets.SecretFinding]]:
-    """Scan (or redact) what would be written, skipping the items (messages, runs, ...)
-    that scanned clean before with the same secret values: their content is unchanged, so
-    the scan would find nothing again. Paths in the findings are those of the whole parts.
+    """Scan (or redact) what would be written: the parts (redacted) and the findings.
+
+    Only the items (messages, runs, ...) that did not scan clean before with the same
+    secret values are given to the scanner, with each part's other fields: an unchanged
+    item would be found clean again. Paths in the findings are those of the whole parts.
     """
     setting = frozenset(_secrets.secret_env_values(env).items())
     view: dict[str, Any] = {}
+    where: dict[str, list[int]] = {}  # the index in the part of each item given
     for part, value in parts.items():
-        keys = encoded[part].items
         key = serde.item_key(part)
         items = value if key is None else value[key]
-        left = [
-            None if encoder.is_clean(k, setting) else item
-            for k, item in zip(keys, items, strict=True)
+        where[part] = [
+            i for i, k in enumerate(encoded[part].items) if not encoder.is_clean(k, setting)
         ]
+        left = [items[i] for i in where[part]]
         view[part] = left if key is None else {**value, key: left}
     if redact:
-        view, findings = _secrets.redact(view, env=env)
-        for part, value in parts.items():  # put the skipped items back
-            key = serde.item_key(part)
-            items = value if key is None else value[key]
-            new = view[part] if key is None else view[part][key]
-            new[:] = [item if n is None else n for item, n in zip(items, new, strict=True)]
+        out, found = _secrets.redact(view, env=env)
     else:
-        findings = _secrets.scan(view, env=env)
-    # Items a finding falls in stay unmarked; so do all, should a path not be understood.
-    located = [(f.part, serde.item_index(f.part, f.path)) for f in findings]
-    if all(
-        i is not None or serde.in_head(p, f.path)
-        for (p, i), f in zip(located, findings, strict=True)
-    ):
-        dirty = set(located)
-        encoder.mark_clean(
-            [
-                k
-                for part, e in encoded.items()
-                for i, k in enumerate(e.items)
-                if (part, i) not in dirty
-            ],
-            setting,
-        )
-    return view, findings
+        out, found = view, _secrets.scan(view, env=env)
+    findings = [_relocated(f, where[f.part]) for f in found]
+    if any(f is None for f in findings):  # a path not understood: scan all, as it is
+        if redact:
+            return _secrets.redact(parts, env=env)
+        return parts, _secrets.scan(parts, env=env)
+    if redact:
+        merged: dict[str, Any] = {}
+        for part, value in parts.items():
+            key = serde.item_key(part)
+            got = out[part] if key is None else out[part].get(key)
+            if not isinstance(got, list) or len(got) != len(where[part]):
+                return _secrets.redact(parts, env=env)
+            items = list(value if key is None else value[key])
+            for j, i in enumerate(where[part]):
+                items[i] = got[j]
+            merged[part] = items if key is None else {**out[part], key: items}
+        out = merged
+    # the items a finding falls in stay unmarked
+    dirty = {(f.part, serde.item_index(f.part, f.path)) for f in findings}  # type: ignore[union-attr]
+    encoder.mark_clean(
+        [k for part, e in encoded.items() for i, k in enumerate(e.items) if (part, i) not in dirty],
+        setting,
+    )
+    return out, findings  # type: ignore[return-value]
+
+
+def _relocated(finding: _secrets.SecretFinding, where: list[int]) -> _secrets.SecretFinding | None:
+    """``finding`` with the path it has in the whole part; None if the path is not known."""
+    if serde.in_head(finding.part, finding.path):
+        return finding
+    path = serde.item_path(finding.part, finding.path, where)
+    return None if path is None else dataclasses.replace(finding, path=path)
 
 
 # ============================================================================= resume

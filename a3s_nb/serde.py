@@ -339,6 +339,15 @@ def item_index(part: str, path: str) -> int | None:
     return int(m.group(2))
 
 
+def item_path(part: str, path: str, where: list[int]) -> str | None:
+    """``path`` inside item ``j`` of a list holding the items ``where`` of the part, as
+    the path inside item ``where[j]`` of the whole part; None if it is not such a path."""
+    m = _ITEM_PATH.match(path)
+    if m is None or m.group(1) != _LAYOUTS[part].key or int(m.group(2)) >= len(where):
+        return None
+    return f"{m.group(1) or ''}[{where[int(m.group(2))]}]{path[m.end() :]}"
+
+
 def in_head(part: str, path: str) -> bool:
     """Whether a JSON path inside ``part`` is outside its items (``config.workspace``)."""
     key = _LAYOUTS[part].key

@@ -217,3 +217,20 @@ def test_the_conflict_check_loads_the_store_only_when_something_else_wrote(
     with pytest.raises(SaveConflictError, match="1 run"):
         a3s_nb.save(fake, store=tmp_path)
     assert loads == ["oscar-live"]
+
+
+def test_a_finding_path_not_understood_falls_back_to_scanning_everything(
+    fake, tmp_path, monkeypatch
+):
+    a3s_nb.save(fake, store=tmp_path, env={})
+    fake.send(f"here: {OPENAI}")
+    monkeypatch.setattr(serde, "item_path", lambda part, path, where: None)
+    with pytest.raises(SecretsFoundError) as info:
+        a3s_nb.save(fake, store=tmp_path, env={})
+    n = len(fake._messages)
+    assert f"session: messages[{n - 2}].content[0].text" in {
+        f"{f.part}: {f.path}" for f in info.value.findings
+    }
+    line = a3s_nb.save(fake, store=tmp_path / "r", env={}, redact=True)
+    assert line.redacted == 3
+    assert OPENAI.encode() not in b"".join(files(tmp_path / "r", "oscar-live").values())
