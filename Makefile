@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "a3s-code 3.1.0 ships a CPython 3.11 wheel only: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(PIN) -e '.[all,test]' 'a3s-code==3.1.0'
+	$(BIN)/python -m pip install --quiet $(PIN) -e '.[all,export,test]' 'a3s-code==3.1.0'
 	touch $(STAMP)
 
 # Debian's Chromium for the browser test (no browser download: the network allows none).

@@ -11,6 +11,7 @@ from .errors import (
     AmbiguousSessionIdError,
     CaptureError,
     CorruptFileError,
+    ExportError,
     ForkError,
     InvalidBundleError,
     InvalidSessionIdError,
@@ -47,6 +48,7 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "AmbiguousSessionIdError",
     "CaptureError",
     "CorruptFileError",
+    "ExportError",
     "InvalidBundleError",
     "InvalidSessionIdError",
     "LiveSessionError",
@@ -81,6 +83,9 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "spans",
     "traces",
     "verification",
+    # the exports (a3s_nb.export_parquet, a3s_nb.export_otel), imported on first use
+    "export_dataset",
+    "to_otel",
     # the widgets (a3s_nb.widgets), imported on first use: `import a3s_nb` never imports
     # ipywidgets
     "DiffView",
@@ -94,6 +99,8 @@ _FRAMES = frozenset({*_schema.FRAME_NAMES, "all_frames"})
 
 _WIDGETS = frozenset({"DiffView", "RunTimeline", "SessionBrowser", "Transcript"})
 
+_EXPORTS = {"export_dataset": "export_parquet", "to_otel": "export_otel"}
+
 
 def __getattr__(name):
     if name in _FRAMES:
@@ -104,6 +111,10 @@ def __getattr__(name):
         from . import widgets
 
         return getattr(widgets, name)
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module 'a3s_nb' has no attribute {name!r}")
 
 

@@ -4,6 +4,7 @@
     a3s-nb show   ID [--store DIR]              one session's transcript
     a3s-nb check  [--fix] [--store DIR]         load every session; report broken files
     a3s-nb export FRAME OUT [--store DIR]       a frame to .parquet or .csv
+    a3s-nb export dataset DEST [--full]         every frame as a Parquet dataset (dir or s3://)
     a3s-nb replay ID --model P/M [--store DIR]  replay a session on a model; exit 1 on
                                                 a regression (see ``a3s-nb replay -h``)
 
@@ -51,9 +52,18 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--fix", action="store_true", help="also remove what interrupted saves left behind"
     )
-    export = sub.add_parser("export", parents=[common], help="write a frame to .parquet or .csv")
-    export.add_argument("frame", choices=FRAMES)
-    export.add_argument("out", help="output file: .parquet or .csv")
+    export = sub.add_parser(
+        "export",
+        parents=[common],
+        help="write a frame to .parquet or .csv, or every frame as a dataset",
+    )
+    export.add_argument("frame", choices=(*FRAMES, "dataset"))
+    export.add_argument(
+        "out", help="output file (.parquet or .csv); for dataset: a directory or s3://bucket/prefix"
+    )
+    export.add_argument(
+        "--full", action="store_true", help="dataset: rewrite every session, not just changed ones"
+    )
     _replay_parser(sub)
     return parser
 
@@ -73,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "check":
             return _check(store, fix=args.fix)
+        if args.frame == "dataset":
+            return _export_dataset(store, args.out, full=args.full)
         return _export(store, args.frame, args.out)
     except (A3sNbError, OSError, ValueError) as e:
         print(f"a3s-nb: {e}", file=sys.stderr)
@@ -256,6 +268,17 @@ def _replay(args: argparse.Namespace) -> int:
             what = f"  tool {show(rec.tool_a)} / {show(rec.tool_b)}"
         print(f"  {rec.change:8} {what}  [{show(rec.status_a)} / {show(rec.status_b)}]")
     return 0 if result.ok else 1
+def _export_dataset(store: Store, dest: str, *, full: bool) -> int:
+    from .export_parquet import export_dataset
+
+    result = export_dataset(store, dest, full=full)
+    for err in result["errors"]:
+        print(f"SKIPPED {err['session_id']}: {err['path']}: {err['problem']}", file=sys.stderr)
+    print(
+        f"{result['written']} sessions written ({result['files']} files), "
+        f"{result['unchanged']} unchanged, {result['deleted']} deleted -> {dest}"
+    )
+    return 1 if result["errors"] else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -140,6 +140,10 @@ class NotSettledError(A3sNbError, TimeoutError):
     """A live session kept running, or kept writing, past the timeout."""
 
 
+class ExportError(A3sNbError, OSError):
+    """An export could not write to, or reach, its destination (a directory, bucket or endpoint)."""
+
+
 def describe_validation_error(error: ValidationError, limit: int = 3) -> str:
     """'messages[3].content[0].id: Field required' for the first few problems."""
     items = []
