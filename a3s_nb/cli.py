@@ -5,6 +5,8 @@
     a3s-nb check  [--fix] [--store DIR]         load every session; report broken files
     a3s-nb export FRAME OUT [--store DIR]       a frame to .parquet or .csv
     a3s-nb export dataset DEST [--full]         every frame as a Parquet dataset (dir or s3://)
+    a3s-nb export otel [OUT.jsonl] [--endpoint URL] [--content]
+                                                runs as OpenTelemetry GenAI traces
     a3s-nb replay ID --model P/M [--store DIR]  replay a session on a model; exit 1 on
                                                 a regression (see ``a3s-nb replay -h``)
 
@@ -57,13 +59,32 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="write a frame to .parquet or .csv, or every frame as a dataset",
     )
-    export.add_argument("frame", choices=(*FRAMES, "dataset"))
+    export.add_argument("frame", choices=(*FRAMES, "dataset", "otel"))
     export.add_argument(
-        "out", help="output file (.parquet or .csv); for dataset: a directory or s3://bucket/prefix"
+        "out",
+        nargs="?",
+        help="output file (.parquet or .csv); dataset: a directory or s3://bucket/prefix; "
+        "otel: an OTLP JSON Lines file",
     )
     export.add_argument(
         "--full", action="store_true", help="dataset: rewrite every session, not just changed ones"
     )
+    export.add_argument("--endpoint", help="otel: an OTLP/HTTP collector or backend URL")
+    export.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="otel: a header for the endpoint (repeatable)",
+    )
+    export.add_argument(
+        "--content",
+        action="store_true",
+        help="otel: include prompts, answers and tool input/output (secrets redacted)",
+    )
+    export.add_argument("--status", help="otel: only runs with this status")
+    export.add_argument("--since", help="otel: only runs created at or after this time")
+    export.add_argument("--until", help="otel: only runs created before this time")
     _replay_parser(sub)
     return parser
 
@@ -83,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "check":
             return _check(store, fix=args.fix)
+        if args.frame == "otel":
+            return _export_otel(store, args)
+        if args.out is None:
+            raise ValueError(f"export {args.frame} needs an output: a file or directory")
         if args.frame == "dataset":
             return _export_dataset(store, args.out, full=args.full)
         return _export(store, args.frame, args.out)
@@ -268,6 +293,37 @@ def _replay(args: argparse.Namespace) -> int:
             what = f"  tool {show(rec.tool_a)} / {show(rec.tool_b)}"
         print(f"  {rec.change:8} {what}  [{show(rec.status_a)} / {show(rec.status_b)}]")
     return 0 if result.ok else 1
+def _export_otel(store: Store, args: argparse.Namespace) -> int:
+    from .export_otel import to_otel
+
+    if args.out is None and args.endpoint is None:
+        raise ValueError("export otel needs OUT.jsonl or --endpoint URL (or both)")
+    headers = {}
+    for item in args.header:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--header {item!r}: expected KEY=VALUE")
+        headers[key.strip()] = value.strip()
+    result = to_otel(
+        store,
+        args.out,
+        endpoint=args.endpoint,
+        headers=headers,
+        content=args.content,
+        status=args.status,
+        since=args.since,
+        until=args.until,
+    )
+    for err in result["errors"]:
+        print(f"SKIPPED {err['session_id']}: {err['path']}: {err['problem']}", file=sys.stderr)
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(result["spans_by_kind"].items()))
+    where = " and ".join(x for x in (args.out, args.endpoint) if x)
+    print(f"{result['traces']} traces, {result['spans']} spans ({kinds}) -> {where}")
+    if result["redacted"]:
+        print(f"{result['redacted']} secrets redacted")
+    return 1 if result["errors"] else 0
+
+
 def _export_dataset(store: Store, dest: str, *, full: bool) -> int:
     from .export_parquet import export_dataset
 
