@@ -10,7 +10,7 @@ LAB_PORT ?= 8888
 # Install within the versions last tested (constraints.txt); UNPINNED=1 takes the newest.
 PIN    := $(if $(UNPINNED),,-c constraints.txt)
 
-.PHONY: lab test venv browser lint bench notebooks clean
+.PHONY: lab test venv browser java otel-backend lint bench notebooks clean
 
 venv: $(STAMP)
 
@@ -29,12 +29,31 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
 	fi
 
+# Debian's Java for the Spark test (pyspark runs Spark in a local JVM).
+java:
+	@if ! command -v java >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
+	fi
+
+# The OpenTelemetry backend of the export test: an MLflow tracking server in its own venv
+# (MLflow pins an older pyarrow than ours). The test finds it at .venv-mlflow/bin/mlflow.
+OTEL_VENV := .venv-mlflow
+$(OTEL_VENV)/.installed: tests/backends/mlflow-requirements.txt
+	$(PYTHON) -m venv $(OTEL_VENV)
+	$(OTEL_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(OTEL_VENV)/bin/python -m pip install --quiet -r tests/backends/mlflow-requirements.txt
+	touch $@
+
+otel-backend: $(OTEL_VENV)/.installed
+
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
 lab: venv
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.port=$(LAB_PORT) \
 	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
-test: venv browser lint
+test: venv browser java otel-backend lint
 	$(BIN)/python -m pytest
 
 lint: venv
@@ -50,4 +69,4 @@ notebooks: venv
 	$(BIN)/python notebooks/execute.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(OTEL_VENV) .pytest_cache

@@ -383,3 +383,40 @@ def test_cli_export_dataset(store, tmp_path, capsys):
     blocker.write_text("")
     assert main(["--store", str(store), "export", "dataset", str(blocker / "x")]) == 2
     assert "a-file" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- Spark
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+def test_spark_reads_every_frame_with_the_frames_counts_and_sums(store, tmp_path):
+    """Spark in local mode (pyspark with Debian's Java, started here) reads the dataset."""
+    from pyspark.sql import SparkSession  # the test extra; Java comes from `make test`
+
+    dest = tmp_path / "dataset"
+    export_dataset(store, dest)
+    frames = a3s_nb.all_frames(store)
+    spark = (
+        SparkSession.builder.master("local[1]")
+        .appName("a3s_nb-test")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "1")
+        .getOrCreate()
+    )
+    try:
+        for name in schema.FRAME_NAMES:
+            df = spark.read.parquet(str(dest / f"frame={name}"))
+            row = df.selectExpr("count(*) AS n", f"coalesce(sum({SUMS[name]}), 0) AS s").first()
+            assert (row["n"], row["s"]) == frame_totals(frames[name], name), name
+        runs = spark.read.parquet(str(dest / "frame=runs"))
+        assert dict(runs.dtypes)["created_at"] == "timestamp"
+        assert dict(runs.dtypes)["cost_usd"] == "double"
+        assert dict(runs.dtypes)["day"] == "date"  # the partition
+        first = runs.selectExpr("min(created_at) AS t").first()["t"]
+        assert first.replace(tzinfo=None) == (
+            frames["runs"].created_at.min().tz_convert("UTC").tz_localize(None).to_pydatetime()
+        )
+    finally:
+        spark.stop()

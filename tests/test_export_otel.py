@@ -4,9 +4,14 @@ client)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
+import subprocess
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -228,3 +233,129 @@ def test_corrupt_session_is_reported_and_the_rest_exported(fixture_dir, tmp_path
     assert [e["session_id"] for e in result["errors"]] == [bad]
     spans = otlp_spans(out)
     assert spans and bad not in {s["attrs"]["gen_ai.conversation.id"] for s in spans}
+
+
+# ----------------------------------------------------------------------------- MLflow
+
+MLFLOW_MISSING = (
+    "the MLflow tracking server used as OpenTelemetry backend is not installed: "
+    "run `make otel-backend` (a venv at .venv-mlflow from tests/backends/mlflow-requirements.txt)"
+)
+
+READ_BACK = """
+import json, sys
+import mlflow
+mlflow.set_tracking_uri(sys.argv[1])
+out = []
+for t in mlflow.search_traces(locations=[sys.argv[2]], return_type="list", max_results=100000):
+    for s in t.data.spans:
+        out.append({"trace_id": s.trace_id, "span_id": s.span_id, "parent_id": s.parent_id,
+                    "start": s.start_time_ns, "end": s.end_time_ns,
+                    "status": s.status.status_code.value, "attributes": s.attributes})
+print(json.dumps(out, default=str))
+"""
+
+
+def mlflow_bin() -> Path:
+    venv = Path(os.environ.get("A3S_NB_MLFLOW_VENV", ROOT / ".venv-mlflow"))
+    exe = venv / "bin" / "mlflow"
+    if not exe.exists():
+        if os.environ.get("CI"):
+            pytest.fail(MLFLOW_MISSING, pytrace=False)
+        pytest.skip(f"{MLFLOW_MISSING}; the backend test did NOT run")
+    return exe
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real MLflow tracking server (OTLP/HTTP at /v1/traces), started and stopped here."""
+    exe = mlflow_bin()
+    port = free_port()
+    log = open(tmp_path / "mlflow.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [str(exe), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    pytest.fail(
+                        "the MLflow server did not start:\n"
+                        + (tmp_path / "mlflow.log").read_text()[-3000:]
+                    )
+                time.sleep(0.5)
+        yield url, exe.parent / "python"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # the server and the workers it started
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:  # a graceful shutdown is not worth the wait
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        log.close()
+
+
+def read_back(python: Path, url: str, experiment: str) -> list[dict]:
+    """The spans as MLflow's own client returns them."""
+    done = subprocess.run(
+        [str(python), "-c", READ_BACK, url, experiment],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_real_backend_receives_every_span_and_token(fixture_dir, mlflow_server):
+    """Sessions of the real SDK (the fixture store) exported over OTLP/HTTP to MLflow and read
+    back through MLflow's client: same spans per kind as spans(), same tokens as runs()."""
+    url, python = mlflow_server
+    headers = {"x-mlflow-experiment-id": "0"}
+    result = a3s_nb.to_otel(fixture_dir, endpoint=url, headers=headers, timeout=120)
+    got = read_back(python, url, "0")
+
+    frame = a3s_nb.spans(fixture_dir)
+    runs = a3s_nb.runs(fixture_dir)
+    per_kind = Counter(s["attributes"]["a3s_nb.span.kind"] for s in got)
+    assert per_kind == Counter(frame["kind"].astype(str))
+    assert dict(per_kind) == result["spans_by_kind"]
+    ops = Counter(s["attributes"]["gen_ai.operation.name"] for s in got)
+    assert ops == Counter(frame["kind"].astype(str).map(OPERATIONS))
+    assert len({s["trace_id"] for s in got}) == len(runs)
+
+    run_spans = [s for s in got if s["attributes"]["a3s_nb.span.kind"] == "run"]
+    assert sum(s["attributes"]["gen_ai.usage.input_tokens"] for s in run_spans) == int(
+        runs.prompt_tokens.sum()
+    )
+    assert sum(s["attributes"]["gen_ai.usage.output_tokens"] for s in run_spans) == int(
+        runs.completion_tokens.sum()
+    )
+    chats = [s for s in got if s["attributes"]["gen_ai.operation.name"] == "chat"]
+    turns = frame.query("kind == 'turn'")
+    assert sum(s["attributes"].get("gen_ai.usage.input_tokens", 0) for s in chats) == int(
+        turns.prompt_tokens.sum()
+    )
+    # recorded times, ids as derived, error status where the frames say error
+    by_id = {(r.session_id, r.span_id): r for r in frame.itertuples()}
+    for s in got:
+        a = s["attributes"]
+        row = by_id[(a["gen_ai.conversation.id"], a["a3s_nb.span.id"])]
+        assert s["start"] == row.start.value and s["end"] == row.end.value
+        assert s["span_id"] == f"{span_id(row.session_id, row.span_id):016x}"
+        assert (s["status"] == "ERROR") == (row.status == "error")
+        if a["gen_ai.operation.name"] == "execute_tool":
+            assert a["gen_ai.tool.name"] == row.tool_name
+            assert a["gen_ai.tool.call.id"] == row.tool_call_id
+
+    # exporting again gives the same ids: the backend holds each span once
+    a3s_nb.to_otel(fixture_dir, endpoint=url, headers=headers, timeout=120)
+    assert len(read_back(python, url, "0")) == len(got)
