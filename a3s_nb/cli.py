@@ -293,6 +293,8 @@ def _replay(args: argparse.Namespace) -> int:
             what = f"  tool {show(rec.tool_a)} / {show(rec.tool_b)}"
         print(f"  {rec.change:8} {what}  [{show(rec.status_a)} / {show(rec.status_b)}]")
     return 0 if result.ok else 1
+
+
 def _export_otel(store: Store, args: argparse.Namespace) -> int:
     from .export_otel import to_otel
 
