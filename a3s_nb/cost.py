@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
+from numbers import Integral
 from typing import Any
 
 #: Providers whose a3s-code client is the Anthropic one (``prompt_tokens`` excludes cache).
@@ -69,7 +70,10 @@ def table_usage(usage: dict, provider: str | None) -> dict[str, int]:
 
 
 def _n(value: Any) -> int:
-    return value if type(value) is int and value > 0 else 0
+    """A token count (a JSON int, or a numpy one from a frame); anything else counts 0."""
+    if isinstance(value, Integral) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    return 0
 
 
 class _Linear:

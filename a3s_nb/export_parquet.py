@@ -54,8 +54,9 @@ MANIFEST_FORMAT = 1
 META_DIR = "_a3s_nb"
 #: Sessions read per pass over the store (bounds memory on a large store).
 BATCH_SESSIONS = 500
-#: A file changed this close to the export may change again within its mtime granularity:
-#: such a session is exported but not recorded as done, so the next export looks again.
+#: A file changed this close to the export may change again within its mtime granularity,
+#: keeping its size: for such a session the manifest also keeps a hash of the files'
+#: content, which the next export compares (as git does for racily clean files).
 RACY_SECONDS = 2.0
 
 _INSTALL = 'pip install "a3s-nb[export]"'
@@ -192,6 +193,32 @@ def _signatures(store: Store, ids: list[str]) -> dict[str, Any]:
     return out
 
 
+def _content_hash(store: Store, sid: str) -> str:
+    """A hash of the bytes of a session's four files."""
+    h = hashlib.sha256()
+    for part in ("session", "runs", "traces", "verification"):
+        if isinstance(store, FileStore):
+            try:
+                with open(store.location(sid, part), "rb") as f:
+                    h.update(f.read())
+            except OSError:
+                h.update(b"\0missing")
+        else:
+            try:
+                h.update(json.dumps(store.read_raw(sid, part), sort_keys=True).encode())
+            except CorruptFileError:
+                h.update(b"\0corrupt")
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _unchanged(store: Store, sid: str, entry: Any, sig: Any) -> bool:
+    if not entry or entry.get("signature") != sig:
+        return False
+    content = entry.get("content")
+    return content is None or content == _content_hash(store, sid)
+
+
 def _racy(sig: Any, started_ns: int) -> bool:
     if not isinstance(sig, list):
         return False
@@ -317,7 +344,9 @@ def _export(
 
     ids = store.list()
     sigs = _signatures(store, ids)
-    changed = [sid for sid in ids if (done.get(sid) or {}).get("signature") != sigs[sid]]
+    changed = [sid for sid in ids if not _unchanged(store, sid, done.get(sid), sigs[sid])]
+    # hashed before the files are read for the frames: a change after this is seen next time
+    racy = {sid: _content_hash(store, sid) for sid in changed if _racy(sigs[sid], started_ns)}
     deleted = [sid for sid in done if sid not in sigs]
     result = ExportResult(
         dest=dest_str,
@@ -364,8 +393,10 @@ def _export(
                 _write_bytes(fs, f"{staging}/{rel}", _parquet_bytes(name, part))
                 files.append(rel)
             written.extend(files)
-            sig = None if _racy(sigs.get(key), started_ns) else sigs.get(key)
-            sessions[key] = {"session_id": sid, "day": day, "files": files, "signature": sig}
+            entry = {"session_id": sid, "day": day, "files": files, "signature": sigs.get(key)}
+            if key in racy:
+                entry["content"] = racy[key]
+            sessions[key] = entry
             result["written"] += 1
     for sid in deleted:
         sessions.pop(sid, None)

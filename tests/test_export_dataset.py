@@ -175,12 +175,33 @@ def test_incremental_export_writes_only_changed_sessions(store, tmp_path):
         assert engine_totals(dest, name) == frame_totals(frames[name], name), name
 
 
-def test_files_changed_just_now_are_looked_at_again(tmp_path):
+def test_a_file_rewritten_within_its_mtime_granularity_is_noticed(tmp_path):
     store = copy_store(tmp_path / "store")
     for p in store.rglob("*.json"):
-        os.utime(p)  # written "now": within the file system's time granularity
-    export_dataset(store, tmp_path / "dataset")
-    assert export_dataset(store, tmp_path / "dataset")["written"] == 8
+        os.utime(p)  # written "now": a rewrite could keep the same mtime and size
+    dest = tmp_path / "dataset"
+    assert export_dataset(store, dest)["written"] == 8
+    assert export_dataset(store, dest)["written"] == 0  # their content was hashed: unchanged
+    sid = "dc488148-a475-4c5d-b553-2ee4179ae7fc"
+    runs_file = store / "runs" / f"{sid}.json"
+    st = runs_file.stat()
+    text = runs_file.read_text()
+    assert '"status": "completed"' in text
+    runs_file.write_text(text.replace('"status": "completed"', '"status": "cancelled"', 1))
+    os.utime(runs_file, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, same mtime
+    assert runs_file.stat().st_size == st.st_size
+    result = export_dataset(store, dest)
+    assert (result["written"], result["unchanged"]) == (1, 7)
+    n = (
+        duckdb()
+        .connect()
+        .execute(
+            f"SELECT count(*) FROM read_parquet('{dest}/frame=runs/*/*.parquet') "
+            "WHERE status = 'cancelled'"
+        )
+        .fetchone()[0]
+    )
+    assert n == 1
 
 
 def test_corrupt_session_is_reported_and_the_rest_exported(store, tmp_path):
