@@ -28,6 +28,7 @@ collector or backend (Jaeger, Phoenix, MLflow, Langfuse, ...).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -187,16 +188,8 @@ class _Exporters:
                 except OSError as e:
                     raise ExportError(f"cannot write {path}: {e}") from e
             else:
-                with _suppress():
+                with contextlib.suppress(OSError):
                     os.unlink(tmp)
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> bool:
-        return exc[0] is not None and issubclass(exc[0], OSError)
 
 
 class _ListHandler(logging.Handler):
