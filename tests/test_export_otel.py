@@ -147,7 +147,7 @@ def test_content_only_when_asked_and_secrets_redacted(fixture_dir, tmp_path):
     store = fixture_dir  # a private copy
     sid = "dc488148-a475-4c5d-b553-2ee4179ae7fc"
     runs_file = store / "runs" / f"{sid}.json"
-    key = "sk-proj-" + "Ab3" * 16
+    key = "sk-proj-" + "4fT9qLm2Xv8RzK1pW7sN3bY6hJ0cD5eGaQ2uV9wZx4Rt"  # made up
     runs_file.write_text(runs_file.read_text().replace("replace the string", f"use {key} to"))
     out = tmp_path / "secret.jsonl"
     result = a3s_nb.to_otel(store, out, content=True)
