@@ -1049,7 +1049,11 @@ def _array(col: schema.Column, values: Any, n: int) -> Any:
 
 def _frame(frame: str, data: dict[str, Any], errors: list[dict]) -> pd.DataFrame:
     """The one DataFrame construction of a frame."""
-    df = pd.DataFrame(data, copy=False)
+    return _with_attrs(frame, pd.DataFrame(data, copy=False), errors)
+
+
+def _with_attrs(frame: str, df: pd.DataFrame, errors: list[dict]) -> pd.DataFrame:
+    """``df`` with the frame's ``attrs``: its name, the schema version, the errors."""
     df.attrs = {
         "frame": frame,
         "schema_version": schema.SCHEMA_VERSION,
@@ -1699,6 +1703,76 @@ def _index_summaries(
     return out
 
 
+def _cache_key() -> str:
+    """What the cached frames depend on besides the files: the code that builds them and
+    the price table."""
+    import hashlib
+
+    from . import __version__, _loadcheck, cost
+
+    h = hashlib.sha1(f"{__version__}.{schema.SCHEMA_VERSION}.{price_table()}".encode())
+    h.update(_loadcheck._models_key().encode())
+    for path in (__file__, schema.__file__, cost.__file__):
+        with contextlib.suppress(OSError, TypeError), open(path or "", "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def _cached_frames(
+    src: _StoreSource,
+    wanted: list[str],
+    check: LoadCheck,
+    known: list[str],
+    rejected: dict[str, CorruptFileError],
+    errors: list[dict],
+    progress: bool | None,
+) -> dict[str, pd.DataFrame]:
+    """Unfiltered frames of a directory store through the columnar cache (_framecache)."""
+    from ._framecache import FrameCache
+
+    assert isinstance(src.store, FileStore)
+    good = sorted(known)
+
+    def build(ids: list[str], names: list[str]) -> dict[str, pd.DataFrame]:
+        return _collect_frames(
+            src.store,
+            names,
+            ids=ids,
+            since=None,
+            until=None,
+            status=None,
+            progress=progress,
+            cache=False,
+            prechecked=(check, known, {}, []),
+        )
+
+    rest = [name for name in wanted if name != "sessions"]
+    built, notes = FrameCache(src.store, _cache_key()).frames(rest, check, good, build)
+    out: dict[str, pd.DataFrame] = {}
+    for name in wanted:
+        if name == "sessions":
+            out[name] = _collect_frames(
+                src.store,
+                ["sessions"],
+                ids=None,
+                since=None,
+                until=None,
+                status=None,
+                progress=progress,
+                cache=False,
+                prechecked=(check, known, rejected, errors),
+            )["sessions"]
+        else:
+            out[name] = _with_attrs(name, built[name], [*errors, *notes[name]])
+    return out
+
+
+def _empty_frame(name: str) -> pd.DataFrame:
+    """A frame without rows, with its columns and dtypes."""
+    builder = _VerificationBuilder(None) if name == "verification" else _BUILDERS[name]()
+    return builder.frame_df([])
+
+
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while a frame is built.
@@ -1734,6 +1808,8 @@ def _collect_frames(
     until: Any,
     status: Any,
     progress: bool | None,
+    cache: bool = True,
+    prechecked: tuple | None = None,
 ) -> dict[str, pd.DataFrame]:
     wanted = list(dict.fromkeys(frames))
     for name in wanted:
@@ -1749,15 +1825,19 @@ def _collect_frames(
     known: list[str] | None = None
     selected: list[str] | None = None
     check = None
-    if src.store is not None:
+    if prechecked is not None:  # by the caller, for this same store: see _cached_frames
+        check, known, rejected, reported = prechecked
+        errors.extend(reported)
+    elif src.store is not None:
         check = LoadCheck(src.store)
         known = check.ids()
     if ids is not None:
         known = known if known is not None else src.ids()
         selected = _resolve_ids(ids, known, src.label)
     # Sessions that Store.load() rejects are left out and listed in attrs["errors"].
-    rejected: dict[str, CorruptFileError] = {}
-    if check is not None:
+    if prechecked is None:
+        rejected = {}
+    if check is not None and prechecked is None:
         assert known is not None
         rejected = check.rejected(
             selected if selected is not None else known,
@@ -1769,6 +1849,16 @@ def _collect_frames(
         if selected is not None:
             selected = [i for i in selected if i not in rejected]
         known = [i for i in known if i not in rejected]
+    if (
+        cache
+        and use_index
+        and pa is not None
+        and ids is None
+        and not filters.any
+        and set(wanted) - {"sessions"}
+    ):
+        assert check is not None and known is not None
+        return _cached_frames(src, wanted, check, known, rejected, errors, progress)
     session_filtered = filters.any and bool(_SESSION_FRAMES.intersection(wanted))
     only_sessions = wanted == ["sessions"]
     if use_index and (only_sessions or (session_filtered and not _RUN_FRAMES.intersection(wanted))):
@@ -1911,21 +2001,43 @@ def _collect_frames(
 
 # ============================================================================ public API
 
+#: What ``source`` may be, for every frame function.
+Source = Any  # str | os.PathLike | Store | SessionBundle | live session | list of those | None
+Ids = str | Iterable[str] | None
+Statuses = str | Iterable[str] | None
+
+
+def _one(
+    name: str,
+    source: Source,
+    ids: Ids,
+    since: Any,
+    until: Any,
+    status: Statuses,
+    progress: bool | None,
+) -> pd.DataFrame:
+    return _collect(
+        source, [name], ids=ids, since=since, until=until, status=status, progress=progress
+    )[name]
+
 
 def all_frames(
-    source: Any = None,
+    source: Source = None,
     frames: Iterable[str] | None = None,
     *,
-    ids: str | Iterable[str] | None = None,
+    ids: Ids = None,
     since: Any = None,
     until: Any = None,
-    status: str | Iterable[str] | None = None,
+    status: Statuses = None,
     progress: bool | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Several frames (default: all seven) in one pass over the files.
 
     Each file is read and parsed once, so this is the way to get more than one frame of a
-    large store. Arguments as for ``runs``; ``frames`` names the frames wanted.
+    large store. ``frames`` names the frames wanted; the other arguments mean for each
+    frame what they mean for its own function (``status`` is a run status for ``runs``,
+    ``run_events`` and ``spans``, a check status for ``verification``, and keeps sessions
+    with such a run for the others).
 
     >>> f = a3s_nb.all_frames("sessions")                      # doctest: +SKIP
     >>> f["spans"].merge(f["runs"], on=["session_id", "run_id"])  # doctest: +SKIP
@@ -1941,77 +2053,170 @@ def all_frames(
     )
 
 
-def _frame_function(name: str, summary: str, example: str) -> Callable[..., pd.DataFrame]:
-    def frame(
-        source: Any = None,
-        *,
-        ids: str | Iterable[str] | None = None,
-        since: Any = None,
-        until: Any = None,
-        status: str | Iterable[str] | None = None,
-        progress: bool | None = None,
-    ) -> pd.DataFrame:
-        return _collect(
-            source,
-            [name],
-            ids=ids,
-            since=since,
-            until=until,
-            status=status,
-            progress=progress,
-        )[name]
+_SOURCE_DOC = """
+    ``source``: a store path, a ``Store``, a ``SessionBundle``, a live session (such as
+    ``a3s_code.Session``), a list of bundles or live sessions, or None for the default store.
+    ``ids``: session ids or unique prefixes. ``progress``: force the progress bar on or off
+    (default: shown above ``PROGRESS_THRESHOLD`` sessions).
 
-    frame.__name__ = frame.__qualname__ = name
-    frame.__doc__ = f"""{summary}
+    Columns: docs/frames.md (``a3s_nb.schema``). ``df.attrs`` carries the frame name, the
+    ``schema_version`` and ``errors``: the sessions
+    left out because ``Store.load()`` rejects them or a file is unreadable (each also warned
+    as ``CorruptSessionWarning``), and values that did not fit a column.
+"""
 
-    ``source`` is a store path, a ``Store``, a ``SessionBundle``, a live session (such as
-    ``a3s_code.Session``), a list of bundles or live sessions, or None for the default
-    store. ``ids`` selects sessions (ids or unique prefixes); ``since`` / ``until`` and
-    ``status`` filter as described in docs/frames.md; ``progress`` forces the progress bar
-    on or off (default: shown above {PROGRESS_THRESHOLD} sessions).
 
-    Columns and dtypes: docs/frames.md (``a3s_nb.schema``). ``df.attrs`` carries the
-    ``schema_version`` and the ``errors`` of sessions skipped because a file is corrupt.
+def sessions(
+    source: Source = None,
+    *,
+    ids: Ids = None,
+    since: Any = None,
+    until: Any = None,
+    status: Statuses = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """One row per session, newest first: model, workspace, times, counts, tokens, cost.
 
-    >>> {example}  # doctest: +SKIP
+    Served from an index in ``<store>/.a3s_nb/`` refreshed for files changed since the last
+    call, so it stays cheap on a large store.
+
+    ``status``: keep sessions that have at least one run with that run status (or one of
+    them). ``since`` / ``until``: keep sessions whose activity, from ``min(created_at,
+    first_run_at)`` to ``max(updated_at, last_run_at)``, overlaps ``[since, until)``.
+    {source}
+    >>> a3s_nb.sessions("sessions", status="failed")      # doctest: +SKIP
     """
-    return frame
+    return _one("sessions", source, ids, since, until, status, progress)
 
 
-sessions = _frame_function(
-    "sessions",
-    "One row per session: model, workspace, times, counts of messages, runs, tool calls, "
-    "tokens and verification status. Newest first. Served from an index in "
-    "``<store>/.a3s_nb/`` that is refreshed for files changed since the last call.",
-    'a3s_nb.sessions("sessions", status="failed")',
-)
-messages = _frame_function(
-    "messages",
-    "One row per content block of the saved transcripts (text, tool calls, tool results).",
-    "a3s_nb.messages(session).query(\"block_type == 'tool_use'\")",
-)
-traces = _frame_function(
-    "traces",
-    "One row per trace event: every tool execution the SDK recorded.",
-    'a3s_nb.traces("sessions").groupby("tool_name").duration_ms.describe()',
-)
-runs = _frame_function(
-    "runs",
-    "One row per run record: status, prompt, outcome, times, turns, tool calls, tokens.",
-    'a3s_nb.runs("sessions", since="2026-01-01", status="failed")',
-)
-run_events = _frame_function(
-    "run_events",
-    "One row per run event, with its type and common fields pulled out.",
-    "a3s_nb.run_events(session).event_type.value_counts()",
-)
-spans = _frame_function(
-    "spans",
-    "Run, planning, step, turn and tool spans with start, end, duration, status and parent.",
-    'a3s_nb.spans("sessions").query("kind == \'tool\'").groupby("tool_name").duration_ms.sum()',
-)
-verification = _frame_function(
-    "verification",
-    "One row per verification check, with its report's subject and status.",
-    'a3s_nb.verification("sessions", status="failed")',
-)
+def messages(
+    source: Source = None,
+    *,
+    ids: Ids = None,
+    since: Any = None,
+    until: Any = None,
+    status: Statuses = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """One row per content block of the saved transcripts (text, tool calls, tool results).
+
+    Messages carry no run id or time, so the filters select whole sessions: ``status``
+    keeps sessions with at least one run of that status; ``since`` / ``until`` keep
+    sessions whose activity overlaps ``[since, until)`` (as for ``sessions``).
+    {source}
+    >>> a3s_nb.messages(session).query("block_type == 'tool_use'")      # doctest: +SKIP
+    """
+    return _one("messages", source, ids, since, until, status, progress)
+
+
+def traces(
+    source: Source = None,
+    *,
+    ids: Ids = None,
+    since: Any = None,
+    until: Any = None,
+    status: Statuses = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """One row per trace event: every tool execution the SDK recorded.
+
+    Trace events carry no run id or time, so the filters select whole sessions: ``status``
+    keeps sessions with at least one run of that status; ``since`` / ``until`` keep
+    sessions whose activity overlaps ``[since, until)``.
+    {source}
+    >>> a3s_nb.traces("sessions").groupby("tool_name").duration_ms.describe()  # doctest: +SKIP
+    """
+    return _one("traces", source, ids, since, until, status, progress)
+
+
+def runs(
+    source: Source = None,
+    *,
+    ids: Ids = None,
+    since: Any = None,
+    until: Any = None,
+    status: Statuses = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """One row per run record: status, prompt, outcome, times, turns, tool calls, tokens.
+
+    ``status``: keep runs with that run status (``completed``, ``failed``, ...; a list
+    keeps any of them). ``since`` / ``until``: keep runs created in ``[since, until)``.
+    {source}
+    >>> a3s_nb.runs("sessions", since="2026-01-01", status="failed")   # doctest: +SKIP
+    """
+    return _one("runs", source, ids, since, until, status, progress)
+
+
+def run_events(
+    source: Source = None,
+    *,
+    ids: Ids = None,
+    since: Any = None,
+    until: Any = None,
+    status: Statuses = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """One row per run event, with its type and common fields pulled out.
+
+    Filters select whole runs, as for ``runs``: ``status`` is the run's status (not an
+    event's), ``since`` / ``until`` bound the run's creation time.
+    {source}
+    >>> a3s_nb.run_events(session).event_type.value_counts()           # doctest: +SKIP
+    """
+    return _one("run_events", source, ids, since, until, status, progress)
+
+
+def spans(
+    source: Source = None,
+    *,
+    ids: Ids = None,
+    since: Any = None,
+    until: Any = None,
+    status: Statuses = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Run, planning, step, turn and tool spans with start, end, duration, status and parent.
+
+    Filters select whole runs, as for ``runs``: ``status`` is the run's status (a span's
+    own ``status`` column is ``ok`` / ``error`` / ``unset``), ``since`` / ``until`` bound
+    the run's creation time.
+    {source}
+    >>> a3s_nb.spans("sessions").query("kind == 'tool'")               # doctest: +SKIP
+    """
+    return _one("spans", source, ids, since, until, status, progress)
+
+
+def verification(
+    source: Source = None,
+    *,
+    ids: Ids = None,
+    since: Any = None,
+    until: Any = None,
+    status: Statuses = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """One row per verification check, with its report's subject and status.
+
+    ``status``: keep checks with that check status (``passed``, ``failed``,
+    ``needs_review``, ``skipped``). ``since`` / ``until``: keep sessions whose activity
+    overlaps ``[since, until)`` (reports carry no time of their own).
+    {source}
+    >>> a3s_nb.verification("sessions", status="failed")               # doctest: +SKIP
+    """
+    return _one("verification", source, ids, since, until, status, progress)
+
+
+for _fn in (sessions, messages, traces, runs, run_events, spans, verification):
+    _fn.__doc__ = (_fn.__doc__ or "").replace("{source}", _SOURCE_DOC.strip("\n") + "\n")
+del _fn
+
+
+_BUILDERS: dict[str, Callable[[], _Builder]] = {
+    "sessions": _SessionsBuilder,
+    "messages": _MessagesBuilder,
+    "traces": _TracesBuilder,
+    "runs": _RunsBuilder,
+    "run_events": _EventsBuilder,
+    "spans": _SpansBuilder,
+}

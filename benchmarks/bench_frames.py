@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import json
 import os
 import re
 import resource
@@ -144,7 +145,28 @@ def floor_phase(parse: Callable[[bytes], Any], files: list[str]) -> Callable[[],
 
 def drop_caches(store: Path, *names: str) -> None:
     for name in names:
-        (store / ".a3s_nb" / name).unlink(missing_ok=True)
+        path = store / ".a3s_nb" / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+_changed_at = [0.0]
+
+
+def settle() -> None:
+    """Wait until the last change is out of the caches' racy window (2 s)."""
+    time.sleep(max(0.0, _changed_at[0] + 2.1 - time.time()))
+
+
+def change_one_session(store: Path) -> None:
+    """Rewrite one session's run file with a new prompt, as a save would."""
+    path = sorted((store / "runs").glob("*.json"))[0]
+    runs = json.loads(path.read_text(encoding="utf-8"))
+    runs[0]["snapshot"]["prompt"] = f"changed {time.time_ns()}"
+    path.write_text(json.dumps(runs, indent=2), encoding="utf-8")
+    _changed_at[0] = time.time()
 
 
 def frame_phase(store: Path, name: str) -> Callable[[], int]:
@@ -220,13 +242,24 @@ def bench(n: int, repeat: int, only: set[str] | None) -> dict[str, dict]:
         for part in PARTS:
             phases[f"floor.{parser}.{part}"] = (floor_phase(parse, files[part]), None)
     for name in FRAME_PARTS:
-        before = (lambda: drop_caches(store, "index.json")) if name == "sessions" else None
-        phases[f"frame.{name}"] = (frame_phase(store, name), before)
-    phases["all_frames"] = (all_frames_phase(store), None)
+        drop = ("frames", "index.json") if name == "sessions" else ("frames",)
+        phases[f"frame.{name}"] = (frame_phase(store, name), lambda d=drop: drop_caches(store, *d))
+    phases["all_frames"] = (all_frames_phase(store), lambda: drop_caches(store, "frames"))
     phases["all_frames_cold"] = (
         all_frames_phase(store),
-        lambda: drop_caches(store, "index.json", "loadcheck.json"),
+        lambda: drop_caches(store, "frames", "index.json", "loadcheck.json"),
     )
+
+    def warm() -> None:
+        settle()
+        a3s_nb.all_frames(store, progress=False)
+
+    def warm_then_change() -> None:
+        warm()
+        change_one_session(store)
+
+    phases["all_frames_warm"] = (all_frames_phase(store), warm)
+    phases["one_changed"] = (all_frames_phase(store), warm_then_change)
     phases["sessions_warm"] = (
         frame_phase(store, "sessions"),
         lambda: a3s_nb.sessions(store, progress=False),  # the index in place, untimed

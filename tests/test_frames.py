@@ -729,6 +729,7 @@ def test_progress_bar(fixture_store, monkeypatch):
     a3s_nb.runs(fixture_store)
     assert made == []  # 8 sessions: below the threshold
     monkeypatch.setattr(frames, "PROGRESS_THRESHOLD", 5)
+    shutil.rmtree(fixture_store.meta_dir / "frames")  # else served from the frame cache
     a3s_nb.runs(fixture_store)
     assert made and made[-1]["total"] == 8
     made.clear()
@@ -773,3 +774,116 @@ def test_real_live_session_gives_the_frames_of_its_saved_files(sdk_agent, tmp_pa
     assert bash.exit_code.tolist() == [1] and bash.process_exit_code.notna().all()
     assert from_live["sessions"].n_runs_failed.tolist() == [1]
     assert from_live["sessions"].workspace.tolist() == [str(ws)]
+
+
+# ----------------------------------------------------------------------------- frame cache
+
+
+@pytest.fixture
+def no_racy_window(monkeypatch):
+    """Files the test just wrote count as settled (the racy window is for real clocks)."""
+    from a3s_nb import _framecache, _loadcheck, index
+
+    for mod in (_framecache, _loadcheck, index):
+        monkeypatch.setattr(mod, "RACY_SECONDS", -1.0)
+
+
+def _fresh(store_dir: Path) -> dict[str, pd.DataFrame]:
+    """The frames built from the files, bypassing the frame cache."""
+    return frames._collect_frames(
+        store_dir,
+        FRAMES,
+        ids=None,
+        since=None,
+        until=None,
+        status=None,
+        progress=False,
+        cache=False,
+    )
+
+
+def _reads(monkeypatch) -> list[str]:
+    """The session ids whose files the frames parse from now on."""
+    seen: list[str] = []
+    real = frames._StoreSource._read_file
+
+    def spy(self, session_id, part):
+        seen.append(session_id)
+        return real(self, session_id, part)
+
+    monkeypatch.setattr(frames._StoreSource, "_read_file", spy)
+    return seen
+
+
+def _same_frames(got: dict, expected: dict) -> None:
+    for name in FRAMES:
+        pd.testing.assert_frame_equal(got[name], expected[name], obj=name)
+        assert got[name].attrs == expected[name].attrs, name
+
+
+def test_frame_cache_serves_an_unchanged_store_without_parsing(
+    fixture_dir, no_racy_window, monkeypatch
+):
+    first = a3s_nb.all_frames(fixture_dir)
+    assert (fixture_dir / ".a3s_nb" / "frames" / "run_events.json").exists()
+    reads = _reads(monkeypatch)
+    again = a3s_nb.all_frames(fixture_dir)
+    assert reads == []  # nothing parsed
+    _same_frames(again, first)
+    _same_frames(again, _fresh(fixture_dir))
+    reads.clear()
+    for name in FRAMES:  # the single frame functions use it too
+        pd.testing.assert_frame_equal(getattr(a3s_nb, name)(fixture_dir), first[name])
+    assert reads == []
+
+
+def test_frame_cache_rebuilds_only_the_changed_session(fixture_dir, no_racy_window, monkeypatch):
+    a3s_nb.all_frames(fixture_dir)
+    sid = "fix-india-2-004"
+    _edit_runs(fixture_dir, sid, lambda runs: runs[0]["snapshot"].update(prompt="changed"))
+    reads = _reads(monkeypatch)
+    got = a3s_nb.all_frames(fixture_dir)
+    assert set(reads) == {sid}
+    assert "changed" in set(got["runs"].prompt)
+    _same_frames(got, _fresh(fixture_dir))
+    # a session deleted, another one added
+    store = a3s_nb.FileStore(fixture_dir)
+    bundle = store.load("fix-oscar-2-000")
+    store.delete("fix-oscar-2-000")
+    bundle.session.id = "zz-new"
+    for run in bundle.runs:
+        run.snapshot.session_id = "zz-new"
+    store.save(bundle)
+    reads.clear()
+    got = a3s_nb.all_frames(fixture_dir)
+    assert set(reads) == {"zz-new"}
+    assert "fix-oscar-2-000" not in set(got["runs"].session_id)
+    _same_frames(got, _fresh(fixture_dir))
+
+
+def test_frame_cache_never_serves_a_session_load_rejects(fixture_dir, no_racy_window):
+    a3s_nb.all_frames(fixture_dir)
+    sid = "fix-india-2-004"
+    _edit_runs(fixture_dir, sid, lambda runs: runs[0]["snapshot"].pop("status"))
+    with pytest.warns(CorruptSessionWarning, match=sid):
+        got = a3s_nb.all_frames(fixture_dir)
+    for name, df in got.items():
+        assert sid not in set(df.session_id), name
+        assert [e["session_id"] for e in df.attrs["errors"]] == [sid], name
+
+
+@pytest.mark.parametrize("damage", ["manifest", "arrow", "rows"])
+def test_a_damaged_frame_cache_is_rebuilt(fixture_dir, no_racy_window, damage):
+    expected = a3s_nb.all_frames(fixture_dir)
+    cache = fixture_dir / ".a3s_nb" / "frames"
+    if damage == "manifest":
+        (cache / "runs.json").write_text('{"format": 1, "generation": ')
+    elif damage == "arrow":
+        for path in cache.glob("runs.*.arrow"):
+            path.write_bytes(path.read_bytes()[:100])
+    else:  # a manifest that disagrees with its file
+        manifest = json.loads((cache / "run_events.json").read_text())
+        manifest["rows"] += 1
+        (cache / "run_events.json").write_text(json.dumps(manifest))
+    _same_frames(a3s_nb.all_frames(fixture_dir), expected)
+    assert len(list(cache.glob("*.arrow"))) == 6  # one generation each, the old one removed
