@@ -20,6 +20,7 @@ removed once it is old enough to belong to no writer still at work.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import logging
@@ -27,7 +28,6 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -157,14 +157,10 @@ class FrameCache:
             frame_notes = list(manifest["notes"])
             if changed or gone or table is None:
                 drop = changed | gone
-                if table is not None and drop:
-                    mask = pa.compute.is_in(table["session_id"], value_set=pa.array(sorted(drop)))
-                    table = table.filter(pa.compute.invert(mask))
                 new = fresh.get(frame)
                 if new is not None and changed != set(todo):  # rows of this frame's stale only
                     new = new[new["session_id"].isin(changed)]
-                parts = [t for t in (table, self._from_pandas(new)) if t is not None]
-                table = _in_session_order(pa, _concat(pa, parts, frame), good)
+                table = _merge(pa, table, drop, self._from_pandas(new), frame)
                 frame_notes = [e for e in frame_notes if e.get("session_id") not in drop]
                 if new is not None:
                     frame_notes += [
@@ -204,7 +200,6 @@ class FrameCache:
                 pa.ipc.new_file(sink, table.schema) as writer,
             ):
                 writer.write_table(table)
-            _fsync(path)
             manifest = {
                 "format": CACHE_FORMAT,
                 "key": self.key,
@@ -213,8 +208,9 @@ class FrameCache:
                 "sessions": sessions,
                 "notes": notes,
             }
+            # No fsync: a cache file a crash tore does not open, or disagrees with its
+            # manifest, and is rebuilt; the rename makes each write all or nothing.
             tmp.write_text(json.dumps(manifest, separators=(",", ":")), encoding="utf-8")
-            _fsync(tmp)
             os.replace(tmp, self.dir / f"{frame}.json")
         except OSError as e:  # a read-only store works, it just is not cached
             log.info("frame cache not saved (%s): %s", self.dir, e)
@@ -257,37 +253,47 @@ def _is_previous(name: str, frame: str, keep: str) -> bool:
         return False
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _blocks(table: Any) -> tuple[list[str], np.ndarray]:
+    """The session ids of a table whose rows are grouped by session in id order, and each
+    row's index into them (non-decreasing)."""
+    encoded = table["session_id"].combine_chunks().dictionary_encode()
+    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False)
 
 
-def _concat(pa: Any, parts: list, frame: str) -> Any:
-    if not parts:
+def _merge(pa: Any, kept: Any, drop: set[str], new: Any, frame: str) -> Any:
+    """``kept`` without the rows of the sessions ``drop``, with the rows of ``new`` where
+    their sessions go. Both tables have their rows grouped by session in id order, as every
+    frame builds them; the result is made of slices, so unchanged rows are not copied."""
+    if kept is None or kept.num_rows == 0:
+        if new is not None:
+            return new
         from .frames import _empty_frame
 
         return pa.Table.from_pandas(_empty_frame(frame), preserve_index=False)
-    if len(parts) == 1:
-        return parts[0]
-    return pa.concat_tables(parts, promote_options="permissive")
-
-
-def _in_session_order(pa: Any, table: Any, order: list[str]) -> Any:
-    """Rows grouped by session in ``order`` (rows of one session keep their order)."""
-    if table.num_rows == 0:
-        return table
-    rank = {sid: i for i, sid in enumerate(order)}
-    ids = table["session_id"].combine_chunks()
-    encoded = ids.dictionary_encode()
-    names = encoded.dictionary.to_pylist()
-    lookup = np.array([rank.get(n, len(rank)) for n in names], dtype=np.int64)
-    keys = lookup[encoded.indices.to_numpy(zero_copy_only=False)]
-    if np.all(keys[:-1] <= keys[1:]):
-        return table.combine_chunks()
-    return table.take(pa.array(np.argsort(keys, kind="stable"))).combine_chunks()
+    names, rows = _blocks(kept)
+    if new is not None:
+        new_names, new_rows = _blocks(new)
+        new_at = {n: k for k, n in enumerate(new_names)}
+    else:
+        new_names, new_rows, new_at = [], np.zeros(0, dtype=np.int64), {}
+    pieces, at = [], 0
+    for name in sorted({*drop, *new_names}):
+        j = bisect.bisect_left(names, name)
+        lo = int(np.searchsorted(rows, j, side="left"))
+        hi = lo
+        if j < len(names) and names[j] == name and name in drop:
+            hi = int(np.searchsorted(rows, j, side="right"))
+        pieces.append(kept.slice(at, lo - at))
+        if name in new_at:
+            k = new_at[name]
+            start = int(np.searchsorted(new_rows, k, side="left"))
+            end = int(np.searchsorted(new_rows, k, side="right"))
+            pieces.append(new.slice(start, end - start))
+        at = hi
+    pieces.append(kept.slice(at))
+    merged = pa.concat_tables([p for p in pieces if p.num_rows] or [kept.slice(0, 0)])
+    # many small record batches after many updates: made whole again now and then
+    return merged.combine_chunks() if merged.column(0).num_chunks > 64 else merged
 
 
 def _fix_categories(df: pd.DataFrame, frame: str) -> pd.DataFrame:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -63,6 +64,7 @@ __all__ = [
 ]
 
 FRAME_NAMES = schema.FRAME_NAMES
+log = logging.getLogger(__name__)
 
 #: More sessions than this to read shows a progress bar (when ``progress`` is None).
 PROGRESS_THRESHOLD = 200
@@ -1747,7 +1749,13 @@ def _cached_frames(
         )
 
     rest = [name for name in wanted if name != "sessions"]
-    built, notes = FrameCache(src.store, _cache_key()).frames(rest, check, good, build)
+    try:
+        built, notes = FrameCache(src.store, _cache_key()).frames(rest, check, good, build)
+    except (pa.ArrowException, OSError, ValueError, TypeError, KeyError) as e:
+        # a cache that cannot be used is never trusted: build from the files
+        log.info("frame cache of %s not used: %r", src.store, e)
+        built = build(good, rest)
+        notes = {name: built[name].attrs.get("errors", []) for name in rest}
     out: dict[str, pd.DataFrame] = {}
     for name in wanted:
         if name == "sessions":
