@@ -27,6 +27,7 @@ import contextlib
 import gc
 import json
 import logging
+import operator
 import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -692,36 +693,70 @@ def _where(source: _Source, session_id: str, part: str) -> str:
 # ============================================================================ spans
 
 
+class _Span:
+    """One span row, by name (the ``spans`` columns; ``usage`` holds the five token counts)."""
+
+    __slots__ = (
+        "end",
+        "exit_code",
+        "kind",
+        "name",
+        "parent_span_id",
+        "sequence_end",
+        "sequence_start",
+        "span_id",
+        "start",
+        "status",
+        "step_number",
+        "tool_call_id",
+        "tool_name",
+        "turn",
+        "usage",
+    )
+
+    def __init__(
+        self, span_id: str, parent_span_id: Any, kind: str, name: Any, start: Any, seq: Any
+    ):
+        self.span_id, self.parent_span_id, self.kind, self.name = (
+            span_id,
+            parent_span_id,
+            kind,
+            name,
+        )
+        self.start, self.sequence_start = start, seq
+        self.end = self.status = self.turn = self.step_number = None
+        self.tool_call_id = self.tool_name = self.exit_code = self.sequence_end = None
+        self.usage: list | None = None
+
+
 class _SpanWalker:
     """Turns one run's events into spans: run > planning | step > turn > tool."""
 
     __slots__ = ("ids", "last_ts", "open_tools", "out", "planning", "run", "st", "step", "turn")
 
-    def __init__(self, run_id: str, st: _RunStats, out: list):
+    def __init__(self, run_id: str, st: _RunStats, out: list[_Span]):
         self.st = st
         self.out = out
         self.ids: set[str] = {run_id}
-        # columns of a span list: see _SPAN_FIELDS
-        self.run = [run_id, None, "run", "run", None, None, None, None, None, None, None, None,
-                    None, None, None, None, None, None, None]  # fmt: skip
+        self.run = _Span(run_id, None, "run", "run", None, None)
         out.append(self.run)
         self.planning = self.step = self.turn = None
-        self.open_tools: dict[Any, list] = {}
+        self.open_tools: dict[Any, _Span] = {}
         self.last_ts = None
 
-    def _open(self, kind: str, name: Any, parent: list, ts: Any, seq: Any) -> list:
-        base = f"{self.run[0]}:{seq}"
+    def _open(self, kind: str, name: Any, parent: _Span, ts: Any, seq: Any) -> _Span:
+        base = f"{self.run.span_id}:{seq}"
         span_id, k = base, 1
         while span_id in self.ids:
             span_id, k = f"{base}.{k}", k + 1
         self.ids.add(span_id)
-        step_no = self.step[8] if self.step is not None and kind != "step" else None
-        span = [span_id, parent[0], kind, name, ts, None, None, None, step_no, None, None,
-                None, None, None, None, None, None, seq, None]  # fmt: skip
+        span = _Span(span_id, parent.span_id, kind, name, ts, seq)
+        if self.step is not None and kind != "step":
+            span.step_number = self.step.step_number
         self.out.append(span)
         return span
 
-    def _context(self) -> list:
+    def _context(self) -> _Span:
         return self.step if self.step is not None else self.run
 
     def event(self, rec: dict, e: dict, t: Any) -> None:
@@ -732,56 +767,56 @@ class _SpanWalker:
         if t == "tool_start":
             parent = self.turn if self.turn is not None else self._context()
             span = self._open("tool", _str(e.get("name")), parent, ts, seq)
-            span[7] = parent[7] if parent is self.turn else None
-            span[9] = _str(e.get("id"))
-            span[10] = span[3]
+            span.turn = parent.turn if parent is self.turn else None
+            span.tool_call_id = _str(e.get("id"))
+            span.tool_name = span.name
             self.open_tools[e.get("id")] = span
         elif t == "tool_end":
             span = self.open_tools.pop(e.get("id"), None)
             if span is None:  # an end without a start: a zero-length span
                 parent = self.turn if self.turn is not None else self._context()
                 span = self._open("tool", _str(e.get("name")), parent, ts, seq)
-                span[9], span[10] = _str(e.get("id")), _str(e.get("name"))
+                span.tool_call_id, span.tool_name = _str(e.get("id")), _str(e.get("name"))
             code = _int(e.get("exit_code"))
-            span[5], span[11], span[18] = ts, code, seq
-            span[6] = "ok" if code == 0 else ("error" if code is not None else "unset")
+            span.end, span.exit_code, span.sequence_end = ts, code, seq
+            span.status = "ok" if code == 0 else ("error" if code is not None else "unset")
         elif t == "turn_start":
             if self.turn is not None:
                 self._close(self.turn, "unset", ts)
             self.turn = self._open("turn", f"turn {e.get('turn')}", self._context(), ts, seq)
-            self.turn[7] = _int(e.get("turn"))
+            self.turn.turn = _int(e.get("turn"))
         elif t == "turn_end":
-            if self.turn is not None and self.turn[5] is None:
+            if self.turn is not None and self.turn.end is None:
                 span = self.turn
-                span[5], span[6], span[18] = ts, "ok", seq
+                span.end, span.status, span.sequence_end = ts, "ok", seq
                 usage: list = [None] * 5
                 _add_usage(usage, _d(e.get("usage")))
-                span[12:17] = usage
+                span.usage = usage
         elif t == "step_start":
             self._close_step("unset", ts)
             name = _str(e.get("description")) or f"step {e.get('step_number')}"
             self.step = self._open("step", name, self.run, ts, seq)
-            self.step[8] = _int(e.get("step_number"))
+            self.step.step_number = _int(e.get("step_number"))
         elif t == "step_end":
             if self.step is not None:
                 status = e.get("status")
-                self.step[5], self.step[18] = ts, seq
-                self.step[6] = {"completed": "ok", "failed": "error"}.get(status, "unset")
+                self.step.end, self.step.sequence_end = ts, seq
+                self.step.status = {"completed": "ok", "failed": "error"}.get(status, "unset")
                 self._close_inner("unset", ts)
                 self.step = None
         elif t == "planning_start":
             self.planning = self._open("planning", "planning", self.run, ts, seq)
         elif t == "planning_end" and self.planning is not None:
-            self.planning[5], self.planning[6], self.planning[18] = ts, "ok", seq
+            self.planning.end, self.planning.status, self.planning.sequence_end = ts, "ok", seq
             self.planning = None
 
-    def _close(self, span: list, status: str, ts: Any) -> None:
+    def _close(self, span: _Span, status: str, ts: Any) -> None:
         """End a span its own closing event never ended, at ``ts``."""
-        if span[5] is None:
-            if type(ts) is not int or (type(span[4]) is int and ts < span[4]):
-                ts = span[4]
-            span[5] = ts
-            span[6] = status
+        if span.end is None:
+            if type(ts) is not int or (type(span.start) is int and ts < span.start):
+                ts = span.start
+            span.end = ts
+            span.status = status
 
     def _close_inner(self, status: str, ts: Any) -> None:
         if self.turn is not None:
@@ -807,16 +842,16 @@ class _SpanWalker:
         if self.planning is not None:
             self._close(self.planning, left_open, last_ts)
         run = self.run
-        run[4] = st.created if st.created is not None else self._first_start()
+        run.start = st.created if st.created is not None else self._first_start()
         ends = [v for v in (st.updated, self.last_ts) if v is not None]
-        run[5] = max(ends) if ends else run[4]
-        run[6] = {"completed": "ok", "failed": "error", "cancelled": "error"}.get(
+        run.end = max(ends) if ends else run.start
+        run.status = {"completed": "ok", "failed": "error", "cancelled": "error"}.get(
             st.status, "unset"
         )
-        run[12:17] = st.usage
+        run.usage = st.usage
 
     def _first_start(self) -> Any:
-        starts = [s[4] for s in self.out[1:] if type(s[4]) is int]
+        starts = [s.start for s in self.out[1:] if type(s.start) is int]
         return min(starts) if starts else self.last_ts
 
 
@@ -1585,7 +1620,7 @@ _SPAN_FIELDS = (
 
 
 class _SpansBuilder(_Builder):
-    """Spans arrive as whole rows (lists in ``_SPAN_FIELDS`` order), one run at a time."""
+    """Spans arrive as whole ``_Span`` records, one run at a time."""
 
     def __init__(self) -> None:
         super().__init__("spans")
@@ -1593,7 +1628,7 @@ class _SpansBuilder(_Builder):
     def fresh(self) -> dict[str, Any]:
         return {"rows": [], "session_id": _Repeat(), "run_id": _Repeat()}
 
-    def add(self, session_id: str, run_id: Any, spans: list[list]) -> None:
+    def add(self, session_id: str, run_id: Any, spans: list[_Span]) -> None:
         c = self.cols
         c["rows"].extend(spans)
         c["session_id"].add(session_id, len(spans))
@@ -1602,10 +1637,13 @@ class _SpansBuilder(_Builder):
 
     def take_columns(self) -> dict[str, Any]:
         c = self.cols
-        rows = c.pop("rows")
-        columns = list(zip(*rows, strict=True)) if rows else [()] * len(_SPAN_FIELDS)
-        for name, values in zip(_SPAN_FIELDS, columns, strict=True):
-            c[name] = list(values)
+        rows: list[_Span] = c.pop("rows")
+        for name in _SPAN_FIELDS:
+            if name in _USAGE_KEYS:
+                k = _USAGE_KEYS.index(name)
+                c[name] = [None if r.usage is None else r.usage[k] for r in rows]
+            else:
+                c[name] = list(map(operator.attrgetter(name), rows))
         c["duration_ms"] = [
             e - s if type(s) is int and type(e) is int else None
             for s, e in zip(c["start"], c["end"], strict=True)

@@ -523,7 +523,14 @@ that differs from the file name, a broken artifacts manifest), even when the fra
 read that file. The verdict is `load()`'s own, cached per file `(mtime_ns, size)` in
 `<store>/.a3s_nb/loadcheck.json`, so it costs a validation only for files that changed. An
 integer that does not fit a 64-bit column (`2**63` and beyond, which `load()` accepts) is
-shown as `<NA>`; its session is kept and gets an `errors` entry in the frames holding it. `runs` and
+shown as `<NA>`; its session is kept and gets an `errors` entry in the frames holding it.
+
+Caches: a frame of a whole directory store (no `ids`, `since`, `until` or `status`) is kept
+in `<store>/.a3s_nb/frames/` (Arrow IPC per frame) with the `(mtime_ns, size)` of each
+session's files; the next call rebuilds only the sessions whose files changed, appeared or
+vanished. Which sessions `load()` rejects is asked again on every call, never cached with
+the rows; a cache that does not open or disagrees with its manifest is rebuilt. Delete the
+directory at any time: it is only a cache. `runs` and
 `sessions` also hold `price_table` (the `genai-prices` version the costs come from, None
 when it is not installed) and `unpriced_models`: the models whose rows have no cost. The
 attrs survive a Parquet round trip.

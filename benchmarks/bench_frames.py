@@ -14,11 +14,13 @@ and keeps the best CPU and the best wall time of each:
   files of one part the frames read (session documents, ``runs/``, ``traces/``,
   ``verification/``; never ``artifacts/``). A frame's floor is the sum, over the parts it
   reads, of the faster parser's best.
-* ``frame.<name>``    one frame function (``sessions`` with its index removed first, so it
-  builds its rows from the files)
-* ``all_frames``      the seven frames in one pass
-* ``all_frames_cold`` the same with no ``.a3s_nb`` caches: every session is first checked
-  with ``Store.load()`` (see docs/frames.md), which also reads artifacts
+* ``frame.<name>``    one frame function built from the files (its frame cache, and for
+  ``sessions`` its index, removed first)
+* ``all_frames``      the seven frames in one pass, built from the files
+* ``all_frames_cold`` the same with no ``.a3s_nb`` caches at all: every session is first
+  checked with ``Store.load()`` (see docs/frames.md), which also reads artifacts
+* ``all_frames_warm`` ``all_frames`` on an unchanged store: served from the frame cache
+* ``one_changed``     ``all_frames`` after one session's run file was rewritten
 * ``sessions_warm``   ``sessions()`` served from its index
 
 Phases other than ``*_cold`` run as a notebook does after its first call: the load verdicts
