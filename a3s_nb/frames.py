@@ -39,6 +39,7 @@ from . import schema
 from ._json import loads as _loads
 from ._loadcheck import LoadCheck, path_templates
 from ._warn import warn
+from .capture import bundle_to_parts, is_session_like
 from .cost import default_pricer, price_table
 from .errors import AmbiguousSessionIdError, CorruptFileError, SessionNotFoundError
 from .models import SessionBundle
@@ -197,12 +198,9 @@ class _ObjectSource(_Source):
     def read(self, session_id: str, parts: Iterable[str]) -> dict[str, Any]:
         obj = self.objects[session_id]
         if isinstance(obj, SessionBundle):
-            return {part: _bundle_part(obj, part) for part in parts}
+            files = bundle_to_parts(obj)  # the files' JSON, as the store writes it
+            return {part: files.get(part) for part in parts}
         return {part: _live_part(obj, part) for part in parts}
-
-
-def _is_live(obj: Any) -> bool:
-    return all(hasattr(obj, name) for name in ("session_id", "history", "runs", "run_events"))
 
 
 def _object_id(obj: Any) -> str:
@@ -210,17 +208,6 @@ def _object_id(obj: Any) -> str:
         return obj.session.id
     sid = obj.session_id
     return str(sid() if callable(sid) else sid)
-
-
-def _dump(value: Any) -> Any:
-    return value.model_dump(mode="json", by_alias=True)
-
-
-def _bundle_part(bundle: SessionBundle, part: str) -> Any:
-    if part == "session":
-        return _dump(bundle.session)
-    value = getattr(bundle, part)
-    return [_dump(item) for item in value]
 
 
 def _live_part(live: Any, part: str) -> Any:
@@ -256,10 +243,10 @@ def _open_source(source: Any) -> _Source:
         return _StoreSource(FileStore(source, create=False))
     if isinstance(source, Store):
         return _StoreSource(source)
-    if isinstance(source, SessionBundle) or _is_live(source):
+    if isinstance(source, SessionBundle) or is_session_like(source):
         return _ObjectSource([source])
     if isinstance(source, (list, tuple)) and all(
-        isinstance(s, SessionBundle) or _is_live(s) for s in source
+        isinstance(s, SessionBundle) or is_session_like(s) for s in source
     ):
         return _ObjectSource(source)
     raise TypeError(

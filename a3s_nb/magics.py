@@ -423,7 +423,7 @@ class A3sNb(Magics):
     @argument("--limit", type=int, help="Show at most N sessions (the newest).")
     @argument("--model", help="Only sessions whose model contains this text.")
     @argument("--workspace", help="Only sessions whose workspace contains this text.")
-    @argument("--since", help="Only sessions updated at or after this date/time (UTC).")
+    @argument("--since", help="Only sessions saved or run at or after this date/time (UTC).")
     @argument("--contains", help="Only sessions whose id contains this text.")
     @argument(
         "--browse",

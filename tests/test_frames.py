@@ -887,3 +887,18 @@ def test_a_damaged_frame_cache_is_rebuilt(fixture_dir, no_racy_window, damage):
         (cache / "run_events.json").write_text(json.dumps(manifest))
     _same_frames(a3s_nb.all_frames(fixture_dir), expected)
     assert len(list(cache.glob("*.arrow"))) == 6  # one generation each, the old one removed
+
+
+def test_list_sessions_since_has_the_frames_meaning(fixture_dir):
+    """One listing, one ``since``: a session is active after a cut if it was saved or one
+    of its runs was updated after it (the SDK can record a run after the last save)."""
+    sid = "fix-india-2-004"
+    _edit_runs(fixture_dir, sid, lambda runs: runs[-1]["snapshot"].update(updated_at_ms=5 * 10**12))
+    listed = a3s_nb.list_sessions(fixture_dir, since="2099-01-01")
+    assert list(listed.session_id) == [sid]
+    framed = a3s_nb.sessions(fixture_dir, since="2099-01-01")
+    assert list(framed.session_id) == [sid]
+    for cut in a3s_nb.sessions(fixture_dir).updated_at.dropna():
+        assert set(a3s_nb.list_sessions(fixture_dir, since=cut).session_id) == set(
+            a3s_nb.sessions(fixture_dir, since=cut).session_id
+        )
