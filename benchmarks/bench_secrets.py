@@ -13,7 +13,7 @@ about 1.9 MB on disk for 1,000), then times, interleaved, best of ``--repeat``:
   new_full        ``scan(parts, cache=False)``: the first scan in a process
   new_rescan      ``scan(parts)`` again, nothing changed (every unit found in the cache)
   new_append      ``scan(parts)`` after one more prompt (4 messages, a run, its traces)
-  *_std           the same without orjson (the standard library's JSON encoder)
+  *_std           the same with the standard library's JSON encoder (no orjson, msgspec)
   old_redact / new_redact_full / new_redact_append   the same for ``redact``
 
 Ratios are against ``old_scan`` measured in the same run.
@@ -95,7 +95,7 @@ def main() -> None:
         f"session: {len(parts['session']['messages'])} messages, {len(parts['runs'])} runs, "
         f"{len(parts['traces'])} traces, {size / 1e6:.2f} MB as written (indent=2)"
     )
-    print(f"orjson: {'yes' if new._orjson is not None else 'no'}\n")
+    print(f"JSON encoders: {', '.join(new.ENCODERS)} (the first is used)\n")
 
     # the same findings, old and new, on this (clean) session and with one secret
     assert old.scan(parts, env={}) == new.scan(parts, env={}, cache=False) == []
@@ -124,11 +124,11 @@ def main() -> None:
 
     def std(run):
         def wrapped():
-            new._set_encoder(False)
+            new._set_encoder("json")
             try:
                 return run()
             finally:
-                new._set_encoder(True)
+                new._set_encoder(next(iter(new.ENCODERS)))
 
         return wrapped
 
