@@ -562,12 +562,12 @@ def _summary_row(
 ) -> tuple[list[Any], list[str]]:
     """One ``sessions`` row (raw Python values, times in ms) and the run statuses seen."""
     messages = _l(session.get("messages"))
-    user_turns = 0
+    user_messages = 0
     for m in messages:
         if type(m) is dict and m.get("role") == "user":
             for b in _l(m.get("content")):
                 if type(b) is dict and b.get("type") == "text":
-                    user_turns += 1
+                    user_messages += 1
                     break
     config = _d(session.get("config"))
     created = _int(session.get("created_at"))
@@ -624,7 +624,7 @@ def _summary_row(
         "first_run_at": first,
         "last_run_at": last,
         "n_messages": len(messages),
-        "n_user_turns": user_turns,
+        "n_user_messages": user_messages,
         "n_runs": len(stats),
         "n_runs_completed": counts["completed"],
         "n_runs_failed": counts["failed"],
@@ -1215,19 +1215,19 @@ class _MessagesBuilder(_Builder):
 
     def add(self, session_id: str, session: dict) -> None:
         c = self.cols
-        sid, mi, bi, ut = c["session_id"], c["message_index"], c["block_index"], c["user_turn"]
+        sid, mi, bi, ut = c["session_id"], c["message_index"], c["block_index"], c["user_message"]
         role_c, btype, text, tuid = c["role"], c["block_type"], c["text"], c["tool_use_id"]
         tname, tinput, iserr = c["tool_name"], c["tool_input"], c["is_error"]
         tool_names: dict[str, str] = {}
-        user_turn = -1
+        user_message = -1
         n = 0
         for m_index, m in enumerate(_l(session.get("messages"))):
             m = _d(m)
             role = _str(m.get("role"))
             blocks = _l(m.get("content"))
             if role == "user" and any(_d(b).get("type") == "text" for b in blocks):
-                user_turn += 1
-            turn = user_turn if user_turn >= 0 else None
+                user_message += 1
+            turn = user_message if user_message >= 0 else None
             rows: list[tuple] = []
             reasoning = m.get("reasoning_content")
             if isinstance(reasoning, str):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: How each kind of column is stored, as ``str(series.dtype)`` shows it.
 DTYPES: dict[str, str] = {
@@ -172,10 +172,11 @@ FRAMES: dict[str, tuple[str, tuple[Column, ...]]] = {
             _c("last_run_at", "timestamp", "Last update time of the session's latest run."),
             _c("n_messages", "int", "Messages in the transcript."),
             _c(
-                "n_user_turns",
+                "n_user_messages",
                 "int",
-                "User messages that carry text (prompts), not tool results. Planning runs "
-                "store their goal and each step as separate user messages.",
+                "User messages that carry text, not tool results: one per prompt, but a "
+                "planning run stores its goal and each step as separate user messages (the "
+                "prompts themselves are counted by `a3s_nb.lineage.prompts`).",
             ),
             _c("n_runs", "int", "Run records."),
             _c("n_runs_completed", "int", "Runs with status `completed`."),
@@ -264,10 +265,10 @@ FRAMES: dict[str, tuple[str, tuple[Column, ...]]] = {
                 "for the single row of a message without blocks.",
             ),
             _c(
-                "user_turn",
+                "user_message",
                 "int",
-                "Index (from 0) of the user prompt this block answers or is; <NA> before the "
-                "first prompt.",
+                "Index (from 0) of the user text message this block answers or is (one per "
+                "prompt; planning steps count too); <NA> before the first one.",
             ),
             _c("role", "category", "`user` or `assistant`; tool results travel as `user`.", "role"),
             _c(

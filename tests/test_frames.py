@@ -167,7 +167,7 @@ def test_session_counts_match_files(fixture_frames, fixture_dir):
             for m in doc["messages"]
             if m["role"] == "user" and any(b["type"] == "text" for b in m["content"])
         ]
-        assert row.n_user_turns == len(prompts)
+        assert row.n_user_messages == len(prompts)
         assert row.n_trace_events == len(raw(fixture_dir, "traces", sid))
         reports = raw(fixture_dir, "verification", sid)
         assert row.n_verification_reports == len(reports)
