@@ -1708,9 +1708,9 @@ def _index_summaries(
     )
     current = None
     if signatures is not None:  # the load check scanned the whole store already
-        from .index import FRAGMENT_DIRS
+        from .index import FRAGMENT_PARTS
 
-        at = [PARTS.index(p) for p in ("session", *FRAGMENT_DIRS)]  # type: ignore[arg-type]
+        at = [PARTS.index(p) for p in ("session", *FRAGMENT_PARTS)]  # type: ignore[arg-type]
         current = {stem: [sig[k] for k in at] for stem, sig in signatures.items()}
     entries = index.refresh(
         compute,

@@ -28,7 +28,7 @@ from typing import Any
 
 from ._json import loads
 from .errors import CorruptFileError
-from .store import FileStore
+from .store import LAYOUT, FileStore
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +36,18 @@ INDEX_FORMAT = 1
 INDEX_FILE = "index.json"
 RACY_SECONDS = 2.0
 
-#: The files a row depends on, besides the session file itself.
-FRAGMENT_DIRS = ("runs", "traces", "verification")
+#: The parts a row depends on, besides the session file itself.
+FRAGMENT_PARTS = ("runs", "traces", "verification")
 
-Signature = list  # [[mtime_ns, size] | None] * (1 + len(FRAGMENT_DIRS))
+Signature = list  # [[mtime_ns, size] | None] * (1 + len(FRAGMENT_PARTS))
 Compute = Callable[[str], "tuple[list[Any], list[str]] | None"]
 
 
-def _scan_dir(path: Path) -> dict[str, list[int]]:
-    """``stem -> [mtime_ns, size]`` of the ``*.json`` files directly in ``path``."""
+def _scan_dir(path: Path, pattern: str) -> dict[str, list[int]]:
+    """``stem -> [mtime_ns, size]`` of the files directly in ``path`` whose name is
+    ``pattern`` (a store ``LAYOUT`` file name) with ``{}`` filled by a non-empty stem."""
+    prefix, suffix = pattern.split("{}")
+    fixed = len(prefix) + len(suffix)
     out: dict[str, list[int]] = {}
     try:
         it = os.scandir(path)
@@ -53,7 +56,7 @@ def _scan_dir(path: Path) -> dict[str, list[int]]:
     with it:
         for entry in it:
             name = entry.name
-            if not name.endswith(".json") or name == ".json":
+            if len(name) <= fixed or not name.startswith(prefix) or not name.endswith(suffix):
                 continue
             try:
                 if not entry.is_file():
@@ -61,7 +64,7 @@ def _scan_dir(path: Path) -> dict[str, list[int]]:
                 st = entry.stat()
             except OSError:  # vanished while we looked
                 continue
-            out[name[:-5]] = [st.st_mtime_ns, st.st_size]
+            out[name[len(prefix) : len(name) - len(suffix)]] = [st.st_mtime_ns, st.st_size]
     return out
 
 
@@ -118,8 +121,10 @@ class SessionIndex:
     def scan(self) -> dict[str, Signature]:
         """The current signature of every session's files, by file stem."""
         root = self.store.path
-        sessions = _scan_dir(root)
-        fragments = [_scan_dir(root / d) for d in FRAGMENT_DIRS]
+        sessions, *fragments = (
+            _scan_dir(root / LAYOUT[part][0], LAYOUT[part][1])
+            for part in ("session", *FRAGMENT_PARTS)
+        )
         return {
             stem: [sig, *(frag.get(stem) for frag in fragments)] for stem, sig in sessions.items()
         }

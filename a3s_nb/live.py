@@ -55,7 +55,7 @@ from .errors import (
     SessionExistsError,
     SessionNotFoundError,
 )
-from .store import FileStore, sdk_safe_id, validate_session_id
+from .store import FileStore, validate_session_id
 
 __all__ = [
     "PIP_INSTALL",
@@ -354,11 +354,11 @@ def wait_for_autosave(
     last_run, messages = completed[-1], session.history()
     store = FileStore(store_dir if store_dir is not None else default_store_path(), create=False)
     paths = _session_paths(store, session.session_id)
-    stem = sdk_safe_id(session.session_id)
+    session_file = paths["session"]
     previous: list[Any] = [None]
 
     def saved() -> bool:
-        if any(store.path.glob(f"{glob.escape(stem)}.json.*.{os.getpid()}.tmp")):
+        if any(session_file.parent.glob(f"{glob.escape(session_file.name)}.*.{os.getpid()}.tmp")):
             return False  # this process is replacing the session file
         signature = [_signature(p) for p in paths.values()]
         docs = {part: _read_json(path) for part, path in paths.items()}

@@ -84,6 +84,18 @@ PARTS: tuple[Part, ...] = (
     "session",
 )
 
+#: Where each per-session file lives, relative to the store: ``(directory, file name)``,
+#: with ``{}`` standing for the session's file stem (``sdk_safe_id(session_id)``). The one
+#: spelling of the layout: other modules ask ``FileStore.session_files`` or this table.
+LAYOUT: dict[Part, tuple[str, str]] = {
+    "artifacts": ("artifacts/{}", "artifacts.json"),
+    "traces": ("traces", "{}.json"),
+    "runs": ("runs", "{}.json"),
+    "verification": ("verification", "{}.json"),
+    "subagent_tasks": ("subagent_tasks", "{}.json"),
+    "session": ("", "{}.json"),
+}
+
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "session": TypeAdapter(SessionData),
     "runs": TypeAdapter(list[RunRecord]),
@@ -593,11 +605,8 @@ class FileStore(Store):
 
     def _file(self, session_id: str, part: Part) -> Path:
         stem = sdk_safe_id(session_id)
-        if part == "session":
-            return self.path / f"{stem}.json"
-        if part == "artifacts":
-            return self.path / "artifacts" / stem / "artifacts.json"
-        return self.path / part / f"{stem}.json"
+        directory, name = LAYOUT[part]
+        return self.path / directory.format(stem) / name.format(stem)
 
     def location(self, session_id: str, part: Part = "session") -> str:
         return str(self._file(session_id, part))
