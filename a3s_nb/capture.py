@@ -27,13 +27,14 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pydantic_core
 from pydantic import ValidationError
 
+from ._tokens import total_usage
 from .errors import A3sNbError, CaptureError, NotASessionError, describe_validation_error
 from .models import SessionBundle, ToolResultBlock
 
@@ -198,9 +199,7 @@ def capture_parts(
         tool_names=tool_names or data.get("tool_names", []),
         created_at=created or min(first_run_s or int(now), int(now)),
         updated_at=int(now),
-        total_usage=_total_usage(u for r in read for u in r.usages)
-        or data.get("total_usage")
-        or {},
+        total_usage=total_usage(u for r in read for u in r.usages) or data.get("total_usage") or {},
     )
 
     tool_ends = [e for r in read for e in r.tool_ends]
@@ -348,22 +347,6 @@ def _model_from_runs(runs: list[dict[str, Any]]) -> str | None:
             if meta and meta.get("provider") and meta.get("request_model"):
                 return f"{meta['provider']}/{meta['request_model']}"
     return None
-
-
-def _total_usage(usages: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
-    """The sum of the runs' ``agent_end`` usage; None when there is none."""
-    keys = ("prompt_tokens", "completion_tokens", "total_tokens")
-    total: dict[str, Any] = dict.fromkeys(keys, 0)
-    total["cache_read_tokens"] = total["cache_write_tokens"] = None
-    seen = False
-    for usage in usages:
-        seen = True
-        for key in keys:
-            total[key] += int(usage.get(key) or 0)
-        for key in ("cache_read_tokens", "cache_write_tokens"):
-            if usage.get(key) is not None:
-                total[key] = (total[key] or 0) + int(usage[key])
-    return total if seen else None
 
 
 def _strings(value: Any) -> Iterator[str]:

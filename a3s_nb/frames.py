@@ -38,12 +38,15 @@ import pandas as pd
 from . import schema
 from ._json import loads as _loads
 from ._loadcheck import LoadCheck, path_templates
+from ._tokens import USAGE_KEYS as _USAGE_KEYS
+from ._tokens import add_counts
+from ._tokens import add_usage as _add_usage
 from ._warn import warn
 from .capture import bundle_to_parts, is_session_like
 from .cost import default_pricer, price_table
-from .errors import AmbiguousSessionIdError, CorruptFileError, SessionNotFoundError
+from .errors import CorruptFileError
 from .models import SessionBundle
-from .store import PARTS, FileStore, MemoryStore, Store, sdk_safe_id
+from .store import PARTS, FileStore, MemoryStore, Store, resolve_id, sdk_safe_id
 
 try:  # pyarrow is optional; with it, columns are built several times faster
     import pyarrow as pa
@@ -264,15 +267,7 @@ def _resolve_ids(requested: str | Iterable[str] | None, known: list[str], label:
     known_set = set(known)
     out: list[str] = []
     for rid in requested:
-        if rid in known_set:
-            match = rid
-        else:
-            matches = sorted(k for k in known if rid and k.startswith(rid))
-            if len(matches) > 1:
-                raise AmbiguousSessionIdError(rid, matches)
-            if not matches:
-                raise SessionNotFoundError(rid, label, known)
-            match = matches[0]
+        match = rid if rid in known_set else resolve_id(rid, known, label)
         if match not in out:
             out.append(match)
     return out
@@ -346,13 +341,6 @@ _S_FIRST_RUN, _S_LAST_RUN = _S["first_run_at"], _S["last_run_at"]
 
 _TERMINAL = {"completed", "failed", "cancelled"}
 _VERIFICATION_RANK = {"failed": 0, "needs_review": 1, "passed": 2, "skipped": 3}
-_USAGE_KEYS = (
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-)
 _IDENTITY = ("tenant_id", "principal", "agent_template_id", "correlation_id")
 
 
@@ -452,13 +440,6 @@ class _RunStats:
 def _run_cost(st: _RunStats, model: Any, provider: str | None) -> float | None:
     """The run's cost (a3s_nb.cost): its turns priced one by one, at the run's time."""
     return default_pricer().run_cost(model, provider, st.turn_usages, st.end_usage, st.created)
-
-
-def _add_usage(acc: list, usage: dict) -> None:
-    for k, key in enumerate(_USAGE_KEYS):
-        v = usage.get(key)
-        if type(v) is int:
-            acc[k] = v if acc[k] is None else acc[k] + v
 
 
 #: The event types that open or close spans.
@@ -594,10 +575,7 @@ def _summary_row(
             unfinished += 1
         tools += st.n_tool_calls
         tool_errors += st.n_tool_errors
-        for k in range(5):
-            v = st.usage[k]
-            if v is not None:
-                usage[k] = v if usage[k] is None else usage[k] + v
+        add_counts(usage, st.usage)
         if st.created is not None and (first is None or st.created < first):
             first = st.created
         end = st.updated if st.updated is not None else st.created

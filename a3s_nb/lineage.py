@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._tokens import runs_total_tokens, runs_usage
 from .capture import artifact_uris, capture, is_session_like
 from .errors import ForkError, SessionExistsError
 from .models import (
@@ -322,7 +323,7 @@ def cut(bundle: SessionBundle, at: int, *, new_id: str | None = None, now: float
     for r in runs:
         r.snapshot.session_id = sid
     raw_runs = [r.model_dump(mode="json", by_alias=True) for r in runs]
-    usage = _usage(raw_runs)
+    usage = runs_usage(raw_runs)
     if usage is not None:
         data.total_usage = type(data.total_usage).model_validate(usage)
     raw_traces = [t.model_dump(mode="json", by_alias=True) for t in traces]
@@ -349,12 +350,6 @@ def cut(bundle: SessionBundle, at: int, *, new_id: str | None = None, now: float
         artifacts=artifacts,
         subagent_tasks=tasks,
     )
-
-
-def _usage(raw_runs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    from .capture import _total_usage
-
-    return _total_usage(raw_runs)
 
 
 def _check_at(at: Any, n: int, sid: str) -> None:
@@ -773,11 +768,7 @@ def _diff_rows(ps_a: list[Prompt], ps_b: list[Prompt]) -> list[dict[str, Any]]:
 def _summary(bundle: SessionBundle, ps: list[Prompt]) -> dict[str, Any]:
     runs = _ordered_runs(bundle)
     tools = [t for p in ps for t in p.tools]
-    tokens = 0
-    for r in runs:
-        for record in r.events:
-            if record.event.type == "agent_end":
-                tokens += int(record.event.usage.total_tokens or 0)
+    tokens = runs_total_tokens(runs)
     duration = sum(max(0, r.snapshot.updated_at_ms - r.snapshot.created_at_ms) for r in runs)
     verdict = None
     if bundle.verification:

@@ -23,8 +23,8 @@ from typing import Any
 
 import pandas as pd
 
+from ._tokens import runs_total_tokens
 from .models import (
-    AgentEnd,
     ImageBlock,
     Message,
     OtherBlock,
@@ -405,12 +405,7 @@ def _header(bundle: SessionBundle) -> str:
         f"{s.llm_config.provider}/{s.llm_config.model}" if s.llm_config else ""
     )
     # a3s-code 3.x writes zeros in total_usage; the runs' agent_end usage is the truth
-    tokens = s.total_usage.total_tokens or sum(
-        e.event.usage.total_tokens
-        for r in bundle.runs
-        for e in r.events
-        if isinstance(e.event, AgentEnd)
-    )
+    tokens = s.total_usage.total_tokens or runs_total_tokens(bundle.runs)
     failed = sum(r.snapshot.status == "failed" for r in bundle.runs)
     facts = [
         ("model", model),

@@ -232,6 +232,24 @@ def sdk_safe_id(session_id: str) -> str:
     return session_id.replace("/", "_").replace("\\", "_").replace("..", "_")
 
 
+def resolve_id(id_or_prefix: str, ids: list[str], where: str) -> str:
+    """The one id of ``ids`` that is ``id_or_prefix`` or starts with it (as given or in NFC).
+
+    Raises :class:`AmbiguousSessionIdError` for several, else :class:`SessionNotFoundError`
+    naming ``where`` (with close matches). Used by ``Store.resolve`` and the frames' ``ids=``.
+    """
+    nfc = unicodedata.normalize("NFC", id_or_prefix)
+    for candidate in (id_or_prefix, nfc):
+        if candidate in ids:
+            return candidate
+    matches = sorted({i for i in ids for p in (id_or_prefix, nfc) if p and i.startswith(p)})
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise AmbiguousSessionIdError(id_or_prefix, matches)
+    raise SessionNotFoundError(id_or_prefix, where, ids)
+
+
 class Store(abc.ABC):
     """A place sessions are saved. Subclasses provide raw text I/O; parsing lives here.
 
@@ -426,17 +444,7 @@ class Store(abc.ABC):
     def resolve(self, id_or_prefix: str) -> str:
         """The full id of a saved session from its id or a unique prefix of it."""
         lookup_session_id(id_or_prefix)
-        ids = self.list()
-        nfc = unicodedata.normalize("NFC", id_or_prefix)
-        for candidate in (id_or_prefix, nfc):
-            if candidate in ids:
-                return candidate
-        matches = sorted({i for i in ids for p in (id_or_prefix, nfc) if i.startswith(p)})
-        if len(matches) == 1:
-            return matches[0]
-        if matches:
-            raise AmbiguousSessionIdError(id_or_prefix, matches)
-        raise SessionNotFoundError(id_or_prefix, str(self), ids)
+        return resolve_id(id_or_prefix, self.list(), str(self))
 
     # ---- checkpoints (3.3+) --------------------------------------------------------------
 

@@ -394,6 +394,16 @@ def test_ids_filter(fixture_store):
     assert sessions.session_id.tolist() == ["fix-oscar-2-000"]
 
 
+def test_ids_prefix_resolves_like_the_store(fixture_store):
+    """ids= takes what Store.resolve takes: a prefix typed in another Unicode form too."""
+    bundle = fixture_store.load("fix-oscar-2-000")
+    bundle.session.id = "caf\u00e9-1"  # NFC, as a3s_nb saves ids
+    other = fixture_store.load("explore-lima-2-001")
+    nfd = "cafe\u0301"
+    assert a3s_nb.sessions([bundle, other], ids=nfd).session_id.tolist() == ["caf\u00e9-1"]
+    assert a3s_nb.runs([bundle, other], ids=[nfd + "-1", "explore"]).session_id.nunique() == 2
+
+
 def test_status_filter(fixture_store, manifest):
     failed_total = sum(s["observed_failed_runs"] for s in manifest["sessions"])
     with_failures = {s["session_id"] for s in manifest["sessions"] if s["observed_failed_runs"]}

@@ -92,6 +92,15 @@ def test_fork_keeps_the_first_prompts_and_records_lineage(fixture_dir, fixture_s
     assert a3s_nb.lineage_of(OSCAR, fixture_store) is None
 
 
+def test_fork_total_usage_is_the_sum_of_the_kept_runs(fixture_store):
+    src = fixture_store.load(OSCAR)
+    kept = [e.event.usage for r in src.runs[:2] for e in r.events if e.event.type == "agent_end"]
+    usage = lineage.cut(src, 2, new_id="cut-1").session.total_usage
+    assert usage.total_tokens == sum(u.total_tokens for u in kept) > 0
+    assert usage.prompt_tokens == sum(u.prompt_tokens for u in kept) > 0
+    assert usage.completion_tokens == sum(u.completion_tokens for u in kept) > 0
+
+
 def test_fork_default_keeps_every_prompt_and_ids_count_up(fixture_store):
     a = a3s_nb.fork(OSCAR, store=fixture_store)
     b = a3s_nb.fork(OSCAR, store=fixture_store)
