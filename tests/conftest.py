@@ -25,6 +25,11 @@ SESSION_FILES = {
 }
 
 
+def blocks(history: list[dict], kind: str) -> list[dict]:
+    """The content blocks of one type in a history, in order."""
+    return [b for m in history for b in m["content"] if b["type"] == kind]
+
+
 def on_disk(store: Path, sid: str) -> dict:
     """Every file of a saved session, parsed, read straight from disk."""
     return {
@@ -51,6 +56,14 @@ def _fixture_store_untouched():
     after = _tree(FIXTURE_STORE)
     changed = sorted(set(before) ^ set(after) | {k for k in before if before[k] != after.get(k)})
     assert not changed, f"tests wrote into {FIXTURE_STORE}: {changed[:5]}"
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    """An empty workspace directory for a live session."""
+    path = tmp_path / "ws"
+    path.mkdir()
+    return path
 
 
 @pytest.fixture

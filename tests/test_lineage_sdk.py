@@ -10,20 +10,9 @@ import pytest
 import a3s_nb
 from a3s_nb import lineage, live, testing
 
-from .conftest import on_disk
+from .conftest import blocks, on_disk
 
 pytestmark = pytest.mark.sdk
-
-
-def blocks(history: list[dict], kind: str) -> list[dict]:
-    return [b for m in history for b in m["content"] if b["type"] == kind]
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    path = tmp_path / "ws"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture

@@ -15,18 +15,7 @@ import pytest
 from a3s_nb import live, testing
 from a3s_nb.errors import CorruptFileError, SessionNotFoundError, StoreError
 
-from .conftest import on_disk
-
-
-def blocks(history: list[dict], kind: str) -> list[dict]:
-    return [b for m in history for b in m["content"] if b["type"] == kind]
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    path = tmp_path / "ws"
-    path.mkdir()
-    return path
+from .conftest import blocks, on_disk
 
 
 @pytest.fixture

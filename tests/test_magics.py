@@ -624,13 +624,6 @@ def test_a_secret_already_saved_is_still_found(face, leaky, store):
 # ============================================================================ the real SDK
 
 
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    path = tmp_path / "ws"
-    path.mkdir()
-    return path
-
-
 def sdk_session(a3s_code, agent, ws: Path, **options):
     """A session as a user makes one: plain ``agent.session``, tools allowed."""
     opts = a3s_code.SessionOptions()
