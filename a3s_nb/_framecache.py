@@ -267,7 +267,7 @@ def _merge(pa: Any, kept: Any, drop: set[str], new: Any, frame: str) -> Any:
     if kept is None or kept.num_rows == 0:
         if new is not None:
             return new
-        from .frames import _empty_frame
+        from ._engine import _empty_frame
 
         return pa.Table.from_pandas(_empty_frame(frame), preserve_index=False)
     names, rows = _blocks(kept)
@@ -298,7 +298,7 @@ def _merge(pa: Any, kept: Any, drop: set[str], new: Any, frame: str) -> Any:
 
 def _fix_categories(df: pd.DataFrame, frame: str) -> pd.DataFrame:
     """Categories in the order a fresh build gives: known values first, then new ones sorted."""
-    from .frames import _categories
+    from ._columns import _categories
 
     for col in schema.columns(frame):
         if col.kind != "category":
