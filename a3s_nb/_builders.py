@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import schema
+from . import _columns, schema
 from ._columns import (
     _array,
     _chunk,
@@ -19,7 +19,6 @@ from ._columns import (
     _json,
     _Repeat,
     _too_big,
-    pa,
 )
 from ._sources import CorruptSessionWarning
 from ._tokens import USAGE_KEYS as _USAGE_KEYS
@@ -71,7 +70,7 @@ class _Builder:
         return self.cols
 
     def maybe_flush(self) -> None:
-        if self.n >= CHUNK_ROWS and pa is not None:
+        if self.n >= CHUNK_ROWS and _columns.pa is not None:
             self.flush()
 
     def _lost(self, col: str, session_ids: Any, n: int) -> Callable[[list], None]:
@@ -104,7 +103,7 @@ class _Builder:
         self.cols = self.fresh()
 
     def frame_df(self, errors: list[dict]) -> pd.DataFrame:
-        if pa is None:
+        if _columns.pa is None:
             cols, n = self.take_columns(), self.n
             sids = cols.get("session_id")
             data = {}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import schema
+from . import _columns, _walk, schema
 from ._builders import (
     _BUILDERS,
     _EventsBuilder,
@@ -23,7 +23,7 @@ from ._builders import (
     _TracesBuilder,
     _VerificationBuilder,
 )
-from ._columns import _with_attrs, pa
+from ._columns import _with_attrs
 from ._loadcheck import LoadCheck
 from ._sources import (
     _PARTS,
@@ -49,7 +49,6 @@ from ._walk import (
     _session_model,
     _SpanWalker,
     _str,
-    _summarize,
     _summary_row,
     _where,
 )
@@ -60,9 +59,6 @@ from .store import PARTS, FileStore, sdk_safe_id
 
 FRAME_NAMES = schema.FRAME_NAMES
 log = logging.getLogger("a3s_nb.frames")
-
-#: More sessions than this to read shows a progress bar (when ``progress`` is None).
-PROGRESS_THRESHOLD = 200
 
 #: Bump when the way a ``sessions`` row is computed changes: the index is then rebuilt.
 SUMMARY_VERSION = 2
@@ -135,7 +131,12 @@ def _progress(
 ) -> Iterable:
     if total is None:
         total = len(items)  # type: ignore[arg-type]
-    show = total > PROGRESS_THRESHOLD if progress is None else bool(progress)
+    if progress is None:
+        from . import frames  # the public setting, read when it is needed
+
+        show = total > frames.PROGRESS_THRESHOLD
+    else:
+        show = bool(progress)
     if not show:
         return items
     try:
@@ -163,7 +164,7 @@ def _index_summaries(
     from .index import SessionIndex
 
     def compute(stem: str) -> tuple[list, list[str]] | None:
-        return _summarize(source, stem)
+        return _walk._summarize(source, stem)
 
     index = SessionIndex(
         source.store,
@@ -241,7 +242,7 @@ def _cached_frames(
     rest = [name for name in wanted if name != "sessions"]
     try:
         built, notes = FrameCache(src.store, _cache_key()).frames(rest, check, good, build)
-    except (pa.ArrowException, OSError, ValueError, TypeError, KeyError) as e:
+    except (_columns.pa.ArrowException, OSError, ValueError, TypeError, KeyError) as e:
         # a cache that cannot be used is never trusted: build from the files
         log.info("frame cache of %s not used: %r", src.store, e)
         built = build(good, rest)
@@ -350,7 +351,7 @@ def _collect_frames(
     if (
         cache
         and use_index
-        and pa is not None
+        and _columns.pa is not None
         and ids is None
         and not filters.any
         and set(wanted) - {"sessions"}

@@ -23,25 +23,16 @@ source goes through the same code.
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
 
-from . import _builders, _columns, _engine, _sources, _walk
-from ._builders import _EVENT_SPECS, _MEMO_EVENTS, CHUNK_ROWS, _RunsBuilder  # noqa: F401
-from ._columns import pa  # noqa: F401
-from ._engine import (  # noqa: F401
-    FRAME_NAMES,
-    PROGRESS_THRESHOLD,
-    SUMMARY_VERSION,
-    _collect,
-    _collect_frames,
-)
-from ._sources import CorruptSessionWarning, _StoreSource  # noqa: F401
-from ._walk import _summarize  # noqa: F401
+from ._engine import FRAME_NAMES, _collect
+from ._sources import CorruptSessionWarning
+
+#: More sessions than this to read shows a progress bar (when ``progress`` is None).
+PROGRESS_THRESHOLD = 200
 
 __all__ = [
     "FRAME_NAMES",
@@ -268,18 +259,3 @@ def verification(
 for _fn in (sessions, messages, traces, runs, run_events, spans, verification):
     _fn.__doc__ = (_fn.__doc__ or "").replace("{source}", _SOURCE_DOC.strip("\n") + "\n")
 del _fn
-
-
-class _FramesModule(types.ModuleType):
-    """``a3s_nb.frames``, whose settings (``PROGRESS_THRESHOLD``, ``CHUNK_ROWS``,
-    ``SUMMARY_VERSION``, ``pa``, ...) live in the private modules that use them: setting one
-    here (``frames.PROGRESS_THRESHOLD = 1000``, a test's monkeypatch) sets it there too."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        for module in (_sources, _walk, _columns, _builders, _engine):
-            if name in vars(module):
-                setattr(module, name, value)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _FramesModule

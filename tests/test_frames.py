@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import a3s_nb
-from a3s_nb import frames, schema
+from a3s_nb import _builders, _columns, _engine, _sources, frames, schema
 from a3s_nb.frames import CorruptSessionWarning
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -515,7 +515,7 @@ def test_all_frames_equals_single_frames(fixture_frames, fixture_store):
 
 def test_without_pyarrow_the_frames_are_the_same(fixture_store, fixture_frames, monkeypatch):
     """pyarrow is optional: without it the same values come out, in python-backed strings."""
-    monkeypatch.setattr(frames, "pa", None)
+    monkeypatch.setattr(_columns, "pa", None)
     got = a3s_nb.all_frames(fixture_store)
     for name in FRAMES:
         df, expected = got[name], fixture_frames[name]
@@ -524,7 +524,7 @@ def test_without_pyarrow_the_frames_are_the_same(fixture_store, fixture_frames, 
 
 
 def test_chunked_build_matches_one_chunk(fixture_store, fixture_frames, monkeypatch):
-    monkeypatch.setattr(frames, "CHUNK_ROWS", 7)  # flush after nearly every session
+    monkeypatch.setattr(_builders, "CHUNK_ROWS", 7)  # flush after nearly every session
     got = a3s_nb.all_frames(fixture_store)
     for name in FRAMES:
         pd.testing.assert_frame_equal(got[name], fixture_frames[name])
@@ -653,7 +653,7 @@ def test_int_beyond_int64_in_a_run_event_is_na_and_reported(fixture_dir, fixture
 
 def test_int_beyond_int64_without_pyarrow(fixture_dir, monkeypatch):
     _edit_runs(fixture_dir, "fix-india-2-004", lambda r: r[0]["snapshot"].update(event_count=2**63))
-    monkeypatch.setattr(frames, "pa", None)
+    monkeypatch.setattr(_columns, "pa", None)
     with pytest.warns(CorruptSessionWarning, match="event_count"):
         runs = a3s_nb.runs(fixture_dir)
     assert runs[runs.session_id == "fix-india-2-004"].event_count.isna().iloc[0]
@@ -711,7 +711,7 @@ def test_garbage_collector_is_restored_on_every_exit(fixture_store, monkeypatch)
         assert not gc.isenabled()  # paused during the build
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(frames._RunsBuilder, "add", interrupted)
+    monkeypatch.setattr(_builders._RunsBuilder, "add", interrupted)
     with pytest.raises(KeyboardInterrupt):
         a3s_nb.runs(fixture_store)
     assert gc.isenabled()
@@ -750,8 +750,8 @@ def test_progress_bar(fixture_store, monkeypatch):
 def test_every_specially_read_event_type_is_a_known_category():
     # run_events gives known types fixed codes and reads them by spec; a spec for a type
     # missing from the enum would never be used
-    assert set(frames._EVENT_SPECS) <= set(schema.ENUMS["event_type"])
-    assert frames._MEMO_EVENTS.issubset(schema.ENUMS["event_type"])
+    assert set(_builders._EVENT_SPECS) <= set(schema.ENUMS["event_type"])
+    assert _builders._MEMO_EVENTS.issubset(schema.ENUMS["event_type"])
 
 
 # ----------------------------------------------------------------------------- real SDK
@@ -800,7 +800,7 @@ def no_racy_window(monkeypatch):
 
 def _fresh(store_dir: Path) -> dict[str, pd.DataFrame]:
     """The frames built from the files, bypassing the frame cache."""
-    return frames._collect_frames(
+    return _engine._collect_frames(
         store_dir,
         FRAMES,
         ids=None,
@@ -815,13 +815,13 @@ def _fresh(store_dir: Path) -> dict[str, pd.DataFrame]:
 def _reads(monkeypatch) -> list[str]:
     """The session ids whose files the frames parse from now on."""
     seen: list[str] = []
-    real = frames._StoreSource._read_file
+    real = _sources._StoreSource._read_file
 
     def spy(self, session_id, part):
         seen.append(session_id)
         return real(self, session_id, part)
 
-    monkeypatch.setattr(frames._StoreSource, "_read_file", spy)
+    monkeypatch.setattr(_sources._StoreSource, "_read_file", spy)
     return seen
 
 

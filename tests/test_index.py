@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import a3s_nb
-from a3s_nb import frames, index
+from a3s_nb import _engine, _walk, index
 from a3s_nb.frames import CorruptSessionWarning
 
 OSCAR = "fix-oscar-2-000"
@@ -22,13 +22,13 @@ OSCAR = "fix-oscar-2-000"
 def computed(monkeypatch) -> list[str]:
     """The sessions whose row was (re)computed from the files, call by call."""
     calls: list[str] = []
-    real = frames._summarize
+    real = _walk._summarize
 
     def counting(source, session_id):
         calls.append(session_id)
         return real(source, session_id)
 
-    monkeypatch.setattr(frames, "_summarize", counting)
+    monkeypatch.setattr(_walk, "_summarize", counting)
     return calls
 
 
@@ -162,7 +162,7 @@ def test_unreadable_or_foreign_index_is_rebuilt(fixture_dir, computed):
 
 def test_index_is_rebuilt_when_the_schema_changes(fixture_dir, computed, monkeypatch):
     a3s_nb.sessions(fixture_dir)
-    monkeypatch.setattr(frames, "SUMMARY_VERSION", frames.SUMMARY_VERSION + 1)
+    monkeypatch.setattr(_engine, "SUMMARY_VERSION", _engine.SUMMARY_VERSION + 1)
     computed.clear()
     a3s_nb.sessions(fixture_dir)
     assert len(computed) == 8
