@@ -62,6 +62,9 @@ lint: venv
 
 bench: venv
 	$(BIN)/python benchmarks/bench_store.py
+	$(BIN)/python benchmarks/bench_save.py
+	$(BIN)/python benchmarks/bench_secrets.py
+	$(BIN)/python benchmarks/bench_autosave.py
 	$(BIN)/python benchmarks/bench_frames.py
 
 # Re-run the tutorial notebooks and save them with their outputs (what nbval then checks).
