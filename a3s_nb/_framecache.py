@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import json
 import logging
 import os
 import time
@@ -34,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from . import schema
-from ._json import loads
+from ._cachefile import read_json, write_json
 from ._loadcheck import LoadCheck
 from .store import PARTS, FileStore, sdk_safe_id
 
@@ -84,13 +83,7 @@ class FrameCache:
     def _load(self, frame: str) -> tuple[dict[str, Any], Any] | None:
         """The manifest and table of ``frame``, or None if missing or not to be trusted."""
         pa = self.pa
-        try:
-            manifest = loads((self.dir / f"{frame}.json").read_bytes())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, RecursionError) as e:
-            log.info("ignoring unreadable frame cache %s: %s", self.dir, e)
-            return None
+        manifest = read_json(self.dir / f"{frame}.json", "frame cache")
         if (
             not isinstance(manifest, dict)
             or manifest.get("format") != CACHE_FORMAT
@@ -193,6 +186,15 @@ class FrameCache:
         generation = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         path = self.dir / f"{frame}.{generation}.arrow"
         tmp = self.dir / f"{frame}.json.{generation}.tmp"
+        manifest = {
+            "format": CACHE_FORMAT,
+            "key": self.key,
+            "generation": generation,
+            "rows": table.num_rows,
+            "sessions": sessions,
+            "notes": notes,
+        }
+        written = False
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             with (
@@ -200,23 +202,14 @@ class FrameCache:
                 pa.ipc.new_file(sink, table.schema) as writer,
             ):
                 writer.write_table(table)
-            manifest = {
-                "format": CACHE_FORMAT,
-                "key": self.key,
-                "generation": generation,
-                "rows": table.num_rows,
-                "sessions": sessions,
-                "notes": notes,
-            }
             # No fsync: a cache file a crash tore does not open, or disagrees with its
             # manifest, and is rebuilt; the rename makes each write all or nothing.
-            tmp.write_text(json.dumps(manifest, separators=(",", ":")), encoding="utf-8")
-            os.replace(tmp, self.dir / f"{frame}.json")
+            written = write_json(self.dir / f"{frame}.json", manifest, "frame cache", tmp=tmp)
         except OSError as e:  # a read-only store works, it just is not cached
             log.info("frame cache not saved (%s): %s", self.dir, e)
-            for leftover in (path, tmp):
-                with contextlib.suppress(OSError):
-                    leftover.unlink()
+        if not written:
+            with contextlib.suppress(OSError):
+                path.unlink()
             return
         self._sweep(frame, generation)
 

@@ -20,9 +20,7 @@ never trusted.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import logging
 import os
 import time
@@ -30,7 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ._json import loads
+from ._cachefile import read_json, write_json
 from .errors import CorruptFileError, SessionNotFoundError
 from .store import PARTS, FileStore, Store, sdk_safe_id
 
@@ -173,14 +171,7 @@ class LoadCheck:
         empty: dict[str, Any] = {"listing": None, "entries": {}}
         if self.path is None:
             return empty
-        try:
-            with open(self.path, "rb") as f:
-                data = loads(f.read())
-        except FileNotFoundError:
-            return empty
-        except (OSError, ValueError, RecursionError) as e:
-            log.info("ignoring unreadable load-check cache %s: %s", self.path, e)
-            return empty
+        data = read_json(self.path, "load-check cache")
         if (
             not isinstance(data, dict)
             or data.get("format") != CACHE_FORMAT
@@ -210,23 +201,8 @@ class LoadCheck:
         if self.path is None or not self._dirty:
             return
         data = self._cache()
-        text = json.dumps(
-            {"format": CACHE_FORMAT, "key": _models_key(), **data},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
-        tmp = self.path.with_name(f"{CACHE_FILE}.{os.getpid()}.{time.time_ns()}.tmp")
-        try:
-            self.path.parent.mkdir(exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except OSError as e:  # a read-only store works, it just is not cached
-            log.info("load-check cache not saved (%s): %s", self.path, e)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        value = {"format": CACHE_FORMAT, "key": _models_key(), **data}
+        write_json(self.path, value, "load-check cache", fsync=True)
         self._dirty = False
 
     def _trusted(self, sig: list) -> list | None:

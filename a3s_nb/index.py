@@ -17,8 +17,6 @@ corrupt or foreign one is silently rebuilt, and a read-only store simply gets no
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
 import time
@@ -26,7 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ._json import loads
+from ._cachefile import read_json, write_json
 from .errors import CorruptFileError
 from .store import LAYOUT, FileStore
 
@@ -80,14 +78,7 @@ class SessionIndex:
     # ---- persistence ----------------------------------------------------------------------
 
     def _load(self) -> dict[str, dict]:
-        try:
-            with open(self.path, "rb") as f:
-                data = loads(f.read())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, RecursionError) as e:
-            log.info("ignoring unreadable session index %s: %s", self.path, e)
-            return {}
+        data = read_json(self.path, "session index")
         if (
             not isinstance(data, dict)
             or data.get("format") != INDEX_FORMAT
@@ -105,16 +96,7 @@ class SessionIndex:
             "columns": self.columns,
             "entries": entries,
         }
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        tmp = self.path.with_name(f"{INDEX_FILE}.{os.getpid()}.{time.time_ns()}.tmp")
-        try:
-            self.path.parent.mkdir(exist_ok=True)
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, self.path)
-        except OSError as e:  # a read-only store works, it just is not cached
-            log.info("session index not saved (%s): %s", self.path, e)
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+        write_json(self.path, data, "session index")
 
     # ---- refresh -------------------------------------------------------------------------
 

@@ -1,0 +1,56 @@
+"""a3s_nb's own cache files under ``<store>/.a3s_nb/`` (sessions index, load checks, frame
+cache manifests): read as plain JSON, written atomically, never trusted blindly.
+
+A cache is only ever an optimisation: a missing, torn or unreadable one reads as None and
+is rebuilt, and a store that cannot be written (read-only, full) still works uncached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ._json import loads
+
+log = logging.getLogger("a3s_nb")
+
+
+def read_json(path: Path, what: str) -> Any | None:
+    """The parsed content of the cache file ``path``, or None when it is missing or
+    unreadable (``what`` names the cache in the log line)."""
+    try:
+        with open(path, "rb") as f:
+            return loads(f.read())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, RecursionError) as e:
+        log.info("ignoring unreadable %s %s: %s", what, path, e)
+        return None
+
+
+def write_json(
+    path: Path, value: Any, what: str, *, tmp: Path | None = None, fsync: bool = False
+) -> bool:
+    """Write ``value`` to ``path`` all or nothing (temp file, then rename); False, with a
+    log line, when the store cannot be written. ``fsync`` makes it durable too."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    tmp = tmp or path.with_name(f"{path.name}.{os.getpid()}.{time.time_ns()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only store works, it just is not cached
+        log.info("%s not saved (%s): %s", what, path, e)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        return False
+    return True
