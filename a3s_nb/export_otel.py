@@ -219,21 +219,20 @@ class _captured_otel_logs:
 
 def _tool_content(frames: dict) -> tuple[dict, dict]:
     """Tool arguments (from the transcript) and results (from tool_end events), by call."""
-    args: dict[tuple[str, str], str] = {}
-    msgs = frames["messages"]
-    uses = msgs[msgs["block_type"] == "tool_use"]
-    for sid, call, inp in zip(uses["session_id"], uses["tool_use_id"], uses["tool_input"],
-                              strict=True):  # fmt: skip
-        if _value(call) is not None and _value(inp) is not None:
-            args[(sid, call)] = inp
-    results: dict[tuple[str, str], str] = {}
-    ev = frames["run_events"]
-    ends = ev[ev["event_type"] == "tool_end"]
-    for sid, call, text in zip(ends["session_id"], ends["tool_call_id"], ends["text"],
-                               strict=True):  # fmt: skip
-        if _value(call) is not None and _value(text) is not None:
-            results[(sid, call)] = text
+    msgs, ev = frames["messages"], frames["run_events"]
+    args = _by_call(msgs[msgs["block_type"] == "tool_use"], "tool_use_id", "tool_input")
+    results = _by_call(ev[ev["event_type"] == "tool_end"], "tool_call_id", "text")
     return args, results
+
+
+def _by_call(rows: Any, call_col: str, value_col: str) -> dict[tuple[str, str], str]:
+    """``{(session_id, tool call id): value}`` over the rows where both are present."""
+    out: dict[tuple[str, str], str] = {}
+    for sid, call, value in zip(rows["session_id"], rows[call_col], rows[value_col],
+                                strict=True):  # fmt: skip
+        if _value(call) is not None and _value(value) is not None:
+            out[(sid, call)] = value
+    return out
 
 
 def to_otel(
