@@ -5,6 +5,7 @@ and the one pass over the files that feeds every builder.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 from collections.abc import Iterable, Iterator
@@ -310,32 +311,74 @@ def _collect_frames(
     cache: bool = True,
     prechecked: tuple | None = None,
 ) -> dict[str, pd.DataFrame]:
+    """The wanted frames of ``source``: what every frame function comes down to.
+
+    ``cache=False`` builds from the files; ``prechecked`` is ``(check, known, rejected,
+    errors)`` when the caller already ran the load check on this same store (see
+    _cached_frames).
+    """
+    wanted = _wanted_frames(frames)
+    src = _open_source(source)
+    filters = _Filters(since, until, status)
+    sel = _select_sessions(src, ids, progress, prechecked)
+    if cache and _cache_serves(src, wanted, ids, filters):
+        assert sel.check is not None and sel.known is not None
+        return _cached_frames(src, wanted, sel.check, sel.known, sel.rejected, sel.errors, progress)
+    plan = _Plan.make(wanted, filters)
+    if _index_serves(src, plan):
+        summaries, keep = _index_rows(src, sel, ids, filters, progress)
+        if plan.only_sessions:
+            return {"sessions": _sessions_from_index(src, summaries, keep, sel.errors)}
+        # the index applied the session filters: the pass reads only the sessions kept
+        order = sel.selected if sel.selected is not None else sorted(keep)
+        selected = [i for i in order if i in keep]
+        plan = dataclasses.replace(plan, session_filtered=False)
+    elif sel.selected is not None:
+        selected = sel.selected
+    else:
+        selected = sorted(sel.known if sel.known is not None else src.ids())
+    return _build_frames(src, selected, plan, sel.errors, progress)
+
+
+def _wanted_frames(frames: Iterable[str]) -> list[str]:
+    """The frame names asked for, once each, in order; ValueError for an unknown one."""
     wanted = list(dict.fromkeys(frames))
     for name in wanted:
         if name not in schema.FRAMES:
             raise ValueError(f"unknown frame {name!r}; choose from {', '.join(FRAME_NAMES)}")
-    src = _open_source(source)
-    filters = _Filters(since, until, status)
-    errors: list[dict] = []
-    use_index = isinstance(src.store, FileStore)
+    return wanted
 
-    # Which sessions: the requested ids, narrowed by the session filters when a frame that
-    # is filtered per session is wanted and an index makes the filter cheap.
-    known: list[str] | None = None
-    selected: list[str] | None = None
-    check = None
+
+# ---------------------------------------------------------------------------- which sessions
+
+
+@dataclasses.dataclass
+class _Selection:
+    """The sessions a build may read, after the load check."""
+
+    check: LoadCheck | None  # None for sources that are not a store
+    known: list[str] | None  # the store's sessions load() accepts; None: not listed
+    selected: list[str] | None  # the requested ones (``ids``); None: all
+    rejected: dict[str, CorruptFileError]  # left out of every frame ...
+    errors: list[dict]  # ... and listed in attrs["errors"]
+
+
+def _select_sessions(
+    src: Any, ids: Any, progress: bool | None, prechecked: tuple | None
+) -> _Selection:
+    """Resolve ``ids`` and leave out the sessions that Store.load() rejects."""
+    errors: list[dict] = []
     if prechecked is not None:  # by the caller, for this same store: see _cached_frames
         check, known, rejected, reported = prechecked
         errors.extend(reported)
-    elif src.store is not None:
-        check = LoadCheck(src.store)
-        known = check.ids()
+    else:
+        check = LoadCheck(src.store) if src.store is not None else None
+        known = check.ids() if check is not None else None
+        rejected = {}
+    selected = None
     if ids is not None:
         known = known if known is not None else src.ids()
         selected = _resolve_ids(ids, known, src.label)
-    # Sessions that Store.load() rejects are left out and listed in attrs["errors"].
-    if prechecked is None:
-        rejected = {}
     if check is not None and prechecked is None:
         assert known is not None
         rejected = check.rejected(
@@ -348,151 +391,242 @@ def _collect_frames(
         if selected is not None:
             selected = [i for i in selected if i not in rejected]
         known = [i for i in known if i not in rejected]
-    if (
-        cache
-        and use_index
+    return _Selection(check, known, selected, rejected, errors)
+
+
+def _cache_serves(src: Any, wanted: list[str], ids: Any, filters: _Filters) -> bool:
+    """Whether the frame cache can serve: whole frames of a directory store."""
+    return (
+        isinstance(src.store, FileStore)
         and _columns.pa is not None
         and ids is None
         and not filters.any
-        and set(wanted) - {"sessions"}
-    ):
-        assert check is not None and known is not None
-        return _cached_frames(src, wanted, check, known, rejected, errors, progress)
-    session_filtered = filters.any and bool(_SESSION_FRAMES.intersection(wanted))
-    only_sessions = wanted == ["sessions"]
-    if use_index and (only_sessions or (session_filtered and not _RUN_FRAMES.intersection(wanted))):
-        stems = None
-        if selected is not None or known is not None:
-            stems = {sdk_safe_id(i) for i in (selected if selected is not None else known)}
-        summaries = _index_summaries(
-            src,
-            stems,
-            progress,
-            errors,
-            skip={sdk_safe_id(i) for i in rejected},
-            signatures=check.signatures if check is not None and ids is None else None,
-        )
-        chosen = set(selected) if selected is not None else None
-        keep = {
-            row[0]
-            for row, statuses in summaries
-            if (chosen is None or row[0] in chosen)
-            and row[0] not in rejected
-            and (not filters.any or filters.session_ok(row, statuses))
-        }
-        if only_sessions:
-            builder = _SessionsBuilder()
-            builder.where = _file_of(src, "sessions")
-            for row, _ in summaries:
-                if row[0] in keep:
-                    builder.add_row(row)
-            return {"sessions": builder.frame_df(errors)}
-        order = selected if selected is not None else sorted(keep)
-        selected = [i for i in order if i in keep]
-        session_filtered = False  # done
-    if selected is None:
-        selected = sorted(known if known is not None else src.ids())
+        and bool(set(wanted) - {"sessions"})
+    )
 
-    want_summary = "sessions" in wanted or session_filtered
-    parts: set[str] = set()
-    for name in wanted:
-        parts |= _PARTS[name]
-    if want_summary:
-        parts |= _PARTS["sessions"]
-    want_runs = bool(_RUN_FRAMES.intersection(wanted))
-    builders: dict[str, Any] = {}
-    if "sessions" in wanted:
-        builders["sessions"] = _SessionsBuilder()
-    if "messages" in wanted:
-        builders["messages"] = _MessagesBuilder()
-    if "traces" in wanted:
-        builders["traces"] = _TracesBuilder()
-    if "verification" in wanted:
-        builders["verification"] = _VerificationBuilder(filters.status)
-    if "runs" in wanted:
-        builders["runs"] = _RunsBuilder()
-    if "run_events" in wanted:
-        builders["run_events"] = _EventsBuilder()
-    if "spans" in wanted:
-        builders["spans"] = _SpansBuilder()
-    for name, builder in builders.items():
-        builder.where = _file_of(src, name)
+
+# ---------------------------------------------------------------------------- the plan
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What the pass over the files does for the wanted frames."""
+
+    wanted: tuple[str, ...]
+    filters: _Filters
+    #: sessions are kept or dropped by the session filters during the pass
+    session_filtered: bool
+
+    @classmethod
+    def make(cls, wanted: Iterable[str], filters: _Filters) -> _Plan:
+        wanted = tuple(wanted)
+        return cls(wanted, filters, filters.any and bool(_SESSION_FRAMES.intersection(wanted)))
+
+    @property
+    def only_sessions(self) -> bool:
+        return self.wanted == ("sessions",)
+
+    @property
+    def want_runs(self) -> bool:
+        """Whether a frame with a row per run, event or span is wanted."""
+        return bool(_RUN_FRAMES.intersection(self.wanted))
+
+    @property
+    def want_summary(self) -> bool:
+        """Whether each session's ``sessions`` row is computed (for the frame or the filter)."""
+        return "sessions" in self.wanted or self.session_filtered
+
+    @property
+    def need_stats(self) -> bool:
+        """Whether the runs' statistics are counted (by the summary, `runs` or `spans`)."""
+        return self.want_summary or "runs" in self.wanted or "spans" in self.wanted
+
+    def parts(self) -> list[str]:
+        """The files each session's pass reads, in a fixed order."""
+        parts: set[str] = set()
+        for name in self.wanted:
+            parts |= _PARTS[name]
+        if self.want_summary:
+            parts |= _PARTS["sessions"]
+        return [p for p in ("session", "runs", "traces", "verification") if p in parts]
+
+    def builders(self, src: Any) -> dict[str, Any]:
+        """A fresh builder for each wanted frame, naming the files its rows come from."""
+        makers: dict[str, Any] = {
+            "sessions": _SessionsBuilder,
+            "messages": _MessagesBuilder,
+            "traces": _TracesBuilder,
+            "verification": lambda: _VerificationBuilder(self.filters.status),
+            "runs": _RunsBuilder,
+            "run_events": _EventsBuilder,
+            "spans": _SpansBuilder,
+        }
+        builders = {name: make() for name, make in makers.items() if name in self.wanted}
+        for name, builder in builders.items():
+            builder.where = _file_of(src, name)
+        return builders
+
+
+# ---------------------------------------------------------------------------- the index path
+
+
+def _index_serves(src: Any, plan: _Plan) -> bool:
+    """Whether the sessions index answers which sessions to read (or is the whole answer)."""
+    return isinstance(src.store, FileStore) and (
+        plan.only_sessions or (plan.session_filtered and not plan.want_runs)
+    )
+
+
+def _index_rows(
+    src: Any, sel: _Selection, ids: Any, filters: _Filters, progress: bool | None
+) -> tuple[list[tuple[list, list[str]]], set[str]]:
+    """The indexed ``sessions`` rows of the selected sessions, and the ids of those that
+    load() accepts and the session filters keep."""
+    base = sel.selected if sel.selected is not None else sel.known
+    stems = None if base is None else {sdk_safe_id(i) for i in base}
+    summaries = _index_summaries(
+        src,
+        stems,
+        progress,
+        sel.errors,
+        skip={sdk_safe_id(i) for i in sel.rejected},
+        signatures=sel.check.signatures if sel.check is not None and ids is None else None,
+    )
+    chosen = set(sel.selected) if sel.selected is not None else None
+    keep = {
+        row[0]
+        for row, statuses in summaries
+        if (chosen is None or row[0] in chosen)
+        and row[0] not in sel.rejected
+        and (not filters.any or filters.session_ok(row, statuses))
+    }
+    return summaries, keep
+
+
+def _sessions_from_index(
+    src: Any, summaries: list[tuple[list, list[str]]], keep: set[str], errors: list[dict]
+) -> pd.DataFrame:
+    """The ``sessions`` frame of the kept rows, without reading a session file."""
+    builder = _SessionsBuilder()
+    builder.where = _file_of(src, "sessions")
+    for row, _ in summaries:
+        if row[0] in keep:
+            builder.add_row(row)
+    return builder.frame_df(errors)
+
+
+# ---------------------------------------------------------------------------- the pass
+
+
+def _build_frames(
+    src: Any, selected: list[str], plan: _Plan, errors: list[dict], progress: bool | None
+) -> dict[str, pd.DataFrame]:
+    """Read the files of the ``selected`` sessions once, feeding every builder of ``plan``."""
+    builders = plan.builders(src)
+    flushing = list(builders.values())
+    reads = src.read_all(selected, plan.parts())
+    for key, raw in _progress(reads, progress, "sessions", total=len(selected)):
+        for builder in flushing:
+            builder.maybe_flush()
+        try:
+            opened = _open_session(src, key, raw)
+        except CorruptFileError as err:
+            _report(errors, key, err)
+            continue
+        if opened is not None:
+            sid, session, run_list = opened
+            _feed_session(src, plan, builders, sid, session, run_list, raw)
+    return {name: builders[name].frame_df(errors) for name in plan.wanted}
+
+
+def _open_session(
+    src: Any, key: str, raw: dict[str, Any] | CorruptFileError
+) -> tuple[str, dict, list[dict]] | None:
+    """``(session id, session object, runs)`` of one read; None when the session was
+    deleted since it was listed; CorruptFileError when its session file is not an object."""
+    if isinstance(raw, CorruptFileError):
+        raise raw
+    session = raw.get("session")
+    if "session" in raw:
+        if session is None:  # deleted since listed: nothing to report
+            return None
+        if not isinstance(session, dict):
+            raise CorruptFileError(_where(src, key, "session"), "not a JSON object")
+    session = session if isinstance(session, dict) else {}
+    sid = _str(session.get("id")) or key
+    return sid, session, [_d(r) for r in _l(raw.get("runs"))]
+
+
+def _feed_session(
+    src: Any,
+    plan: _Plan,
+    builders: dict[str, Any],
+    sid: str,
+    session: dict,
+    run_list: list[dict],
+    raw: dict[str, Any],
+) -> None:
+    """Add one session's rows to the builders (none when the session filters drop it)."""
+    stats = _feed_runs(plan, builders, sid, session, run_list)
+    if plan.want_summary:
+        row, statuses = _summary_row(
+            sid,
+            session,
+            stats,
+            raw.get("traces"),
+            raw.get("verification"),
+            _lineage_values(src, sid),
+        )
+        if plan.session_filtered and not plan.filters.session_ok(row, statuses):
+            return
+        if "sessions" in builders:
+            builders["sessions"].add_row(row)
+    if "messages" in builders:
+        builders["messages"].add(sid, session)
+    if "traces" in builders:
+        builders["traces"].add(sid, raw.get("traces"))
+    if "verification" in builders:
+        builders["verification"].add(sid, raw.get("verification"))
+
+
+def _feed_runs(
+    plan: _Plan, builders: dict[str, Any], sid: str, session: dict, run_list: list[dict]
+) -> list[_RunStats]:
+    """Add a session's runs to ``runs``, ``run_events`` and ``spans`` (runs the run filters
+    keep), and return every run's statistics when the plan needs them."""
+    want_runs = plan.want_runs
+    if not (plan.want_summary or want_runs):
+        return []
+    need_stats = plan.need_stats
+    filters = plan.filters
     runs_b, events_b, spans_b = (
         builders.get("runs"),
         builders.get("run_events"),
         builders.get("spans"),
     )
-    ordered_parts = [p for p in ("session", "runs", "traces", "verification") if p in parts]
-    need_stats = want_summary or runs_b is not None or spans_b is not None
-
-    reads = src.read_all(selected, ordered_parts)
-    flushing = list(builders.values())
-    for key, raw in _progress(reads, progress, "sessions", total=len(selected)):
-        for builder in flushing:
-            builder.maybe_flush()
-        try:
-            if isinstance(raw, CorruptFileError):
-                raise raw
-            session = raw.get("session")
-            if "session" in raw:
-                if session is None:  # deleted since listed: nothing to report
-                    continue
-                if not isinstance(session, dict):
-                    raise CorruptFileError(_where(src, key, "session"), "not a JSON object")
-            session = session if isinstance(session, dict) else {}
-            sid = _str(session.get("id")) or key
-            run_list = [_d(r) for r in _l(raw.get("runs"))]
-        except CorruptFileError as err:
-            _report(errors, key, err)
+    model = _session_model(session)
+    stats: list[_RunStats] = []
+    for r_index, run in enumerate(run_list):
+        snap = _d(run.get("snapshot"))
+        run_id = _str(snap.get("id"))
+        keep_run = want_runs and filters.run_ok(snap.get("status"), snap.get("created_at_ms"))
+        span_rows: list | None = [] if keep_run and spans_b is not None else None
+        st: Any = None
+        if keep_run and events_b is not None:
+            # one pass over the events fills run_events, the stats and the spans
+            st = _RunStats(snap) if need_stats else None
+            walker = None
+            if span_rows is not None:
+                walker = _SpanWalker(run_id or "", st, span_rows)
+            events_b.add(sid, run_id, _l(run.get("events")), st, walker)
+        elif need_stats:
+            st = _run_stats(run, span_rows, run_id)
+        if need_stats:
+            stats.append(st)
+        if not keep_run:
             continue
-        session_ok = True
-        stats: list[_RunStats] = []
-        if want_summary or want_runs:
-            model = _session_model(session)
-            for r_index, run in enumerate(run_list):
-                snap = _d(run.get("snapshot"))
-                run_id = _str(snap.get("id"))
-                keep_run = want_runs and filters.run_ok(
-                    snap.get("status"), snap.get("created_at_ms")
-                )
-                span_rows: list | None = [] if keep_run and spans_b is not None else None
-                if keep_run and events_b is not None:
-                    # one pass over the events fills run_events, the stats and the spans
-                    st = _RunStats(snap) if need_stats else None
-                    walker = None
-                    if span_rows is not None:
-                        walker = _SpanWalker(run_id or "", st, span_rows)
-                    events_b.add(sid, run_id, _l(run.get("events")), st, walker)
-                elif need_stats:
-                    st = _run_stats(run, span_rows, run_id)
-                if need_stats:
-                    stats.append(st)
-                if not keep_run:
-                    continue
-                if runs_b is not None:
-                    runs_b.add(sid, r_index, run, st, model)
-                if span_rows is not None:
-                    spans_b.add(sid, run_id, span_rows)
-        if want_summary:
-            row, statuses = _summary_row(
-                sid,
-                session,
-                stats,
-                raw.get("traces"),
-                raw.get("verification"),
-                _lineage_values(src, sid),
-            )
-            if session_filtered:
-                session_ok = filters.session_ok(row, statuses)
-            if session_ok and "sessions" in builders:
-                builders["sessions"].add_row(row)
-        if not session_ok:
-            continue
-        if "messages" in builders:
-            builders["messages"].add(sid, session)
-        if "traces" in builders:
-            builders["traces"].add(sid, raw.get("traces"))
-        if "verification" in builders:
-            builders["verification"].add(sid, raw.get("verification"))
-
-    return {name: builders[name].frame_df(errors) for name in wanted}
+        if runs_b is not None:
+            runs_b.add(sid, r_index, run, st, model)
+        if span_rows is not None:
+            spans_b.add(sid, run_id, span_rows)
+    return stats
