@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,9 +185,9 @@ def save(
 
         wait_idle(session, wait)  # a streamed turn reaches history() in the background
     sid = validate_session_id(str(session.session_id) if id is None else id)
-    previous, unreadable = _previous(st, sid) if st is not None else (None, False)
+    encoder = serde.encoder_for((_store_key(store) if st is None else _store_key(st), sid))
+    previous, unreadable = _previous(st, sid, encoder) if st is not None else (None, False)
     parts = capture_parts(session, session_id=sid, model=model, previous=previous)
-    encoder = serde.encoder_for(sid)
     encoded = _encode(encoder, parts)
     redacted = kept = 0
     if redact:
@@ -213,6 +214,7 @@ def save(
         raise
     except OSError as e:
         raise StoreError(f"cannot write session {sid} to store {st}: {e}") from e
+    encoder.wrote(encoded["session"].data, encoded["session"].head)
     _SAVED_AS[(builtins.id(session), str(session.session_id))] = sid
     messages = parts["session"]["messages"]
     counts = tool_call_counts(messages)
@@ -306,15 +308,30 @@ def _short(text: str | None, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _previous(st: Store, sid: str) -> tuple[Previous | None, bool]:
+def _previous(
+    st: Store, sid: str, encoder: serde.PartEncoder | None = None
+) -> tuple[Previous | None, bool]:
     """What is kept from the saved version of ``sid``, and whether it was unreadable.
 
     That is its session document without the messages (read, not loaded: only its other
     fields are validated), and its artifacts and sub-agent tasks as written; None when
     there is none, or it cannot be read (then with a warning: the new save replaces it).
+
+    When the stored document is, byte for byte, the one ``encoder`` last wrote, the head
+    it kept is parsed instead of the whole document (a changed file is read as usual).
     """
     try:
-        doc = st.read_raw(sid, "session")
+        doc = None
+        if encoder is not None:
+            with st.lock(shared=True):
+                data = st._read_data(sid, "session")
+            if data is None:
+                return None, False
+            head = encoder.head_written_as(data) if isinstance(data, bytes) else None
+            if head is not None:
+                doc = json.loads(head)
+        if doc is None:
+            doc = st.read_raw(sid, "session")
         if doc is None:
             return None, False
         if not isinstance(doc, dict):
@@ -342,13 +359,36 @@ def _previous(st: Store, sid: str) -> tuple[Previous | None, bool]:
     return Previous(session=doc, artifacts=artifacts, subagent_tasks=tasks), False
 
 
-#: A digest of the session document each live session last wrote, by (id(session),
-#: store, id). While the stored document is still that one, nothing saved in between.
-_WROTE: dict[tuple[int, str, str], bytes] = {}
+#: The session document each live session last wrote, by (id(session), store, id): its
+#: bytes for the last few, a digest of them for the others. While the stored document is
+#: still that one, nothing was saved in between.
+_WROTE: OrderedDict[tuple[int, str, str], bytes] = OrderedDict()
+_WROTE_DIGESTS: dict[tuple[int, str, str], bytes] = {}
+_WROTE_KEPT = 8
 
 
-def _digest(text: str | None) -> bytes | None:
-    return None if text is None else hashlib.blake2b(text.encode("utf-8")).digest()
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data).digest()
+
+
+def _wrote(mark: tuple[int, str, str], data: bytes) -> None:
+    """Remember that the live session of ``mark`` wrote the session document ``data``."""
+    _WROTE_DIGESTS.pop(mark, None)
+    _WROTE[mark] = data
+    _WROTE.move_to_end(mark)
+    while len(_WROTE) > _WROTE_KEPT:
+        old, old_data = _WROTE.popitem(last=False)
+        _WROTE_DIGESTS[old] = _digest(old_data)
+
+
+def _wrote_this(mark: tuple[int, str, str], stored: str | bytes) -> bool:
+    """Whether ``stored`` is the session document the live session of ``mark`` last wrote."""
+    data = stored if isinstance(stored, bytes) else stored.encode("utf-8", "surrogatepass")
+    kept = _WROTE.get(mark)
+    if kept is not None:
+        return kept == data
+    digest = _WROTE_DIGESTS.get(mark)
+    return digest is not None and digest == _digest(data)
 
 
 def _write(
@@ -362,18 +402,27 @@ def _write(
 ) -> bool:
     """Write the files under the store lock, first refusing (``check``) to lose work saved
     in between by something else; True when a version was stored before."""
-    texts = {part: e.text for part, e in encoded.items()}
+    data = {part: e.data for part, e in encoded.items()}
     mark = _mark(st, sid, session)
     with st.lock():
         stored_before = _check(st, sid, parts, mark, check=check)
-        st._save_texts(sid, texts)
-        _WROTE[mark] = _digest(texts["session"])  # type: ignore[assignment]
+        st._save_texts(sid, data)
+        _wrote(mark, data["session"])
     return stored_before
 
 
 def _mark(st: Store, sid: str, session: Any) -> tuple[int, str, str]:
-    store_key = str(st) if isinstance(st, FileStore) else f"{type(st).__name__}@{id(st)}"
-    return builtins.id(session), store_key, sid
+    return builtins.id(session), _store_key(st), sid
+
+
+def _store_key(store: StoreLike) -> str:
+    """The same for every handle on one store (a directory's path)."""
+    if isinstance(store, FileStore):
+        return str(store)
+    if isinstance(store, Store):
+        return f"{type(store).__name__}@{id(store)}"
+    path = default_store_path() if store is None else store
+    return str(path) if str(path) == ":memory:" else str(Path(path).expanduser().absolute())
 
 
 def _check(
@@ -383,14 +432,14 @@ def _check(
     True when a version is stored. Called with the store lock held.
 
     What is stored is loaded only when this live session did not write it: after a save
-    of this session, the next one compares the stored session document with a digest of
-    the one it wrote.
+    of this session, the next one compares the stored session document with the one it
+    wrote (or a digest of it).
     """
     try:
-        stored_text = st._read(sid, "session")
+        stored_text = st._read_data(sid, "session")
     except CorruptFileError:
-        stored_text = ""  # not what was written: checked below
-    if check and stored_text is not None and _WROTE.get(mark) != _digest(stored_text):
+        stored_text = b""  # not what was written: checked below
+    if check and stored_text is not None and not _wrote_this(mark, stored_text):
         try:
             stored = st._stored(sid)
         except CorruptFileError as e:  # replaced, as an unreadable session document is
@@ -431,7 +480,7 @@ def _scan(
         key = serde.item_key(part)
         items = value if key is None else value[key]
         where[part] = [
-            i for i, k in enumerate(encoded[part].items) if not encoder.is_clean(k, setting)
+            i for i, e in enumerate(encoded[part].entries) if setting not in e.clean_under
         ]
         left = [items[i] for i in where[part]]
         view[part] = left if key is None else {**value, key: left}
@@ -456,12 +505,12 @@ def _scan(
                 items[i] = got[j]
             merged[part] = items if key is None else {**out[part], key: items}
         out = merged
-    # the items a finding falls in stay unmarked
+    # the items given that no finding falls in are clean (the others were already)
     dirty = {(f.part, serde.item_index(f.part, f.path)) for f in findings}  # type: ignore[union-attr]
-    encoder.mark_clean(
-        [k for part, e in encoded.items() for i, k in enumerate(e.items) if (part, i) not in dirty],
-        setting,
-    )
+    for part, e in encoded.items():
+        for i in where[part]:
+            if (part, i) not in dirty:
+                e.entries[i].clean_under.add(setting)
     return out, findings  # type: ignore[return-value]
 
 

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from ._tokens import total_usage
 from .errors import A3sNbError, CaptureError, NotASessionError, describe_validation_error
 from .models import SessionBundle, ToolResultBlock
+from .serde import content_key
 
 __all__ = [
     "CaptureError",
@@ -380,7 +381,7 @@ def _uris(history: list[Any], tool_ends: list[Any], traces: list[Any]) -> list[s
 
 def _may_hold_uri(value: Any) -> bool:
     try:
-        return b"a3s://" in pydantic_core.to_json(value)
+        return b"a3s://" in content_key(value)  # strings are in it as UTF-8
     except pydantic_core.PydanticSerializationError:  # not JSON: look at every string
         return True
 

@@ -15,6 +15,7 @@ differ: it spells exponents as ``1e+16``/``1e-7`` where serde (ryu) writes ``1e1
 from __future__ import annotations
 
 import json
+import operator
 import re
 import threading
 from collections import OrderedDict
@@ -36,7 +37,16 @@ from .models import (
     VerificationReport,
 )
 
-__all__ = ["EncodedPart", "PartEncoder", "PartError", "dumps", "dumps_bytes", "serde_float"]
+__all__ = [
+    "EncodedPart",
+    "Entry",
+    "PartEncoder",
+    "PartError",
+    "content_key",
+    "dumps",
+    "dumps_bytes",
+    "serde_float",
+]
 
 
 # =========================================================================== one value
@@ -211,29 +221,76 @@ _LAYOUTS: dict[str, _Layout] = {
 }
 
 
-@dataclass
-class _Item:
+@dataclass(eq=False)
+class Entry:
     """One validated item: its text, indented for its place, and what scanned it clean."""
 
     text: bytes
     clean_under: set[Any] = field(default_factory=set)  # secret-scan settings
 
 
+_TEXT = operator.attrgetter("text")
+
+
 @dataclass
 class EncodedPart:
-    """A part's items (validated) and its text, with the items that were not cached."""
+    """A part's items (validated) and its file's bytes, with the items that were not cached.
 
-    text: str
+    ``entries`` are the kept items, in order (one entry per content). ``head`` is the text
+    of the part without its items (``"messages": []``), for a part that keeps them under a
+    key.
+    """
+
+    data: bytes  # the file, as UTF-8
     items: list[bytes]  # the content key of each item, in order
     new: list[int]  # indexes of the items validated by this call
+    entries: list[Entry] = field(default_factory=list, repr=False)
+    head: bytes | None = field(default=None, repr=False)
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8")
+
+
+def key_function(*, shared: bool = False) -> Callable[[Any], bytes]:
+    """What identifies a value by its content: its MessagePack encoding (msgspec, about 5x
+    pydantic-core's JSON encoder), else its compact JSON.
+
+    MessagePack keeps apart what JSON text would merge (``None``, ``NaN`` and ``inf`` are
+    all ``null`` to msgspec's JSON encoder; 1, 1.0 and True stay apart too), and the keys
+    from the fallback start with ``0xc1``, a byte MessagePack never uses, so no two kinds of
+    key meet. Equal keys mean equal JSON values, written alike. Strings are in a key as
+    UTF-8, so a substring test finds text in it. ``shared``: a function safe to call from
+    any thread (else it has an encoder of its own, for one caller at a time).
+    """
+    try:
+        import msgspec
+    except ImportError:  # pragma: no cover - msgspec comes with a3s-nb[all]
+        msgpack = None
+    else:
+        msgpack = msgspec.msgpack.encode if shared else msgspec.msgpack.Encoder().encode
+
+    def key(value: Any) -> bytes:
+        if msgpack is not None:
+            try:
+                return msgpack(value)
+            except (TypeError, ValueError, OverflowError, RecursionError):
+                pass  # big ints, types msgspec does not know, lone surrogates, deep nesting
+        return b"\xc1" + pydantic_core.to_json(value)
+
+    return key
+
+
+#: :func:`key_function` for any thread.
+content_key = key_function(shared=True)
 
 
 class PartEncoder:
     """Validates and serialises the parts of one session, reusing unchanged items.
 
-    An item (a message, a run record, a trace event, ...) is identified by its content: its
-    compact JSON. The first time an item is seen it is validated against the models exactly
-    as :meth:`Store.load` will read it back, and its pretty text is kept; later calls with
+    An item (a message, a run record, a trace event, ...) is identified by its content (see
+    :func:`key_function`). The first time an item is seen it is validated against the
+    models exactly as :meth:`Store.load` will read it back, and its pretty text is kept; later calls with
     the same content reuse both. So saving a session again costs about what changed since
     the last save, not its whole history. Only the items of the latest call are kept.
 
@@ -242,66 +299,78 @@ class PartEncoder:
     """
 
     def __init__(self) -> None:
-        self._items: dict[bytes, _Item] = {}
+        self._items: dict[str, dict[bytes, Entry]] = {}  # by part (each has its indent)
         self._lock = threading.Lock()
+        self._key = key_function()  # an encoder of its own: encode() holds the lock
+        self._written: tuple[bytes, bytes | None] | None = None
 
     def encode(self, parts: Mapping[str, Any]) -> dict[str, EncodedPart]:
         """The text of each part; raises :class:`PartError` for one that would not load."""
         with self._lock:
-            seen: dict[bytes, _Item] = {}
-            out = {part: self._encode_part(part, value, seen) for part, value in parts.items()}
+            seen: dict[str, dict[bytes, Entry]] = {}
+            out = {
+                part: self._encode_part(part, value, seen.setdefault(part, {}))
+                for part, value in parts.items()
+            }
             self._items = seen
             return out
 
-    def is_clean(self, key: bytes, setting: Any) -> bool:
-        item = self._items.get(key)
-        return item is not None and setting in item.clean_under
+    def wrote(self, data: bytes, head: bytes | None) -> None:
+        """Remember the session document just written to the store (its bytes, and its head
+        as :attr:`EncodedPart.head`), for :meth:`head_written_as`."""
+        self._written = (data, head)
 
-    def mark_clean(self, keys: list[bytes], setting: Any) -> None:
-        with self._lock:
-            for key in keys:
-                item = self._items.get(key)
-                if item is not None:
-                    item.clean_under.add(setting)
+    def head_written_as(self, data: bytes) -> bytes | None:
+        """The head of the session document last written, if ``data`` is exactly that
+        document (else None): what parsing ``data`` would give, without its messages."""
+        written = self._written
+        return written[1] if written is not None and written[0] == data else None
 
     # ---- internals ---------------------------------------------------------------------
 
-    def _encode_part(self, part: str, value: Any, seen: dict[bytes, _Item]) -> EncodedPart:
+    def _encode_part(self, part: str, value: Any, seen: dict[bytes, Entry]) -> EncodedPart:
         layout = _LAYOUTS[part]
         if layout.key is None:
             items, head = value, None
         else:
             items = value[layout.key]
             head = {k: ([] if k == layout.key else v) for k, v in value.items()}
-        keys: list[bytes] = []
-        texts: list[bytes] = []
+        keys = list(map(self._key, items))
+        entries: list[Entry | None] = list(map(self._items.get(part, {}).get, keys))
         new: list[int] = []
-        for i, item in enumerate(items):
-            key = pydantic_core.to_json(item)
-            entry = seen.get(key) or self._items.get(key)
-            if entry is None:
-                loc = (part, layout.key, i) if layout.key else (part, i)
-                entry = _Item(self._item_text(loc, layout, item, key))
-                new.append(i)
-            seen[key] = entry
-            keys.append(key)
-            texts.append(entry.text)
-        body = b"[]" if not texts else b"[" + b",".join(texts) + layout.indent[:-2] + b"]"
+        if None in entries:  # Entry compares by identity: this test runs at C speed
+            fresh: dict[bytes, Entry] = {}
+            for i, entry in enumerate(entries):
+                if entry is None:
+                    entry = fresh.get(keys[i])
+                    if entry is None:
+                        loc = (part, layout.key, i) if layout.key else (part, i)
+                        entry = fresh[keys[i]] = Entry(self._item_text(loc, layout, items[i]))
+                        new.append(i)
+                    entries[i] = entry
+        seen.update(zip(keys, entries, strict=True))  # type: ignore[arg-type]
+        # "[", the items with commas between, the closing line: joined once, since every
+        # large bytes object built on the way costs a fresh allocation (page faults)
+        chunks = [b","] * (2 * len(entries) + 1) if entries else [b"[]"]
+        if entries:
+            chunks[1::2] = map(_TEXT, entries)
+            chunks[0], chunks[-1] = b"[", layout.indent[:-2] + b"]"
         if head is None:
-            return EncodedPart(body.decode("utf-8"), keys, new)
+            return EncodedPart(b"".join(chunks), keys, new, entries)  # type: ignore[arg-type]
         head_text = self._head_text((part,), layout, head)
         marker = b'\n  "' + layout.key.encode() + b'": []'
         at = head_text.index(marker) + len(marker) - 2
-        text = head_text[:at] + body + head_text[at + 2 :]
-        return EncodedPart(text.decode("utf-8"), keys, new)
+        data = b"".join([head_text[:at], *chunks, head_text[at + 2 :]])
+        return EncodedPart(data, keys, new, entries, head_text)  # type: ignore[arg-type]
 
-    def _item_text(self, loc: tuple[Any, ...], layout: _Layout, item: Any, key: bytes) -> bytes:
+    def _item_text(self, loc: tuple[Any, ...], layout: _Layout, item: Any) -> bytes:
         """Validate one item (from its JSON, as a load reads it); its indented text."""
+        compact = pydantic_core.to_json(item)
         try:
-            model = layout.item.validate_json(key)
+            model = layout.item.validate_json(compact)
         except ValidationError as e:
             raise PartError(loc, e) from None
-        if layout.item.dump_json(model, by_alias=True) == key:
+        if layout.item.dump_json(model, by_alias=True) == compact:
             text = _pretty(item)  # what was given is what the models write
         else:
             data = layout.item.dump_python(model, mode="json", by_alias=True)

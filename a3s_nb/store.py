@@ -37,7 +37,7 @@ import stat
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -407,15 +407,26 @@ class Store(abc.ABC):
     def _save_texts(
         self,
         session_id: str,
-        texts: dict[Part, str],
+        texts: Mapping[Part, str | bytes],
         *,
         guard: Callable[[SessionBundle | None], None] | None = None,
     ) -> None:
-        """Write files already validated and serialised (by :mod:`a3s_nb.serde`)."""
+        """Write files already validated and serialised (by :mod:`a3s_nb.serde`), as text
+        or as UTF-8 bytes."""
+        if not self._commits_bytes:
+            texts = {p: t.decode("utf-8") if isinstance(t, bytes) else t for p, t in texts.items()}
         with self.lock():
             if guard is not None:
                 guard(self._stored(session_id))
-            self._commit(session_id, texts)
+            self._commit(session_id, texts)  # type: ignore[arg-type]
+
+    #: Whether ``_commit`` takes UTF-8 bytes as well as text (saves decoding a file to
+    #: encode it again).
+    _commits_bytes: ClassVar[bool] = False
+
+    def _read_data(self, session_id: str, part: Part) -> str | bytes | None:
+        """One file as read, text or (where cheaper) its bytes not decoded; None if absent."""
+        return self._read(session_id, part)
 
     def _stored(self, session_id: str) -> SessionBundle | None:
         """What is stored for ``session_id``, or None. Called with the lock held."""
@@ -1038,18 +1049,25 @@ class FileStore(Store):
 
     # ---- reading -------------------------------------------------------------------------
 
-    def _read_file(self, path: Path) -> str | None:
+    def _overlaid(self, path: Path) -> Path | None:
+        """Where to read ``path`` from: itself, or what a pending journal this reader cannot
+        finish puts there (None: the journal removes it)."""
         held = _held_locks().get(str(self.path))
         if held is not None and held.overlay and str(path) in held.overlay:
             src = held.overlay[str(path)]
-            if src is None:
-                return None
-            text = _read_text(Path(src))
-            return text
-        return _read_text(path)
+            return None if src is None else Path(src)
+        return path
+
+    def _read_file(self, path: Path) -> str | None:
+        real = self._overlaid(path)
+        return None if real is None else _read_text(real)
 
     def _read(self, session_id: str, part: Part) -> str | None:
         return self._read_file(self._file(session_id, part))
+
+    def _read_data(self, session_id: str, part: Part) -> bytes | None:
+        real = self._overlaid(self._file(session_id, part))
+        return None if real is None else _read_bytes(real)
 
     def _owner(self, path: Path) -> str | None:
         """The id a session file is listed under, or None when there is no such file.
@@ -1119,14 +1137,16 @@ class FileStore(Store):
 
     # ---- writing -------------------------------------------------------------------------
 
-    def _commit(self, session_id: str, texts: dict[Part, str]) -> None:
+    _commits_bytes = True
+
+    def _commit(self, session_id: str, texts: Mapping[Part, str | bytes]) -> None:
         targets = [(self._file(session_id, part), texts[part]) for part in PARTS if part in texts]
         for target, _ in targets:  # refuse before anything is written
             self._writable_dir(target.parent)
             _replaceable(target)
         writes = []
         for target, text in targets:  # session document last
-            data = text.encode("utf-8")
+            data = text if isinstance(text, bytes) else text.encode("utf-8")
             if not _same_bytes(target, data):
                 writes.append((target, data))
         self._transact(writes, what=[f"save {session_id}"])
@@ -1216,6 +1236,18 @@ def _dead_leftover(name: str) -> bool:
 
 def _read_text(path: Path) -> str | None:
     """The text of one store file, None when absent; CorruptFileError for anything odd."""
+    data = _read_bytes(path)
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorruptFileError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    """The bytes of one store file, None when absent; CorruptFileError for anything odd
+    (a directory, a link that leads nowhere, a file that cannot be read)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -1240,10 +1272,7 @@ def _read_text(path: Path) -> str | None:
         raise CorruptFileError(path, f"cannot be read: {e.strerror}") from None
     finally:
         os.close(fd)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise CorruptFileError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    return data
 
 
 def _id_in_file(path: Path | str) -> str | None:

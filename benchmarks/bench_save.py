@@ -21,6 +21,7 @@ and ``a3s_nb.save``'s steps, timed one by one the way ``api.save`` runs them:
   scan       the secret scan of what changed
   check      the conflict check (loads what is stored only if this session did not write it)
   write      ``Store`` commit: temp files, fsync, rename, directory fsync (the lock is held)
+  count      the tool calls, failed and refused ones, for the report line
 
 Times are in milliseconds: best and median, with the median's ratio to the SDK's save
 measured in the same rounds.
@@ -45,6 +46,7 @@ import a3s_nb  # noqa: E402
 from a3s_nb import api, capture, live, serde, testing  # noqa: E402
 
 SESSION_ID = "long-session"
+STEPS = ("previous", "capture", "encode", "scan", "check", "write", "count")
 
 
 def script() -> list[testing.Rule]:
@@ -79,19 +81,21 @@ def forget_caches() -> None:
 def steps(session: Any, store: a3s_nb.Store) -> dict[str, float]:
     """``a3s_nb.save``'s pipeline, step by step (as in ``api.save``)."""
     out: dict[str, float] = {}
-    out["previous"], (previous, _) = timed(lambda: api._previous(store, SESSION_ID))
+    encoder = serde.encoder_for((api._store_key(store), SESSION_ID))
+    out["previous"], (previous, _) = timed(lambda: api._previous(store, SESSION_ID, encoder))
     out["capture"], parts = timed(
         lambda: capture.capture_parts(session, session_id=SESSION_ID, previous=previous)
     )
-    encoder = serde.encoder_for(SESSION_ID)
     out["encode"], encoded = timed(lambda: encoder.encode(parts))
     out["scan"], _ = timed(lambda: api._scan(encoder, parts, encoded, None, redact=False))
-    texts = {part: e.text for part, e in encoded.items()}
+    data = {part: e.data for part, e in encoded.items()}
     mark = api._mark(store, SESSION_ID, session)
     with store.lock():
         out["check"], _ = timed(lambda: api._check(store, SESSION_ID, parts, mark, check=True))
-        out["write"], _ = timed(lambda: store._save_texts(SESSION_ID, texts))
-        api._WROTE[mark] = api._digest(texts["session"])
+        out["write"], _ = timed(lambda: store._save_texts(SESSION_ID, data))
+        api._wrote(mark, data["session"])
+    encoder.wrote(encoded["session"].data, encoded["session"].head)
+    out["count"], _ = timed(lambda: capture.tool_call_counts(parts["session"]["messages"]))
     return out
 
 
@@ -171,7 +175,7 @@ def main() -> None:
     ):
         print(row(f"SDK `session.save()`, {label}", t[f"{case} sdk"], t[f"{case} sdk"]))
         print(row(f"`a3s_nb.save`, {label}", t[f"{case} nb"], t[f"{case} sdk"]))
-        for step in ("previous", "capture", "encode", "scan", "check", "write"):
+        for step in STEPS:
             print(row(f"&nbsp;&nbsp;step {step}", t[f"{case} step {step}"], t[f"{case} sdk"]))
 
 

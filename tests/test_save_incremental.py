@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import types
 from pathlib import Path
 
@@ -234,3 +235,114 @@ def test_a_finding_path_not_understood_falls_back_to_scanning_everything(
     line = a3s_nb.save(fake, store=tmp_path / "r", env={}, redact=True)
     assert line.redacted == 3
     assert OPENAI.encode() not in b"".join(files(tmp_path / "r", "oscar-live").values())
+
+
+# ------------------------------------------------ what the previous save wrote, kept in memory
+
+
+def count_session_parses(monkeypatch) -> list[str]:
+    """The session documents parsed whole (read_raw), by id."""
+    parsed: list[str] = []
+    read_raw = a3s_nb.FileStore.read_raw
+
+    def counting(self, sid, part):
+        if part == "session":
+            parsed.append(sid)
+        return read_raw(self, sid, part)
+
+    monkeypatch.setattr(a3s_nb.FileStore, "read_raw", counting)
+    return parsed
+
+
+def test_the_session_document_this_process_wrote_is_not_parsed_again(fake, tmp_path, monkeypatch):
+    parsed = count_session_parses(monkeypatch)
+    a3s_nb.save(fake, store=tmp_path)
+    assert parsed == []  # nothing stored yet
+    for i in range(2):
+        fake.send(f"prompt {i}")
+        a3s_nb.save(fake, store=tmp_path)
+    assert parsed == []  # the stored document is the one written: its head is kept
+    forget()  # a new kernel: read as usual
+    fake.send("one more")
+    a3s_nb.save(fake, store=tmp_path)
+    assert parsed == ["oscar-live"]
+
+
+def test_a_session_document_another_writer_changed_is_read_again(fake, tmp_path, monkeypatch):
+    """Even when the change keeps the file's size and modification time."""
+    a3s_nb.save(fake, store=tmp_path)
+    path = tmp_path / "oscar-live.json"
+    before = os.stat(path)
+    text = path.read_text()
+    created = json.loads(text)["created_at"]
+    changed = text.replace(f'"created_at": {created}', f'"created_at": {created - 1}', 1)
+    assert len(changed) == len(text) and changed != text
+    path.write_text(changed)  # in place: the same inode
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    parsed = count_session_parses(monkeypatch)
+    fake.send("one more")
+    a3s_nb.save(fake, store=tmp_path)
+    assert parsed == ["oscar-live"]
+    assert json.loads(path.read_text())["created_at"] == created - 1  # kept, as it is read
+
+
+def test_a_same_size_change_by_another_writer_is_caught_by_the_conflict_check(fake, tmp_path):
+    a3s_nb.save(fake, store=tmp_path)
+    path = tmp_path / "oscar-live.json"
+    doc = json.loads(path.read_text())
+    first = doc["messages"][0]["content"][0]
+    first["text"] = first["text"][::-1]  # same length, other text: a rewritten transcript
+    before = path.stat()
+    path.write_text(serde.dumps(doc))
+    assert path.stat().st_size == before.st_size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    fake.send("one more")
+    with pytest.raises(SaveConflictError, match="differ from message 0 on"):
+        a3s_nb.save(fake, store=tmp_path)
+
+
+def test_the_conflict_check_knows_its_own_write_after_many_other_saves(
+    fake, fixture_store, tmp_path, monkeypatch
+):
+    a3s_nb.save(fake, store=tmp_path)
+    others = [
+        FakeSession(fixture_store.load("fix-oscar-2-000"), session_id=f"other-{i}")
+        for i in range(12)  # more sessions than are kept with their bytes
+    ]
+    for other in others:
+        a3s_nb.save(other, store=tmp_path)
+    loads: list[str] = []
+    load = a3s_nb.FileStore.load
+    monkeypatch.setattr(
+        a3s_nb.FileStore, "load", lambda self, sid: loads.append(sid) or load(self, sid)
+    )
+    fake.send("one more")
+    a3s_nb.save(fake, store=tmp_path)  # its digest is kept: nothing to compare
+    assert loads == []
+
+
+def test_saves_of_text_beyond_ascii_are_written_as_fresh_ones(fake, tmp_path):
+    a3s_nb.save(fake, store=tmp_path / "a")
+    for i, text in enumerate(
+        ("café — naïve", "日本語のテキスト", "emoji 🚀✨ and \u2028 a separator")
+    ):
+        fake.send(f"{text} {i}", f"réponse {text}")
+        a3s_nb.save(fake, store=tmp_path / "a")
+    forget()
+    a3s_nb.save(fake, store=tmp_path / "b")
+    a, b = files(tmp_path / "a", "oscar-live"), files(tmp_path / "b", "oscar-live")
+    assert a == b
+    assert "🚀✨".encode() in a["session"]
+    assert a3s_nb.open_store(tmp_path / "a").load("oscar-live").session.messages[-1].text == (
+        "réponse emoji 🚀✨ and \u2028 a separator"
+    )
+
+
+def test_a_memory_store_is_saved_into_as_a_directory_is(fake, tmp_path):
+    memory = a3s_nb.open_store(":memory:")
+    a3s_nb.save(fake, store=memory)
+    fake.send("émoji 🚀")
+    a3s_nb.save(fake, store=memory)
+    a3s_nb.save(fake, store=tmp_path)
+    for part, data in files(tmp_path, "oscar-live").items():
+        assert memory._read("oscar-live", part) == data.decode("utf-8"), part

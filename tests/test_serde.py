@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import a3s_nb
 from a3s_nb import serde
+from a3s_nb.models import SessionBundle
 from a3s_nb.store import PARTS
 from tests.conftest import FIXTURE_STORE
 
@@ -166,3 +167,45 @@ def test_only_the_last_encodings_items_are_kept():
     enc.encode(parts)
     parts["runs"].insert(0, first_run)
     assert enc.encode(parts)["runs"].new == [0]  # forgotten, so validated again
+
+
+def test_the_same_item_in_two_parts_is_written_for_each_part(tmp_path):
+    """Models keep unknown fields, so one value can be a message and a verification report;
+    each part writes it in its own form and indent, as Store.save does."""
+    parts = _parts("fix-oscar-2-000")
+    both = {"role": "user", "content": [], "subject": "s", "status": "passed"}
+    parts["session"]["messages"].append(dict(both))
+    parts["verification"] = [dict(both)]
+    encoded = serde.PartEncoder().encode(parts)
+    store = a3s_nb.open_store(tmp_path)
+    store.save(SessionBundle.model_validate(parts))
+    for part, e in encoded.items():
+        assert e.text == store._read("fix-oscar-2-000", part), part
+    assert json.loads(encoded["verification"].text)[0]["schema"] == "a3s.verification_report.v1"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        (None, float("nan"), float("inf"), float("-inf")),  # all "null" as JSON to msgspec
+        (1, 1.0, True, "1"),
+        (0.0, -0.0, 0, False),
+        (2**70, float(2**70), -(2**64)),  # beyond MessagePack's integers: the JSON key
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}),  # the order of keys is written
+    ],
+)
+def test_items_are_told_apart_as_their_text_tells_them_apart(values):
+    parts = _parts("fix-oscar-2-000")
+    enc = serde.PartEncoder()
+    for value in (*values, *reversed(values)):
+        parts["traces"][0]["details"] = {"x": value}
+        kept = enc.encode(parts)["traces"]
+        fresh = serde.PartEncoder().encode(parts)["traces"]
+        assert kept.text == fresh.text, value
+
+
+def test_keys_of_the_two_kinds_never_meet():
+    key = serde.key_function()
+    assert key(2**70).startswith(b"\xc1")  # the JSON fallback
+    assert all(not key(v).startswith(b"\xc1") for v in (None, 1, "x", [1], {"a": 1}, 1.5))
+    assert b"a3s://x" in serde.content_key({"t": ["see a3s://x"]})
