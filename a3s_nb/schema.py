@@ -257,8 +257,9 @@ _E = f"{_R}.events[]"  # each event of each run
 _T = "traces/<id>.json[]"
 _V = "verification/<id>.json[]"
 _L = ".a3s_nb/lineage/<id>.json"
-_SID = f"{_S}.id"  # frames that do not read the session document use its file name,
-# which load() requires to be this id
+# Frames that do not read the session document take the id from its file name, which
+# Store.load() requires to be this id.
+_SID = f"{_S}.id"
 _RUN_ID = f"{_R}.snapshot.id"
 
 
