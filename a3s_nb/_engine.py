@@ -56,7 +56,7 @@ from ._walk import (
 from ._warn import warn
 from .cost import price_table
 from .errors import CorruptFileError
-from .store import PARTS, FileStore, sdk_safe_id
+from .store import FileStore, sdk_safe_id
 
 FRAME_NAMES = schema.FRAME_NAMES
 log = logging.getLogger("a3s_nb.frames")
@@ -159,9 +159,10 @@ def _index_summaries(
     progress: bool | None,
     errors: list[dict],
     skip: set[str] = frozenset(),  # type: ignore[assignment]
-    signatures: dict[str, list] | None = None,
+    scanned: dict[str, dict[str, list[int]]] | None = None,
 ) -> list[tuple[list, list[str]]]:
-    """``sessions`` rows of a directory store, from its index (recomputing stale rows)."""
+    """``sessions`` rows of a directory store, from its index (recomputing stale rows).
+    ``scanned``: the store's files as the load check scanned them (else scanned here)."""
     from .index import SessionIndex
 
     def compute(stem: str) -> tuple[list, list[str]] | None:
@@ -173,17 +174,11 @@ def _index_summaries(
         key=f"{schema.SCHEMA_VERSION}.{SUMMARY_VERSION}.{price_table()}",
         columns=_SESSION_COLS,
     )
-    current = None
-    if signatures is not None:  # the load check scanned the whole store already
-        from .index import FRAGMENT_PARTS
-
-        at = [PARTS.index(p) for p in ("session", *FRAGMENT_PARTS)]  # type: ignore[arg-type]
-        current = {stem: [sig[k] for k in at] for stem, sig in signatures.items()}
     entries = index.refresh(
         compute,
         stems=stems,
         progress=lambda items: _progress(items, progress, "sessions"),
-        current=current,
+        current=scanned,
     )
     out = []
     for stem, entry in sorted(entries.items()):
@@ -490,7 +485,7 @@ def _index_rows(
         progress,
         sel.errors,
         skip={sdk_safe_id(i) for i in sel.rejected},
-        signatures=sel.check.signatures if sel.check is not None and ids is None else None,
+        scanned=sel.check.scanned if sel.check is not None and sel.check.scanned else None,
     )
     chosen = set(sel.selected) if sel.selected is not None else None
     keep = {

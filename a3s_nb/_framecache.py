@@ -35,7 +35,7 @@ import pandas as pd
 from . import schema
 from ._cachefile import read_json, write_json
 from ._loadcheck import LoadCheck
-from .store import PARTS, FileStore, sdk_safe_id
+from .store import FileStore, sdk_safe_id
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +121,8 @@ class FrameCache:
         frames and, per frame, the ``errors`` entries of its rows (built now or before).
         """
         pa = self.pa
-        sigs = {
-            sid: [check.signatures[sdk_safe_id(sid)][PARTS.index(p)] for p in SOURCES]
-            for sid in good
-        }
+        scanned = [check.scanned[part] for part in SOURCES]
+        sigs = {sid: [files.get(sdk_safe_id(sid)) for files in scanned] for sid in good}
         state: dict[str, tuple[dict[str, Any], Any]] = {}
         stale: dict[str, list[str]] = {}
         for frame in wanted:

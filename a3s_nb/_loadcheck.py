@@ -35,7 +35,7 @@ from .store import PARTS, FileStore, Store, sdk_safe_id
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "loadcheck.json"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 RACY_SECONDS = 2.0
 
 _MODELS_KEY: str | None = None
@@ -65,23 +65,9 @@ def _stat(path: str) -> list[int] | None:
     return [st.st_mtime_ns, st.st_size]
 
 
-def _scan_dir(path: Path) -> dict[str, list[int]]:
-    """``name -> [mtime_ns, size]`` of the entries directly in ``path`` (links followed)."""
-    out: dict[str, list[int]] = {}
-    try:
-        it = os.scandir(path)
-    except OSError:
-        return out
-    with it:
-        for entry in it:
-            try:
-                st = entry.stat()
-            except OSError:  # vanished, or a dangling link: load() decides what that means
-                out[entry.name] = [-1, -1]
-                continue
-            out[entry.name] = [st.st_mtime_ns, st.st_size]
-    return out
-
+#: ``(mtime_ns, size)`` of an entry that is listed but cannot be stat'ed (vanished while we
+#: looked, or a dangling link): load() decides what that means.
+UNREADABLE = [-1, -1]
 
 _PROBE = "a3s-nb-layout-probe"
 
@@ -98,32 +84,68 @@ def path_templates(store: FileStore) -> dict[str, str]:
     }
 
 
-def _signatures(store: FileStore, stems: Iterable[str]) -> dict[str, list]:
-    """The signature of every file ``load`` reads, by session file stem (``PARTS`` order).
+_DIR_FD = os.stat in os.supports_dir_fd and os.listdir in os.supports_fd
 
-    A directory listing per part directory, and a stat per session for a part kept in a
-    directory of its own (artifacts).
+
+def _scan_files(directory: str, head: str, tail: str, leaf: str) -> dict[str, list[int]]:
+    """``stem -> [mtime_ns, size]`` of the entries ``<head><stem><tail>`` of ``directory``
+    (or of the file ``leaf`` in them, when each stem has a directory of its own). Links are
+    followed.
+
+    One listing and one ``stat`` per entry, relative to the open directory where the
+    system allows it: at thousands of sessions these stats are most of a warm call.
     """
-    stems = list(stems)
-    if not stems:
-        return {}
-    templates = path_templates(store)
-    listed: list[tuple[dict[str, list[int]] | None, str]] = []
-    for part in PARTS:
-        directory, name = os.path.split(templates[part])
-        if "{}" in directory:  # one directory per session
-            listed.append((None, templates[part]))
-        else:
-            listed.append((_scan_dir(Path(directory)), name))
-    out: dict[str, list] = {}
-    for stem in stems:
-        sig: list = []
-        for scanned, pattern in listed:
-            if scanned is None:
-                sig.append(_stat(pattern.format(stem)))
-            else:
-                sig.append(scanned.get(pattern.format(stem)))
-        out[stem] = sig
+    fixed = len(head) + len(tail)
+    out: dict[str, list[int]] = {}
+    fd = None
+    try:
+        if _DIR_FD:
+            fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            names = os.listdir(fd)
+        else:  # pragma: no cover - Windows
+            names = os.listdir(directory)
+    except OSError:
+        if fd is not None:
+            os.close(fd)
+        return out
+    stat = os.stat
+    try:
+        for name in names:
+            if len(name) <= fixed or not name.endswith(tail) or not name.startswith(head):
+                continue
+            stem = name[len(head) : len(name) - len(tail)]
+            path = f"{name}/{leaf}" if leaf else name
+            try:
+                if fd is not None:
+                    st = stat(path, dir_fd=fd)
+                else:  # pragma: no cover - Windows
+                    st = stat(os.path.join(directory, path))
+            except OSError:
+                if not leaf:  # vanished, or a dangling link: load() says what that means
+                    out[stem] = UNREADABLE
+                continue  # a session without artifacts
+            out[stem] = [st.st_mtime_ns, st.st_size]
+    finally:
+        if fd is not None:
+            os.close(fd)
+    return out
+
+
+def scan(store: FileStore, parts: Iterable[str] = PARTS) -> dict[str, dict[str, list[int]]]:
+    """The signature of every file of the given parts in the store, as ``part -> stem ->
+    [mtime_ns, size]`` (a file that does not exist has no entry): one listing per part
+    directory, one ``stat`` per file."""
+    files = store.session_files(_PROBE)
+    out: dict[str, dict[str, list[int]]] = {}
+    for part in parts:
+        directory, name = os.path.split(str(files[part]))  # type: ignore[index]
+        leaf = ""
+        if _PROBE not in name:  # ``<dir>/<stem>/<leaf>``: a directory per session
+            directory, name, leaf = *os.path.split(directory), name
+        if _PROBE not in name or _PROBE in directory:  # pragma: no cover - not a3s-code's
+            raise ValueError(f"unsupported store layout: {files[part]}")  # type: ignore[index]
+        head, _, tail = name.partition(_PROBE)
+        out[part] = _scan_files(directory, head, tail, leaf)
     return out
 
 
@@ -145,12 +167,37 @@ def _check(store: Store, session_id: str) -> dict[str, str] | None:
     return None
 
 
+def changed_stems(
+    before: dict[str, dict[str, list[int]]], now: dict[str, dict[str, list[int]]]
+) -> set[str]:
+    """The stems any of whose files differ between two ``scan`` results (of these parts)."""
+    out: set[str] = set()
+    for part, files in now.items():
+        old = before.get(part)
+        if old == files:  # the common case, compared at C speed
+            continue
+        if not isinstance(old, dict):
+            old = {}
+        out.update(s for s in files.keys() ^ old.keys())
+        out.update(s for s, sig in files.items() if s in old and old[s] != sig)
+    return out
+
+
+def newest(scanned: dict[str, dict[str, list[int]]], stem: str) -> int:
+    """The newest modification time of the files of ``stem`` in a ``scan`` result."""
+    return max((files[stem][0] for files in scanned.values() if stem in files), default=0)
+
+
 class LoadCheck:
     """The load verdicts of one store (cached on disk for a directory store).
 
     For a directory store it also remembers ``store.list()`` while the store directory's
     modification time is unchanged (a session file created, renamed or removed changes
     it), so a warm call lists nothing.
+
+    The cache keeps, per part, the signatures of the files each verdict was reached on
+    (``files``: the shape of a ``scan``), so that a call on an unchanged store compares a
+    few dicts, and a changed store rechecks exactly the sessions whose files differ.
     """
 
     def __init__(self, store: Store):
@@ -159,8 +206,8 @@ class LoadCheck:
         self._data: dict[str, Any] | None = None
         self._dirty = False
         self._now = time.time_ns()
-        #: The file signatures seen by the last ``rejected`` call, by stem (``PARTS`` order).
-        self.signatures: dict[str, list] = {}
+        #: The files seen by the last ``rejected`` call: ``part -> stem -> [mtime_ns, size]``.
+        self.scanned: dict[str, dict[str, list[int]]] = {}
 
     def _cache(self) -> dict[str, Any]:
         if self._data is None:
@@ -168,7 +215,7 @@ class LoadCheck:
         return self._data
 
     def _load(self) -> dict[str, Any]:
-        empty: dict[str, Any] = {"listing": None, "entries": {}}
+        empty: dict[str, Any] = {"listing": None, "files": {}, "untrusted": [], "entries": {}}
         if self.path is None:
             return empty
         data = read_json(self.path, "load-check cache")
@@ -177,14 +224,21 @@ class LoadCheck:
             or data.get("format") != CACHE_FORMAT
             or data.get("key") != _models_key()
             or not isinstance(data.get("entries"), dict)
+            or not isinstance(data.get("files"), dict)
+            or not isinstance(data.get("untrusted"), list)
         ):
             return empty
-        entries = data["entries"]
+        entries, files = data["entries"], data["files"]
         ok = all(
             isinstance(v, dict)
-            and isinstance(v.get("sig"), list | None)
+            and isinstance(v.get("id"), str)
             and (v.get("error") is None or isinstance(v.get("error"), dict))
             for v in entries.values()
+        ) and all(
+            part in PARTS
+            and isinstance(sigs, dict)
+            and all(isinstance(sig, list) for sig in sigs.values())
+            for part, sigs in files.items()
         )
         listing = data.get("listing")
         if not (
@@ -194,7 +248,14 @@ class LoadCheck:
             and all(isinstance(i, str) for i in listing["ids"])
         ):
             listing = None
-        return {"listing": listing, "entries": entries} if ok else empty
+        if not ok:
+            return empty
+        return {
+            "listing": listing,
+            "files": files,
+            "untrusted": [s for s in data["untrusted"] if isinstance(s, str)],
+            "entries": entries,
+        }
 
     def save(self) -> None:
         """Write the cache if anything changed (atomically: temp file, fsync, rename)."""
@@ -241,28 +302,43 @@ class LoadCheck:
             return out
         assert isinstance(self.store, FileStore)
         stem_of = {sid: sdk_safe_id(sid) for sid in ids}
-        current = self.signatures = _signatures(self.store, stem_of.values())
-        entries = self._cache()["entries"]
+        current = self.scanned = scan(self.store)
+        cache = self._cache()
+        entries, files = cache["entries"], cache["files"]
+        recheck = changed_stems(files, current)
+        recheck.update(cache["untrusted"])
         stale = [
             sid
             for sid, stem in stem_of.items()
-            if stem not in entries
-            or entries[stem].get("sig") is None
-            or entries[stem].get("sig") != current[stem]
-            or entries[stem].get("id") != sid
+            if stem in recheck or stem not in entries or entries[stem]["id"] != sid
         ]
         if stale:
+            untrusted = set(cache["untrusted"])
+            limit = self._now - RACY_SECONDS * 1e9
             for sid in progress(stale) if progress is not None else stale:
                 stem = stem_of[sid]
-                sig = current[stem]
-                if sig[PARTS.index("session")] is None:  # deleted since listed
+                for part in PARTS:  # the files the verdict is reached on, as scanned before
+                    sig = current[part].get(stem)
+                    if sig is None:
+                        files.get(part, {}).pop(stem, None)
+                    else:
+                        files.setdefault(part, {})[stem] = sig
+                if stem not in current["session"]:  # deleted since listed
                     entries.pop(stem, None)
+                    untrusted.discard(stem)
                     continue
-                entries[stem] = {
-                    "id": sid,
-                    "sig": self._trusted(sig),
-                    "error": _check(self.store, sid),
-                }
+                entries[stem] = {"id": sid, "error": _check(self.store, sid)}
+                if newest(current, stem) >= limit:  # racily clean: look again next time
+                    untrusted.add(stem)
+                else:
+                    untrusted.discard(stem)
+            cache["untrusted"] = sorted(untrusted)
+            self._dirty = True
+        gone = [stem for stem in entries if stem not in current["session"]]
+        for stem in gone:  # sessions deleted: their verdicts and signatures go too
+            del entries[stem]
+            for sigs in files.values():
+                sigs.pop(stem, None)
             self._dirty = True
         out: dict[str, CorruptFileError] = {}
         for sid, stem in stem_of.items():

@@ -18,52 +18,28 @@ corrupt or foreign one is silently rebuilt, and a read-only store simply gets no
 from __future__ import annotations
 
 import logging
-import os
+import os  # noqa: F401 (the tests fail its writes through index.os)
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 from ._cachefile import read_json, write_json
+from ._loadcheck import changed_stems, newest, scan
 from .errors import CorruptFileError
-from .store import LAYOUT, FileStore
+from .store import FileStore
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 INDEX_FILE = "index.json"
 RACY_SECONDS = 2.0
 
 #: The parts a row depends on, besides the session file itself.
 FRAGMENT_PARTS = ("runs", "traces", "verification")
+#: Every part a row depends on.
+PARTS = ("session", *FRAGMENT_PARTS)
 
-Signature = list  # [[mtime_ns, size] | None] * (1 + len(FRAGMENT_PARTS))
 Compute = Callable[[str], "tuple[list[Any], list[str]] | None"]
-
-
-def _scan_dir(path: Path, pattern: str) -> dict[str, list[int]]:
-    """``stem -> [mtime_ns, size]`` of the files directly in ``path`` whose name is
-    ``pattern`` (a store ``LAYOUT`` file name) with ``{}`` filled by a non-empty stem."""
-    prefix, suffix = pattern.split("{}")
-    fixed = len(prefix) + len(suffix)
-    out: dict[str, list[int]] = {}
-    try:
-        it = os.scandir(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return out
-    with it:
-        for entry in it:
-            name = entry.name
-            if len(name) <= fixed or not name.startswith(prefix) or not name.endswith(suffix):
-                continue
-            try:
-                if not entry.is_file():
-                    continue
-                st = entry.stat()
-            except OSError:  # vanished while we looked
-                continue
-            out[name[len(prefix) : len(name) - len(suffix)]] = [st.st_mtime_ns, st.st_size]
-    return out
 
 
 class SessionIndex:
@@ -77,7 +53,8 @@ class SessionIndex:
 
     # ---- persistence ----------------------------------------------------------------------
 
-    def _load(self) -> dict[str, dict]:
+    def _load(self) -> dict[str, Any]:
+        empty: dict[str, Any] = {"files": {}, "untrusted": [], "entries": {}}
         data = read_json(self.path, "session index")
         if (
             not isinstance(data, dict)
@@ -85,31 +62,27 @@ class SessionIndex:
             or data.get("key") != self.key
             or data.get("columns") != self.columns
             or not isinstance(data.get("entries"), dict)
+            or not isinstance(data.get("files"), dict)
+            or not isinstance(data.get("untrusted"), list)
+            or not all(isinstance(stem, str) for stem in data["untrusted"])
+            or not all(
+                part in PARTS and isinstance(sigs, dict) for part, sigs in data["files"].items()
+            )
         ):
-            return {}
-        return data["entries"]
+            return empty
+        return data
 
-    def _save(self, entries: dict[str, dict]) -> None:
-        data = {
-            "format": INDEX_FORMAT,
-            "key": self.key,
-            "columns": self.columns,
-            "entries": entries,
-        }
-        write_json(self.path, data, "session index")
+    def _save(self, data: dict[str, Any]) -> None:
+        value = {"format": INDEX_FORMAT, "key": self.key, "columns": self.columns}
+        value.update((k, data[k]) for k in ("files", "untrusted", "entries"))
+        write_json(self.path, value, "session index")
 
     # ---- refresh -------------------------------------------------------------------------
 
-    def scan(self) -> dict[str, Signature]:
-        """The current signature of every session's files, by file stem."""
-        root = self.store.path
-        sessions, *fragments = (
-            _scan_dir(root / LAYOUT[part][0], LAYOUT[part][1])
-            for part in ("session", *FRAGMENT_PARTS)
-        )
-        return {
-            stem: [sig, *(frag.get(stem) for frag in fragments)] for stem, sig in sessions.items()
-        }
+    def scan(self) -> dict[str, dict[str, list[int]]]:
+        """The signature of the files of every session, as ``part -> stem -> [mtime_ns,
+        size]`` (see ``_loadcheck.scan``)."""
+        return scan(self.store, PARTS)
 
     def refresh(
         self,
@@ -117,32 +90,44 @@ class SessionIndex:
         *,
         stems: Iterable[str] | None = None,
         progress: Callable[[list], Iterable] | None = None,
-        current: dict[str, Signature] | None = None,
+        current: dict[str, dict[str, list[int]]] | None = None,
     ) -> dict[str, dict]:
         """Up-to-date entries (``{"row", "statuses"}`` or ``{"error"}``) by file stem.
 
         ``compute(stem)`` builds a row from the files (raising ``CorruptFileError``), or
         returns None if the session vanished meanwhile. ``stems`` limits the work to those
         sessions; the others keep their cached entries untouched. ``current`` is the
-        signature of every session of the store when the caller has scanned it already
-        (else ``scan()``).
+        ``scan()`` of the store when the caller has scanned it already (it may hold more
+        parts than the index depends on).
         """
         scanned_at = time.time_ns()
         if current is None:
             current = self.scan()
-        entries = self._load()
+        current = {part: current[part] for part in PARTS}
+        present = current["session"]
+        data = self._load()
+        entries: dict[str, dict] = data["entries"]
+        files: dict[str, dict[str, list[int]]] = data["files"]
         changed = False
-        for stem in [s for s in entries if s not in current]:  # deleted sessions
+        for stem in [s for s in entries if s not in present]:  # deleted sessions
             del entries[stem]
+            for sigs in files.values():
+                sigs.pop(stem, None)
             changed = True
-        wanted = set(current) if stems is None else set(stems).intersection(current)
-        stale = sorted(
-            stem
-            for stem in wanted
-            if stem not in entries or entries[stem].get("sig") != current[stem]
-        )
+        recheck = changed_stems(files, current)
+        recheck.update(data["untrusted"])
+        wanted = present.keys() if stems is None else set(stems).intersection(present)
+        stale = sorted(stem for stem in wanted if stem in recheck or stem not in entries)
+        untrusted = set(data["untrusted"])
+        limit = scanned_at - RACY_SECONDS * 1e9
         for stem in progress(stale) if progress is not None and stale else stale:
-            sig = current[stem]
+            for part in PARTS:  # the files the row is computed from, as scanned before
+                sig = current[part].get(stem)
+                if sig is None:
+                    files.get(part, {}).pop(stem, None)
+                else:
+                    files.setdefault(part, {})[stem] = sig
+            changed = True
             try:
                 result = compute(stem)
             except CorruptFileError as e:
@@ -150,15 +135,17 @@ class SessionIndex:
             else:
                 if result is None:
                     entries.pop(stem, None)
-                    changed = True
+                    untrusted.discard(stem)
                     continue
                 row, statuses = result
                 entry = {"row": row, "statuses": statuses}
-            newest = max((s[0] for s in sig if s is not None), default=0)
-            # racily clean: changed too recently to trust the signature next time
-            entry["sig"] = sig if newest < scanned_at - RACY_SECONDS * 1e9 else None
             entries[stem] = entry
-            changed = True
+            # racily clean: changed too recently to trust the signature next time
+            if newest(current, stem) >= limit:
+                untrusted.add(stem)
+            else:
+                untrusted.discard(stem)
         if changed:
-            self._save(entries)
+            data["untrusted"] = sorted(untrusted & entries.keys())
+            self._save(data)
         return {stem: entries[stem] for stem in wanted if stem in entries}
