@@ -12,12 +12,29 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ._json import loads
 
 log = logging.getLogger("a3s_nb")
+
+
+def _encoder() -> Callable[[Any], bytes]:
+    try:
+        import msgspec
+    except ImportError:  # pragma: no cover - msgspec comes with a3s-nb[all]
+
+        def encode(value: Any) -> bytes:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+        return encode
+    return msgspec.json.Encoder().encode
+
+
+#: Compact JSON as UTF-8 bytes (msgspec when installed: several times ``json.dumps``).
+encode = _encoder()
 
 
 def read_json(path: Path, what: str) -> Any | None:
@@ -38,11 +55,11 @@ def write_json(
 ) -> bool:
     """Write ``value`` to ``path`` all or nothing (temp file, then rename); False, with a
     log line, when the store cannot be written. ``fsync`` makes it durable too."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = encode(value)
     tmp = tmp or path.with_name(f"{path.name}.{os.getpid()}.{time.time_ns()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "wb") as f:
             f.write(text)
             if fsync:
                 f.flush()

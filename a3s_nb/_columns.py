@@ -266,7 +266,7 @@ def _with_attrs(frame: str, df: pd.DataFrame, errors: list[dict]) -> pd.DataFram
         df.attrs["price_table"] = price_table()
         unpriced = df["model"][df["cost_usd"].isna()]
         df.attrs["unpriced_models"] = sorted(
-            {"<unknown>" if pd.isna(m) else str(m) for m in unpriced}
+            {"<unknown>" if pd.isna(m) else str(m) for m in unpriced.unique()}
         )
     return df
 

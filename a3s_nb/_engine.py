@@ -25,7 +25,7 @@ from ._builders import (
     _VerificationBuilder,
 )
 from ._columns import _with_attrs
-from ._loadcheck import LoadCheck
+from ._loadcheck import LoadCheck, stems_of
 from ._sources import (
     _PARTS,
     _RUN_FRAMES,
@@ -478,7 +478,7 @@ def _index_rows(
     """The indexed ``sessions`` rows of the selected sessions, and the ids of those that
     load() accepts and the session filters keep."""
     base = sel.selected if sel.selected is not None else sel.known
-    stems = None if base is None else {sdk_safe_id(i) for i in base}
+    stems = None if base is None else set(stems_of(base))
     summaries = _index_summaries(
         src,
         stems,

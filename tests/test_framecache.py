@@ -1,0 +1,383 @@
+"""The warm paths: the store scan, the load verdicts, the sessions index and the segmented
+frame cache must never miss a change to a file the frames read, and a change must cost
+about the sessions it touches."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import a3s_nb
+from a3s_nb import _engine, _framecache, _loadcheck, _sources, _walk, index, schema
+from a3s_nb.frames import CorruptSessionWarning
+
+FRAMES = schema.FRAME_NAMES
+INDIA = "fix-india-2-004"
+IDS = [  # the fixture's sessions, sorted
+    "4287140e-de98-4f72-8e72-c616a812fc99",
+    "60246e33-b01d-47b4-a995-4a89a87f13f3",
+    "88efb826-562a-4324-ba5a-ca7fa4276dc8",
+    "chore-november-2-007",
+    "dc488148-a475-4c5d-b553-2ee4179ae7fc",
+    "explore-lima-2-001",
+    INDIA,
+    "fix-oscar-2-000",
+]
+
+
+@pytest.fixture
+def settled(monkeypatch):
+    """Files the test just wrote count as settled (the racy window is for real clocks)."""
+    for mod in (_framecache, _loadcheck, index):
+        monkeypatch.setattr(mod, "RACY_SECONDS", -1.0)
+
+
+@pytest.fixture
+def segments_of_two(monkeypatch):
+    """Segments of two sessions, so that the 8 sessions of the fixture make four."""
+    monkeypatch.setattr(_framecache, "SEGMENT_SESSIONS", 2)
+
+
+@pytest.fixture
+def reads(monkeypatch) -> list[str]:
+    """The session ids whose files the frames parse, call after call."""
+    seen: list[str] = []
+    real = _sources._StoreSource._read_file
+
+    def spy(self, session_id, part):
+        seen.append(session_id)
+        return real(self, session_id, part)
+
+    monkeypatch.setattr(_sources._StoreSource, "_read_file", spy)
+    return seen
+
+
+@pytest.fixture
+def summarized(monkeypatch) -> list[str]:
+    """The sessions whose ``sessions`` row the index computes from the files."""
+    seen: list[str] = []
+    real = _walk._summarize
+
+    def spy(source, stem):
+        seen.append(stem)
+        return real(source, stem)
+
+    monkeypatch.setattr(_walk, "_summarize", spy)
+    return seen
+
+
+@pytest.fixture
+def checked(monkeypatch) -> list[str]:
+    """The sessions the load check validates with ``Store.load``."""
+    seen: list[str] = []
+    real = _loadcheck._check
+
+    def spy(store, session_id):
+        seen.append(session_id)
+        return real(store, session_id)
+
+    monkeypatch.setattr(_loadcheck, "_check", spy)
+    return seen
+
+
+def fresh(store_dir: Path) -> dict[str, pd.DataFrame]:
+    """The frames built from the files, with no cache."""
+    return _engine._collect_frames(
+        store_dir,
+        FRAMES,
+        ids=None,
+        since=None,
+        until=None,
+        status=None,
+        progress=False,
+        cache=False,
+    )
+
+
+def same(got: dict[str, pd.DataFrame], expected: dict[str, pd.DataFrame]) -> None:
+    for name in FRAMES:
+        pd.testing.assert_frame_equal(got[name], expected[name], obj=name)
+        assert got[name].attrs == expected[name].attrs, name
+
+
+def segment_files(store_dir: Path, frame: str) -> list[str]:
+    manifest = json.loads((store_dir / ".a3s_nb" / "frames" / f"{frame}.json").read_text())
+    return [seg["file"] for seg in manifest["segments"]]
+
+
+def rewrite(path: Path, old: str, new: str) -> None:
+    """Rewrite ``path`` in place, same size, with an mtime long past (no racy window)."""
+    text = path.read_text()
+    assert old in text and len(old) == len(new)
+    before = path.stat()
+    with open(path, "r+", encoding="utf-8") as f:  # in place: same inode, same directory
+        f.write(text.replace(old, new, 1))
+    mtime = time.time_ns() - 300 * 10**9
+    os.utime(path, ns=(mtime, mtime))
+    after = path.stat()
+    assert after.st_size == before.st_size and after.st_ino == before.st_ino
+
+
+def edit_runs(store_dir: Path, sid: str, edit) -> Path:
+    path = store_dir / "runs" / f"{sid}.json"
+    runs = json.loads(path.read_text())
+    edit(runs)
+    path.write_text(json.dumps(runs, indent=2))
+    return path
+
+
+# ----------------------------------------------------------------------------- segments
+
+
+def test_segments_one_changed_session_rewrites_one_segment(
+    fixture_dir, settled, segments_of_two, reads
+):
+    first = a3s_nb.all_frames(fixture_dir)
+    same(first, fresh(fixture_dir))
+    before = {frame: segment_files(fixture_dir, frame) for frame in _framecache.CACHED}
+    assert all(len(files) == 4 for files in before.values())
+    reads.clear()
+    again = a3s_nb.all_frames(fixture_dir)
+    assert reads == []
+    same(again, first)
+
+    edit_runs(fixture_dir, INDIA, lambda runs: runs[0]["snapshot"].update(prompt="changed"))
+    reads.clear()
+    got = a3s_nb.all_frames(fixture_dir)
+    assert set(reads) == {INDIA}
+    assert "changed" in set(got["runs"].prompt)
+    same(got, fresh(fixture_dir))
+    for frame in _framecache.CACHED:
+        after = segment_files(fixture_dir, frame)
+        # INDIA is in the last segment: only that one was written again
+        assert after[:3] == before[frame][:3] and after[3] != before[frame][3], frame
+    files = {p.name for p in (fixture_dir / ".a3s_nb" / "frames").glob("*.arrow")}
+    assert files == {f for frame in _framecache.CACHED for f in segment_files(fixture_dir, frame)}
+
+
+def test_segments_follow_sessions_added_and_deleted(fixture_dir, settled, segments_of_two, reads):
+    a3s_nb.all_frames(fixture_dir)
+    store = a3s_nb.FileStore(fixture_dir)
+    bundles = {sid: store.load(sid) for sid in ("chore-november-2-007", "fix-oscar-2-000")}
+    # both sessions of the second segment go; new ones come before, between and after all
+    for sid in ("60246e33-b01d-47b4-a995-4a89a87f13f3", "88efb826-562a-4324-ba5a-ca7fa4276dc8"):
+        store.delete(sid)
+    store.delete("chore-november-2-007")
+    new_ids = ["000-first", "d-between", "zzz-last"]
+    for new_id, bundle in zip(
+        new_ids, [*bundles.values(), bundles["fix-oscar-2-000"]], strict=True
+    ):
+        copy = bundle.model_copy(deep=True)
+        copy.session.id = new_id
+        for run in copy.runs:
+            run.snapshot.session_id = new_id
+        store.save(copy)
+    reads.clear()
+    got = a3s_nb.all_frames(fixture_dir)
+    assert set(reads) == set(new_ids)
+    assert set(got["sessions"].session_id) == set(store.list())
+    same(got, fresh(fixture_dir))
+    reads.clear()
+    same(a3s_nb.all_frames(fixture_dir), got)
+    assert reads == []
+    # every session gone
+    for sid in store.list():
+        store.delete(sid)
+    got = a3s_nb.all_frames(fixture_dir)
+    assert all(len(df) == 0 for df in got.values())
+    same(got, fresh(fixture_dir))
+
+
+def test_a_segment_grown_too_large_is_split(fixture_dir, settled, monkeypatch, reads):
+    monkeypatch.setattr(_framecache, "SEGMENT_SESSIONS", 4)
+    a3s_nb.all_frames(fixture_dir)
+    assert len(segment_files(fixture_dir, "runs")) == 1  # 8 sessions: not past twice 4
+    monkeypatch.setattr(_framecache, "SEGMENT_SESSIONS", 3)
+    edit_runs(fixture_dir, INDIA, lambda runs: runs[0]["snapshot"].update(prompt="changed"))
+    reads.clear()
+    got = a3s_nb.all_frames(fixture_dir)
+    assert set(reads) == {INDIA}
+    assert len(segment_files(fixture_dir, "runs")) == 3
+    same(got, fresh(fixture_dir))
+    edit_runs(fixture_dir, IDS[0], lambda runs: runs[0]["snapshot"].update(prompt="first"))
+    reads.clear()
+    got = a3s_nb.all_frames(fixture_dir)
+    assert set(reads) == {IDS[0]}
+    same(got, fresh(fixture_dir))
+
+
+def test_a_damaged_segment_is_rebuilt_alone(fixture_dir, settled, segments_of_two, reads):
+    expected = a3s_nb.all_frames(fixture_dir)
+    cache = fixture_dir / ".a3s_nb" / "frames"
+    second = segment_files(fixture_dir, "run_events")[1]
+    (cache / second).write_bytes((cache / second).read_bytes()[:200])
+    reads.clear()
+    same(a3s_nb.all_frames(fixture_dir), expected)
+    assert sorted(set(reads)) == IDS[2:4]  # the sessions of that segment only
+    assert second not in segment_files(fixture_dir, "run_events")
+
+
+def test_a_forged_segment_digest_is_caught_by_the_file_signatures(
+    fixture_dir, settled, segments_of_two
+):
+    """A digest that matches nothing only makes the signatures be compared one by one."""
+    a3s_nb.all_frames(fixture_dir)
+    path = fixture_dir / ".a3s_nb" / "frames" / "runs.json"
+    manifest = json.loads(path.read_text())
+    for seg in manifest["segments"]:
+        seg["digest"] = "0" * 32
+    path.write_text(json.dumps(manifest))
+    edit_runs(fixture_dir, INDIA, lambda runs: runs[0]["snapshot"].update(prompt="changed"))
+    same(a3s_nb.all_frames(fixture_dir), fresh(fixture_dir))
+
+
+# ----------------------------------------------------------------------------- trust
+
+
+@pytest.mark.parametrize(
+    ("part", "old", "new"),
+    [
+        ("session", '"state": "Active"', '"state": "Paused"'),
+        ("runs", '"status": "completed"', '"status": "cancelled"'),
+        ("traces", '"duration_ms": 3', '"duration_ms": 4'),
+        ("verification", '"status": "failed"', '"status": "passed"'),
+    ],
+)
+def test_an_in_place_same_size_rewrite_of_any_part_is_noticed(
+    fixture_dir, segments_of_two, summarized, part, old, new
+):
+    a3s_nb.all_frames(fixture_dir)
+    a3s_nb.sessions(fixture_dir)
+    path = {
+        "session": fixture_dir / f"{INDIA}.json",
+        "runs": fixture_dir / "runs" / f"{INDIA}.json",
+        "traces": fixture_dir / "traces" / f"{INDIA}.json",
+        "verification": fixture_dir / "verification" / f"{INDIA}.json",
+    }[part]
+    if part == "runs" and old not in path.read_text():
+        old, new = '"status": "failed"', '"status": "paused"'
+    rewrite(path, old, new)
+    summarized.clear()
+    expected = fresh(fixture_dir)
+    same(a3s_nb.all_frames(fixture_dir), expected)
+    pd.testing.assert_frame_equal(a3s_nb.sessions(fixture_dir), expected["sessions"])
+    assert summarized == [INDIA]
+
+
+def test_an_in_place_rewrite_of_the_artifacts_manifest_is_checked_again(fixture_dir, checked):
+    a3s_nb.all_frames(fixture_dir)
+    checked.clear()
+    a3s_nb.all_frames(fixture_dir)
+    assert checked == []  # the verdicts come from the cache
+    path = fixture_dir / "artifacts" / INDIA / "artifacts.json"
+    rewrite(path, '"artifacts": []', '"artifacts": {}')
+    with pytest.raises(a3s_nb.CorruptFileError):
+        a3s_nb.FileStore(fixture_dir).load(INDIA)
+    with pytest.warns(CorruptSessionWarning, match=INDIA):
+        got = a3s_nb.all_frames(fixture_dir)
+    assert checked == [INDIA]
+    for name, df in got.items():
+        assert INDIA not in set(df.session_id), name
+    with pytest.warns(CorruptSessionWarning, match=INDIA):
+        assert INDIA not in set(a3s_nb.sessions(fixture_dir).session_id)
+
+
+def test_a_fragment_removed_then_added_back_is_noticed(fixture_dir, settled, reads):
+    first = a3s_nb.all_frames(fixture_dir)
+    path = fixture_dir / "traces" / f"{INDIA}.json"
+    text = path.read_text()
+    path.unlink()
+    reads.clear()
+    got = a3s_nb.all_frames(fixture_dir)
+    assert set(reads) == {INDIA} and INDIA not in set(got["traces"].session_id)
+    same(got, fresh(fixture_dir))
+    path.write_text(text)
+    same(a3s_nb.all_frames(fixture_dir), first)
+
+
+def test_a_file_that_goes_bad_and_good_again(fixture_dir, settled):
+    first = a3s_nb.all_frames(fixture_dir)
+    path = fixture_dir / "runs" / f"{INDIA}.json"
+    good = path.read_text()
+    path.write_text(good[:-40])  # torn
+    with pytest.warns(CorruptSessionWarning, match=INDIA):
+        got = a3s_nb.all_frames(fixture_dir)
+    for name, df in got.items():
+        assert INDIA not in set(df.session_id), name
+        assert [e["session_id"] for e in df.attrs["errors"]] == [INDIA], name
+    path.write_text(good)
+    same(a3s_nb.all_frames(fixture_dir), first)
+
+
+def test_a_dangling_link_in_place_of_a_session_file_is_reported(fixture_dir, settled):
+    a3s_nb.all_frames(fixture_dir)
+    target = fixture_dir / "runs" / f"{INDIA}.json"
+    target.rename(fixture_dir / "elsewhere.txt")
+    target.symlink_to(fixture_dir / "nowhere.json")
+    with pytest.warns(CorruptSessionWarning, match=INDIA):
+        got = a3s_nb.all_frames(fixture_dir)
+    assert INDIA not in set(got["runs"].session_id)
+    scanned = _loadcheck.scan(a3s_nb.FileStore(fixture_dir))
+    assert scanned["runs"][INDIA] == _loadcheck.UNREADABLE
+
+
+def test_racily_clean_files_are_looked_at_again(fixture_dir, reads, checked, summarized):
+    """A file changed within the timestamp granularity of the check is not trusted: a
+    same-size rewrite in that window would keep its signature."""
+    a3s_nb.all_frames(fixture_dir)
+    a3s_nb.sessions(fixture_dir)
+    path = fixture_dir / "runs" / f"{INDIA}.json"
+    path.write_text(path.read_text())  # mtime: now
+    for _ in range(2):  # as long as the file is that recent
+        for call in (a3s_nb.all_frames, a3s_nb.sessions):
+            reads.clear()
+            checked.clear()
+            summarized.clear()
+            call(fixture_dir)
+            assert set(reads) == {INDIA} and checked == [INDIA], call
+            if call is a3s_nb.sessions:
+                assert summarized == [INDIA]
+    loadcheck = json.loads((fixture_dir / ".a3s_nb" / "loadcheck.json").read_text())
+    assert loadcheck["untrusted"] == [INDIA]
+    for frame in _framecache.CACHED:  # the frame cache does not trust those rows either
+        (name,) = segment_files(fixture_dir, frame)
+        with pa.memory_map(str(fixture_dir / ".a3s_nb" / "frames" / name)) as source:
+            meta = pa.ipc.open_file(source).schema.metadata
+        sigs = json.loads(meta[b"a3s_nb.sessions"])
+        assert sigs[INDIA] is None and sigs[IDS[0]] is not None, frame
+
+
+def test_an_unchanged_store_is_looked_at_once_per_file(fixture_dir, settled, monkeypatch):
+    """A warm call lists each directory once and stats each file once: the load check, the
+    index and the frame cache share one scan."""
+    a3s_nb.all_frames(fixture_dir)
+    a3s_nb.sessions(fixture_dir)
+    scans: list[int] = []
+    real = _loadcheck.scan
+
+    def counting(store, parts=_loadcheck.PARTS):
+        scans.append(1)
+        return real(store, parts)
+
+    monkeypatch.setattr(_loadcheck, "scan", counting)
+    monkeypatch.setattr(index, "scan", counting)
+    a3s_nb.all_frames(fixture_dir)
+    assert len(scans) == 1
+    scans.clear()
+    a3s_nb.sessions(fixture_dir)
+    assert len(scans) == 1
+
+
+def test_stems_of_many_ids_is_sdk_safe_id_of_each():
+    from a3s_nb.store import sdk_safe_id
+
+    ids = ["a/b", "a\\b", "..", "...", "a..b.", ".a", "b.", "é/ü", "plain", "", "x" * 300]
+    assert _loadcheck.stems_of(ids) == [sdk_safe_id(i) for i in ids]
+    assert _loadcheck.stems_of([]) == []
+    assert _loadcheck.stems_of(["a\x00/b"]) == ["a\x00_b"]
