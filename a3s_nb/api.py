@@ -49,7 +49,7 @@ from .errors import (
 )
 from .models import SessionBundle, SessionData
 from .saved import SavedSession
-from .store import FileStore, Store, open_store, validate_session_id
+from .store import FileStore, Store, decode_text, open_store, validate_session_id
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -321,17 +321,19 @@ def _previous(
     it kept is parsed instead of the whole document (a changed file is read as usual).
     """
     try:
-        doc = None
-        if encoder is not None:
+        if encoder is None:
+            doc = st.read_raw(sid, "session")
+        else:
             with st.lock(shared=True):
                 data = st._read_data(sid, "session")
-            if data is None:
-                return None, False
             head = encoder.head_written_as(data) if isinstance(data, bytes) else None
             if head is not None:
                 doc = json.loads(head)
-        if doc is None:
-            doc = st.read_raw(sid, "session")
+            elif data is not None:  # parsed as read_raw parses it
+                text = decode_text(data, st.location(sid)) if isinstance(data, bytes) else data
+                doc = st._parse_json(sid, "session", text)
+            else:
+                doc = None
         if doc is None:
             return None, False
         if not isinstance(doc, dict):

@@ -1237,12 +1237,15 @@ def _dead_leftover(name: str) -> bool:
 def _read_text(path: Path) -> str | None:
     """The text of one store file, None when absent; CorruptFileError for anything odd."""
     data = _read_bytes(path)
-    if data is None:
-        return None
+    return None if data is None else decode_text(data, path)
+
+
+def decode_text(data: bytes, where: str | os.PathLike[str]) -> str:
+    """A store file's bytes as text; CorruptFileError naming ``where`` if not UTF-8."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise CorruptFileError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise CorruptFileError(where, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def _read_bytes(path: Path) -> bytes | None:

@@ -241,16 +241,16 @@ def test_a_finding_path_not_understood_falls_back_to_scanning_everything(
 
 
 def count_session_parses(monkeypatch) -> list[str]:
-    """The session documents parsed whole (read_raw), by id."""
+    """The session documents parsed whole, by id."""
     parsed: list[str] = []
-    read_raw = a3s_nb.FileStore.read_raw
+    parse = a3s_nb.FileStore._parse_json
 
-    def counting(self, sid, part):
+    def counting(self, sid, part, text):
         if part == "session":
             parsed.append(sid)
-        return read_raw(self, sid, part)
+        return parse(self, sid, part, text)
 
-    monkeypatch.setattr(a3s_nb.FileStore, "read_raw", counting)
+    monkeypatch.setattr(a3s_nb.FileStore, "_parse_json", counting)
     return parsed
 
 
