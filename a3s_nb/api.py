@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -367,6 +368,7 @@ def _previous(
 _WROTE: OrderedDict[tuple[int, str, str], bytes] = OrderedDict()
 _WROTE_DIGESTS: dict[tuple[int, str, str], bytes] = {}
 _WROTE_KEPT = 8
+_WROTE_LOCK = threading.Lock()
 
 
 def _digest(data: bytes) -> bytes:
@@ -375,21 +377,22 @@ def _digest(data: bytes) -> bytes:
 
 def _wrote(mark: tuple[int, str, str], data: bytes) -> None:
     """Remember that the live session of ``mark`` wrote the session document ``data``."""
-    _WROTE_DIGESTS.pop(mark, None)
-    _WROTE[mark] = data
-    _WROTE.move_to_end(mark)
-    while len(_WROTE) > _WROTE_KEPT:
-        old, old_data = _WROTE.popitem(last=False)
-        _WROTE_DIGESTS[old] = _digest(old_data)
+    with _WROTE_LOCK:
+        _WROTE_DIGESTS.pop(mark, None)
+        _WROTE[mark] = data
+        _WROTE.move_to_end(mark)
+        while len(_WROTE) > _WROTE_KEPT:
+            old, old_data = _WROTE.popitem(last=False)
+            _WROTE_DIGESTS[old] = _digest(old_data)
 
 
 def _wrote_this(mark: tuple[int, str, str], stored: str | bytes) -> bool:
     """Whether ``stored`` is the session document the live session of ``mark`` last wrote."""
     data = stored if isinstance(stored, bytes) else stored.encode("utf-8", "surrogatepass")
-    kept = _WROTE.get(mark)
+    with _WROTE_LOCK:
+        kept, digest = _WROTE.get(mark), _WROTE_DIGESTS.get(mark)
     if kept is not None:
         return kept == data
-    digest = _WROTE_DIGESTS.get(mark)
     return digest is not None and digest == _digest(data)
 
 
