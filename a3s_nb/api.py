@@ -188,13 +188,16 @@ def save(
     sid = validate_session_id(str(session.session_id) if id is None else id)
     encoder = serde.encoder_for((_store_key(store) if st is None else _store_key(st), sid))
     previous, unreadable = _previous(st, sid, encoder) if st is not None else (None, False)
-    parts = capture_parts(session, session_id=sid, model=model, previous=previous)
-    encoded = _encode(encoder, parts)
+    run_keys: list[bytes] = []
+    parts = capture_parts(
+        session, session_id=sid, model=model, previous=previous, run_keys=run_keys
+    )
+    encoded = _encode(encoder, parts, run_keys)
     redacted = kept = 0
     if redact:
         parts, findings = _scan(encoder, parts, encoded, env, redact=True)
         redacted = len(findings)
-        if findings:
+        if findings:  # redacted runs hold other events: keyed from what they hold
             encoded = _encode(encoder, parts)
     else:
         _, findings = _scan(encoder, parts, encoded, env, redact=False)
@@ -455,9 +458,11 @@ def _check(
     return stored_text is not None
 
 
-def _encode(encoder: serde.PartEncoder, parts: dict[str, Any]) -> dict[str, serde.EncodedPart]:
+def _encode(
+    encoder: serde.PartEncoder, parts: dict[str, Any], run_keys: list[bytes] | None = None
+) -> dict[str, serde.EncodedPart]:
     try:
-        return encoder.encode(parts)
+        return encoder.encode(parts, run_keys=run_keys)
     except serde.PartError as e:
         raise CaptureError(
             "the session does not have the a3s-code shape: " + e.describe()

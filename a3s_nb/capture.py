@@ -134,11 +134,17 @@ def capture_parts(
     model: str | None = None,
     previous: Previous | None = None,
     now: float | None = None,
+    run_keys: list[bytes] | None = None,
 ) -> dict[str, Any]:
     """Read a live session into the JSON value of each file the store writes, by part.
 
     As :func:`capture`, without building models: the values are what the SDK returns (a
     :class:`~a3s_nb.serde.PartEncoder` validates them before they are written).
+
+    ``run_keys``, if given, is filled with the content key (:func:`a3s_nb.serde.content_key`)
+    of each run's events, in order: computed once, when the events are read from the SDK
+    (those of a finished run are kept, and so is their key), for
+    :meth:`~a3s_nb.serde.PartEncoder.encode`.
     """
     if not is_session_like(session):
         raise NotASessionError(
@@ -168,6 +174,8 @@ def capture_parts(
         raise CaptureError(f"could not read session {live_id!r}: {e}") from e
 
     runs = [{"snapshot": r.snapshot, "events": list(r.events)} for r in read]
+    if run_keys is not None:
+        run_keys[:] = [r.events_key for r in read]
     for run in runs:
         run["snapshot"]["session_id"] = sid
         # a3s-code 3.3+ counts events cumulatively (older ones may have been trimmed), so
@@ -225,6 +233,7 @@ class _Run:
     events: list[Any]
     tool_ends: list[dict[str, Any]]
     usages: list[dict[str, Any]]  # of its agent_end events
+    events_key: bytes  # content_key(events), taken as they were read
 
 
 # Runs that are over do not change: the last few live sessions' are kept, so a save after
@@ -253,10 +262,10 @@ def _read_runs(session: Any, snapshots: list[dict[str, Any]]) -> list[_Run]:
         known = kept.get(run_id)
         if known is None or known.snapshot != snapshot:
             events = list(session.run_events(run_id))
-            known = _Run(dict(snapshot), events, *_digest(events))
+            known = _Run(dict(snapshot), events, *_digest(events), content_key(events))
         if snapshot.get("status") in _FINISHED:
             finished[run_id] = known
-        out.append(_Run(snapshot, known.events, known.tool_ends, known.usages))
+        out.append(_Run(snapshot, known.events, known.tool_ends, known.usages, known.events_key))
     with _EVENTS_LOCK:
         kept.clear()
         kept.update(finished)

@@ -19,7 +19,7 @@ import operator
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -242,7 +242,7 @@ class EncodedPart:
     """
 
     data: bytes  # the file, as UTF-8
-    items: list[bytes]  # the content key of each item, in order
+    items: list[Any]  # the content key of each item, in order
     new: list[int]  # indexes of the items validated by this call
     entries: list[Entry] = field(default_factory=list, repr=False)
     head: bytes | None = field(default=None, repr=False)
@@ -299,17 +299,28 @@ class PartEncoder:
     """
 
     def __init__(self) -> None:
-        self._items: dict[str, dict[bytes, Entry]] = {}  # by part (each has its indent)
+        self._items: dict[str, dict[Any, Entry]] = {}  # by part (each has its indent)
         self._lock = threading.Lock()
         self._key = key_function()  # an encoder of its own: encode() holds the lock
         self._written: tuple[bytes, bytes | None] | None = None
 
-    def encode(self, parts: Mapping[str, Any]) -> dict[str, EncodedPart]:
-        """The text of each part; raises :class:`PartError` for one that would not load."""
+    def encode(
+        self, parts: Mapping[str, Any], *, run_keys: Sequence[bytes] | None = None
+    ) -> dict[str, EncodedPart]:
+        """The text of each part; raises :class:`PartError` for one that would not load.
+
+        ``run_keys`` are the content keys of the runs' events (``content_key(run["events"])``
+        for each run, in order), when the caller has them: then only the rest of each run
+        record is keyed here, not its events again (see :func:`a3s_nb.capture.capture_parts`).
+        A wrong one writes a run as it was when that key was taken: pass keys only for
+        events that cannot have changed since.
+        """
         with self._lock:
-            seen: dict[str, dict[bytes, Entry]] = {}
+            seen: dict[str, dict[Any, Entry]] = {}
             out = {
-                part: self._encode_part(part, value, seen.setdefault(part, {}))
+                part: self._encode_part(
+                    part, value, seen.setdefault(part, {}), run_keys if part == "runs" else None
+                )
                 for part, value in parts.items()
             }
             self._items = seen
@@ -328,14 +339,25 @@ class PartEncoder:
 
     # ---- internals ---------------------------------------------------------------------
 
-    def _encode_part(self, part: str, value: Any, seen: dict[bytes, Entry]) -> EncodedPart:
+    def _encode_part(
+        self,
+        part: str,
+        value: Any,
+        seen: dict[Any, Entry],
+        events_keys: Sequence[bytes] | None = None,
+    ) -> EncodedPart:
         layout = _LAYOUTS[part]
         if layout.key is None:
             items, head = value, None
         else:
             items = value[layout.key]
             head = {k: ([] if k == layout.key else v) for k, v in value.items()}
-        keys = list(map(self._key, items))
+        if part == "runs":
+            if events_keys is None or len(events_keys) != len(items):
+                events_keys = [None] * len(items)  # type: ignore[list-item]
+            keys = list(map(self._run_key, items, events_keys))
+        else:
+            keys = list(map(self._key, items))
         entries: list[Entry | None] = list(map(self._items.get(part, {}).get, keys))
         new: list[int] = []
         if None in entries:  # Entry compares by identity: this test runs at C speed
@@ -362,6 +384,16 @@ class PartEncoder:
         at = head_text.index(marker) + len(marker) - 2
         data = b"".join([head_text[:at], *chunks, head_text[at + 2 :]])
         return EncodedPart(data, keys, new, entries, head_text)  # type: ignore[arg-type]
+
+    def _run_key(self, run: Any, events_key: bytes | None) -> Any:
+        """A run record's key: the key of the record without its events (their place
+        kept), paired with the key of its events, given (computed when they were read) or
+        computed here. A pair never equals a bytes key, so the kinds never meet."""
+        if type(run) is not dict or "events" not in run:
+            return self._key(run)
+        if events_key is None:
+            events_key = self._key(run["events"])
+        return (self._key({**run, "events": None}), events_key)
 
     def _item_text(self, loc: tuple[Any, ...], layout: _Layout, item: Any) -> bytes:
         """Validate one item (from its JSON, as a load reads it); its indented text."""

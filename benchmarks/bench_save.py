@@ -96,10 +96,13 @@ def steps(session: Any, store: a3s_nb.Store) -> dict[str, float]:
     out: dict[str, float] = {}
     encoder = serde.encoder_for((api._store_key(store), SESSION_ID))
     out["previous"], (previous, _) = timed(lambda: api._previous(store, SESSION_ID, encoder))
+    run_keys: list[bytes] = []
     out["capture"], parts = timed(
-        lambda: capture.capture_parts(session, session_id=SESSION_ID, previous=previous)
+        lambda: capture.capture_parts(
+            session, session_id=SESSION_ID, previous=previous, run_keys=run_keys
+        )
     )
-    out["encode"], encoded = timed(lambda: encoder.encode(parts))
+    out["encode"], encoded = timed(lambda: encoder.encode(parts, run_keys=run_keys))
     out["scan"], _ = timed(lambda: api._scan(encoder, parts, encoded, None, redact=False))
     data = {part: e.data for part, e in encoded.items()}
     mark = api._mark(store, SESSION_ID, session)

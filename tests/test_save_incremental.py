@@ -346,3 +346,46 @@ def test_a_memory_store_is_saved_into_as_a_directory_is(fake, tmp_path):
     a3s_nb.save(fake, store=tmp_path)
     for part, data in files(tmp_path, "oscar-live").items():
         assert memory._read("oscar-live", part) == data.decode("utf-8"), part
+
+
+def test_the_events_of_finished_runs_are_keyed_once(fake, tmp_path, monkeypatch):
+    """A save after one more send reads, keys and writes the new run's events, not all."""
+    keyed: list[int] = []  # events in each list of events given a content key
+
+    def counting(key):
+        def counted(value):
+            first = value[0] if isinstance(value, list) and value else None
+            if isinstance(first, dict) and "event" in first and "sequence" in first:
+                keyed.append(len(value))
+            return key(value)
+
+        return counted
+
+    real = serde.key_function
+    monkeypatch.setattr(serde, "key_function", lambda **kw: counting(real(**kw)))
+    monkeypatch.setattr(capture, "content_key", counting(serde.content_key))
+    a3s_nb.save(fake, store=tmp_path / "a")
+    assert sum(keyed) == sum(len(r["events"]) for r in fake._runs)  # each run's, once
+    keyed.clear()
+    fake.send("one more")
+    a3s_nb.save(fake, store=tmp_path / "a")
+    assert keyed == [len(fake._runs[-1]["events"])]
+    forget()
+    a3s_nb.save(fake, store=tmp_path / "b")
+    assert files(tmp_path / "a", "oscar-live") == files(tmp_path / "b", "oscar-live")
+
+
+def test_a_redacting_save_keeps_what_it_knows_of_the_runs(fake, tmp_path):
+    a3s_nb.save(fake, store=tmp_path / "a", env={})
+    fake.send(f"here: {OPENAI}")  # in a message and in the new run
+    result = a3s_nb.save(fake, store=tmp_path / "a", env={}, redact=True)
+    assert result.redacted == 3
+    # the redacted parts were keyed from their events; the next save's keys taken when the
+    # events were read meet them: only the run holding the secret and the new one are new
+    encoder = serde.encoder_for((str(tmp_path / "a"), "oscar-live"))
+    fake.send("and an ordinary prompt")
+    run_keys: list[bytes] = []
+    parts = capture.capture_parts(fake, session_id="oscar-live", run_keys=run_keys)
+    assert len(run_keys) == len(parts["runs"])
+    encoded = encoder.encode(parts, run_keys=run_keys)
+    assert encoded["runs"].new == [len(fake._runs) - 2, len(fake._runs) - 1]
