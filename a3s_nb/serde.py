@@ -289,10 +289,11 @@ class PartEncoder:
     """Validates and serialises the parts of one session, reusing unchanged items.
 
     An item (a message, a run record, a trace event, ...) is identified by its content (see
-    :func:`key_function`). The first time an item is seen it is validated against the
-    models exactly as :meth:`Store.load` will read it back, and its pretty text is kept; later calls with
-    the same content reuse both. So saving a session again costs about what changed since
-    the last save, not its whole history. Only the items of the latest call are kept.
+    :func:`key_function`; a run record by its events' key and the rest's). The first time
+    an item is seen it is validated against the models exactly as :meth:`Store.load` will
+    read it back, and its pretty text is kept; later calls with the same content reuse
+    both. So saving a session again costs about what changed since the last save, not its
+    whole history. Only the items of the latest call are kept, each part's apart.
 
     An item whose model form differs from the value given (an alias, a field a3s_nb never
     writes) is written in the model form, as :meth:`Store.save` writes a bundle.
