@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -209,3 +210,14 @@ def test_keys_of_the_two_kinds_never_meet():
     assert key(2**70).startswith(b"\xc1")  # the JSON fallback
     assert all(not key(v).startswith(b"\xc1") for v in (None, 1, "x", [1], {"a": 1}, 1.5))
     assert b"a3s://x" in serde.content_key({"t": ["see a3s://x"]})
+
+
+def test_without_msgspec_items_are_keyed_by_their_json_and_written_alike(monkeypatch):
+    parts = _parts("fix-oscar-2-000")
+    expected = {p: e.text for p, e in serde.PartEncoder().encode(parts).items()}
+    monkeypatch.setitem(sys.modules, "msgspec", None)  # import msgspec fails
+    enc = serde.PartEncoder()
+    assert enc._key({"a": 1}) == b'\xc1{"a":1}'
+    for _ in range(2):  # validated, then reused
+        assert {p: e.text for p, e in enc.encode(parts).items()} == expected
+    assert all(e.new == [] for e in enc.encode(parts).values())
