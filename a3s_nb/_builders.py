@@ -20,19 +20,18 @@ from ._columns import (
     _Repeat,
     _too_big,
 )
+from ._runfile import K_TOOL_END, TYPE_NAMES, Record, Run
+from ._runfile import MEMO_EVENTS as _MEMO_EVENTS
 from ._sources import CorruptSessionWarning
 from ._tokens import USAGE_KEYS as _USAGE_KEYS
 from ._walk import (
     _S_UPDATED,
     _SESSION_COLS,
     _d,
-    _int,
     _l,
-    _last_timestamp,
     _run_cost,
     _RunStats,
     _Span,
-    _SpanWalker,
     _str,
 )
 from ._warn import warn
@@ -121,17 +120,27 @@ class _Builder:
 
 
 class _MessagesBuilder(_Builder):
+    """Rows as tuples (``_MESSAGE_COLS`` order), turned into columns a block at a time."""
+
     def __init__(self) -> None:
         super().__init__("messages")
 
-    def add(self, session_id: str, session: dict) -> None:
+    def fresh(self) -> dict[str, Any]:
+        return {"rows": [], "session_id": _Repeat()}
+
+    def take_columns(self) -> dict[str, Any]:
         c = self.cols
-        sid, mi, bi, ut = c["session_id"], c["message_index"], c["block_index"], c["user_message"]
-        role_c, btype, text, tuid = c["role"], c["block_type"], c["text"], c["tool_use_id"]
-        tname, tinput, iserr = c["tool_name"], c["tool_input"], c["is_error"]
+        rows = c.pop("rows")
+        columns = [list(col) for col in zip(*rows, strict=True)]
+        for name, col in zip(_MESSAGE_COLS, columns or [[] for _ in _MESSAGE_COLS], strict=True):
+            c[name] = col
+        return c
+
+    def add(self, session_id: str, session: dict) -> None:
+        rows = self.cols["rows"]
+        n = len(rows)
         tool_names: dict[str, str] = {}
         user_message = -1
-        n = 0
         for m_index, m in enumerate(_l(session.get("messages"))):
             m = _d(m)
             role = _str(m.get("role"))
@@ -139,27 +148,33 @@ class _MessagesBuilder(_Builder):
             if role == "user" and any(_d(b).get("type") == "text" for b in blocks):
                 user_message += 1
             turn = user_message if user_message >= 0 else None
-            rows: list[tuple] = []
+            start = len(rows)
             reasoning = m.get("reasoning_content")
             if isinstance(reasoning, str):
-                rows.append((None, "reasoning", reasoning, None, None, None, None))
+                rows.append(
+                    (m_index, None, turn, role, "reasoning", reasoning, None, None, None, None)
+                )
             for b_index, b in enumerate(blocks):
                 b = _d(b)
                 kind = _str(b.get("type"))
                 if kind == "text":
-                    rows.append((b_index, kind, _str(b.get("text")), None, None, None, None))
+                    text = _str(b.get("text"))
+                    rows.append((m_index, b_index, turn, role, kind, text, None, None, None, None))
                 elif kind == "tool_use":
                     uid, name = _str(b.get("id")), _str(b.get("name"))
                     if uid is not None and name is not None:
                         tool_names[uid] = name
-                    inp = b.get("input")
-                    rows.append((b_index, kind, None, uid, name, _json(inp), None))
+                    inp = _json(b.get("input"))
+                    rows.append((m_index, b_index, turn, role, kind, None, uid, name, inp, None))
                 elif kind == "tool_result":
                     uid = _str(b.get("tool_use_id"))
                     err = b.get("is_error")
                     rows.append(
                         (
+                            m_index,
                             b_index,
+                            turn,
+                            role,
                             kind,
                             _result_text(b.get("content")),
                             uid,
@@ -169,23 +184,27 @@ class _MessagesBuilder(_Builder):
                         )
                     )
                 else:  # image, or a kind a newer a3s-code writes
-                    rows.append((b_index, kind, _str(b.get("text")), None, None, None, None))
-            if not rows:  # keep every message visible, even one without blocks
-                rows.append((None, None, None, None, None, None, None))
-            for b_index, kind, txt, uid, name, inp, err in rows:
-                sid.append(session_id)
-                mi.append(m_index)
-                bi.append(b_index)
-                ut.append(turn)
-                role_c.append(role)
-                btype.append(kind)
-                text.append(txt)
-                tuid.append(uid)
-                tname.append(name)
-                tinput.append(inp)
-                iserr.append(err)
-            n += len(rows)
-        self.n += n
+                    text = _str(b.get("text"))
+                    rows.append((m_index, b_index, turn, role, kind, text, None, None, None, None))
+            if len(rows) == start:  # keep every message visible, even one without blocks
+                rows.append((m_index, None, turn, role, None, None, None, None, None, None))
+        self.cols["session_id"].add(session_id, len(rows) - n)
+        self.n += len(rows) - n
+
+
+#: The columns of a ``messages`` row tuple (``session_id`` is held apart).
+_MESSAGE_COLS = (
+    "message_index",
+    "block_index",
+    "user_message",
+    "role",
+    "block_type",
+    "text",
+    "tool_use_id",
+    "tool_name",
+    "tool_input",
+    "is_error",
+)
 
 
 def _result_text(content: Any) -> str | None:
@@ -258,24 +277,24 @@ class _RunsBuilder(_Builder):
     def __init__(self) -> None:
         super().__init__("runs")
 
-    def add(self, session_id: str, index: int, run: dict, st: _RunStats, model: Any) -> None:
+    def add(self, session_id: str, index: int, run: Run, st: _RunStats, model: Any) -> None:
         c = self.cols
-        snap = _d(run.get("snapshot"))
+        snap = run.snapshot
         created, updated = st.created, st.updated
         c["session_id"].append(session_id)
-        c["run_id"].append(_str(snap.get("id")))
+        c["run_id"].append(snap.id)
         c["run_index"].append(index)
         c["status"].append(st.status)
-        c["prompt"].append(_str(snap.get("prompt")))
-        c["result_text"].append(_str(snap.get("result_text")))
-        c["error"].append(_str(snap.get("error")))
+        c["prompt"].append(snap.prompt)
+        c["result_text"].append(snap.result_text)
+        c["error"].append(snap.error)
         c["created_at"].append(created)
         c["updated_at"].append(updated)
         c["duration_ms"].append(
             updated - created if created is not None and updated is not None else None
         )
-        c["event_count"].append(_int(snap.get("event_count")))
-        c["n_events"].append(len(_l(run.get("events"))))
+        c["event_count"].append(snap.event_count)
+        c["n_events"].append(len(run.events))
         c["n_turns"].append(st.n_turns)
         c["n_steps"].append(st.n_steps)
         c["n_tool_calls"].append(st.n_tool_calls)
@@ -295,200 +314,135 @@ class _RunsBuilder(_Builder):
         self.n += 1
 
 
-# How ``run_events`` reads each event type: the field holding its text, what else it
-# fills (a kind), and the fields pulled out (the rest go to ``data`` as JSON).
-(
-    _K_NONE,
-    _K_TURN_START,
-    _K_TURN_END,
-    _K_TOOL_START,
-    _K_TOOL_DELTA,
-    _K_TOOL_END,
-    _K_AGENT_END,
-    _K_STEP_START,
-    _K_STEP_END,
-    _K_PLANNING,
-) = range(10)
-_EVENT_SPECS: dict[str, tuple[str | None, int, frozenset[str]]] = {
-    t: (text, kind, frozenset(("type", *fields)))
-    for t, text, kind, fields in (
-        ("text_delta", "text", _K_NONE, ("text",)),
-        ("tool_input_delta", "delta", _K_NONE, ("delta",)),
-        ("turn_start", None, _K_TURN_START, ("turn",)),
-        ("turn_end", None, _K_TURN_END, ("turn", "usage")),
-        ("tool_start", None, _K_TOOL_START, ("id", "name")),
-        ("tool_end", "output", _K_TOOL_END, ("id", "name", "output", "exit_code")),
-        ("tool_output_delta", "delta", _K_TOOL_DELTA, ("id", "name", "delta")),
-        ("reasoning_delta", "text", _K_NONE, ("text",)),
-        ("agent_start", "prompt", _K_NONE, ("prompt",)),
-        ("planning_start", "prompt", _K_PLANNING, ("prompt",)),
-        ("planning_end", None, _K_PLANNING, ()),
-        ("agent_end", "text", _K_AGENT_END, ("text", "usage")),
-        ("error", "message", _K_NONE, ("message",)),
-        ("step_start", "description", _K_STEP_START, ("step_id", "step_number", "description")),
-        ("step_end", None, _K_STEP_END, ("step_id", "step_number", "status")),
-    )
-}
-_OTHER_EVENT: tuple[str | None, int, frozenset[str]] = (None, _K_NONE, frozenset({"type"}))
-#: The kinds of events that open or close a span.
-_SPAN_KINDS = frozenset(
-    {
-        _K_TURN_START,
-        _K_TURN_END,
-        _K_TOOL_START,
-        _K_TOOL_END,
-        _K_STEP_START,
-        _K_STEP_END,
-        _K_PLANNING,
-    }
-)
-#: Events that repeat with the same payload in every run.
-_MEMO_EVENTS = frozenset({"agent_mode_changed", "context_resolving", "context_resolved"})
-
-
 class _EventsBuilder(_Builder):
-    """``run_events``: the largest frame, so sparse columns are dicts of row -> value."""
-
-    _DENSE = ("sequence", "timestamp", "text")
+    """``run_events``: the largest frame. A run's records are kept as they were decoded
+    and turned into columns a block at a time, one list comprehension per column: every
+    event class has the same attribute names (``_runfile``), so no per-event branching."""
 
     def __init__(self) -> None:
         self.memo: dict[Any, str] = {}
         # known event types have fixed codes: their position in the schema's enum
-        self.type_names: list[str] = list(schema.ENUMS["event_type"])
+        self.type_names: list[str] = list(TYPE_NAMES)
         self.type_codes: dict[Any, int] = {t: i for i, t in enumerate(self.type_names)}
-        self.specs = {
-            t: (self.type_codes[t], *_EVENT_SPECS.get(t, _OTHER_EVENT)) for t in self.type_names
-        }
         super().__init__("run_events")
 
     def fresh(self) -> dict[str, Any]:
-        cols: dict[str, Any] = {}
-        for col in self.columns:
-            if col.name in ("session_id", "run_id"):
-                cols[col.name] = _Repeat()
-            elif col.name == "event_type":
-                cols[col.name] = _Codes(self.type_names)
-            elif col.name in self._DENSE:
-                cols[col.name] = []
-            else:
-                cols[col.name] = {}
+        cols: dict[str, Any] = {name: [] for name in _EVENT_ATTRS}
+        cols.update(
+            sequence=[],
+            timestamp=[],
+            session_id=_Repeat(),
+            run_id=_Repeat(),
+            process_exit_code={},
+            data={},
+        )
         return cols
 
     def add(
         self,
         session_id: str,
         run_id: Any,
-        events: list,
-        st: _RunStats | None = None,
-        walker: _SpanWalker | None = None,
+        records: list[Record],
+        encode: Callable[[Any], str] = _json,
     ) -> None:
-        """One row per event; also fills ``st`` and ``walker`` (the same pass).
-
-        This loop runs once per event of the store, so it is written for speed: one
-        dictionary lookup decides what an event fills, absent values cost nothing.
-        """
+        """One row per event record of a run, read column by column while the run is
+        fresh in memory; ``encode`` writes the fields left for ``data`` (``Runs.encode``)."""
         c = self.cols
-        seq_a, ts_a, text_a = c["sequence"].append, c["timestamp"].append, c["text"].append
-        codes = c["event_type"]
-        code_a, code_of, names = codes.codes.append, self.type_codes, codes.names
-        data, turn = c["data"], c["turn"]
-        tool_id, tool_name = c["tool_call_id"], c["tool_name"]
-        exit_code, proc_code = c["exit_code"], c["process_exit_code"]
-        usage_cols = [(c[k], k) for k in _USAGE_KEYS]
-        step_id, step_no, status = c["step_id"], c["step_number"], c["status"]
-        specs, other, encode, memo_events = self.specs, _OTHER_EVENT, _json, _MEMO_EVENTS
-        i = self.n
-        for rec in events:
-            if type(rec) is not dict:
-                rec = {}
-            e = rec.get("event")
-            if type(e) is not dict:
-                e = {}
-            t = e.get("type")
-            seq_a(rec.get("sequence"))
-            ts_a(rec.get("timestamp_ms"))
-            spec = specs.get(t)
-            if spec is None:  # a type this version does not know (or no type at all)
-                code = code_of.get(t)
-                if code is None and type(t) is str:
-                    code = code_of[t] = len(names)
-                    names.append(t)
-                spec = (code, *other)
-            code, field, kind, pulled = spec
-            code_a(code)
-            text_a(e.get(field) if field is not None else None)
-            if kind:
-                if kind == _K_TOOL_DELTA:
-                    tool_id[i] = e.get("id")
-                    tool_name[i] = e.get("name")
-                elif kind in (_K_TURN_START, _K_TURN_END):
-                    turn[i] = e.get("turn")
-                    if kind == _K_TURN_END:
-                        usage = e.get("usage")
-                        if type(usage) is dict:
-                            for col, key in usage_cols:
-                                col[i] = usage.get(key)
-                        if st is not None:
-                            st.turn_usages.append(usage)
-                    elif st is not None:
-                        st.n_turns += 1
-                elif kind in (_K_TOOL_START, _K_TOOL_END):
-                    tool_id[i] = e.get("id")
-                    tool_name[i] = e.get("name")
-                    if kind == _K_TOOL_END:
-                        code = e.get("exit_code")
-                        exit_code[i] = code
-                        meta = e.get("metadata")
-                        if type(meta) is dict:
-                            proc_code[i] = meta.get("exit_code")
-                        if st is not None:
-                            st.n_tool_calls += 1
-                            if code not in (0, None):
-                                st.n_tool_errors += 1
-                elif kind == _K_AGENT_END:
-                    usage = e.get("usage")
-                    if type(usage) is dict:
-                        for col, key in usage_cols:
-                            col[i] = usage.get(key)
-                    if st is not None:
-                        st.agent_end(e)
-                elif kind in (_K_STEP_START, _K_STEP_END):
-                    step_id[i] = e.get("step_id")
-                    step_no[i] = e.get("step_number")
-                    if kind == _K_STEP_END:
-                        status[i] = e.get("status")
-                    elif st is not None:
-                        st.n_steps += 1
-                if walker is not None and kind in _SPAN_KINDS:
-                    walker.event(rec, e, t)
-            if not e.keys() <= pulled:
-                rest = {k: v for k, v in e.items() if k not in pulled}
-                data[i] = self._memo_json(t, rest) if t in memo_events else encode(rest)
-            i += 1
-        count = i - self.n
+        count = len(records)
         c["session_id"].add(session_id, count)
         c["run_id"].add(run_id, count)
-        self.n = i
-        if st is not None:
-            st.close()
-        if walker is not None:
-            walker.finish(_last_timestamp(events))
+        c["sequence"] += map(_SEQUENCE, records)
+        c["timestamp"] += map(_TIMESTAMP, records)
+        events = list(map(_EVENT, records))
+        for name, get in _EVENT_GETTERS:
+            c[name] += map(get, events)
+        n = self.n
+        # the rest of an event's fields as JSON; tool_end's metadata also holds the real
+        # exit code of a command
+        proc_code, data = c["process_exit_code"], c["data"]
+        for k in [k for k, has in enumerate(map(_HAS_DATA, events)) if has]:
+            e = events[k]
+            rest = e.data()
+            if rest is not None:
+                t = e.etype
+                data[n + k] = (
+                    self._memo_json(t, rest, encode) if t in _MEMO_EVENTS else encode(rest)
+                )
+            if e.kind == K_TOOL_END and type(meta := e.x_metadata) is dict:
+                proc_code[n + k] = meta.get("exit_code")
+        self.n = n + count
 
-    def _memo_json(self, t: str, rest: dict) -> str:
-        """JSON of an event that repeats in every run: encoded once, stored once."""
-        try:
-            key = (t, *((k, tuple(v) if type(v) is list else v) for k, v in rest.items()))
-            text = self.memo.get(key)
-        except TypeError:  # something unhashable inside: encode it
-            return _json(rest)
+    def take_columns(self) -> dict[str, Any]:
+        c = self.cols
+        codes = _Codes(self.type_names)
+        codes.codes = c.pop("code")
+        types = c.pop("etype")
+        if None in codes.codes:  # types this version does not know (or no type at all)
+            self._new_types(types, codes.codes)
+        c["event_type"] = codes
+        usages = [(i, u) for i, u in enumerate(c.pop("usage")) if type(u) is dict]
+        for key in _USAGE_KEYS:
+            c[key] = {i: u.get(key) for i, u in usages}
+        return c
+
+    def _new_types(self, types: list, codes: list) -> None:
+        code_of, names = self.type_codes, self.type_names
+        for i, t in enumerate(types):
+            if codes[i] is None and type(t) is str:
+                code = code_of.get(t)
+                if code is None:
+                    code = code_of[t] = len(names)
+                    names.append(t)
+                codes[i] = code
+
+    def _memo_json(self, t: str, rest: dict, encode: Callable[[Any], str]) -> str:
+        """JSON of an event that repeats in every run: encoded once, stored once.
+
+        Only text, exact ints, nulls and lists of text are keys: ``1``, ``1.0`` and
+        ``true`` are equal keys in Python but not the same JSON."""
+        key: list = [t]
+        for k, v in rest.items():
+            tv = type(v)
+            if tv is list:
+                if not all(type(x) is str for x in v):
+                    return encode(rest)
+                v = tuple(v)
+            elif tv is not str and tv is not int and v is not None:
+                return encode(rest)
+            key += (k, v)
+        memo_key = tuple(key)
+        text = self.memo.get(memo_key)
         if text is None:
             if len(self.memo) > 4096:
                 self.memo.clear()
-            text = self.memo[key] = _json(rest)
+            text = self.memo[memo_key] = encode(rest)
         return text
 
 
-_SPAN_FIELDS = (
+#: What ``run_events`` takes from each event (the columns, then ``code``, ``etype`` and
+#: ``usage`` that ``take_columns`` turns into columns).
+_EVENT_ATTRS = (
+    "code",
+    "text",
+    "turn",
+    "tool_call_id",
+    "tool_name",
+    "exit_code",
+    "step_id",
+    "step_number",
+    "status",
+    "usage",
+    "etype",
+)
+_EVENT_GETTERS = tuple((name, operator.attrgetter(name)) for name in _EVENT_ATTRS)
+_SEQUENCE = operator.attrgetter("sequence")
+_TIMESTAMP = operator.attrgetter("timestamp_ms")
+_EVENT = operator.attrgetter("event")
+_HAS_DATA = operator.attrgetter("has_data")
+
+
+#: What a ``spans`` row takes from a ``_Span`` (``usage`` holds the five token counts).
+_SPAN_ROW_COLS = (
     "span_id",
     "parent_span_id",
     "kind",
@@ -501,10 +455,11 @@ _SPAN_FIELDS = (
     "tool_call_id",
     "tool_name",
     "exit_code",
-    *_USAGE_KEYS,
+    "usage",
     "sequence_start",
     "sequence_end",
 )
+_SPAN_ROW = operator.attrgetter(*_SPAN_ROW_COLS)
 
 
 class _SpansBuilder(_Builder):
@@ -518,20 +473,20 @@ class _SpansBuilder(_Builder):
 
     def add(self, session_id: str, run_id: Any, spans: list[_Span]) -> None:
         c = self.cols
-        c["rows"].extend(spans)
+        c["rows"] += map(_SPAN_ROW, spans)  # while the spans are fresh in memory
         c["session_id"].add(session_id, len(spans))
         c["run_id"].add(run_id, len(spans))
         self.n += len(spans)
 
     def take_columns(self) -> dict[str, Any]:
         c = self.cols
-        rows: list[_Span] = c.pop("rows")
-        for name in _SPAN_FIELDS:
-            if name in _USAGE_KEYS:
-                k = _USAGE_KEYS.index(name)
-                c[name] = [None if r.usage is None else r.usage[k] for r in rows]
-            else:
-                c[name] = list(map(operator.attrgetter(name), rows))
+        rows: list[tuple] = c.pop("rows")
+        columns = [list(col) for col in zip(*rows, strict=True)]
+        for name, col in zip(_SPAN_ROW_COLS, columns or [[] for _ in _SPAN_ROW_COLS], strict=True):
+            c[name] = col
+        usages = c.pop("usage")
+        for k, name in enumerate(_USAGE_KEYS):
+            c[name] = [None if u is None else u[k] for u in usages]
         c["duration_ms"] = [
             e - s if type(s) is int and type(e) is int else None
             for s, e in zip(c["start"], c["end"], strict=True)

@@ -26,6 +26,7 @@ from ._builders import (
 )
 from ._columns import _with_attrs
 from ._loadcheck import LoadCheck, stems_of
+from ._runfile import Run, Runs, runs_of
 from ._sources import (
     _PARTS,
     _RUN_FRAMES,
@@ -41,14 +42,11 @@ from ._walk import (
     _S_LAST_RUN,
     _S_UPDATED,
     _SESSION_COLS,
-    _d,
     _file_of,
-    _l,
     _lineage_values,
     _run_stats,
     _RunStats,
     _session_model,
-    _SpanWalker,
     _str,
     _summary_row,
     _where,
@@ -536,7 +534,7 @@ def _build_frames(
 
 def _open_session(
     src: Any, key: str, raw: dict[str, Any] | CorruptFileError
-) -> tuple[str, dict, list[dict]] | None:
+) -> tuple[str, dict, Runs] | None:
     """``(session id, session object, runs)`` of one read; None when the session was
     deleted since it was listed; CorruptFileError when its session file is not an object."""
     if isinstance(raw, CorruptFileError):
@@ -549,7 +547,7 @@ def _open_session(
             raise CorruptFileError(_where(src, key, "session"), "not a JSON object")
     session = session if isinstance(session, dict) else {}
     sid = _str(session.get("id")) or key
-    return sid, session, [_d(r) for r in _l(raw.get("runs"))]
+    return sid, session, runs_of(raw.get("runs"))
 
 
 def _feed_session(
@@ -558,7 +556,7 @@ def _feed_session(
     builders: dict[str, Any],
     sid: str,
     session: dict,
-    run_list: list[dict],
+    run_list: Runs,
     raw: dict[str, Any],
 ) -> None:
     """Add one session's rows to the builders (none when the session filters drop it)."""
@@ -585,7 +583,7 @@ def _feed_session(
 
 
 def _feed_runs(
-    plan: _Plan, builders: dict[str, Any], sid: str, session: dict, run_list: list[dict]
+    plan: _Plan, builders: dict[str, Any], sid: str, session: dict, run_list: Runs
 ) -> list[_RunStats]:
     """Add a session's runs to ``runs``, ``run_events`` and ``spans`` (runs the run filters
     keep), and return every run's statistics when the plan needs them."""
@@ -601,21 +599,17 @@ def _feed_runs(
     )
     model = _session_model(session)
     stats: list[_RunStats] = []
+    run: Run
     for r_index, run in enumerate(run_list):
-        snap = _d(run.get("snapshot"))
-        run_id = _str(snap.get("id"))
-        keep_run = want_runs and filters.run_ok(snap.get("status"), snap.get("created_at_ms"))
+        snap = run.snapshot
+        run_id = snap.id
+        keep_run = want_runs and filters.run_ok(snap.status, snap.created_at_ms)
         span_rows: list | None = [] if keep_run and spans_b is not None else None
         st: Any = None
-        if keep_run and events_b is not None:
-            # one pass over the events fills run_events, the stats and the spans
-            st = _RunStats(snap) if need_stats else None
-            walker = None
-            if span_rows is not None:
-                walker = _SpanWalker(run_id or "", st, span_rows)
-            events_b.add(sid, run_id, _l(run.get("events")), st, walker)
-        elif need_stats:
+        if need_stats:  # the one walk over the events for statistics (and spans)
             st = _run_stats(run, span_rows, run_id)
+        if keep_run and events_b is not None:
+            events_b.add(sid, run_id, run.events, run_list.encode)
         if need_stats:
             stats.append(st)
         if not keep_run:

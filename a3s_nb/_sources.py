@@ -10,6 +10,7 @@ from typing import Any
 
 from ._json import loads as _loads
 from ._loadcheck import path_templates
+from ._runfile import decode as _decode_runs
 from .capture import bundle_to_parts, is_session_like
 from .errors import CorruptFileError
 from .models import SessionBundle
@@ -85,7 +86,8 @@ class _StoreSource(_Source):
             with open(path, "rb") as f:
                 data = f.read()
             if data:
-                return _loads(data)
+                # the run files, most of the bytes, are decoded into typed records
+                return _decode_runs(data) if part == "runs" else _loads(data)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON

@@ -10,6 +10,21 @@ from typing import Any
 import pandas as pd
 
 from . import schema
+from ._runfile import (
+    K_AGENT_END,
+    K_PLANNING_END,
+    K_PLANNING_START,
+    K_STEP_END,
+    K_STEP_START,
+    K_TOOL_END,
+    K_TOOL_START,
+    K_TURN_END,
+    K_TURN_START,
+    Run,
+    Snapshot,
+    last_timestamp,
+    runs_of,
+)
 from ._sources import _RUN_FRAMES, _Source
 from ._tokens import USAGE_KEYS as _USAGE_KEYS
 from ._tokens import add_counts
@@ -58,12 +73,11 @@ def _session_model(session: dict) -> str | None:
 class _RunStats:
     """What one walk over a run's events learns; feeds ``runs`` and ``sessions`` rows.
 
-    Filled either by ``_run_stats`` (a pass that skips all but a few event types) or, when
-    ``run_events`` is built too, by ``_EventsBuilder.add`` in the same pass; tests hold
-    the two to the same result.
+    Filled only by ``_run_stats``, for every frame that needs it.
     """
 
     __slots__ = (
+        "cost",
         "created",
         "end_usage",
         "first_token_ms",
@@ -82,21 +96,22 @@ class _RunStats:
         "verification_status",
     )
 
-    def __init__(self, snap: dict):
-        self.status = _str(snap.get("status"))
-        self.created = _int(snap.get("created_at_ms"))
-        self.updated = _int(snap.get("updated_at_ms"))
+    def __init__(self, snap: Snapshot):
+        self.status = snap.status
+        self.created = snap.created_at_ms
+        self.updated = snap.updated_at_ms
         self.n_turns = self.n_steps = self.n_tool_calls = self.n_tool_errors = 0
         self.turn_usages: list = []
         self.end_usage: Any = None
         self.meta: Any = None
         self.verification_status: str | None = None
+        self.cost: tuple | None = None  # (model, provider, dollars), once asked
 
-    def agent_end(self, e: dict) -> None:
-        self.end_usage = e.get("usage")
-        if type(e.get("meta")) is dict:
-            self.meta = e["meta"]
-        self.verification_status = _str(_d(e.get("verification_summary")).get("status"))
+    def agent_end(self, e: Any) -> None:
+        self.end_usage = e.usage
+        if type(e.x_meta) is dict:
+            self.meta = e.x_meta
+        self.verification_status = _str(_d(e.x_verification_summary).get("status"))
 
     def close(self) -> None:
         """Totals from the counters: tokens, model, timings."""
@@ -123,66 +138,61 @@ class _RunStats:
 
 
 def _run_cost(st: _RunStats, model: Any, provider: str | None) -> float | None:
-    """The run's cost (a3s_nb.cost): its turns priced one by one, at the run's time."""
-    return default_pricer().run_cost(model, provider, st.turn_usages, st.end_usage, st.created)
+    """The run's cost (a3s_nb.cost): its turns priced one by one, at the run's time.
+
+    Worked out once per run (``runs`` and ``sessions`` both ask)."""
+    if st.cost is None or st.cost[0] != model or st.cost[1] != provider:
+        dollars = default_pricer().run_cost(
+            model, provider, st.turn_usages, st.end_usage, st.created
+        )
+        st.cost = (model, provider, dollars)
+    return st.cost[2]
 
 
-#: The event types that open or close spans.
-_SPAN_EVENTS = frozenset(
+#: The kinds of events that open or close spans.
+_SPAN_KINDS = frozenset(
     {
-        "turn_start",
-        "turn_end",
-        "tool_start",
-        "tool_end",
-        "step_start",
-        "step_end",
-        "planning_start",
-        "planning_end",
+        K_TURN_START,
+        K_TURN_END,
+        K_TOOL_START,
+        K_TOOL_END,
+        K_STEP_START,
+        K_STEP_END,
+        K_PLANNING_START,
+        K_PLANNING_END,
     }
 )
-#: The event types ``_run_stats`` looks at; every other event is skipped at once.
-_STATS_EVENTS = _SPAN_EVENTS | {"agent_end"}
 
 
-def _last_timestamp(events: list) -> int | None:
-    for rec in reversed(events):
-        ts = rec.get("timestamp_ms") if type(rec) is dict else None
-        if type(ts) is int:
-            return ts
-    return None
-
-
-def _run_stats(run: dict, spans: list | None = None, run_id: str | None = None) -> _RunStats:
-    """Walk a run's events once: counts, tokens, model; and its spans when asked."""
-    events = _l(run.get("events"))
-    st = _RunStats(_d(run.get("snapshot")))
+def _run_stats(run: Run, spans: list | None = None, run_id: str | None = None) -> _RunStats:
+    """The one walk over a run's events: counts, tokens, model; and its spans when asked."""
+    events = run.events
+    st = _RunStats(run.snapshot)
     walker = _SpanWalker(run_id or "", st, spans) if spans is not None else None
+    turn_usages = st.turn_usages
     for rec in events:
-        if type(rec) is not dict:
+        e = rec.event
+        kind = e.kind
+        if not kind:
             continue
-        e = rec.get("event")
-        if type(e) is not dict:
-            continue
-        t = e.get("type")
-        if t not in _STATS_EVENTS:
-            continue
-        if t == "turn_start":
+        if kind == K_TURN_START:
             st.n_turns += 1
-        elif t == "tool_end":
+        elif kind == K_TOOL_END:
             st.n_tool_calls += 1
-            if e.get("exit_code") not in (0, None):
+            if e.exit_code not in (0, None):
                 st.n_tool_errors += 1
-        elif t == "turn_end":
-            st.turn_usages.append(e.get("usage"))
-        elif t == "step_start":
+        elif kind == K_TURN_END:
+            turn_usages.append(e.usage)
+        elif kind == K_STEP_START:
             st.n_steps += 1
-        elif t == "agent_end":
+        elif kind == K_AGENT_END:
             st.agent_end(e)
-        if walker is not None and t in _SPAN_EVENTS:
-            walker.event(rec, e, t)
+            continue
+        if walker is not None and kind in _SPAN_KINDS:
+            walker.event(rec, e, kind)
     st.close()
     if walker is not None:
-        walker.finish(_last_timestamp(events))
+        walker.finish(last_timestamp(events))
     return st
 
 
@@ -316,7 +326,7 @@ def _summarize(source: _Source, session_id: str) -> tuple[list[Any], list[str]] 
     if not isinstance(session, dict):
         raise CorruptFileError(_where(source, session_id, "session"), "not a JSON object")
     sid = _str(session.get("id")) or session_id
-    stats = [_run_stats(_d(r)) for r in _l(parts["runs"])]
+    stats = [_run_stats(r) for r in runs_of(parts["runs"])]
     return _summary_row(
         sid,
         session,
@@ -409,54 +419,55 @@ class _SpanWalker:
     def _context(self) -> _Span:
         return self.step if self.step is not None else self.run
 
-    def event(self, rec: dict, e: dict, t: Any) -> None:
-        ts = rec.get("timestamp_ms")
-        seq = rec.get("sequence")
+    def event(self, rec: Any, e: Any, kind: int) -> None:
+        """One event of a span kind (``rec`` its record, ``e`` the event)."""
+        ts = rec.timestamp_ms
+        seq = rec.sequence
         if type(ts) is int and (self.last_ts is None or ts > self.last_ts):
             self.last_ts = ts
-        if t == "tool_start":
+        if kind == K_TOOL_START:
             parent = self.turn if self.turn is not None else self._context()
-            span = self._open("tool", _str(e.get("name")), parent, ts, seq)
+            span = self._open("tool", _str(e.tool_name), parent, ts, seq)
             span.turn = parent.turn if parent is self.turn else None
-            span.tool_call_id = _str(e.get("id"))
+            span.tool_call_id = _str(e.tool_call_id)
             span.tool_name = span.name
-            self.open_tools[e.get("id")] = span
-        elif t == "tool_end":
-            span = self.open_tools.pop(e.get("id"), None)
+            self.open_tools[e.tool_call_id] = span
+        elif kind == K_TOOL_END:
+            span = self.open_tools.pop(e.tool_call_id, None)
             if span is None:  # an end without a start: a zero-length span
                 parent = self.turn if self.turn is not None else self._context()
-                span = self._open("tool", _str(e.get("name")), parent, ts, seq)
-                span.tool_call_id, span.tool_name = _str(e.get("id")), _str(e.get("name"))
-            code = _int(e.get("exit_code"))
+                span = self._open("tool", _str(e.tool_name), parent, ts, seq)
+                span.tool_call_id, span.tool_name = _str(e.tool_call_id), _str(e.tool_name)
+            code = _int(e.exit_code)
             span.end, span.exit_code, span.sequence_end = ts, code, seq
             span.status = "ok" if code == 0 else ("error" if code is not None else "unset")
-        elif t == "turn_start":
+        elif kind == K_TURN_START:
             if self.turn is not None:
                 self._close(self.turn, "unset", ts)
-            self.turn = self._open("turn", f"turn {e.get('turn')}", self._context(), ts, seq)
-            self.turn.turn = _int(e.get("turn"))
-        elif t == "turn_end":
+            self.turn = self._open("turn", f"turn {e.turn}", self._context(), ts, seq)
+            self.turn.turn = _int(e.turn)
+        elif kind == K_TURN_END:
             if self.turn is not None and self.turn.end is None:
                 span = self.turn
                 span.end, span.status, span.sequence_end = ts, "ok", seq
                 usage: list = [None] * 5
-                _add_usage(usage, _d(e.get("usage")))
+                _add_usage(usage, _d(e.usage))
                 span.usage = usage
-        elif t == "step_start":
+        elif kind == K_STEP_START:
             self._close_step("unset", ts)
-            name = _str(e.get("description")) or f"step {e.get('step_number')}"
+            name = _str(e.text) or f"step {e.step_number}"
             self.step = self._open("step", name, self.run, ts, seq)
-            self.step.step_number = _int(e.get("step_number"))
-        elif t == "step_end":
+            self.step.step_number = _int(e.step_number)
+        elif kind == K_STEP_END:
             if self.step is not None:
-                status = e.get("status")
+                status = e.status
                 self.step.end, self.step.sequence_end = ts, seq
                 self.step.status = {"completed": "ok", "failed": "error"}.get(status, "unset")
                 self._close_inner("unset", ts)
                 self.step = None
-        elif t == "planning_start":
+        elif kind == K_PLANNING_START:
             self.planning = self._open("planning", "planning", self.run, ts, seq)
-        elif t == "planning_end" and self.planning is not None:
+        elif kind == K_PLANNING_END and self.planning is not None:
             self.planning.end, self.planning.status, self.planning.sequence_end = ts, "ok", seq
             self.planning = None
 

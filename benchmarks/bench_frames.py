@@ -221,25 +221,33 @@ def measure(fn: Callable[[], int], before: Callable[[], None] | None = None) -> 
     return {"cpu": cpu, "wall": wall, "peak": peak, "rows": rows}
 
 
-def bench(n: int, repeat: int, only: set[str] | None) -> dict[str, dict]:
+Phases = dict[str, tuple[Callable[[], int], Callable[[], None] | None]]
+
+
+def prepare(n: int) -> tuple[Path, dict[str, list[str]], dict[str, int]]:
+    """The store of ``n`` sessions, its files per part and their sizes."""
     t = time.perf_counter()
     store = build_store(n)
     files = part_files(store)
     sizes = {p: sum(os.path.getsize(f) for f in fs) for p, fs in files.items()}
-    read_bytes = sum(sizes.values())
     print(
-        f"\n== {n:,} sessions: {read_bytes / 2**20:,.0f} MiB in "
+        f"\n== {n:,} sessions: {sum(sizes.values()) / 2**20:,.0f} MiB in "
         f"{sum(map(len, files.values())):,} files the frames read "
         f"({time.perf_counter() - t:.1f} s to prepare)",
         flush=True,
     )
+    return store, files, sizes
+
+
+def make_phases(store: Path, files: dict[str, list[str]], only: set[str] | None) -> Phases:
+    """Every phase (the floors first), each a timed function and an untimed set-up."""
     import a3s_nb
 
     parsers = _parsers()
     # the load verdicts and the sessions index, as a notebook has them after a first call
     a3s_nb.all_frames(store, progress=False)
     a3s_nb.sessions(store, progress=False)
-    phases: dict[str, tuple[Callable[[], int], Callable[[], None] | None]] = {}
+    phases: Phases = {}
     for parser, parse in parsers.items():
         for part in PARTS:
             phases[f"floor.{parser}.{part}"] = (floor_phase(parse, files[part]), None)
@@ -268,22 +276,38 @@ def bench(n: int, repeat: int, only: set[str] | None) -> dict[str, dict]:
     )
     if only:
         phases = {k: v for k, v in phases.items() if k.startswith("floor") or k in only}
+    return phases
+
+
+def _keep_best(best: dict[str, dict], name: str, m: dict) -> None:
+    b = best.setdefault(name, {"cpu": m["cpu"], "wall": m["wall"], "peak": 0.0})
+    b["cpu"], b["wall"] = min(b["cpu"], m["cpu"]), min(b["wall"], m["wall"])
+    b["peak"] = max(b["peak"], m["peak"])
+    b["rows"] = m["rows"]
+
+
+def _floor_of(best: dict[str, dict], parts: tuple[str, ...]) -> dict:
+    """A phase's floor: per part it reads, the faster parser's best."""
+    out = {"cpu": 0.0, "wall": 0.0}
+    for part in parts:
+        for key in out:
+            out[key] += min(v[key] for k, v in best.items() if k.endswith(f".{part}"))
+    return out
+
+
+def bench(n: int, repeat: int, only: set[str] | None) -> dict[str, dict]:
+    store, files, sizes = prepare(n)
+    parsers = _parsers()
+    phases = make_phases(store, files, only)
     best: dict[str, dict] = {}
     for r in range(repeat):  # interleaved: every phase once per round, best of the rounds
         for name, (fn, before) in phases.items():
-            m = measure(fn, before)
-            b = best.setdefault(name, {"cpu": m["cpu"], "wall": m["wall"], "peak": 0.0})
-            b["cpu"], b["wall"] = min(b["cpu"], m["cpu"]), min(b["wall"], m["wall"])
-            b["peak"] = max(b["peak"], m["peak"])
-            b["rows"] = m["rows"]
+            _keep_best(best, name, measure(fn, before))
         print(f"   round {r + 1}/{repeat} done", flush=True)
+    floors = {k: v for k, v in best.items() if k.startswith("floor.")}
 
     def floor_of(parts: tuple[str, ...]) -> dict:
-        out = {"cpu": 0.0, "wall": 0.0}
-        for part in parts:
-            for key in out:
-                out[key] += min(best[f"floor.{p}.{part}"][key] for p in parsers)
-        return out
+        return _floor_of(floors, parts)
 
     print()
     for parser in parsers:
@@ -315,12 +339,128 @@ def bench(n: int, repeat: int, only: set[str] | None) -> dict[str, dict]:
     return best
 
 
+# ============================================================================ before / after
+
+
+def worker(store: Path, only: set[str] | None) -> None:
+    """Serve measurements over stdin / stdout for ``compare`` (one a3s_nb tree each)."""
+    files = part_files(store)
+    phases = make_phases(store, files, only)
+    out = sys.stdout
+    sys.stdout = sys.stderr  # nothing else may write to the channel
+    print("@@" + json.dumps(list(phases)), file=out, flush=True)
+    for line in sys.stdin:
+        fn, before = phases[line.strip()]
+        print("@@" + json.dumps(measure(fn, before)), file=out, flush=True)
+
+
+class _Tree:
+    """A worker process importing a3s_nb from ``path``."""
+
+    def __init__(self, label: str, path: Path, store: Path, only: set[str] | None):
+        import subprocess
+
+        self.label = label
+        env = {**os.environ, "PYTHONPATH": str(path)}
+        cmd = [sys.executable, __file__, "--worker", str(store)]
+        if only:
+            cmd += ["--only", *sorted(only)]
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.phases: list[str] = self._reply()
+
+    def _reply(self) -> Any:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("@@"):
+                return json.loads(line[2:])
+        raise SystemExit(f"the {self.label} worker ended")
+
+    def measure(self, phase: str) -> dict:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(phase + "\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def _tree_at(rev: str, into: Path) -> Path:
+    """The a3s_nb package of git revision ``rev``, extracted under ``into``."""
+    import subprocess
+
+    root = HERE.parent
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", rev, "a3s_nb"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def compare(n: int, repeat: int, only: set[str] | None, rev: str) -> None:
+    """Every phase with a3s_nb at ``rev`` (before) and as checked out (after), in one run:
+    two worker processes, each phase run once per round in both, interleaved."""
+    import tempfile
+
+    store, _, _ = prepare(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = [
+            _Tree(f"before ({rev})", _tree_at(rev, Path(tmp)), store, only),
+            _Tree("after", HERE.parent, store, only),
+        ]
+        best: list[dict[str, dict]] = [{}, {}]
+        try:
+            for r in range(repeat):
+                for phase in trees[0].phases:
+                    for k, tree in enumerate(trees):
+                        _keep_best(best[k], phase, tree.measure(phase))
+                print(f"   round {r + 1}/{repeat} done", flush=True)
+        finally:
+            for tree in trees:
+                tree.close()
+    floors = {
+        k: min((b[k] for b in best), key=lambda v: v["cpu"])
+        for k in best[0]
+        if k.startswith("floor.")
+    }
+    print()
+    print(
+        f"| {n:,} sessions, cpu s | floor | before | before / floor | after | after / floor "
+        "| after / before |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name in best[0]:
+        if name.startswith("floor."):
+            continue
+        parts = FRAME_PARTS[name.split(".", 1)[1]] if name.startswith("frame.") else PARTS
+        fl = _floor_of(floors, parts)["cpu"]
+        b, a = best[0][name]["cpu"], best[1][name]["cpu"]
+        print(
+            f"| {name} | {fl:.3f} | {b:.3f} | {b / fl:.2f} | {a:.3f} | {a / fl:.2f} | {a / b:.2f} |"
+        )
+    print(flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
     ap.add_argument("--repeat", type=int, default=3, help="rounds (the best is kept)")
     ap.add_argument("--only", nargs="+", help="phases besides the floor (e.g. all_frames)")
+    ap.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run a3s_nb as of this git revision, side by side (before / after)",
+    )
+    ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    only = set(args.only) if args.only else None
+    if args.worker is not None:
+        worker(args.worker, only)
+        return
     import pandas as pd
 
     import a3s_nb
@@ -330,7 +470,10 @@ def main() -> None:
         f"a3s_nb {a3s_nb.__version__}, {os.cpu_count()} CPUs"
     )
     for n in args.sizes:
-        bench(n, args.repeat, set(args.only) if args.only else None)
+        if args.baseline:
+            compare(n, args.repeat, only, args.baseline)
+        else:
+            bench(n, args.repeat, only)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import a3s_nb
-from a3s_nb import _builders, _columns, _engine, _sources, frames, schema
+from a3s_nb import _builders, _columns, _engine, _runfile, _sources, frames, schema
 from a3s_nb.frames import CorruptSessionWarning
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -750,8 +750,9 @@ def test_progress_bar(fixture_store, monkeypatch):
 def test_every_specially_read_event_type_is_a_known_category():
     # run_events gives known types fixed codes and reads them by spec; a spec for a type
     # missing from the enum would never be used
-    assert set(_builders._EVENT_SPECS) <= set(schema.ENUMS["event_type"])
-    assert _builders._MEMO_EVENTS.issubset(schema.ENUMS["event_type"])
+    assert set(_runfile.EVENT_SPECS) <= set(schema.ENUMS["event_type"])
+    assert _runfile.MEMO_EVENTS.issubset(schema.ENUMS["event_type"])
+    assert set(_runfile.EVENT_SPECS) <= set(_runfile.EVENT_CLASSES)  # read the typed way
 
 
 # ----------------------------------------------------------------------------- real SDK
