@@ -4,6 +4,7 @@ Run by hand (not part of the test suite)::
 
     python benchmarks/bench_frames.py                   # 1,000 and 5,000 sessions
     python benchmarks/bench_frames.py --sizes 200 --repeat 1
+    python benchmarks/bench_frames.py --baseline main --only all_frames   # before / after
 
 It clones the sessions of the fixture store (written by the real a3s-code 3.1.0 SDK) with
 fresh session and run ids into ``benchmarks/.data/store-<N>`` (git-ignored, reused), then,
@@ -22,6 +23,10 @@ and keeps the best CPU and the best wall time of each:
 * ``all_frames_warm`` ``all_frames`` on an unchanged store: served from the frame cache
 * ``one_changed``     ``all_frames`` after one session's run file was rewritten
 * ``sessions_warm``   ``sessions()`` served from its index
+
+With ``--baseline REV`` every phase also runs with a3s_nb as of git revision ``REV``:
+two worker processes (one per tree) measure the same store, each phase once per round in
+both, interleaved, and the table shows before, after and their ratio.
 
 Phases other than ``*_cold`` run as a notebook does after its first call: the load verdicts
 are cached. CPU is user + system time of the process; peak memory is the growth of the
