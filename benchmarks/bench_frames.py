@@ -435,17 +435,19 @@ def compare(n: int, repeat: int, only: set[str] | None, rev: str) -> None:
     print()
     print(
         f"| {n:,} sessions, cpu s | floor | before | before / floor | after | after / floor "
-        "| after / before |"
+        "| after / before | peak MiB before | peak MiB after |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in best[0]:
         if name.startswith("floor."):
             continue
         parts = FRAME_PARTS[name.split(".", 1)[1]] if name.startswith("frame.") else PARTS
         fl = _floor_of(floors, parts)["cpu"]
-        b, a = best[0][name]["cpu"], best[1][name]["cpu"]
+        b, a = best[0][name], best[1][name]
         print(
-            f"| {name} | {fl:.3f} | {b:.3f} | {b / fl:.2f} | {a:.3f} | {a / fl:.2f} | {a / b:.2f} |"
+            f"| {name} | {fl:.3f} | {b['cpu']:.3f} | {b['cpu'] / fl:.2f} | {a['cpu']:.3f} "
+            f"| {a['cpu'] / fl:.2f} | {a['cpu'] / b['cpu']:.2f} | {b['peak']:.0f} "
+            f"| {a['peak']:.0f} |"
         )
     print(flush=True)
 
