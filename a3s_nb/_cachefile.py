@@ -40,14 +40,21 @@ encode = _encoder()
 def read_json(path: Path, what: str) -> Any | None:
     """The parsed content of the cache file ``path``, or None when it is missing or
     unreadable (``what`` names the cache in the log line)."""
+    return read_json_signed(path, what)[0]
+
+
+def read_json_signed(path: Path, what: str) -> tuple[Any | None, list[int] | None]:
+    """``read_json``, and the ``[mtime_ns, size, inode]`` of the very file it read (None
+    when it read nothing): what another cache may record to depend on this content."""
     try:
         with open(path, "rb") as f:
-            return loads(f.read())
+            st = os.fstat(f.fileno())
+            return loads(f.read()), [st.st_mtime_ns, st.st_size, st.st_ino]
     except FileNotFoundError:
-        return None
+        return None, None
     except (OSError, ValueError, RecursionError) as e:
         log.info("ignoring unreadable %s %s: %s", what, path, e)
-        return None
+        return None, None
 
 
 def write_json(

@@ -158,9 +158,11 @@ def _index_summaries(
     errors: list[dict],
     skip: set[str] = frozenset(),  # type: ignore[assignment]
     scanned: dict[str, dict[str, list[int]]] | None = None,
+    state: dict[str, Any] | None = None,
 ) -> list[tuple[list, list[str]]]:
     """``sessions`` rows of a directory store, from its index (recomputing stale rows).
-    ``scanned``: the store's files as the load check scanned them (else scanned here)."""
+    ``scanned``: the store's files as the load check scanned them (else scanned here);
+    ``state`` receives the index file the rows all came from (``SessionIndex.sig``)."""
     from .index import SessionIndex
 
     def compute(stem: str) -> tuple[list, list[str]] | None:
@@ -178,6 +180,8 @@ def _index_summaries(
         progress=lambda items: _progress(items, progress, "sessions"),
         current=scanned,
     )
+    if state is not None:
+        state["sig"] = index.sig
     out = []
     for stem, entry in sorted(entries.items()):
         if stem in skip:  # rejected by load(), already reported
@@ -188,6 +192,44 @@ def _index_summaries(
             continue
         out.append((entry["row"], entry["statuses"]))
     return out
+
+
+def _whole_sessions(src: Any, sel: _Selection, progress: bool | None) -> pd.DataFrame:
+    """The ``sessions`` frame of a whole directory store: remembered while the store's
+    files, its listing and its index are as they were (``index.RememberedFrame``), else
+    built from the index, like ``_index_rows`` + ``_sessions_from_index`` do."""
+    from .index import PARTS, RememberedFrame, digest
+
+    remembered = inputs = None
+    if _columns.pa is not None and sel.check is not None and sel.check.scanned:
+        assert sel.known is not None
+        scanned = [sel.check.scanned[part] for part in PARTS]
+        inputs = digest([sel.known, sorted(sel.rejected), scanned])
+        remembered = RememberedFrame(src.store, f"{_cache_key()}.{SUMMARY_VERSION}")
+        table = remembered.load(inputs)
+        if table is not None:
+            from ._framecache import _fix_categories, _types_mapper
+
+            df = table.to_pandas(types_mapper=_types_mapper(_columns.pa))
+            return _with_attrs("sessions", _fix_categories(df, "sessions"), sel.errors)
+    reported = len(sel.errors)
+    state: dict[str, Any] = {}
+    summaries = _index_summaries(
+        src,
+        None if sel.known is None else set(stems_of(sel.known)),
+        progress,
+        sel.errors,
+        skip={sdk_safe_id(i) for i in sel.rejected},
+        scanned=sel.check.scanned if sel.check is not None and sel.check.scanned else None,
+        state=state,
+    )
+    keep = {row[0] for row, _statuses in summaries if row[0] not in sel.rejected}
+    frame = _sessions_from_index(src, summaries, keep, sel.errors)
+    clean = len(sel.errors) == reported == len(frame.attrs["errors"])  # nothing new to say
+    if remembered is not None and inputs is not None and state.get("sig") and clean:
+        table = _columns.pa.Table.from_pandas(frame, preserve_index=False)
+        remembered.save(inputs, state["sig"], table)
+    return frame
 
 
 def _cache_key() -> str:
@@ -319,6 +361,8 @@ def _collect_frames(
         return _cached_frames(src, wanted, sel.check, sel.known, sel.rejected, sel.errors, progress)
     plan = _Plan.make(wanted, filters)
     if _index_serves(src, plan):
+        if plan.only_sessions and ids is None and not filters.any:
+            return {"sessions": _whole_sessions(src, sel, progress)}
         summaries, keep = _index_rows(src, sel, ids, filters, progress)
         if plan.only_sessions:
             return {"sessions": _sessions_from_index(src, summaries, keep, sel.errors)}

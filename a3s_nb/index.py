@@ -17,13 +17,16 @@ corrupt or foreign one is silently rebuilt, and a read-only store simply gets no
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
-import os  # noqa: F401 (the tests fail its writes through index.os)
+import os
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._cachefile import read_json, write_json
+from ._cachefile import encode, read_json, read_json_signed, write_json
 from ._loadcheck import changed_stems, newest, scan
 from .errors import CorruptFileError
 from .store import FileStore
@@ -50,12 +53,16 @@ class SessionIndex:
         self.key = key
         self.columns = list(columns)
         self.path = store.meta_dir / INDEX_FILE
+        self._read_sig: list[int] | None = None
+        #: After ``refresh``: the ``[mtime_ns, size, inode]`` of the index file when every
+        #: row it returned came from that file as it is, all trusted; else None.
+        self.sig: list[int] | None = None
 
     # ---- persistence ----------------------------------------------------------------------
 
     def _load(self) -> dict[str, Any]:
         empty: dict[str, Any] = {"files": {}, "untrusted": [], "entries": {}}
-        data = read_json(self.path, "session index")
+        data, self._read_sig = read_json_signed(self.path, "session index")
         if (
             not isinstance(data, dict)
             or data.get("format") != INDEX_FORMAT
@@ -148,4 +155,105 @@ class SessionIndex:
         if changed:
             data["untrusted"] = sorted(untrusted & entries.keys())
             self._save(data)
+        elif not untrusted and self._read_sig is not None and self._read_sig[0] < limit:
+            # the rows served are exactly those of the index file read
+            self.sig = self._read_sig
         return {stem: entries[stem] for stem in wanted if stem in entries}
+
+
+# ---- the frame of a whole store -----------------------------------------------------------
+
+FRAME_RECORD = "index.frame.json"
+FRAME_FORMAT = 1
+
+
+def digest(value: Any) -> str:
+    """A digest of JSON-able ``value`` (what a cached frame was built from)."""
+    return hashlib.blake2b(encode(value), digest_size=16).hexdigest()
+
+
+class RememberedFrame:
+    """The ``sessions`` frame of a whole directory store, as last built from the index.
+
+    ``sessions()`` on an unchanged store would refresh the index (decoding every row)
+    only to build the same frame again. So the frame is kept as Arrow
+    (``index.frame.<generation>.arrow``) with a record (``index.frame.json``) of what it
+    was built from: the index file exactly as read (mtime, size, inode), and a digest of
+    the store's files, the sessions listed and those load() rejects. It is served only
+    while all of these are unchanged; the index is written again (a new inode) whenever a
+    row changes, and a row not trusted yet is never remembered.
+    """
+
+    def __init__(self, store: FileStore, key: str):
+        self.store = store
+        self.key = key
+        self.path = store.meta_dir / FRAME_RECORD
+
+    def load(self, inputs: str) -> Any | None:
+        """The remembered Arrow table for these ``inputs`` (a digest), or None."""
+        import pyarrow as pa
+
+        from . import schema
+
+        rec = read_json(self.path, "sessions frame record")
+        try:
+            st = os.stat(self.store.meta_dir / INDEX_FILE)
+        except OSError:
+            return None
+        if (
+            not isinstance(rec, dict)
+            or rec.get("format") != FRAME_FORMAT
+            or rec.get("key") != self.key
+            or rec.get("inputs") != inputs
+            or rec.get("index") != [st.st_mtime_ns, st.st_size, st.st_ino]
+            or not isinstance(rec.get("file"), str)
+            or not rec["file"].startswith("index.frame.")
+            or "/" in rec["file"]
+        ):
+            return None
+        try:
+            with pa.memory_map(str(self.store.meta_dir / rec["file"])) as source:
+                table = pa.ipc.open_file(source).read_all()
+        except (OSError, pa.ArrowInvalid) as e:
+            log.info("sessions frame %s not usable: %s", rec["file"], e)
+            return None
+        names = [c.name for c in schema.columns("sessions")]
+        if table.column_names != names or table.num_rows != rec.get("rows"):
+            return None
+        return table
+
+    def save(self, inputs: str, index_sig: list[int], table: Any) -> None:
+        """Remember ``table``, built from the index file ``index_sig`` and ``inputs``."""
+        import pyarrow as pa
+
+        name = f"index.frame.{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.arrow"
+        path = self.store.meta_dir / name
+        try:
+            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+                w.write_table(table)
+        except OSError as e:  # a read-only store works, it just is not cached
+            log.info("sessions frame not saved (%s): %s", path, e)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return
+        record = {
+            "format": FRAME_FORMAT,
+            "key": self.key,
+            "inputs": inputs,
+            "index": index_sig,
+            "file": name,
+            "rows": table.num_rows,
+        }
+        if not write_json(self.path, record, "sessions frame record"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return
+        try:  # the frames remembered before
+            entries = list(os.scandir(self.store.meta_dir))
+        except OSError:
+            return
+        for entry in entries:
+            old = entry.name.startswith("index.frame.") and entry.name.endswith(".arrow")
+            if old and entry.name != name:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)

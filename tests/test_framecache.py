@@ -381,3 +381,49 @@ def test_stems_of_many_ids_is_sdk_safe_id_of_each():
     assert _loadcheck.stems_of(ids) == [sdk_safe_id(i) for i in ids]
     assert _loadcheck.stems_of([]) == []
     assert _loadcheck.stems_of(["a\x00/b"]) == ["a\x00_b"]
+
+
+def test_sessions_of_an_unchanged_store_is_remembered(
+    fixture_dir, settled, monkeypatch, summarized
+):
+    first = a3s_nb.sessions(fixture_dir)  # builds the index
+    second = a3s_nb.sessions(fixture_dir)  # reads it, and remembers the frame
+    assert (fixture_dir / ".a3s_nb" / index.FRAME_RECORD).exists()
+    refreshed: list[int] = []
+    real = index.SessionIndex.refresh
+
+    def spy(self, *args, **kwargs):
+        refreshed.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(index.SessionIndex, "refresh", spy)
+    third = a3s_nb.sessions(fixture_dir)
+    assert refreshed == []  # served without reading the index
+    expected = fresh(fixture_dir)["sessions"]
+    for df in (first, second, third):
+        pd.testing.assert_frame_equal(df, expected)
+        assert df.attrs == expected.attrs
+    # a session deleted: the index again, and the frame follows
+    a3s_nb.FileStore(fixture_dir).delete(INDIA)
+    summarized.clear()
+    got = a3s_nb.sessions(fixture_dir)
+    assert refreshed == [1] and INDIA not in set(got.session_id) and len(got) == 7
+    pd.testing.assert_frame_equal(got, fresh(fixture_dir)["sessions"])
+
+
+def test_a_remembered_sessions_frame_is_not_served_for_another_index(
+    fixture_dir, settled, summarized
+):
+    """The frame is tied to the index file it was built from, not only to its name."""
+    a3s_nb.sessions(fixture_dir)
+    a3s_nb.sessions(fixture_dir)
+    assert (fixture_dir / ".a3s_nb" / index.FRAME_RECORD).exists()
+    path = fixture_dir / ".a3s_nb" / "index.json"
+    data = json.loads(path.read_text())
+    data["entries"][INDIA]["row"][_engine._SESSION_COLS.index("workspace")] = "forged"
+    text = json.dumps(data)
+    path.write_text(text)  # another index, as another kernel may write
+    summarized.clear()
+    got = a3s_nb.sessions(fixture_dir).set_index("session_id")
+    assert got.loc[INDIA, "workspace"] == "forged"  # the index is the truth of this cache
+    assert summarized == []
