@@ -1043,9 +1043,10 @@ integer that does not fit a 64-bit column (`2**63` and beyond, which `load()` ac
 shown as `<NA>`; its session is kept and gets an `errors` entry in the frames holding it.
 
 Caches: a frame of a whole directory store (no `ids`, `since`, `until` or `status`) is kept
-in `<store>/.a3s_nb/frames/` (Arrow IPC per frame) with the `(mtime_ns, size)` of each
-session's files; the next call rebuilds only the sessions whose files changed, appeared or
-vanished. Which sessions `load()` rejects is asked again on every call, never cached with
+in `<store>/.a3s_nb/frames/` (Arrow IPC, one file per segment of 256 sessions in id order)
+with the `(mtime_ns, size)` of each session's files; the next call rebuilds only the
+sessions whose files changed, appeared or vanished, and rewrites only their segments.
+`sessions()` of a whole store is kept as Arrow too, next to the index it was built from. Which sessions `load()` rejects is asked again on every call, never cached with
 the rows; a cache that does not open or disagrees with its manifest is rebuilt. Delete the
 directory at any time: it is only a cache. `runs` and
 `sessions` also hold `price_table` (the `genai-prices` version the costs come from, None
