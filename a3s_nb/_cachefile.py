@@ -8,6 +8,7 @@ is rebuilt, and a store that cannot be written (read-only, full) still works unc
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -35,6 +36,53 @@ def _encoder() -> Callable[[Any], bytes]:
 
 #: Compact JSON as UTF-8 bytes (msgspec when installed: several times ``json.dumps``).
 encode = _encoder()
+
+
+def digest(value: Any) -> str:
+    """A digest of JSON-able ``value``: what a cache was computed from, in 32 hex digits."""
+    return hashlib.blake2b(encode(value), digest_size=16).hexdigest()
+
+
+def _head_decoder() -> Callable[[bytes], dict[str, Any]] | None:
+    try:
+        import msgspec
+    except ImportError:  # pragma: no cover - msgspec comes with a3s-nb[all]
+        return None
+
+    class Head(msgspec.Struct):
+        format: Any = None
+        key: Any = None
+        listing: Any = None
+        clean: Any = None
+        rejected: Any = None
+
+    decode = msgspec.json.Decoder(Head).decode
+
+    def head(data: bytes) -> dict[str, Any]:
+        h = decode(data)
+        return {f: getattr(h, f) for f in Head.__struct_fields__}
+
+    return head
+
+
+_HEAD = _head_decoder()
+
+
+def read_json_head(path: Path, what: str) -> dict[str, Any] | None:
+    """The fields ``format``, ``key``, ``listing``, ``clean`` and ``rejected`` of the JSON
+    object in ``path``, without building the rest (msgspec skips it at C speed); None
+    when missing or unreadable."""
+    if _HEAD is None:  # pragma: no cover - msgspec comes with a3s-nb[all]
+        data = read_json(path, what)
+        return data if isinstance(data, dict) else None
+    try:
+        with open(path, "rb") as f:
+            return _HEAD(f.read())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, RecursionError) as e:  # msgspec's errors are ValueErrors
+        log.info("ignoring unreadable %s %s: %s", what, path, e)
+        return None
 
 
 def read_json(path: Path, what: str) -> Any | None:

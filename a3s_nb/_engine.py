@@ -198,13 +198,14 @@ def _whole_sessions(src: Any, sel: _Selection, progress: bool | None) -> pd.Data
     """The ``sessions`` frame of a whole directory store: remembered while the store's
     files, its listing and its index are as they were (``index.RememberedFrame``), else
     built from the index, like ``_index_rows`` + ``_sessions_from_index`` do."""
-    from .index import PARTS, RememberedFrame, digest
+    from ._cachefile import digest
+    from .index import RememberedFrame
 
     remembered = inputs = None
-    if _columns.pa is not None and sel.check is not None and sel.check.scanned:
+    if _columns.pa is not None and sel.check is not None and sel.check.digest:
         assert sel.known is not None
-        scanned = [sel.check.scanned[part] for part in PARTS]
-        inputs = digest([sel.known, sorted(sel.rejected), scanned])
+        # the store's files (all of them, as scanned), the sessions listed and rejected
+        inputs = digest([sel.check.digest, sel.known, sorted(sel.rejected)])
         remembered = RememberedFrame(src.store, f"{_cache_key()}.{SUMMARY_VERSION}")
         table = remembered.load(inputs)
         if table is not None:

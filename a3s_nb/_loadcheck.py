@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ._cachefile import read_json, write_json
+from ._cachefile import digest, read_json, read_json_head, write_json
 from .errors import CorruptFileError, SessionNotFoundError
 from .store import PARTS, FileStore, Store, sdk_safe_id
 
@@ -213,12 +213,15 @@ class LoadCheck:
         self.store = store
         self.path = store.meta_dir / CACHE_FILE if isinstance(store, FileStore) else None
         self._data: dict[str, Any] | None = None
+        self._head_data: dict[str, Any] | None = None
         self._dirty = False
         self._now = time.time_ns()
         #: The files seen by the last ``rejected`` call: ``part -> stem -> [mtime_ns, size]``.
         self.scanned: dict[str, dict[str, list[int]]] = {}
         #: The file stem of each session id of the last ``rejected`` call.
         self.stems: dict[str, str] = {}
+        #: A digest of ``scanned``.
+        self.digest: str | None = None
 
     def _cache(self) -> dict[str, Any]:
         if self._data is None:
@@ -226,7 +229,14 @@ class LoadCheck:
         return self._data
 
     def _load(self) -> dict[str, Any]:
-        empty: dict[str, Any] = {"listing": None, "files": {}, "untrusted": [], "entries": {}}
+        empty: dict[str, Any] = {
+            "listing": None,
+            "files": {},
+            "untrusted": [],
+            "entries": {},
+            "clean": None,
+            "rejected": {},
+        }
         if self.path is None:
             return empty
         data = read_json(self.path, "load-check cache")
@@ -266,7 +276,21 @@ class LoadCheck:
             "files": files,
             "untrusted": [s for s in data["untrusted"] if isinstance(s, str)],
             "entries": entries,
+            "clean": data.get("clean") if isinstance(data.get("clean"), str) else None,
+            "rejected": data.get("rejected") if isinstance(data.get("rejected"), dict) else {},
         }
+
+    def _head(self) -> dict[str, Any] | None:
+        """The small part of the cache a warm call needs (see ``rejected``), or None."""
+        if self._head_data is None and self.path is not None and self._data is None:
+            head = read_json_head(self.path, "load-check cache")
+            ok = (
+                isinstance(head, dict)
+                and head.get("format") == CACHE_FORMAT
+                and head.get("key") == _models_key()
+            )
+            self._head_data = head if ok else {}
+        return self._head_data or None
 
     def save(self) -> None:
         """Write the cache if anything changed (atomically: temp file, fsync, rename)."""
@@ -288,6 +312,16 @@ class LoadCheck:
             return self.store.list()
         assert isinstance(self.store, FileStore)
         sig = _stat(str(self.store.path))
+        head = self._head()
+        listing = head.get("listing") if head is not None else None
+        if (
+            sig is not None
+            and isinstance(listing, dict)
+            and listing.get("sig") == sig
+            and isinstance(listing.get("ids"), list)
+            and all(isinstance(i, str) for i in listing["ids"])
+        ):
+            return list(listing["ids"])
         cache = self._cache()
         listing = cache["listing"]
         if sig is not None and listing is not None and listing["sig"] == sig:
@@ -315,6 +349,19 @@ class LoadCheck:
         stem_of = dict(zip(ids, stems_of(ids), strict=True))
         self.stems = stem_of
         current = self.scanned = scan(self.store)
+        self.digest = digest(current)
+        clean = digest([self.digest, ids])
+        head = self._head()
+        if head is not None and head.get("clean") == clean:
+            # every verdict trusted, on exactly these files, for exactly these sessions
+            found = head.get("rejected")
+            if isinstance(found, dict) and all(
+                isinstance(e, dict) and sid in stem_of for sid, e in found.items()
+            ):
+                return {
+                    sid: CorruptFileError(str(e.get("path")), str(e.get("problem")))
+                    for sid, e in found.items()
+                }
         cache = self._cache()
         entries, files = cache["entries"], cache["files"]
         recheck = changed_stems(files, current)
@@ -353,8 +400,17 @@ class LoadCheck:
                 sigs.pop(stem, None)
             self._dirty = True
         out: dict[str, CorruptFileError] = {}
+        found: dict[str, dict] = {}
         for sid, stem in stem_of.items():
             err = entries.get(stem, {}).get("error")
             if err is not None:
+                found[sid] = err
                 out[sid] = CorruptFileError(str(err.get("path")), str(err.get("problem")))
+        listing = cache["listing"]
+        whole = listing is not None and listing["ids"] == ids
+        # what a next call on the same files and sessions may answer from the head alone
+        clean_now = clean if whole and not cache["untrusted"] else None
+        if cache.get("clean") != clean_now:
+            cache["clean"], cache["rejected"] = clean_now, found if clean_now else {}
+            self._dirty = True
         return out

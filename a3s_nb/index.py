@@ -18,7 +18,6 @@ corrupt or foreign one is silently rebuilt, and a read-only store simply gets no
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import time
@@ -26,7 +25,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._cachefile import encode, read_json, read_json_signed, write_json
+from ._cachefile import read_json, read_json_signed, write_json
 from ._loadcheck import changed_stems, newest, scan
 from .errors import CorruptFileError
 from .store import FileStore
@@ -165,11 +164,6 @@ class SessionIndex:
 
 FRAME_RECORD = "index.frame.json"
 FRAME_FORMAT = 1
-
-
-def digest(value: Any) -> str:
-    """A digest of JSON-able ``value`` (what a cached frame was built from)."""
-    return hashlib.blake2b(encode(value), digest_size=16).hexdigest()
 
 
 class RememberedFrame:

@@ -332,6 +332,8 @@ def test_racily_clean_files_are_looked_at_again(fixture_dir, reads, checked, sum
     same-size rewrite in that window would keep its signature."""
     a3s_nb.all_frames(fixture_dir)
     a3s_nb.sessions(fixture_dir)
+    past = time.time_ns() - 300 * 10**9
+    os.utime(fixture_dir, ns=(past, past))  # the listing is settled: only the file is not
     path = fixture_dir / "runs" / f"{INDIA}.json"
     path.write_text(path.read_text())  # mtime: now
     for _ in range(2):  # as long as the file is that recent
@@ -427,3 +429,36 @@ def test_a_remembered_sessions_frame_is_not_served_for_another_index(
     got = a3s_nb.sessions(fixture_dir).set_index("session_id")
     assert got.loc[INDIA, "workspace"] == "forged"  # the index is the truth of this cache
     assert summarized == []
+
+
+def test_load_verdicts_of_an_unchanged_store_come_from_the_cache_head(
+    fixture_dir, settled, monkeypatch, checked
+):
+    """On an unchanged store the load check reads only the small part of its cache: the
+    digest of the files it judged, and the sessions it rejected."""
+    edit_runs(fixture_dir, INDIA, lambda runs: runs[0]["snapshot"].pop("status"))
+    for _ in range(2):  # the first call judges, the second writes the digest
+        with pytest.warns(CorruptSessionWarning, match=INDIA):
+            first = a3s_nb.runs(fixture_dir)
+    loaded: list[int] = []
+    real = _loadcheck.LoadCheck._load
+
+    def spy(self):
+        loaded.append(1)
+        return real(self)
+
+    monkeypatch.setattr(_loadcheck.LoadCheck, "_load", spy)
+    checked.clear()
+    with pytest.warns(CorruptSessionWarning, match=INDIA):
+        again = a3s_nb.runs(fixture_dir)
+    assert loaded == [] and checked == []
+    pd.testing.assert_frame_equal(again, first)
+    assert again.attrs == first.attrs
+    # any file of any session changed: judged again from the whole cache
+    rewrite(
+        fixture_dir / "artifacts" / IDS[1] / "artifacts.json", '"artifacts": []', '"artifacts": {}'
+    )
+    with pytest.warns(CorruptSessionWarning) as caught:
+        a3s_nb.runs(fixture_dir)
+    assert loaded == [1] and checked == [IDS[1]]
+    assert {str(w.message).split("'")[1] for w in caught} == {INDIA, IDS[1]}
