@@ -55,6 +55,7 @@ def _head_decoder() -> Callable[[bytes], dict[str, Any]] | None:
         listing: Any = None
         clean: Any = None
         rejected: Any = None
+        generation: Any = None
 
     decode = msgspec.json.Decoder(Head).decode
 
@@ -69,9 +70,9 @@ _HEAD = _head_decoder()
 
 
 def read_json_head(path: Path, what: str) -> dict[str, Any] | None:
-    """The fields ``format``, ``key``, ``listing``, ``clean`` and ``rejected`` of the JSON
-    object in ``path``, without building the rest (msgspec skips it at C speed); None
-    when missing or unreadable."""
+    """The fields ``format``, ``key``, ``listing``, ``clean``, ``rejected`` and
+    ``generation`` of the JSON object in ``path``, without building the rest (msgspec
+    skips it at C speed); None when missing or unreadable."""
     if _HEAD is None:  # pragma: no cover - msgspec comes with a3s-nb[all]
         data = read_json(path, what)
         return data if isinstance(data, dict) else None

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._cachefile import read_json, read_json_signed, write_json
+from ._cachefile import read_json, read_json_head, read_json_signed, write_json
 from ._loadcheck import changed_stems, newest, scan
 from .errors import CorruptFileError
 from .store import FileStore
@@ -53,9 +53,9 @@ class SessionIndex:
         self.columns = list(columns)
         self.path = store.meta_dir / INDEX_FILE
         self._read_sig: list[int] | None = None
-        #: After ``refresh``: the ``[mtime_ns, size, inode]`` of the index file when every
-        #: row it returned came from that file as it is, all trusted; else None.
-        self.sig: list[int] | None = None
+        #: After ``refresh``: the ``[mtime_ns, size, inode, generation]`` of the index file
+        #: when every row it returned came from that file as it is, all trusted; else None.
+        self.sig: list | None = None
 
     # ---- persistence ----------------------------------------------------------------------
 
@@ -80,6 +80,7 @@ class SessionIndex:
 
     def _save(self, data: dict[str, Any]) -> None:
         value = {"format": INDEX_FORMAT, "key": self.key, "columns": self.columns}
+        value["generation"] = uuid.uuid4().hex  # no two writes alike (RememberedFrame)
         value.update((k, data[k]) for k in ("files", "untrusted", "entries"))
         write_json(self.path, value, "session index")
 
@@ -154,9 +155,9 @@ class SessionIndex:
         if changed:
             data["untrusted"] = sorted(untrusted & entries.keys())
             self._save(data)
-        elif not untrusted and self._read_sig is not None and self._read_sig[0] < limit:
+        elif not untrusted and self._read_sig is not None and data.get("generation"):
             # the rows served are exactly those of the index file read
-            self.sig = self._read_sig
+            self.sig = [*self._read_sig, data["generation"]]
         return {stem: entries[stem] for stem in wanted if stem in entries}
 
 
@@ -172,10 +173,11 @@ class RememberedFrame:
     ``sessions()`` on an unchanged store would refresh the index (decoding every row)
     only to build the same frame again. So the frame is kept as Arrow
     (``index.frame.<generation>.arrow``) with a record (``index.frame.json``) of what it
-    was built from: the index file exactly as read (mtime, size, inode), and a digest of
-    the store's files, the sessions listed and those load() rejects. It is served only
-    while all of these are unchanged; the index is written again (a new inode) whenever a
-    row changes, and a row not trusted yet is never remembered.
+    was built from: the index file exactly as read (mtime, size, inode and the
+    generation each write of it gets), and a digest of the store's files, the sessions
+    listed and those load() rejects. It is served only while all of these are unchanged;
+    the index is written again whenever a row changes, and a row not trusted yet is never
+    remembered.
     """
 
     def __init__(self, store: FileStore, key: str):
@@ -190,16 +192,22 @@ class RememberedFrame:
         from . import schema
 
         rec = read_json(self.path, "sessions frame record")
-        try:
-            st = os.stat(self.store.meta_dir / INDEX_FILE)
-        except OSError:
-            return None
         if (
             not isinstance(rec, dict)
             or rec.get("format") != FRAME_FORMAT
             or rec.get("key") != self.key
             or rec.get("inputs") != inputs
-            or rec.get("index") != [st.st_mtime_ns, st.st_size, st.st_ino]
+        ):
+            return None
+        # the index file as it was read then: same file, same write
+        index = self.store.meta_dir / INDEX_FILE
+        try:
+            st = os.stat(index)
+        except OSError:
+            return None
+        head = read_json_head(index, "session index") or {}
+        if (
+            rec.get("index") != [st.st_mtime_ns, st.st_size, st.st_ino, head.get("generation")]
             or not isinstance(rec.get("file"), str)
             or not rec["file"].startswith("index.frame.")
             or "/" in rec["file"]

@@ -277,7 +277,8 @@ def make_phases(store: Path, files: dict[str, list[str]], only: set[str] | None)
     phases["one_changed"] = (all_frames_phase(store), warm_then_change)
     phases["sessions_warm"] = (
         frame_phase(store, "sessions"),
-        lambda: a3s_nb.sessions(store, progress=False),  # the index in place, untimed
+        # the index in place, out of the racy window of the last change, untimed
+        lambda: (settle(), a3s_nb.sessions(store, progress=False)),
     )
     if only:
         phases = {k: v for k, v in phases.items() if k.startswith("floor") or k in only}

@@ -462,3 +462,33 @@ def test_load_verdicts_of_an_unchanged_store_come_from_the_cache_head(
         a3s_nb.runs(fixture_dir)
     assert loaded == [1] and checked == [IDS[1]]
     assert {str(w.message).split("'")[1] for w in caught} == {INDIA, IDS[1]}
+
+
+def test_a_remembered_sessions_frame_needs_the_very_write_of_the_index(fixture_dir, summarized):
+    """Another write of the index that keeps its size, inode and time (as one in the same
+    clock tick could) is told apart by the generation each write gets."""
+    a3s_nb.sessions(fixture_dir)
+    a3s_nb.sessions(fixture_dir)
+    assert (fixture_dir / ".a3s_nb" / index.FRAME_RECORD).exists()
+    path = fixture_dir / ".a3s_nb" / "index.json"
+    before = path.stat()
+    text = path.read_text()
+    data = json.loads(text)
+    column = _engine._SESSION_COLS.index("workspace")
+    workspace = data["entries"][INDIA]["row"][column]
+    forged = "x" * len(workspace)
+    old_generation = data["generation"]
+    text = text.replace(json.dumps(workspace)[1:-1], forged, 1)
+    text = text.replace(old_generation, "f" * len(old_generation), 1)
+    with open(path, "r+", encoding="utf-8") as f:  # in place: the same inode and size
+        f.write(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_mtime_ns, after.st_size, after.st_ino) == (
+        before.st_mtime_ns,
+        before.st_size,
+        before.st_ino,
+    )
+    summarized.clear()
+    got = a3s_nb.sessions(fixture_dir).set_index("session_id")
+    assert got.loc[INDIA, "workspace"] == forged and summarized == []
