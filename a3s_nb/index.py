@@ -78,11 +78,18 @@ class SessionIndex:
             return empty
         return data
 
-    def _save(self, data: dict[str, Any]) -> None:
+    def _save(self, data: dict[str, Any]) -> list | None:
+        """Write the index; the signature of the file written (see ``sig``), or None."""
         value = {"format": INDEX_FORMAT, "key": self.key, "columns": self.columns}
         value["generation"] = uuid.uuid4().hex  # no two writes alike (RememberedFrame)
         value.update((k, data[k]) for k in ("files", "untrusted", "entries"))
-        write_json(self.path, value, "session index")
+        if not write_json(self.path, value, "session index"):
+            return None
+        try:  # another writer may have replaced it since: then the generation differs
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return [st.st_mtime_ns, st.st_size, st.st_ino, value["generation"]]
 
     # ---- refresh -------------------------------------------------------------------------
 
@@ -154,7 +161,9 @@ class SessionIndex:
                 untrusted.discard(stem)
         if changed:
             data["untrusted"] = sorted(untrusted & entries.keys())
-            self._save(data)
+            written = self._save(data)
+            if not data["untrusted"]:
+                self.sig = written
         elif not untrusted and self._read_sig is not None and data.get("generation"):
             # the rows served are exactly those of the index file read
             self.sig = [*self._read_sig, data["generation"]]
