@@ -10,7 +10,6 @@ import html
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import ipywidgets  # noqa: F401 - the widgets need it: missing, the suite fails loudly
@@ -483,15 +482,24 @@ def _write_many(src: Path, dest: Path, n: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_five_thousand_sessions_stay_responsive(fixture_dir, tmp_path):
+def test_five_thousand_sessions_stay_responsive(fixture_dir, tmp_path, monkeypatch):
+    # Responsive means: the store is read once, and filtering, sorting, paging and
+    # selecting work on the frame in memory with the same 20 row widgets. Counted, not
+    # timed (speed is measured in benchmarks/).
+    from a3s_nb import widgets
+
     ids = _write_many(fixture_dir, tmp_path / "big", 5000)
-    t0 = time.perf_counter()
+    reads = []
+    real = widgets.sessions_with_prompts
+    monkeypatch.setattr(
+        widgets, "sessions_with_prompts", lambda *a, **k: reads.append(1) or real(*a, **k)
+    )
     browser = SessionBrowser(tmp_path / "big", namespace={})
-    build = time.perf_counter() - t0
+    assert len(reads) == 1
     assert len(browser.shown) == 5000 and len(browser._rows) == 20  # 20 row widgets, reused
     assert len(_visible_rows(browser)) == 20 and browser.pages == 250
+    rows = list(browser._rows)
 
-    t0 = time.perf_counter()
     browser.filter.value = "s4321"
     assert _shown(browser) == [ids[4321]]
     browser.filter.value = ""
@@ -501,9 +509,8 @@ def test_five_thousand_sessions_stay_responsive(fixture_dir, tmp_path):
     assert _visible_rows(browser) == ids[20:40]
     browser.value = ids[2500]
     assert browser.page == 125 and ids[2500] in _visible_rows(browser)
-    interact = time.perf_counter() - t0
-    assert build < 30, f"building took {build:.1f} s"
-    assert interact < 5, f"filter, sort, page and select took {interact:.1f} s"
+    assert len(reads) == 1, "an interaction read the store again"
+    assert all(a is b for a, b in zip(browser._rows, rows, strict=True))  # none rebuilt
 
 
 # --------------------------------------------------------------------------- transcript
