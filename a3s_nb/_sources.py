@@ -76,9 +76,25 @@ class _StoreSource(_Source):
         # so errors are the store's own.
         self.root = str(store.path) if isinstance(store, FileStore) else None
         self.templates = path_templates(store) if isinstance(store, FileStore) else {}
+        self._lineage: set[str] | None = None
 
     def ids(self) -> list[str]:
         return self.store.list()
+
+    def has_lineage(self, session_id: str) -> bool:
+        """False when a directory store holds no lineage record for the session (its
+        lineage files are listed once, not looked for one by one)."""
+        if self.root is None:
+            return True
+        if self._lineage is None:
+            from .lineage import _LINEAGE_DIR
+
+            try:
+                names = os.listdir(os.path.join(self.store.meta_dir, _LINEAGE_DIR))
+            except OSError:  # no lineage record yet
+                names = []
+            self._lineage = {n[:-5] for n in names if n.endswith(".json")}
+        return sdk_safe_id(session_id) in self._lineage
 
     def _read_file(self, session_id: str, part: str) -> Any:
         path = self.templates[part].format(sdk_safe_id(session_id))

@@ -200,7 +200,8 @@ def _lineage_values(source: Any, session_id: str) -> dict[str, Any]:
     """The lineage columns of a session (a3s_nb.lineage), all None when it has none."""
     store = getattr(source, "store", None)
     rec = None
-    if store is not None:
+    has = getattr(source, "has_lineage", None)
+    if store is not None and (has is None or has(session_id)):
         from .lineage import lineage_of
 
         try:

@@ -454,3 +454,31 @@ def test_replay_cli_help_as_a_module():
     )
     assert done.returncode == 0, done.stderr
     assert "exit 1 when something got worse" in " ".join(done.stdout.split())
+
+
+def test_a_build_reads_only_the_lineage_records_there_are(fixture_store, monkeypatch):
+    """The lineage directory is listed once; sessions without a record cost no lookup."""
+    from a3s_nb import _engine, lineage
+
+    a3s_nb.fork(OSCAR, at=2, store=fixture_store, new_id="f1")
+    asked = []
+    real = lineage.lineage_of
+
+    def spy(session_id, store=None):
+        asked.append(session_id)
+        return real(session_id, store)
+
+    monkeypatch.setattr(lineage, "lineage_of", spy)
+    got = _engine._collect_frames(
+        fixture_store,
+        ["sessions", "runs"],
+        ids=None,
+        since=None,
+        until=None,
+        status=None,
+        progress=False,
+        cache=False,
+    )["sessions"].set_index("session_id")
+    assert asked == ["f1"]
+    assert got.loc["f1", "lineage_kind"] == "fork" and got.loc["f1", "lineage_at_prompt"] == 2
+    assert got.loc[OSCAR, ["lineage_kind", "lineage_parent_id"]].isna().all()
