@@ -25,8 +25,8 @@ and keeps the best CPU and the best wall time of each:
 * ``sessions_warm``   ``sessions()`` served from its index
 
 With ``--baseline REV`` every phase also runs with a3s_nb as of git revision ``REV``:
-two worker processes (one per tree) measure the same store, each phase once per round in
-both, interleaved, and the table shows before, after and their ratio.
+two worker processes (one per tree, each on its own copy of the store) measure each phase
+once per round, interleaved, and the table shows before, after and their ratio.
 
 Phases other than ``*_cold`` run as a notebook does after its first call: the load verdicts
 are cached. CPU is user + system time of the process; peak memory is the growth of the
@@ -409,13 +409,21 @@ def _tree_at(rev: str, into: Path) -> Path:
 
 def compare(n: int, repeat: int, only: set[str] | None, rev: str) -> None:
     """Every phase with a3s_nb at ``rev`` (before) and as checked out (after), in one run:
-    two worker processes, each phase run once per round in both, interleaved."""
+    two worker processes on two copies of the store, each phase once per round in both,
+    interleaved."""
     import tempfile
 
     store, _, _ = prepare(n)
+    # each tree gets its own copy of the store: their caches under .a3s_nb may differ
+    twin = store.with_name(store.name + "-baseline")
+    if not twin.exists():
+        part = twin.with_name(twin.name + ".part")
+        shutil.rmtree(part, ignore_errors=True)
+        shutil.copytree(store, part, ignore=shutil.ignore_patterns(".a3s_nb"))
+        part.rename(twin)
     with tempfile.TemporaryDirectory() as tmp:
         trees = [
-            _Tree(f"before ({rev})", _tree_at(rev, Path(tmp)), store, only),
+            _Tree(f"before ({rev})", _tree_at(rev, Path(tmp)), twin, only),
             _Tree("after", HERE.parent, store, only),
         ]
         best: list[dict[str, dict]] = [{}, {}]
