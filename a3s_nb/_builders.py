@@ -315,9 +315,9 @@ class _RunsBuilder(_Builder):
 
 
 class _EventsBuilder(_Builder):
-    """``run_events``: the largest frame. A run's records are kept as they were decoded
-    and turned into columns a block at a time, one list comprehension per column: every
-    event class has the same attribute names (``_runfile``), so no per-event branching."""
+    """``run_events``: the largest frame. Each run's records are read column by column
+    (one C-level ``map`` per column) while the run is fresh in memory: every event class
+    has the same attribute names (``_runfile``), so there is no per-event branching."""
 
     def __init__(self) -> None:
         self.memo: dict[Any, str] = {}
