@@ -256,6 +256,7 @@ def _cached_frames(
     rejected: dict[str, CorruptFileError],
     errors: list[dict],
     progress: bool | None,
+    workers: int = 1,
 ) -> dict[str, pd.DataFrame]:
     """Unfiltered frames of a directory store through the columnar cache (_framecache)."""
     from ._framecache import FrameCache
@@ -274,6 +275,7 @@ def _cached_frames(
             progress=progress,
             cache=False,
             prechecked=(check, known, {}, []),
+            workers=workers,
         )
 
     rest = [name for name in wanted if name != "sessions"]
@@ -346,6 +348,7 @@ def _collect_frames(
     progress: bool | None,
     cache: bool = True,
     prechecked: tuple | None = None,
+    workers: int | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The wanted frames of ``source``: what every frame function comes down to.
 
@@ -359,7 +362,9 @@ def _collect_frames(
     sel = _select_sessions(src, ids, progress, prechecked)
     if cache and _cache_serves(src, wanted, ids, filters):
         assert sel.check is not None and sel.known is not None
-        return _cached_frames(src, wanted, sel.check, sel.known, sel.rejected, sel.errors, progress)
+        return _cached_frames(
+            src, wanted, sel.check, sel.known, sel.rejected, sel.errors, progress, workers or 1
+        )
     plan = _Plan.make(wanted, filters)
     if _index_serves(src, plan):
         if plan.only_sessions and ids is None and not filters.any:
@@ -375,6 +380,21 @@ def _collect_frames(
         selected = sel.selected
     else:
         selected = sorted(sel.known if sel.known is not None else src.ids())
+    if workers is not None and workers > 1:  # the same build, split among processes
+        from . import _parallel
+
+        if _parallel.usable(src.store, selected):
+            return _parallel.build(
+                src.store,
+                wanted,
+                selected,
+                workers=workers,
+                errors=sel.errors,
+                since=since,
+                until=until,
+                status=filters.status,
+                progress=progress,
+            )
     return _build_frames(src, selected, plan, sel.errors, progress)
 
 

@@ -140,6 +140,10 @@ class NotSettledError(A3sNbError, TimeoutError):
     """A live session kept running, or kept writing, past the timeout."""
 
 
+class ParallelBuildError(A3sNbError, RuntimeError):
+    """A worker process building frames (``workers=``) failed; no frame is returned."""
+
+
 class ExportError(A3sNbError, OSError):
     """An export could not write to, or reach, its destination (a directory, bucket or endpoint)."""
 

@@ -1010,7 +1010,8 @@ _FILTERS = """\
 ## Common arguments
 
 Every frame function has the signature
-`frame(source=None, *, ids=None, since=None, until=None, status=None, progress=None)`.
+`frame(source=None, *, ids=None, since=None, until=None, status=None, progress=None,
+workers=None)`.
 
 - `source`: a store path, a `Store`, a `SessionBundle`, a live session (an object with
   `history()`, `runs()`, `run_events(id)`, `trace_events()`, `verification_reports()` and
@@ -1025,6 +1026,10 @@ Every frame function has the signature
   that run status; `verification` keeps checks with that check status; `sessions`,
   `messages` and `traces` keep sessions that have at least one run with that status.
 - `progress`: `None` shows a `tqdm.auto` bar above 200 sessions, `True`/`False` force it.
+- `workers`: build in that many worker processes (`None` or 1: in the calling one), each
+  reading a contiguous share of the sessions of a directory store; the frames are the same
+  row for row, `attrs` included (other sources are built in the calling process; `sessions`
+  is served from its index either way). A worker that fails raises `ParallelBuildError`.
 
 `all_frames(source, frames=None, ...)` builds several frames in one pass over the files,
 which is what to use for more than one frame of a large store.
