@@ -27,9 +27,12 @@ import os
 import pickle
 import shutil
 import signal
+import sys
 import tempfile
 import traceback
+import types
 import warnings
+from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -126,6 +129,9 @@ def _build_chunk(
     status: Any,
     out: str,
 ) -> dict[str, Any]:
+    """Build the frames of ``ids`` as one process would, write each to ``out/<frame>.arrow``
+    and return what else the parent needs: the ``errors`` entries of skipped sessions, each
+    frame's notes, and the warnings raised."""
     import pyarrow as pa
 
     from . import _engine
@@ -163,7 +169,6 @@ def _build_chunk(
             prechecked=(None, ids, {}, []),
         )
     notes: dict[str, list[dict]] = {}
-    rows: dict[str, int] = {}
     for name, df in frames.items():
         errors = df.attrs.get("errors", [])
         if errors[: len(reported)] != reported:  # pragma: no cover - an engine change
@@ -176,7 +181,6 @@ def _build_chunk(
             pa.ipc.new_file(sink, table.schema) as writer,
         ):
             writer.write_table(table)
-        rows[name] = table.num_rows
     # Which warning is about what: a skipped session, or a frame's note (each note is
     # warned once, frame after frame in ``wanted`` order, as the frames are finished).
     about: list[str] = ["skip" if i in skip_warnings else "other" for i in range(len(caught))]
@@ -189,7 +193,6 @@ def _build_chunk(
     return {
         "reported": reported,
         "notes": notes,
-        "rows": rows,
         "warnings": [
             (about[i], _category(w.category), str(w.message))
             for i, w in enumerate(caught)
@@ -268,31 +271,14 @@ def build(
 
     parts = chunks(ids, workers)
     ctx = _context()
-    scratch = _scratch_dir()
+    path = str(store.path)
     running: list[tuple[Any, Connection]] = []
     shown = _progress(range(len(ids)), progress, "sessions")
     bar = shown if hasattr(shown, "update") else None
-    path = str(store.path)
+    scratch = _scratch_dir()
     try:
-        for k, part in enumerate(parts):
-            out = os.path.join(scratch, str(k))
-            os.mkdir(out)
-            task = {
-                "path": path,
-                "wanted": wanted,
-                "ids": part,
-                "since": since,
-                "until": until,
-                "status": status,
-                "out": out,
-            }
-            receive, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(
-                target=_work, args=(send, task), name=f"a3s_nb-frames-{k}", daemon=True
-            )
-            running.append((proc, receive))
-            proc.start()
-            send.close()
+        with _without_main():
+            _start(ctx, parts, scratch, running, path, wanted, since, until, status)
         results = _gather(running, bar)
         # every worker is done: the frames, in session order
         out_frames: dict[str, pd.DataFrame] = {}
@@ -323,6 +309,57 @@ def build(
             bar.close()
         _stop(running)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _start(
+    ctx: Any,
+    parts: list[list[str]],
+    scratch: str,
+    running: list[tuple[Any, Connection]],
+    path: str,
+    wanted: list[str],
+    since: Any,
+    until: Any,
+    status: Any,
+) -> None:
+    """Start a worker per run of sessions; each is in ``running`` before it starts."""
+    for k, part in enumerate(parts):
+        out = os.path.join(scratch, str(k))
+        os.mkdir(out)
+        task = {
+            "path": path,
+            "wanted": wanted,
+            "ids": part,
+            "since": since,
+            "until": until,
+            "status": status,
+            "out": out,
+        }
+        receive, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_work, args=(send, task), name=f"a3s_nb-frames-{k}", daemon=True)
+        running.append((proc, receive))
+        proc.start()
+        send.close()
+
+
+@contextlib.contextmanager
+def _without_main() -> Iterator[None]:
+    """Start workers as if ``__main__`` were empty: they run a3s_nb's code only.
+
+    Otherwise multiprocessing re-runs a script's main module in every worker (and in the
+    fork server), and cannot start a worker at all under a ``__main__`` it does not know
+    how to describe (IPython's shell namespace, a script read from stdin). The real one is
+    back in place as soon as the workers are started, whatever happens.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is None:
+            sys.modules.pop("__main__", None)
+        else:
+            sys.modules["__main__"] = main
 
 
 def _newest_first(df: pd.DataFrame) -> pd.DataFrame:

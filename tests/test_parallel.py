@@ -147,6 +147,26 @@ def test_parallel_build_fills_the_frame_cache_as_serial_does(fixture_dir):
         assert warm[name].attrs == df.attrs
 
 
+class _ShellNamespace:
+    """What IPython puts in sys.modules["__main__"]: no __spec__, no __file__."""
+
+
+@pytest.mark.parametrize("main", [_ShellNamespace(), "<stdin>"], ids=["ipython", "stdin"])
+def test_workers_start_under_any_main_module(fixture_dir, monkeypatch, main):
+    """A kernel's or a piped script's __main__ is neither needed nor re-run by a worker."""
+    import sys
+    import types
+
+    if isinstance(main, str):
+        module = types.ModuleType("__main__")
+        module.__file__ = main  # a script read from stdin: no such file
+        main = module
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    serial = a3s_nb.runs(fixture_dir, status="failed")
+    pd.testing.assert_frame_equal(a3s_nb.runs(fixture_dir, status="failed", workers=2), serial)
+    assert sys.modules["__main__"] is main
+
+
 def test_other_sources_are_built_in_this_process(fixture_store):
     bundles = [fixture_store.load(sid) for sid in fixture_store.list()]
     for source in (bundles, bundles[0]):
