@@ -41,6 +41,8 @@ import pandas as pd
 
 from .errors import ParallelBuildError
 
+#: A worker gets at least this many sessions (fewer workers are started if need be).
+MIN_PER_WORKER = 20
 #: Progress is reported by a worker every this many sessions.
 PROGRESS_EVERY = 64
 #: ``/dev/shm`` is used for the workers' files when it has at least this much room.
@@ -241,12 +243,13 @@ def _counted(items: Any, conn: Connection) -> Any:
 
 def usable(store: Any, ids: list[str]) -> bool:
     """Whether a build can be split among workers: a directory store (which a worker opens
-    by its path) with pyarrow (which carries the frames back) and two sessions or more.
-    Anything else is built in the calling process."""
+    by its path) with pyarrow (which carries the frames back) and enough sessions for two
+    workers (a frame cache refreshing a few changed sessions is quicker alone). Anything
+    else is built in the calling process."""
     from . import _columns
     from .store import FileStore
 
-    return type(store) is FileStore and _columns.pa is not None and len(ids) > 1
+    return type(store) is FileStore and _columns.pa is not None and len(ids) >= 2 * MIN_PER_WORKER
 
 
 def build(
@@ -269,7 +272,7 @@ def build(
     from ._framecache import _fix_categories, _types_mapper
     from ._warn import warn
 
-    parts = chunks(ids, workers)
+    parts = chunks(ids, min(workers, len(ids) // MIN_PER_WORKER))
     ctx = _context()
     path = str(store.path)
     running: list[tuple[Any, Connection]] = []

@@ -101,7 +101,8 @@ def all_frames(
     ``workers``: build in that many worker processes (None or 1: in this process), each
     reading a contiguous share of the sessions; the frames are the same, row for row,
     ``attrs`` included. Worth it on a large directory store with idle cores; other sources
-    are built in this process. ``ParallelBuildError`` if a worker fails.
+    are built in this process, and so is a build of fewer than 40 sessions (such as the
+    frame cache refreshing a few changed ones). ``ParallelBuildError`` if a worker fails.
 
     >>> f = a3s_nb.all_frames("sessions")                      # doctest: +SKIP
     >>> f = a3s_nb.all_frames("sessions", workers=2)           # doctest: +SKIP

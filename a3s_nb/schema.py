@@ -1028,8 +1028,9 @@ workers=None)`.
 - `progress`: `None` shows a `tqdm.auto` bar above 200 sessions, `True`/`False` force it.
 - `workers`: build in that many worker processes (`None` or 1: in the calling one), each
   reading a contiguous share of the sessions of a directory store; the frames are the same
-  row for row, `attrs` included (other sources are built in the calling process; `sessions`
-  is served from its index either way). A worker that fails raises `ParallelBuildError`.
+  row for row, `attrs` included (other sources, and builds of fewer than 40 sessions, are
+  built in the calling process; `sessions` is served from its index either way). A worker
+  that fails raises `ParallelBuildError`.
 
 `all_frames(source, frames=None, ...)` builds several frames in one pass over the files,
 which is what to use for more than one frame of a large store.

@@ -20,6 +20,12 @@ from a3s_nb.frames import CorruptSessionWarning
 FRAMES = schema.FRAME_NAMES
 
 
+@pytest.fixture(autouse=True)
+def _split_small_stores(monkeypatch):
+    """The fixture store's eight sessions are split among workers too."""
+    monkeypatch.setattr(_parallel, "MIN_PER_WORKER", 1)
+
+
 def _drop_cache(store: Path) -> None:
     shutil.rmtree(store / ".a3s_nb" / "frames", ignore_errors=True)
 
@@ -193,11 +199,23 @@ def test_one_worker_is_one_process(fixture_dir, monkeypatch):
     pd.testing.assert_frame_equal(a3s_nb.runs(fixture_dir, workers=1), serial)
 
 
+def test_a_few_sessions_are_built_in_this_process(fixture_dir, monkeypatch):
+    """Eight sessions are not worth a worker each: not split until there are 2 x 5."""
+    monkeypatch.setattr(_parallel, "MIN_PER_WORKER", 5)
+    monkeypatch.setattr(_parallel, "build", lambda *a, **k: pytest.fail("split"))
+    serial = a3s_nb.runs(fixture_dir, status="failed")
+    pd.testing.assert_frame_equal(a3s_nb.runs(fixture_dir, status="failed", workers=2), serial)
+    monkeypatch.setattr(_parallel, "MIN_PER_WORKER", 4)
+    with pytest.raises(pytest.fail.Exception, match="split"):
+        a3s_nb.runs(fixture_dir, status="failed", workers=2)
+
+
 def test_chunks_are_contiguous_and_in_order():
     ids = [f"s{i:02d}" for i in range(11)]
     parts = _parallel.chunks(ids, 3)
     assert parts == [ids[0:4], ids[4:8], ids[8:11]]
     assert _parallel.chunks(ids[:2], 5) == [["s00"], ["s01"]]
+    assert _parallel.chunks(ids, 1) == [ids]
 
 
 # ----------------------------------------------------------------------------- failures
