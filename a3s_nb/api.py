@@ -195,12 +195,12 @@ def save(
     encoded = _encode(encoder, parts, run_keys)
     redacted = kept = 0
     if redact:
-        parts, findings = _scan(encoder, parts, encoded, env, redact=True)
+        parts, findings = _scan(parts, encoded, env, redact=True)
         redacted = len(findings)
         if findings:  # redacted runs hold other events: keyed from what they hold
             encoded = _encode(encoder, parts)
     else:
-        _, findings = _scan(encoder, parts, encoded, env, redact=False)
+        _, findings = _scan(parts, encoded, env, redact=False)
         if findings and not allow_secrets:
             raise SecretsFoundError(
                 f"not saving session {sid}: {_plural(len(findings), 'secret')} in what would "
@@ -470,7 +470,6 @@ def _encode(
 
 
 def _scan(
-    encoder: serde.PartEncoder,
     parts: dict[str, Any],
     encoded: dict[str, serde.EncodedPart],
     env: dict[str, str] | None,

@@ -103,7 +103,7 @@ def steps(session: Any, store: a3s_nb.Store) -> dict[str, float]:
         )
     )
     out["encode"], encoded = timed(lambda: encoder.encode(parts, run_keys=run_keys))
-    out["scan"], _ = timed(lambda: api._scan(encoder, parts, encoded, None, redact=False))
+    out["scan"], _ = timed(lambda: api._scan(parts, encoded, None, redact=False))
     data = {part: e.data for part, e in encoded.items()}
     mark = api._mark(store, SESSION_ID, session)
     with store.lock():
