@@ -22,7 +22,6 @@ from ._columns import (
 )
 from ._runfile import K_TOOL_END, TYPE_NAMES, Record, Run
 from ._runfile import MEMO_EVENTS as _MEMO_EVENTS
-from ._sources import CorruptSessionWarning
 from ._tokens import USAGE_KEYS as _USAGE_KEYS
 from ._walk import (
     _S_UPDATED,
@@ -35,6 +34,7 @@ from ._walk import (
     _str,
 )
 from ._warn import warn
+from .errors import CorruptSessionWarning
 
 # ============================================================================ builders
 

@@ -31,7 +31,6 @@ from ._sources import (
     _PARTS,
     _RUN_FRAMES,
     _SESSION_FRAMES,
-    CorruptSessionWarning,
     _open_source,
     _resolve_ids,
     _StoreSource,
@@ -53,7 +52,7 @@ from ._walk import (
 )
 from ._warn import warn
 from .cost import price_table
-from .errors import CorruptFileError
+from .errors import CorruptFileError, CorruptSessionWarning
 from .store import FileStore, sdk_safe_id
 
 FRAME_NAMES = schema.FRAME_NAMES

@@ -16,14 +16,6 @@ from .errors import CorruptFileError
 from .models import SessionBundle
 from .store import FileStore, MemoryStore, Store, resolve_id, sdk_safe_id
 
-
-class CorruptSessionWarning(UserWarning):
-    """A session was left out of a frame because one of its files is corrupt."""
-
-
-CorruptSessionWarning.__module__ = "a3s_nb.frames"  # its public home
-
-
 # ============================================================================ sources
 
 #: The files each frame reads.

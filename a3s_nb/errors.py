@@ -1,5 +1,5 @@
-"""Every exception a3s_nb raises on purpose. Each refines the built-in a caller would naturally
-catch; all are exported from :mod:`a3s_nb`."""
+"""Every exception a3s_nb raises on purpose, and the warning its frames issue. Each refines
+the built-in a caller would naturally catch; all are exported from :mod:`a3s_nb`."""
 
 from __future__ import annotations
 
@@ -158,3 +158,8 @@ def describe_validation_error(error: ValidationError, limit: int = 3) -> str:
         items.append(f"{path or '<root>'}: {err['msg']}")
     more = error.error_count() - limit
     return "; ".join(items) + (f" (and {more} more)" if more > 0 else "")
+
+
+class CorruptSessionWarning(UserWarning):
+    """A session was left out of a frame because one of its files is corrupt (it is also
+    listed in the frame's ``attrs["errors"]``)."""

@@ -30,7 +30,7 @@ import pandas as pd
 
 from ._engine import FRAME_NAMES, _collect
 from ._parallel import check_workers
-from ._sources import CorruptSessionWarning
+from .errors import CorruptSessionWarning
 
 #: More sessions than this to read shows a progress bar (when ``progress`` is None).
 PROGRESS_THRESHOLD = 200
