@@ -273,6 +273,8 @@ def build(
     from ._warn import warn
 
     parts = chunks(ids, min(workers, len(ids) // MIN_PER_WORKER))
+    # what the filters make of them anyway, and sure to travel to a worker
+    since, until = (None if t is None else pd.Timestamp(t) for t in (since, until))
     ctx = _context()
     path = str(store.path)
     running: list[tuple[Any, Connection]] = []
