@@ -216,9 +216,9 @@ def _resolve_ids(requested: str | Iterable[str] | None, known: list[str], label:
     if isinstance(requested, str):
         requested = [requested]
     known_set = set(known)
-    out: list[str] = []
+    # in order, each once, looked up in O(1): the frame cache asks for thousands at once
+    out: dict[str, None] = {}
     for rid in requested:
         match = rid if rid in known_set else resolve_id(rid, known, label)
-        if match not in out:
-            out.append(match)
-    return out
+        out.setdefault(match)
+    return list(out)
