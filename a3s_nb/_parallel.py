@@ -78,18 +78,33 @@ def chunks(ids: list[str], n: int) -> list[list[str]]:
 
 
 def _context() -> Any:
-    """The multiprocessing context: forkserver, preloading this module, else spawn."""
+    """The multiprocessing context: forkserver (see :func:`_preloading`), else spawn."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
+    return multiprocessing.get_context("forkserver")
+
+
+@contextlib.contextmanager
+def _preloading(ctx: Any) -> Iterator[None]:
+    """While workers start, the fork server's preload list also names this package.
+
+    The list is read only when the server starts (the first time anyone in the process
+    uses forkserver); added to, never replacing, what the kernel asked for, and put back
+    as it was as soon as the workers are started, whatever happens.
+    """
+    if ctx.get_start_method() != "forkserver":
+        yield
+        return
     from multiprocessing import forkserver
 
-    # Added to (never replacing) what the kernel asked the fork server to import; it only
-    # matters when the server starts, which is the first time anyone uses forkserver.
-    preload = list(getattr(forkserver._forkserver, "_preload_modules", None) or ["__main__"])
+    before = getattr(forkserver._forkserver, "_preload_modules", None)
+    preload = list(before or ["__main__"])
     if _PRELOAD not in preload:
         ctx.set_forkserver_preload([*preload, _PRELOAD])
-    return ctx
+    try:
+        yield
+    finally:
+        forkserver._forkserver._preload_modules = before
 
 
 def _scratch_dir() -> str:
@@ -282,7 +297,7 @@ def build(
     bar = shown if hasattr(shown, "update") else None
     scratch = _scratch_dir()
     try:
-        with _without_main():
+        with _without_main(), _preloading(ctx):
             _start(ctx, parts, scratch, running, path, wanted, since, until, status)
         results = _gather(running, bar)
         # every worker is done: the frames, in session order

@@ -185,6 +185,33 @@ def test_workers_start_under_any_main_module(fixture_dir, monkeypatch, main):
     assert sys.modules["__main__"] is main
 
 
+def test_the_fork_server_preload_list_is_left_as_it_was(fixture_dir):
+    """workers= preloads a3s_nb into the fork server it starts, and changes nothing
+    process-wide: the list the kernel set is back as soon as the workers are started."""
+    import subprocess
+    import sys
+
+    script = f"""
+import multiprocessing, sys
+from multiprocessing import forkserver
+import a3s_nb
+from a3s_nb import _parallel
+_parallel.MIN_PER_WORKER = 1
+multiprocessing.set_forkserver_preload(["json"])
+a3s_nb.runs({str(fixture_dir)!r}, workers=2)
+assert forkserver._forkserver._preload_modules == ["json"], forkserver._forkserver._preload_modules
+loaded = multiprocessing.get_context("forkserver").Pool(1).apply(
+    eval, ("'a3s_nb._engine' in __import__('sys').modules",)
+)
+assert loaded, "the fork server did not preload a3s_nb"
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
 def test_other_sources_are_built_in_this_process(fixture_store):
     bundles = [fixture_store.load(sid) for sid in fixture_store.list()]
     for source in (bundles, bundles[0]):
