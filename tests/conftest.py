@@ -25,6 +25,46 @@ SESSION_FILES = {
 }
 
 
+def frames_from_files(store: object, names: list[str] | None = None) -> dict:
+    """Frames built from the files, bypassing the frame cache (what a cached answer must
+    equal). All frames unless ``names``."""
+    from a3s_nb import _engine, schema
+
+    return _engine._collect(
+        store,
+        list(schema.FRAME_NAMES) if names is None else names,
+        ids=None,
+        since=None,
+        until=None,
+        status=None,
+        progress=False,
+        cache=False,
+    )
+
+
+def calls_of(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list:
+    """The first argument after ``self``/``source``/``store`` of each call to
+    ``owner.name`` from now on (a session id or file stem), in order."""
+    seen: list = []
+    real = getattr(owner, name)
+
+    def spy(first, second, *args, **kwargs):
+        seen.append(second)
+        return real(first, second, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, spy)
+    return seen
+
+
+@pytest.fixture
+def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files the test just wrote count as settled (the racy window is for real clocks)."""
+    from a3s_nb import _framecache, _loadcheck, index
+
+    for mod in (_framecache, _loadcheck, index):
+        monkeypatch.setattr(mod, "RACY_SECONDS", -1.0)
+
+
 def blocks(history: list[dict], kind: str) -> list[dict]:
     """The content blocks of one type in a history, in order."""
     return [b for m in history for b in m["content"] if b["type"] == kind]

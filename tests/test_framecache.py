@@ -17,6 +17,8 @@ import a3s_nb
 from a3s_nb import _engine, _framecache, _loadcheck, _sources, _walk, index, schema
 from a3s_nb.frames import CorruptSessionWarning
 
+from .conftest import calls_of, frames_from_files
+
 FRAMES = schema.FRAME_NAMES
 INDIA = "fix-india-2-004"
 IDS = [  # the fixture's sessions, sorted
@@ -32,13 +34,6 @@ IDS = [  # the fixture's sessions, sorted
 
 
 @pytest.fixture
-def settled(monkeypatch):
-    """Files the test just wrote count as settled (the racy window is for real clocks)."""
-    for mod in (_framecache, _loadcheck, index):
-        monkeypatch.setattr(mod, "RACY_SECONDS", -1.0)
-
-
-@pytest.fixture
 def segments_of_two(monkeypatch):
     """Segments of two sessions, so that the 8 sessions of the fixture make four."""
     monkeypatch.setattr(_framecache, "SEGMENT_SESSIONS", 2)
@@ -47,57 +42,19 @@ def segments_of_two(monkeypatch):
 @pytest.fixture
 def reads(monkeypatch) -> list[str]:
     """The session ids whose files the frames parse, call after call."""
-    seen: list[str] = []
-    real = _sources._StoreSource._read_file
-
-    def spy(self, session_id, part):
-        seen.append(session_id)
-        return real(self, session_id, part)
-
-    monkeypatch.setattr(_sources._StoreSource, "_read_file", spy)
-    return seen
+    return calls_of(monkeypatch, _sources._StoreSource, "_read_file")
 
 
 @pytest.fixture
 def summarized(monkeypatch) -> list[str]:
     """The sessions whose ``sessions`` row the index computes from the files."""
-    seen: list[str] = []
-    real = _walk._summarize
-
-    def spy(source, stem):
-        seen.append(stem)
-        return real(source, stem)
-
-    monkeypatch.setattr(_walk, "_summarize", spy)
-    return seen
+    return calls_of(monkeypatch, _walk, "_summarize")
 
 
 @pytest.fixture
 def checked(monkeypatch) -> list[str]:
     """The sessions the load check validates with ``Store.load``."""
-    seen: list[str] = []
-    real = _loadcheck._check
-
-    def spy(store, session_id):
-        seen.append(session_id)
-        return real(store, session_id)
-
-    monkeypatch.setattr(_loadcheck, "_check", spy)
-    return seen
-
-
-def fresh(store_dir: Path) -> dict[str, pd.DataFrame]:
-    """The frames built from the files, with no cache."""
-    return _engine._collect_frames(
-        store_dir,
-        FRAMES,
-        ids=None,
-        since=None,
-        until=None,
-        status=None,
-        progress=False,
-        cache=False,
-    )
+    return calls_of(monkeypatch, _loadcheck, "_check")
 
 
 def same(got: dict[str, pd.DataFrame], expected: dict[str, pd.DataFrame]) -> None:
@@ -136,10 +93,10 @@ def edit_runs(store_dir: Path, sid: str, edit) -> Path:
 
 
 def test_segments_one_changed_session_rewrites_one_segment(
-    fixture_dir, settled, segments_of_two, reads
+    fixture_dir, no_racy_window, segments_of_two, reads
 ):
     first = a3s_nb.all_frames(fixture_dir)
-    same(first, fresh(fixture_dir))
+    same(first, frames_from_files(fixture_dir))
     before = {frame: segment_files(fixture_dir, frame) for frame in _framecache.CACHED}
     assert all(len(files) == 4 for files in before.values())
     reads.clear()
@@ -152,7 +109,7 @@ def test_segments_one_changed_session_rewrites_one_segment(
     got = a3s_nb.all_frames(fixture_dir)
     assert set(reads) == {INDIA}
     assert "changed" in set(got["runs"].prompt)
-    same(got, fresh(fixture_dir))
+    same(got, frames_from_files(fixture_dir))
     for frame in _framecache.CACHED:
         after = segment_files(fixture_dir, frame)
         # INDIA is in the last segment: only that one was written again
@@ -161,7 +118,9 @@ def test_segments_one_changed_session_rewrites_one_segment(
     assert files == {f for frame in _framecache.CACHED for f in segment_files(fixture_dir, frame)}
 
 
-def test_segments_follow_sessions_added_and_deleted(fixture_dir, settled, segments_of_two, reads):
+def test_segments_follow_sessions_added_and_deleted(
+    fixture_dir, no_racy_window, segments_of_two, reads
+):
     a3s_nb.all_frames(fixture_dir)
     store = a3s_nb.FileStore(fixture_dir)
     bundles = {sid: store.load(sid) for sid in ("chore-november-2-007", "fix-oscar-2-000")}
@@ -182,7 +141,7 @@ def test_segments_follow_sessions_added_and_deleted(fixture_dir, settled, segmen
     got = a3s_nb.all_frames(fixture_dir)
     assert set(reads) == set(new_ids)
     assert set(got["sessions"].session_id) == set(store.list())
-    same(got, fresh(fixture_dir))
+    same(got, frames_from_files(fixture_dir))
     reads.clear()
     same(a3s_nb.all_frames(fixture_dir), got)
     assert reads == []
@@ -191,10 +150,10 @@ def test_segments_follow_sessions_added_and_deleted(fixture_dir, settled, segmen
         store.delete(sid)
     got = a3s_nb.all_frames(fixture_dir)
     assert all(len(df) == 0 for df in got.values())
-    same(got, fresh(fixture_dir))
+    same(got, frames_from_files(fixture_dir))
 
 
-def test_a_segment_grown_too_large_is_split(fixture_dir, settled, monkeypatch, reads):
+def test_a_segment_grown_too_large_is_split(fixture_dir, no_racy_window, monkeypatch, reads):
     monkeypatch.setattr(_framecache, "SEGMENT_SESSIONS", 4)
     a3s_nb.all_frames(fixture_dir)
     assert len(segment_files(fixture_dir, "runs")) == 1  # 8 sessions: not past twice 4
@@ -204,15 +163,15 @@ def test_a_segment_grown_too_large_is_split(fixture_dir, settled, monkeypatch, r
     got = a3s_nb.all_frames(fixture_dir)
     assert set(reads) == {INDIA}
     assert len(segment_files(fixture_dir, "runs")) == 3
-    same(got, fresh(fixture_dir))
+    same(got, frames_from_files(fixture_dir))
     edit_runs(fixture_dir, IDS[0], lambda runs: runs[0]["snapshot"].update(prompt="first"))
     reads.clear()
     got = a3s_nb.all_frames(fixture_dir)
     assert set(reads) == {IDS[0]}
-    same(got, fresh(fixture_dir))
+    same(got, frames_from_files(fixture_dir))
 
 
-def test_a_damaged_segment_is_rebuilt_alone(fixture_dir, settled, segments_of_two, reads):
+def test_a_damaged_segment_is_rebuilt_alone(fixture_dir, no_racy_window, segments_of_two, reads):
     expected = a3s_nb.all_frames(fixture_dir)
     cache = fixture_dir / ".a3s_nb" / "frames"
     second = segment_files(fixture_dir, "run_events")[1]
@@ -224,7 +183,7 @@ def test_a_damaged_segment_is_rebuilt_alone(fixture_dir, settled, segments_of_tw
 
 
 def test_a_forged_segment_digest_is_caught_by_the_file_signatures(
-    fixture_dir, settled, segments_of_two
+    fixture_dir, no_racy_window, segments_of_two
 ):
     """A digest that matches nothing only makes the signatures be compared one by one."""
     a3s_nb.all_frames(fixture_dir)
@@ -234,7 +193,7 @@ def test_a_forged_segment_digest_is_caught_by_the_file_signatures(
         seg["digest"] = "0" * 32
     path.write_text(json.dumps(manifest))
     edit_runs(fixture_dir, INDIA, lambda runs: runs[0]["snapshot"].update(prompt="changed"))
-    same(a3s_nb.all_frames(fixture_dir), fresh(fixture_dir))
+    same(a3s_nb.all_frames(fixture_dir), frames_from_files(fixture_dir))
 
 
 # ----------------------------------------------------------------------------- trust
@@ -264,7 +223,7 @@ def test_an_in_place_same_size_rewrite_of_any_part_is_noticed(
         old, new = '"status": "failed"', '"status": "paused"'
     rewrite(path, old, new)
     summarized.clear()
-    expected = fresh(fixture_dir)
+    expected = frames_from_files(fixture_dir)
     same(a3s_nb.all_frames(fixture_dir), expected)
     pd.testing.assert_frame_equal(a3s_nb.sessions(fixture_dir), expected["sessions"])
     assert summarized == [INDIA]
@@ -288,7 +247,7 @@ def test_an_in_place_rewrite_of_the_artifacts_manifest_is_checked_again(fixture_
         assert INDIA not in set(a3s_nb.sessions(fixture_dir).session_id)
 
 
-def test_a_fragment_removed_then_added_back_is_noticed(fixture_dir, settled, reads):
+def test_a_fragment_removed_then_added_back_is_noticed(fixture_dir, no_racy_window, reads):
     first = a3s_nb.all_frames(fixture_dir)
     path = fixture_dir / "traces" / f"{INDIA}.json"
     text = path.read_text()
@@ -296,12 +255,12 @@ def test_a_fragment_removed_then_added_back_is_noticed(fixture_dir, settled, rea
     reads.clear()
     got = a3s_nb.all_frames(fixture_dir)
     assert set(reads) == {INDIA} and INDIA not in set(got["traces"].session_id)
-    same(got, fresh(fixture_dir))
+    same(got, frames_from_files(fixture_dir))
     path.write_text(text)
     same(a3s_nb.all_frames(fixture_dir), first)
 
 
-def test_a_file_that_goes_bad_and_good_again(fixture_dir, settled):
+def test_a_file_that_goes_bad_and_good_again(fixture_dir, no_racy_window):
     first = a3s_nb.all_frames(fixture_dir)
     path = fixture_dir / "runs" / f"{INDIA}.json"
     good = path.read_text()
@@ -315,7 +274,7 @@ def test_a_file_that_goes_bad_and_good_again(fixture_dir, settled):
     same(a3s_nb.all_frames(fixture_dir), first)
 
 
-def test_a_dangling_link_in_place_of_a_session_file_is_reported(fixture_dir, settled):
+def test_a_dangling_link_in_place_of_a_session_file_is_reported(fixture_dir, no_racy_window):
     a3s_nb.all_frames(fixture_dir)
     target = fixture_dir / "runs" / f"{INDIA}.json"
     target.rename(fixture_dir / "elsewhere.txt")
@@ -333,7 +292,7 @@ def test_racily_clean_files_are_looked_at_again(fixture_dir, reads, checked, sum
     a3s_nb.all_frames(fixture_dir)
     a3s_nb.sessions(fixture_dir)
     past = time.time_ns() - 300 * 10**9
-    os.utime(fixture_dir, ns=(past, past))  # the listing is settled: only the file is not
+    os.utime(fixture_dir, ns=(past, past))  # the listing is no_racy_window: only the file is not
     path = fixture_dir / "runs" / f"{INDIA}.json"
     path.write_text(path.read_text())  # mtime: now
     for _ in range(2):  # as long as the file is that recent
@@ -355,7 +314,7 @@ def test_racily_clean_files_are_looked_at_again(fixture_dir, reads, checked, sum
         assert sigs[INDIA] is None and sigs[IDS[0]] is not None, frame
 
 
-def test_an_unchanged_store_is_looked_at_once_per_file(fixture_dir, settled, monkeypatch):
+def test_an_unchanged_store_is_looked_at_once_per_file(fixture_dir, no_racy_window, monkeypatch):
     """A warm call lists each directory once and stats each file once: the load check, the
     index and the frame cache share one scan."""
     a3s_nb.all_frames(fixture_dir)
@@ -386,7 +345,7 @@ def test_stems_of_many_ids_is_sdk_safe_id_of_each():
 
 
 def test_sessions_of_an_unchanged_store_is_remembered(
-    fixture_dir, settled, monkeypatch, summarized
+    fixture_dir, no_racy_window, monkeypatch, summarized
 ):
     first = a3s_nb.sessions(fixture_dir)  # builds the index
     second = a3s_nb.sessions(fixture_dir)  # reads it, and remembers the frame
@@ -401,7 +360,7 @@ def test_sessions_of_an_unchanged_store_is_remembered(
     monkeypatch.setattr(index.SessionIndex, "refresh", spy)
     third = a3s_nb.sessions(fixture_dir)
     assert refreshed == []  # served without reading the index
-    expected = fresh(fixture_dir)["sessions"]
+    expected = frames_from_files(fixture_dir)["sessions"]
     for df in (first, second, third):
         pd.testing.assert_frame_equal(df, expected)
         assert df.attrs == expected.attrs
@@ -410,11 +369,11 @@ def test_sessions_of_an_unchanged_store_is_remembered(
     summarized.clear()
     got = a3s_nb.sessions(fixture_dir)
     assert refreshed == [1] and INDIA not in set(got.session_id) and len(got) == 7
-    pd.testing.assert_frame_equal(got, fresh(fixture_dir)["sessions"])
+    pd.testing.assert_frame_equal(got, frames_from_files(fixture_dir)["sessions"])
 
 
 def test_a_remembered_sessions_frame_is_not_served_for_another_index(
-    fixture_dir, settled, summarized
+    fixture_dir, no_racy_window, summarized
 ):
     """The frame is tied to the index file it was built from, not only to its name."""
     a3s_nb.sessions(fixture_dir)
@@ -432,7 +391,7 @@ def test_a_remembered_sessions_frame_is_not_served_for_another_index(
 
 
 def test_load_verdicts_of_an_unchanged_store_come_from_the_cache_head(
-    fixture_dir, settled, monkeypatch, checked
+    fixture_dir, no_racy_window, monkeypatch, checked
 ):
     """On an unchanged store the load check reads only the small part of its cache: the
     digest of the files it judged, and the sessions it rejected."""

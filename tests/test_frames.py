@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 
 import a3s_nb
-from a3s_nb import _builders, _columns, _engine, _runfile, _sources, frames, schema
+from a3s_nb import _builders, _columns, _runfile, _sources, frames, schema
 from a3s_nb.frames import CorruptSessionWarning
+
+from .conftest import calls_of, frames_from_files
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = schema.FRAME_NAMES
@@ -794,40 +796,9 @@ def test_real_live_session_gives_the_frames_of_its_saved_files(sdk_agent, tmp_pa
 # ----------------------------------------------------------------------------- frame cache
 
 
-@pytest.fixture
-def no_racy_window(monkeypatch):
-    """Files the test just wrote count as settled (the racy window is for real clocks)."""
-    from a3s_nb import _framecache, _loadcheck, index
-
-    for mod in (_framecache, _loadcheck, index):
-        monkeypatch.setattr(mod, "RACY_SECONDS", -1.0)
-
-
-def _fresh(store_dir: Path) -> dict[str, pd.DataFrame]:
-    """The frames built from the files, bypassing the frame cache."""
-    return _engine._collect_frames(
-        store_dir,
-        FRAMES,
-        ids=None,
-        since=None,
-        until=None,
-        status=None,
-        progress=False,
-        cache=False,
-    )
-
-
 def _reads(monkeypatch) -> list[str]:
     """The session ids whose files the frames parse from now on."""
-    seen: list[str] = []
-    real = _sources._StoreSource._read_file
-
-    def spy(self, session_id, part):
-        seen.append(session_id)
-        return real(self, session_id, part)
-
-    monkeypatch.setattr(_sources._StoreSource, "_read_file", spy)
-    return seen
+    return calls_of(monkeypatch, _sources._StoreSource, "_read_file")
 
 
 def _same_frames(got: dict, expected: dict) -> None:
@@ -845,7 +816,7 @@ def test_frame_cache_serves_an_unchanged_store_without_parsing(
     again = a3s_nb.all_frames(fixture_dir)
     assert reads == []  # nothing parsed
     _same_frames(again, first)
-    _same_frames(again, _fresh(fixture_dir))
+    _same_frames(again, frames_from_files(fixture_dir))
     reads.clear()
     for name in FRAMES:  # the single frame functions use it too
         pd.testing.assert_frame_equal(getattr(a3s_nb, name)(fixture_dir), first[name])
@@ -860,7 +831,7 @@ def test_frame_cache_rebuilds_only_the_changed_session(fixture_dir, no_racy_wind
     got = a3s_nb.all_frames(fixture_dir)
     assert set(reads) == {sid}
     assert "changed" in set(got["runs"].prompt)
-    _same_frames(got, _fresh(fixture_dir))
+    _same_frames(got, frames_from_files(fixture_dir))
     # a session deleted, another one added
     store = a3s_nb.FileStore(fixture_dir)
     bundle = store.load("fix-oscar-2-000")
@@ -873,7 +844,7 @@ def test_frame_cache_rebuilds_only_the_changed_session(fixture_dir, no_racy_wind
     got = a3s_nb.all_frames(fixture_dir)
     assert set(reads) == {"zz-new"}
     assert "fix-oscar-2-000" not in set(got["runs"].session_id)
-    _same_frames(got, _fresh(fixture_dir))
+    _same_frames(got, frames_from_files(fixture_dir))
 
 
 def test_frame_cache_never_serves_a_session_load_rejects(fixture_dir, no_racy_window):

@@ -15,21 +15,15 @@ import a3s_nb
 from a3s_nb import _engine, _walk, index
 from a3s_nb.frames import CorruptSessionWarning
 
+from .conftest import calls_of
+
 OSCAR = "fix-oscar-2-000"
 
 
 @pytest.fixture
 def computed(monkeypatch) -> list[str]:
     """The sessions whose row was (re)computed from the files, call by call."""
-    calls: list[str] = []
-    real = _walk._summarize
-
-    def counting(source, session_id):
-        calls.append(session_id)
-        return real(source, session_id)
-
-    monkeypatch.setattr(_walk, "_summarize", counting)
-    return calls
+    return calls_of(monkeypatch, _walk, "_summarize")
 
 
 def index_file(store_dir: Path) -> Path:

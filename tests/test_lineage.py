@@ -11,7 +11,7 @@ import a3s_nb
 from a3s_nb import lineage
 from a3s_nb.errors import A3sNbError, SessionExistsError, SessionNotFoundError
 
-from .conftest import on_disk
+from .conftest import frames_from_files, on_disk
 
 OSCAR = "fix-oscar-2-000"  # 5 prompts: write+read, failing bash, missing read, task, chat
 PLANNED = "88efb826-562a-4324-ba5a-ca7fa4276dc8"  # prompt 1 is a planning run (3 user texts)
@@ -458,7 +458,7 @@ def test_replay_cli_help_as_a_module():
 
 def test_a_build_reads_only_the_lineage_records_there_are(fixture_store, monkeypatch):
     """The lineage directory is listed once; sessions without a record cost no lookup."""
-    from a3s_nb import _engine, lineage
+    from a3s_nb import lineage
 
     a3s_nb.fork(OSCAR, at=2, store=fixture_store, new_id="f1")
     asked = []
@@ -469,16 +469,8 @@ def test_a_build_reads_only_the_lineage_records_there_are(fixture_store, monkeyp
         return real(session_id, store)
 
     monkeypatch.setattr(lineage, "lineage_of", spy)
-    got = _engine._collect_frames(
-        fixture_store,
-        ["sessions", "runs"],
-        ids=None,
-        since=None,
-        until=None,
-        status=None,
-        progress=False,
-        cache=False,
-    )["sessions"].set_index("session_id")
+    got = frames_from_files(fixture_store, ["sessions", "runs"])["sessions"]
+    got = got.set_index("session_id")
     assert asked == ["f1"]
     assert got.loc["f1", "lineage_kind"] == "fork" and got.loc["f1", "lineage_at_prompt"] == 2
     assert got.loc[OSCAR, ["lineage_kind", "lineage_parent_id"]].isna().all()

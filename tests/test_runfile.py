@@ -13,7 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from a3s_nb import _engine, _runfile, schema
+from a3s_nb import _runfile, schema
+
+from .conftest import frames_from_files
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = schema.FRAME_NAMES
@@ -23,16 +25,7 @@ def _build(store_dir: Path) -> dict[str, pd.DataFrame]:
     """All frames from the files (no frame cache)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _engine._collect(
-            store_dir,
-            FRAMES,
-            ids=None,
-            since=None,
-            until=None,
-            status=None,
-            progress=False,
-            cache=False,
-        )
+        return frames_from_files(store_dir)
 
 
 def _lenient(store_dir: Path, monkeypatch) -> dict[str, pd.DataFrame]:
@@ -181,16 +174,7 @@ def test_run_statistics_do_not_depend_on_the_frames_built_with_them(fixture_dir)
     both = _build(fixture_dir)
 
     def alone(name: str) -> pd.DataFrame:
-        return _engine._collect(
-            fixture_dir,
-            [name],
-            ids=None,
-            since=None,
-            until=None,
-            status=None,
-            progress=False,
-            cache=False,
-        )[name]
+        return frames_from_files(fixture_dir, [name])[name]
 
     for name in ("runs", "spans", "sessions"):
         pd.testing.assert_frame_equal(alone(name), both[name], obj=name)
