@@ -192,6 +192,22 @@ def changed_stems(
     return out
 
 
+def record(
+    files: dict[str, dict[str, list[int]]],
+    scanned: dict[str, dict[str, list[int]]],
+    parts: Iterable[str],
+    stem: str,
+) -> None:
+    """Put the signatures ``scan`` found for ``stem``'s files into ``files`` (a cache's
+    record of the files a result was computed from); a file gone is dropped."""
+    for part in parts:
+        sig = scanned[part].get(stem)
+        if sig is None:
+            files.get(part, {}).pop(stem, None)
+        else:
+            files.setdefault(part, {})[stem] = sig
+
+
 def newest(scanned: dict[str, dict[str, list[int]]], stem: str) -> int:
     """The newest modification time of the files of ``stem`` in a ``scan`` result."""
     return max((files[stem][0] for files in scanned.values() if stem in files), default=0)
@@ -376,12 +392,7 @@ class LoadCheck:
             limit = self._now - RACY_SECONDS * 1e9
             for sid in progress(stale) if progress is not None else stale:
                 stem = stem_of[sid]
-                for part in PARTS:  # the files the verdict is reached on, as scanned before
-                    sig = current[part].get(stem)
-                    if sig is None:
-                        files.get(part, {}).pop(stem, None)
-                    else:
-                        files.setdefault(part, {})[stem] = sig
+                record(files, current, PARTS, stem)  # what the verdict is reached on
                 if stem not in current["session"]:  # deleted since listed
                     entries.pop(stem, None)
                     untrusted.discard(stem)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._cachefile import read_json, read_json_head, read_json_signed, write_json
-from ._loadcheck import changed_stems, newest, scan
+from ._loadcheck import changed_stems, newest, record, scan
 from .errors import CorruptFileError
 from .store import FileStore
 
@@ -135,12 +135,7 @@ class SessionIndex:
         untrusted = set(data["untrusted"])
         limit = scanned_at - RACY_SECONDS * 1e9
         for stem in progress(stale) if progress is not None and stale else stale:
-            for part in PARTS:  # the files the row is computed from, as scanned before
-                sig = current[part].get(stem)
-                if sig is None:
-                    files.get(part, {}).pop(stem, None)
-                else:
-                    files.setdefault(part, {})[stem] = sig
+            record(files, current, PARTS, stem)  # the files the row is computed from
             changed = True
             try:
                 result = compute(stem)
