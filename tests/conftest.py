@@ -42,6 +42,16 @@ def frames_from_files(store: object, names: list[str] | None = None) -> dict:
     )
 
 
+def edit_runs(store: Path, sid: str, edit) -> Path:
+    """Rewrite a session's run file through ``edit(runs)`` (a hand edit or another
+    writer); the file's path."""
+    path = store / "runs" / f"{sid}.json"
+    runs = json.loads(path.read_text())
+    edit(runs)
+    path.write_text(json.dumps(runs, indent=2))
+    return path
+
+
 def calls_of(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list:
     """The first argument after ``self``/``source``/``store`` of each call to
     ``owner.name`` from now on (a session id or file stem), in order."""

@@ -17,7 +17,7 @@ import a3s_nb
 from a3s_nb import _engine, _framecache, _loadcheck, _sources, _walk, index, schema
 from a3s_nb.frames import CorruptSessionWarning
 
-from .conftest import calls_of, frames_from_files
+from .conftest import calls_of, edit_runs, frames_from_files
 
 FRAMES = schema.FRAME_NAMES
 INDIA = "fix-india-2-004"
@@ -79,14 +79,6 @@ def rewrite(path: Path, old: str, new: str) -> None:
     os.utime(path, ns=(mtime, mtime))
     after = path.stat()
     assert after.st_size == before.st_size and after.st_ino == before.st_ino
-
-
-def edit_runs(store_dir: Path, sid: str, edit) -> Path:
-    path = store_dir / "runs" / f"{sid}.json"
-    runs = json.loads(path.read_text())
-    edit(runs)
-    path.write_text(json.dumps(runs, indent=2))
-    return path
 
 
 # ----------------------------------------------------------------------------- segments

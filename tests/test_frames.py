@@ -15,7 +15,7 @@ import a3s_nb
 from a3s_nb import _builders, _columns, _runfile, _sources, frames, schema
 from a3s_nb.frames import CorruptSessionWarning
 
-from .conftest import calls_of, frames_from_files
+from .conftest import calls_of, edit_runs, frames_from_files
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = schema.FRAME_NAMES
@@ -573,18 +573,10 @@ def test_corrupt_session_document(fixture_dir):
     assert caught[0].filename == __file__  # the warning points at the caller's line
 
 
-def _edit_runs(store_dir: Path, sid: str, edit) -> Path:
-    path = store_dir / "runs" / f"{sid}.json"
-    runs = json.loads(path.read_text())
-    edit(runs)
-    path.write_text(json.dumps(runs, indent=2))
-    return path
-
-
 def test_schema_invalid_session_is_reported_by_every_frame(fixture_dir):
     """A file that parses but that load() rejects (a run without status) is in no frame."""
     sid = "fix-india-2-004"
-    path = _edit_runs(fixture_dir, sid, lambda runs: runs[0]["snapshot"].pop("status"))
+    path = edit_runs(fixture_dir, sid, lambda runs: runs[0]["snapshot"].pop("status"))
     with pytest.raises(a3s_nb.CorruptFileError):
         a3s_nb.FileStore(fixture_dir).load(sid)
     for _ in range(2):  # the second time from the cache of load verdicts
@@ -601,7 +593,7 @@ def test_schema_invalid_session_is_reported_by_every_frame(fixture_dir):
             df = getattr(a3s_nb, name)(fixture_dir)
         assert sid not in set(df.session_id) and len(df.attrs["errors"]) == 1, name
     # repaired: back in the frames (the cache notices the changed file)
-    _edit_runs(fixture_dir, sid, lambda runs: runs[0]["snapshot"].update(status="completed"))
+    edit_runs(fixture_dir, sid, lambda runs: runs[0]["snapshot"].update(status="completed"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert sid in set(a3s_nb.runs(fixture_dir).session_id)
@@ -610,7 +602,7 @@ def test_schema_invalid_session_is_reported_by_every_frame(fixture_dir):
 
 def test_a_wrong_type_is_reported_too(fixture_dir):
     sid = "fix-oscar-2-000"
-    _edit_runs(fixture_dir, sid, lambda runs: runs[0]["snapshot"].update(created_at_ms="soon"))
+    edit_runs(fixture_dir, sid, lambda runs: runs[0]["snapshot"].update(created_at_ms="soon"))
     with pytest.warns(CorruptSessionWarning, match="created_at_ms"):
         df = a3s_nb.run_events(fixture_dir)
     assert sid not in set(df.session_id) and df.session_id.nunique() == 7
@@ -639,7 +631,7 @@ def test_int_beyond_int64_in_a_run_event_is_na_and_reported(fixture_dir, fixture
                 return
         raise AssertionError("no turn_end")
 
-    path = _edit_runs(fixture_dir, sid, edit)
+    path = edit_runs(fixture_dir, sid, edit)
     a3s_nb.FileStore(fixture_dir).load(sid)  # a valid session
     with pytest.warns(CorruptSessionWarning, match="64-bit"):
         got = a3s_nb.all_frames(fixture_dir)
@@ -658,7 +650,7 @@ def test_int_beyond_int64_in_a_run_event_is_na_and_reported(fixture_dir, fixture
 
 
 def test_int_beyond_int64_without_pyarrow(fixture_dir, monkeypatch):
-    _edit_runs(fixture_dir, "fix-india-2-004", lambda r: r[0]["snapshot"].update(event_count=2**63))
+    edit_runs(fixture_dir, "fix-india-2-004", lambda r: r[0]["snapshot"].update(event_count=2**63))
     monkeypatch.setattr(_columns, "pa", None)
     with pytest.warns(CorruptSessionWarning, match="event_count"):
         runs = a3s_nb.runs(fixture_dir)
@@ -826,7 +818,7 @@ def test_frame_cache_serves_an_unchanged_store_without_parsing(
 def test_frame_cache_rebuilds_only_the_changed_session(fixture_dir, no_racy_window, monkeypatch):
     a3s_nb.all_frames(fixture_dir)
     sid = "fix-india-2-004"
-    _edit_runs(fixture_dir, sid, lambda runs: runs[0]["snapshot"].update(prompt="changed"))
+    edit_runs(fixture_dir, sid, lambda runs: runs[0]["snapshot"].update(prompt="changed"))
     reads = _reads(monkeypatch)
     got = a3s_nb.all_frames(fixture_dir)
     assert set(reads) == {sid}
@@ -850,7 +842,7 @@ def test_frame_cache_rebuilds_only_the_changed_session(fixture_dir, no_racy_wind
 def test_frame_cache_never_serves_a_session_load_rejects(fixture_dir, no_racy_window):
     a3s_nb.all_frames(fixture_dir)
     sid = "fix-india-2-004"
-    _edit_runs(fixture_dir, sid, lambda runs: runs[0]["snapshot"].pop("status"))
+    edit_runs(fixture_dir, sid, lambda runs: runs[0]["snapshot"].pop("status"))
     with pytest.warns(CorruptSessionWarning, match=sid):
         got = a3s_nb.all_frames(fixture_dir)
     for name, df in got.items():
@@ -879,7 +871,7 @@ def test_list_sessions_since_has_the_frames_meaning(fixture_dir):
     """One listing, one ``since``: a session is active after a cut if it was saved or one
     of its runs was updated after it (the SDK can record a run after the last save)."""
     sid = "fix-india-2-004"
-    _edit_runs(fixture_dir, sid, lambda runs: runs[-1]["snapshot"].update(updated_at_ms=5 * 10**12))
+    edit_runs(fixture_dir, sid, lambda runs: runs[-1]["snapshot"].update(updated_at_ms=5 * 10**12))
     listed = a3s_nb.list_sessions(fixture_dir, since="2099-01-01")
     assert list(listed.session_id) == [sid]
     framed = a3s_nb.sessions(fixture_dir, since="2099-01-01")

@@ -17,6 +17,8 @@ import a3s_nb
 from a3s_nb import _parallel, schema
 from a3s_nb.frames import CorruptSessionWarning
 
+from .conftest import edit_runs
+
 FRAMES = schema.FRAME_NAMES
 
 
@@ -56,14 +58,6 @@ def assert_same(store: Path, name: str, **kwargs) -> dict[str, pd.DataFrame]:
     return serial
 
 
-def _edit_runs(store: Path, sid: str, edit) -> Path:
-    path = store / "runs" / f"{sid}.json"
-    runs = json.loads(path.read_text())
-    edit(runs)
-    path.write_text(json.dumps(runs, indent=2))
-    return path
-
-
 def test_parallel_frames_equal_serial_frames(fixture_dir):
     frames = assert_same(fixture_dir, "all_frames")
     assert all(len(df) for df in frames.values())  # every frame has rows to compare
@@ -99,12 +93,12 @@ def test_parallel_reports_bad_sessions_once_like_serial(fixture_dir):
     worker): the same rows, the same attrs["errors"], the same warnings at the same line."""
     corrupt = fixture_dir / "traces" / "fix-oscar-2-000.json"
     corrupt.write_text('[{"kind": ')  # truncated
-    _edit_runs(fixture_dir, "fix-india-2-004", lambda r: r[0]["snapshot"].pop("status"))
+    edit_runs(fixture_dir, "fix-india-2-004", lambda r: r[0]["snapshot"].pop("status"))
 
     def big(runs):
         runs[0]["snapshot"]["event_count"] = 2**63
 
-    _edit_runs(fixture_dir, "chore-november-2-007", big)
+    edit_runs(fixture_dir, "chore-november-2-007", big)
     with pytest.warns(CorruptSessionWarning):
         a3s_nb.runs(fixture_dir, progress=False)  # the load check remembers its verdicts
     # then a file goes bad behind the check's back: same size, same modification time
