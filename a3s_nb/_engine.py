@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gc
 import logging
 from collections.abc import Iterable, Iterator
@@ -232,9 +233,10 @@ def _whole_sessions(src: Any, sel: _Selection, progress: bool | None) -> pd.Data
     return frame
 
 
+@functools.cache
 def _cache_key() -> str:
     """What the cached frames depend on besides the files: the code that builds them and
-    the price table."""
+    the price table (worked out once per process, as the load check's models key is)."""
     import hashlib
 
     from . import __version__, _loadcheck, cost
