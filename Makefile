@@ -1,25 +1,38 @@
 # Two entry points, both from nothing on a fresh machine:
 #   make lab    set up, then open JupyterLab on the tutorial notebooks
 #   make test   set up, then run the whole test suite (what CI runs)
+#
+# .venv is built in two steps, each with its own stamp: what a notebook user needs (a3s_nb
+# with its notebook and export extras, and the a3s-code SDK), then, for make test only, the
+# test tools on top (pytest, nbval, Playwright, moto, boto3, PySpark, ruff...).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+LAB_STAMP  := $(VENV)/.lab-installed
+TEST_STAMP := $(VENV)/.test-installed
 LAB_PORT ?= 8888
 # Install within the versions last tested (constraints.txt); UNPINNED=1 takes the newest.
 PIN    := $(if $(UNPINNED),,-c constraints.txt)
 
-.PHONY: lab test venv browser java otel-backend lint bench notebooks clean
+.PHONY: lab test venv test-venv browser java otel-backend lint bench notebooks clean
 
-venv: $(STAMP)
+# What a notebook user needs (the same as binder/requirements.txt installs).
+venv: $(LAB_STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(LAB_STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "a3s-code 3.1.0 ships a CPython 3.11 wheel only: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(PIN) -e '.[all,export]' 'a3s-code==3.1.0'
+	touch $@
+
+# The test tools, added to the same environment.
+test-venv: $(TEST_STAMP)
+
+$(TEST_STAMP): $(LAB_STAMP)
 	$(BIN)/python -m pip install --quiet $(PIN) -e '.[all,export,test]' 'a3s-code==3.1.0'
-	touch $(STAMP)
+	touch $@
 
 # Debian's Chromium for the browser test (no browser download: the network allows none).
 browser:
@@ -53,14 +66,14 @@ lab: venv
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.port=$(LAB_PORT) \
 	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
-test: venv browser java otel-backend lint
+test: test-venv browser java otel-backend lint
 	$(BIN)/python -m pytest
 
-lint: venv
+lint: test-venv
 	$(BIN)/ruff check a3s_nb tests benchmarks notebooks/execute.py
 	$(BIN)/ruff format --check a3s_nb tests benchmarks notebooks/execute.py
 
-bench: venv
+bench: test-venv
 	$(BIN)/python benchmarks/bench_store.py
 	$(BIN)/python benchmarks/bench_save.py
 	$(BIN)/python benchmarks/bench_secrets.py
