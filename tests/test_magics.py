@@ -1011,21 +1011,18 @@ def test_autosave_with_the_real_sdk(ip, a3s_code, sdk_agent, ws, store, no_autos
 # ============================================================================ the README
 
 
-def readme_notebook_example() -> tuple[str, str, str]:
-    """The README's notebook example: (setup, first day, next day) as cell code."""
+def readme_notebook_example() -> tuple[str, str]:
+    """The README's notebook example: (first day, next day in a new kernel) as cell code."""
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme.split("## In a notebook", 1)[1]
-    code = section.split("```python\n", 1)[1].split("```", 1)[0]
-    first, nextday = code.split("# ... a new kernel", 1)
-    nextday = nextday.split("\n", 1)[1]
-    setup = first.split("session = agent.session", 1)[0]
-    return setup, first, nextday
+    section = readme.split("## In a notebook", 1)[1].split("\n## ", 1)[0]
+    first, nextday = (block.split("```", 1)[0] for block in section.split("```python\n")[1:3])
+    return first, nextday
 
 
 @pytest.mark.sdk
 def test_the_readme_notebook_example_runs_as_written(ip, a3s_code, tmp_path, no_autosave):
     """Cell by cell, in a fresh directory, no API key; the shown outputs are the real ones."""
-    setup, first, nextday = readme_notebook_example()
+    first, nextday = readme_notebook_example()
     servers = []
     try:
         result, out, err = cell(ip, first)
@@ -1033,28 +1030,28 @@ def test_the_readme_notebook_example_runs_as_written(ip, a3s_code, tmp_path, no_
         assert result.success, err
         session = ip.user_ns["session"]
         sid = session.session_id
-        assert (tmp_path / "notes.txt").read_text() == "hello from a3s_nb\n"  # tools ran
+        workspace, store = tmp_path / "project", tmp_path / "a3s_sessions"
+        assert (workspace / "notes.txt").read_text() == "hello from a3s_nb\n"  # tools ran
+        assert not store.is_relative_to(workspace)
         [comment] = [line for line in first.splitlines() if line.startswith("%a3s_save")]
         shown = comment.split("# ", 1)[1]
-        expected = shown.replace("4f1c...", sid).replace("./", f"{tmp_path}/")
+        expected = shown.replace(" in a3s_sessions:", f" in {store}:")
         assert expected in out.splitlines()
-        assert on_disk(tmp_path / "a3s_sessions", sid)["session"]["messages"] == session.history()
+        assert on_disk(store, sid)["session"]["messages"] == session.history()
 
-        # the next day: a new kernel (no variables, no autosave), the setup lines again
+        # the next day: a new kernel (no variables, no autosave)
         session.close()
         ip.run_line_magic("unload_ext", "a3s_nb")
         ip.reset(new_session=False)
-        result, _, err = cell(ip, setup)
+        result, out, err = cell(ip, nextday)
         servers.append(ip.user_ns["llm"])
-        assert result.success, err
-        result, out, err = cell(ip, nextday.replace("4f1c", sid[:8]))
         assert result.success, err
         assert out.startswith(f"session: live session {sid} resumed (6 messages, 1 run)")
         again = ip.user_ns["session"]
         assert again.session_id == sid and len(again.history()) == 8
         assert set(ip.user_ns["a3s_nb"].runs()["session_id"]) == {sid}
         _, out = run(ip, "a3s_save", "session")  # autosave is per kernel: not on in this one
-        assert out.startswith(f"updated session {sid} in {tmp_path}/a3s_sessions: 8 messages,")
+        assert out.startswith(f"updated session {sid} in {store}: 8 messages,")
         again.close()
     finally:
         for llm in servers:
