@@ -13,7 +13,11 @@ detect-secrets, is in ``docs/secrets.md``):
   Google API keys and OAuth client secrets, GitHub, GitLab, Slack (tokens and webhooks),
   Stripe, Twilio, SendGrid, Hugging Face, npm, PyPI, AWS access key ids, Azure storage
   keys, Groq, xAI, Perplexity, Replicate, Databricks, DigitalOcean, Shopify, Vault, Age,
-  Square, Linear, Sentry, Postman, Grafana, Telegram bots, private key blocks, JWTs;
+  Square, Linear, Sentry, Postman, Grafana, Telegram bots, private key blocks, JWTs, GCP
+  OAuth access and refresh tokens, Azure SAS signatures, Docker, Atlassian, Pulumi, New
+  Relic, Doppler, Heroku, Cloudflare origin CA keys, and every other gitleaks rule with a
+  telling prefix or structure (``docs/secrets.md`` lists them rule by rule);
+* ``.netrc`` passwords (``machine <host> login <user> password <password>``);
 * AWS secret access keys: written under a telling name, or a 40-character key within 200
   characters of an access key id or of the words ``aws`` / ``secret``;
 * credentials in URLs (``postgres://user:pass@host``: the password);
