@@ -13,7 +13,11 @@ detect-secrets, is in ``docs/secrets.md``):
   Google API keys and OAuth client secrets, GitHub, GitLab, Slack (tokens and webhooks),
   Stripe, Twilio, SendGrid, Hugging Face, npm, PyPI, AWS access key ids, Azure storage
   keys, Groq, xAI, Perplexity, Replicate, Databricks, DigitalOcean, Shopify, Vault, Age,
-  Square, Linear, Sentry, Postman, Grafana, Telegram bots, private key blocks, JWTs;
+  Square, Linear, Sentry, Postman, Grafana, Telegram bots, private key blocks, JWTs, GCP
+  OAuth access and refresh tokens, Azure SAS signatures, Docker, Atlassian, Pulumi, New
+  Relic, Doppler, Heroku, Cloudflare origin CA keys, and every other gitleaks rule with a
+  telling prefix or structure (``docs/secrets.md`` lists them rule by rule);
+* ``.netrc`` passwords (``machine <host> login <user> password <password>``);
 * AWS secret access keys: written under a telling name, or a 40-character key within 200
   characters of an access key id or of the words ``aws`` / ``secret``;
 * credentials in URLs (``postgres://user:pass@host``: the password);
@@ -62,7 +66,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a rule changes, so cached "clean" verdicts of older rules are not reused.
-RULES_VERSION = "2"
+RULES_VERSION = "3"
 
 _A = re.ASCII
 # A token character on either side would mean we matched inside a longer word.
@@ -105,7 +109,7 @@ _PLACEHOLDER = re.compile(
     r"\w*(?:_here|xxx\w*)|"
     r".*\.\.\.|.*(?:…|\*\*\*|xxxx).*|"
     # templates and references: <...>, {{...}}, ${...}, $(...), $VAR, %s, {name}, [...]
-    r"<.*|\{.*|:.*|.*\{[^}]*\}.*|\$\{.*|\$\(.*|\$[A-Za-z_]\w*|%\(?\w*\)?[sd]|\[.*\]?)"
+    r"<.*|\{.*|:.*|.*\{[^}]*\}.*|.*<[A-Za-z][\w \-]*(?:>.*)?|\$\{.*|\$\(.*|\$[A-Za-z_]\w*|%\(?\w*\)?[sd]|\[.*\]?)"
 )
 # A name rather than a value: next_token, NextToken, page_token, WebTest.COOKIE_SECRET
 _NAME_LIKE = re.compile(
@@ -451,6 +455,381 @@ def _token(
     )
 
 
+# Token boundaries that also exclude base64's "+" and "/", for formats that could otherwise
+# start or end inside a base64 blob (images, certificates, key material).
+_L64 = r"(?<![A-Za-z0-9_\-+/])"
+_R64 = r"(?![A-Za-z0-9_\-+/])"
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def _check_value(group: int | str) -> Callable[[re.Match[str], str], bool]:
+    """The value in ``group`` is a literal, not a placeholder (``<password>``, ``$PASS``)."""
+
+    def check(m: re.Match[str], text: str) -> bool:
+        return not _placeholder(m.group(group))
+
+    return check
+
+
+_SAS_VERSION = re.compile(r"(?<![A-Za-z0-9_])sv=\d{4}-\d{2}-\d{2}", _A)
+
+
+def _check_sas(m: re.Match[str], text: str) -> bool:
+    """An Azure SAS signature: ``sig=`` in a query string that also has ``sv=<date>``."""
+    lo, hi = max(0, m.start() - 600), m.end() + 600
+    query = (
+        re.split(r"[\s\"'<>]", text[lo : m.start()])[-1]
+        + re.split(r"[\s\"'<>]", text[m.start() : hi])[0]
+    )
+    return bool(_SAS_VERSION.search(query)) and _random(m.group(1), classes=2)
+
+
+# Anchors shared by several rules (one pass over a unit's JSON each).
+_EYJ = _a(b"eyJ")
+_V1 = _a(b"_v1_")
+_NR = _a(b"NR", False, _m(rb"NR(?:AK|II|JS)-"))
+_EAA = _a(
+    b"EAA",
+    False,
+    _m(rb"EAA(?:[MC][A-Za-z0-9]{100}|A[A-Za-z0-9_\-]{22,60}(?![A-Za-z0-9_\-+/]))"),
+)
+
+# Rules for gitleaks' formats with a telling prefix or structure, and a few more
+# (docs/secrets.md lists each gitleaks rule and the kind that covers it).
+_PROVIDER_RULES: list[_Rule] = [
+    # Google: OAuth access tokens and refresh tokens
+    _token("gcp-oauth-token", r"ya29\.", r"[A-Za-z0-9_\-]{30,}", _raw(b"ya29."), skip=5),
+    _token("google-refresh-token", "1//0", r"[A-Za-z0-9_\-]{40,}", _raw(b"1//0"), skip=4),
+    _rule(
+        "azure-sas-token",
+        r"(?<![A-Za-z0-9_])sig=([A-Za-z0-9%+/]{20,}={0,2})",
+        (_a(b"sig=", True, _s(rb"sv=\d{4}-\d\d-\d\d", 700, 700)),),
+        1,
+        _check_sas,
+    ),
+    _rule(
+        "azure-ad-client-secret",
+        r"(?<![A-Za-z0-9_~.\-])[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.\-]{31,34}(?![A-Za-z0-9_~.\-])",
+        (_a(b"Q~", False, _m(rb"Q~(?<=[0-9]Q~)[A-Za-z0-9_~.\-]{31}")),),
+        check=_group_random(0, 0, 3),
+    ),
+    _rule(
+        "azure-shir-key",
+        _L + r"IR@[0-9a-zA-Z\-]{36}@[^@\s]{1,100}@[0-9a-zA-Z\-=]*@([A-Za-z0-9+/=]{44})",
+        _raw(b"IR@"),
+        1,
+    ),
+    _token("docker-token", r"dckr_(?:pat|oat)_", r"[A-Za-z0-9_\-]{20,}", _raw(b"dckr_"), skip=9),
+    _token("atlassian-token", "ATATT3", r"[A-Za-z0-9_\-=]{150,}", _raw(b"ATATT3"), skip=6),
+    _token(
+        "pulumi-token",
+        "pul-",
+        r"[a-f0-9]{40}",
+        (_a(b"pul-", False, _m(rb"pul-[a-f0-9]{40}")),),
+        skip=4,
+    ),
+    _token("newrelic-key", "NRAK-", r"[A-Za-z0-9]{27}", (_NR,), skip=5),
+    _token("newrelic-key", "NRII-", r"[A-Za-z0-9\-]{32}", (_NR,), skip=5),
+    _token("newrelic-key", "NRJS-", r"[a-f0-9]{19}", (_NR,), skip=5),
+    _token(
+        "doppler-token",
+        r"dp\.(?:pt|st|sa|ct|scim|audit)\.(?:[a-z0-9_\-]{1,40}\.)?",
+        r"[A-Za-z0-9]{40,}",
+        (_a(b"dp.", False, _m(rb"dp\.(?:pt|st|sa|ct|scim|audit)\.")),),
+        skip=6,
+    ),
+    _token("heroku-key", "HRKU-", r"[A-Za-z0-9_\-]{58,}", _raw(b"HRKU-"), skip=5),
+    _token(
+        "cloudflare-origin-ca-key",
+        r"v1\.0-",
+        r"[a-f0-9]{24}-[a-f0-9]{146}",
+        (_a(b"v1.0-", False, _m(rb"v1\.0-[a-f0-9]{24}-")),),
+        skip=5,
+    ),
+    _token(
+        "1password-key",
+        "A3-",
+        r"[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5}",
+        (_a(b"A3-", False, _m(rb"A3-[A-Z0-9]{6}-")),),
+        skip=3,
+    ),
+    _token("1password-token", "ops_eyJ", r"[A-Za-z0-9+/]{250,}={0,3}", (_EYJ,), skip=4),
+    _token("adobe-client-secret", "p8e-", r"[A-Za-z0-9]{32}", _raw(b"p8e-"), skip=4),
+    _token(
+        "adyen-key",
+        r"AQE[a-z0-9]{5,}\.",
+        r"[A-Za-z0-9_=\-]{50,80}",
+        (_a(b"AQE", False, _m(rb"AQE[a-z0-9]{5,}\.")),),
+    ),
+    _token(
+        "alibaba-access-key-id",
+        "LTAI",
+        r"[A-Za-z0-9]{20}",
+        (_a(b"LTAI", False, _m(rb"LTAI[A-Za-z0-9]{20}(?![A-Za-z0-9+/])")),),
+        skip=4,
+    ),
+    _token(
+        "artifactory-token",
+        "AKCp",
+        r"[A-Za-z0-9]{69}",
+        (_a(b"AKCp", False, _m(rb"AKCp[A-Za-z0-9]{69}(?![A-Za-z0-9+/])")),),
+        skip=4,
+    ),
+    _rule(
+        "artifactory-token",
+        _L64 + r"cmVmd[A-Za-z0-9]{59}" + _R64 + r"(?!=)",
+        (_a(b"cmVmd", False, _m(rb"cmVmd[A-Za-z0-9]{59}(?![A-Za-z0-9+/=])")),),
+        check=_group_random(0, 5, 3),
+    ),
+    _token(
+        "authress-key",
+        r"(?:sc|ext|scauth|authress)_",
+        r"[A-Za-z0-9]{5,30}\.[A-Za-z0-9]{4,6}\.acc[_\-][A-Za-z0-9\-]{10,32}\.[A-Za-z0-9+/_=\-]{30,120}",
+        (_a(b".acc", False, _m(rb"\.acc[_\-]")),),
+    ),
+    _token(
+        "braintree-token",
+        r"access_token\$(?:production|sandbox)\$",
+        r"[a-z0-9]{16}",
+        _raw(b"access_token$"),
+        skip=21,
+    ),
+    _token("castai-key", "castai_v1_", r"[A-Za-z0-9]{64}_[A-Za-z0-9]{8}", (_V1,), skip=10),
+    _token(
+        "chieftools-token",
+        "ct[por]_",
+        r"[A-Za-z0-9]{30,248}",
+        (_a(b"ct", False, _m(rb"ct[por]_[A-Za-z0-9]{30}")),),
+        skip=4,
+    ),
+    _rule(
+        "claude-session-url",
+        r"(?i:https?://claude\.ai/code/)(session_[A-Za-z0-9]{16,})",
+        (_a(b"claude.ai/code/session_", True),),
+        1,
+    ),
+    _token(
+        "clickhouse-key",
+        "4b1d",
+        r"[A-Za-z0-9]{38}",
+        (_a(b"4b1d", False, _m(rb"4b1d[A-Za-z0-9]{38}(?![A-Za-z0-9])")),),
+        skip=4,
+        classes=3,
+    ),
+    _token("clojars-token", "(?i:CLOJARS_)", r"[A-Za-z0-9]{60}", (_a(b"clojars_", True),), skip=8),
+    _token(
+        "definednetworking-token",
+        "dnkey-",
+        r"[A-Za-z0-9=_\-]{26}-[A-Za-z0-9=_\-]{52}",
+        _raw(b"dnkey-"),
+        skip=6,
+    ),
+    _token(
+        "django-secret-key",
+        "django-insecure-",
+        r"[^\s\"'`]{20,250}",
+        _raw(b"django-insecure-"),
+        skip=16,
+    ),
+    _token(
+        "dropbox-token",
+        r"sl\.(?:u\.)?",
+        r"[A-Za-z0-9\-=_]{135,}",
+        (_a(b"sl.", False, _m(rb"sl\.(?:u\.)?[A-Za-z0-9\-=_]{135}")),),
+        skip=3,
+    ),
+    _token(
+        "duffel-token", r"duffel_(?:test|live)_", r"[A-Za-z0-9_\-=]{43}", _raw(b"duffel_"), skip=12
+    ),
+    _token(
+        "dynatrace-token",
+        r"dt0c01\.",
+        r"[A-Za-z0-9]{24}\.[A-Za-z0-9]{64}",
+        _raw(b"dt0c01."),
+        skip=7,
+    ),
+    _token(
+        "easypost-token",
+        "EZ[AT]K",
+        r"[A-Za-z0-9]{54}",
+        (_a(b"EZ", False, _m(rb"EZ[AT]K[A-Za-z0-9]{54}")),),
+        skip=4,
+    ),
+    _rule(
+        "facebook-token",
+        r"(?<![0-9])[0-9]{15,16}(?:\||%7[Cc])[0-9A-Za-z_\-]{27,40}" + _R,
+        (
+            _a(b"|", False, _m(rb"\|(?<=[0-9]{15}\|)[0-9A-Za-z_\-]{27}")),
+            _a(b"%7c", True, _m(rb"%7c(?<=[0-9]{15}%7c)[0-9a-z_\-]{27}")),
+        ),
+        check=lambda m, text: _random(re.split(r"\||%7[Cc]", m.group(0))[1]),
+    ),
+    _rule(  # Facebook page tokens (EAAM, EAAC) and Square access tokens (EAAA)
+        "facebook-token",
+        _L64 + r"EAA[MC][A-Za-z0-9]{100,}" + _R64,
+        (_EAA,),
+        check=_group_random(0, 4, 3),
+    ),
+    _token(
+        "flutterwave-key",
+        r"FLWSECK(?:_TEST)?-",
+        r"[A-Za-z0-9]{12,32}(?:-X)?",
+        _raw(b"FLWSECK"),
+        skip=13,
+    ),
+    _token("flyio-token", "fo1_", r"[A-Za-z0-9_\-]{43}", _raw(b"fo1_"), skip=4),
+    _token(
+        "flyio-token",
+        r"fm(?:1[ar]|2)_",
+        r"[A-Za-z0-9+/]{100,}={0,3}",
+        (_a(b"fm", False, _m(rb"fm(?:1[ar]|2)_[A-Za-z0-9+/]{100}")),),
+        skip=5,
+    ),
+    _token("frameio-token", "fio-u-", r"[A-Za-z0-9_\-=]{64}", _raw(b"fio-u-"), skip=6),
+    _token("gitlab-token", "GR1348941", r"[A-Za-z0-9_\-]{20,}", _raw(b"GR1348941"), skip=9),
+    _rule(
+        "gitlab-token",
+        r"_gitlab_session=([0-9a-z]{32})" + _R,
+        _raw(b"_gitlab_session="),
+        1,
+        _group_random(1),
+    ),
+    _token("grafana-token", "eyJrIjoi", r"[A-Za-z0-9]{70,400}={0,3}", (_EYJ,), skip=8),
+    _token(
+        "harness-token",
+        r"(?:pat|sat)\.",
+        r"[A-Za-z0-9_\-]{22}\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{20}",
+        (_a(b"at.", False, _m(rb"at\.(?<=[ps]at\.)[A-Za-z0-9_\-]{22}\.")),),
+        skip=4,
+    ),
+    _rule(
+        "terraform-token",
+        _L + r"[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=\-]{60,70}" + _R,
+        _raw(b".atlasv1."),
+        check=_group_random(0, 23),
+    ),
+    _token(
+        "infracost-token",
+        "ico-",
+        r"[A-Za-z0-9]{32}",
+        (_a(b"ico-", False, _m(rb"ico-[A-Za-z0-9]{32}")),),
+        skip=4,
+    ),
+    _token("intra42-secret", r"s-s4t2(?:ud|af)-", r"[a-f0-9]{64}", _raw(b"s-s4t2"), skip=9),
+    _rule(
+        "jwt",
+        _L64
+        + r"ZXlK(?:aGJHY2lPaU|aGNIVWlPaU|aGNIWWlPaU|aGRXUWlPaU|aU5qUWlP|amNtbDBJanBi|amRIa2lPaU|"
+        r"bGNHc2lPbn|bGJtTWlPaU|cWEzVWlPaU|cWQyc2lPb|cGMzTWlPaU|cGRpSTZJ|cmFXUWlP|"
+        r"clpYbGZiM0J6SWpwY|cmRIa2lPaUp|dWIyNWpaU0k2|d01tTWlP|d01uTWlPaU|d2NIUWlPaU|emRXSWlPaU|"
+        r"emRuUWlP|MFlXY2lPaU|MGVYQWlPaUp|MWNtd2l|MWMyVWlPaUp|MlpYSWlPaU|MlpYSnphVzl1SWpv|NElqb2|"
+        r"NE5XTWlP|NE5YUWlPaU|NE5YUWpVekkxTmlJNkl|NE5YVWlPaU|NmFYQWlPaU)[A-Za-z0-9/_+\-]{40,}={0,2}",
+        _raw(b"ZXlK"),
+    ),
+    _token(
+        "langsmith-key", r"lsv2_(?:pt|sk)_", r"[a-z0-9]{32}_[a-z0-9]{10}", _raw(b"lsv2_"), skip=8
+    ),
+    _rule(
+        "mailchimp-key",
+        _L + r"[a-f0-9]{32}-us[0-9]{1,2}" + _R,
+        (_a(b"-us", False, _m(rb"-us(?<=[a-f0-9]{32}-us)[0-9]")),),
+        check=_group_random(0),
+    ),
+    _token("maxmind-key", r"[A-Za-z0-9]{6}_", r"[A-Za-z0-9]{29}_mmk", _raw(b"_mmk"), skip=7),
+    _rule(
+        "teams-webhook",
+        r"(?i:https://[a-z0-9]+\.webhook\.office\.com/webhookb2/)"
+        r"([a-z0-9]{8}-(?:[a-z0-9]{4}-){3}[a-z0-9]{12}@[a-z0-9]{8}-(?:[a-z0-9]{4}-){3}[a-z0-9]{12}"
+        r"/IncomingWebhook/[a-z0-9]{32}/[a-z0-9]{8}-(?:[a-z0-9]{4}-){3}[a-z0-9]{12}(?:/[A-Za-z0-9_\-]+)?)",
+        (_a(b"webhookb2/", True),),
+        1,
+    ),
+    _rule(
+        "nuget-password",
+        r"(?i:<add\s+key=\"(?:ClearText)?Password\"\s+value=\")([^\"]{1,300})\"",
+        (_a(b"<add key=", True),),
+        1,
+        _check_value(1),
+    ),
+    _token("notion-token", "ntn_", r"[0-9]{11}[A-Za-z0-9]{35}", _raw(b"ntn_"), skip=4),
+    _token("octopus-key", "API-", r"[A-Z0-9]{26}", _raw(b"API-"), skip=4),
+    _token("openshift-token", "sha256~", r"[A-Za-z0-9_\-]{43}", _raw(b"sha256~"), skip=7),
+    _rule(
+        "plaid-token",
+        _L + r"access-(?:sandbox|development|production)-" + _UUID + _R,
+        (_a(b"access-", False, _m(rb"access-(?:sandbox|development|production)-")),),
+    ),
+    _token(
+        "planetscale-token",
+        r"pscale_(?:tkn|oauth|pw)_",
+        r"[A-Za-z0-9_=.\-]{32,64}",
+        _raw(b"pscale_"),
+        skip=10,
+    ),
+    _token("prefect-token", "pnu_", r"[A-Za-z0-9]{36}", _raw(b"pnu_"), skip=4),
+    _token("readme-token", "rdme_", r"[a-z0-9]{70}", _raw(b"rdme_"), skip=5),
+    _token("rubygems-token", "rubygems_", r"[a-f0-9]{48}", _raw(b"rubygems_"), skip=9),
+    _token("scalingo-token", "tk-us-", r"[A-Za-z0-9_\-]{48}", _raw(b"tk-us-"), skip=6),
+    _token(
+        "sendinblue-key", "xkeysib-", r"[a-f0-9]{64}-[A-Za-z0-9]{16}", _raw(b"xkeysib-"), skip=8
+    ),
+    _token(
+        "settlemint-token",
+        r"sm_(?:aat|pat|sat)_",
+        r"[A-Za-z0-9]{16}",
+        (_a(b"sm_", False, _m(rb"sm_(?:aat|pat|sat)_")),),
+        skip=7,
+    ),
+    _token("shippo-token", r"shippo_(?:live|test)_", r"[a-fA-F0-9]{40}", _raw(b"shippo_"), skip=12),
+    _rule(
+        "sidekiq-secret",
+        r"(?i:BUNDLE_(?:ENTERPRISE|GEMS)__CONTRIBSYS__COM)[\"'\]]{0,2}\s{0,3}(?::=|=>|=|:)\s{0,3}"
+        r"[\"']?([a-f0-9]{8}:[a-f0-9]{8})" + _R,
+        (_a(b"__contribsys__com", True),),
+        1,
+    ),
+    _token(
+        "sourcegraph-token",
+        r"sgp_(?:[a-fA-F0-9]{16}_|local_)?",
+        r"[a-fA-F0-9]{40}",
+        _raw(b"sgp_"),
+        skip=4,
+    ),
+    _rule(
+        "square-token",
+        _L64 + r"EAAA[A-Za-z0-9_\-]{22,60}" + _R64,
+        (_EAA,),
+        check=_group_random(0, 4, 3),
+    ),
+    _token("typeform-token", "tfp_", r"[A-Za-z0-9_.=\-]{59}", _raw(b"tfp_"), skip=4),
+    _rule(
+        "twitter-bearer-token",
+        r"(?<![A-Za-z0-9_\-+/%])A{22}([A-Za-z0-9%]{80,100})(?![A-Za-z0-9_\-+/%])",
+        (_a(b"A" * 22, False, _m(re.escape(b"A" * 22) + rb"[A-Za-z0-9%]{80}")),),
+        check=_group_random(1, 0, 3),
+    ),
+    _token(
+        "yandex-key",
+        "AQVN",
+        r"[A-Za-z0-9_\-]{35,38}",
+        (_a(b"AQVN", False, _m(rb"AQVN[A-Za-z0-9_\-]{35}")),),
+        skip=4,
+    ),
+    _rule(
+        "ansible-vault",
+        r"\$ANSIBLE_VAULT;[0-9]\.[0-9];AES256(?:;[\w\-]+)?[ \t]*\r?\n((?:[ \t]*[0-9a-f]{20,80}[ \t]*(?:\r?\n|$))+)",
+        _raw(b"$ANSIBLE_VAULT;"),
+        1,
+    ),
+    _rule(  # ~/.netrc: machine <host> login <user> password <password>
+        "netrc-password",
+        r"(?<![A-Za-z0-9_\-])machine[ \t]+\S+(?:\s+(?:login|account|port)\s+\S+)*\s+password\s+(\S+)",
+        (_a(b"machine", True, _s(rb"(?:\s|\\[nrt])password(?:\s|\\[nrt])", 0, 400)),),
+        1,
+        _check_value(1),
+    ),
+]
+
 #: Order matters: the first rule that claims a span wins, so specific ones come first.
 _RULES: list[_Rule] = [
     _rule(
@@ -538,7 +917,7 @@ _RULES: list[_Rule] = [
     _token("perplexity-key", "pplx-", r"[A-Za-z0-9]{40,}", _raw(b"pplx-"), skip=5),
     _token("replicate-token", "r8_", r"[A-Za-z0-9]{30,}", _raw(b"r8_"), skip=3),
     _token("databricks-token", "dapi", r"[a-f0-9]{32}(?:-\d)?", _raw(b"dapi"), skip=4, classes=1),
-    _token("digitalocean-token", r"do[opr]_v1_", r"[a-f0-9]{64}", _raw(b"_v1_"), skip=7, classes=1),
+    _token("digitalocean-token", r"do[opr]_v1_", r"[a-f0-9]{64}", (_V1,), skip=7, classes=1),
     _token(
         "shopify-token",
         r"shp(?:at|ca|pa|ss)_",
@@ -580,10 +959,11 @@ _RULES: list[_Rule] = [
         (_a(b":AA", False, _m(rb":AA(?<=[0-9]{8}:AA)[A-Za-z0-9_\-]{33}")),),
         check=_group_random(0, 11),
     ),
+    *_PROVIDER_RULES,
     _rule(
         "jwt",
         _L + r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}" + _R,
-        _raw(b"eyJ"),
+        (_EYJ,),
     ),
     _rule(
         "url-credentials",

@@ -212,6 +212,104 @@ PLANTED: list[Planted] = [
         "secret-assignment",
     ),
     _p("assign-code", 'client = Client(api_key="{s}")', rnd(32, seed="ck"), "secret-assignment"),
+    # kinds added with the gitleaks rule list (docs/secrets.md)
+    _p(
+        "gcp-oauth-token",
+        "curl -H 'x-goog-token: {s}' https://storage.googleapis.com/b",
+        "ya29.a0" + rnd(150, B64URL, seed="ya29"),
+        "gcp-oauth-token",
+    ),
+    _p(
+        "google-refresh-token",
+        "refresh_tok {s} (from gcloud)",
+        "1//0" + rnd(99, B64URL, seed="g1"),
+        "google-refresh-token",
+    ),
+    _p(
+        "azure-sas",
+        "https://acct.blob.core.windows.net/c/f.csv?sv=2022-11-02&ss=b&srt=o&sp=r"
+        "&se=2030-01-01T00:00:00Z&spr=https&sig={s}",
+        rnd(40, ALNUM, seed="sas") + "%2B" + rnd(3, ALNUM, seed="sas2") + "%3D",
+        "azure-sas-token",
+    ),
+    _p(
+        "docker-pat",
+        "echo {s} | docker login -u me --password-stdin",
+        "dckr_pat_" + rnd(27, B64URL, seed="dk"),
+        "docker-token",
+    ),
+    _p("atlassian", "JIRA {s}", "ATATT3xFfGF0" + rnd(180, B64URL, seed="at"), "atlassian-token"),
+    _p("pulumi", "pulumi login with {s}", "pul-" + rnd(40, HEX, seed="pul"), "pulumi-token"),
+    _p("newrelic", "NEW_RELIC {s}", "NRAK-" + rnd(27, UPPER_DIGITS, seed="nr"), "newrelic-key"),
+    _p("doppler", "doppler run --token {s}", "dp.st.prd." + rnd(43, seed="dp"), "doppler-token"),
+    _p("heroku", "heroku auth {s}", "HRKU-AA" + rnd(58, B64URL, seed="hk"), "heroku-key"),
+    _p(
+        "cloudflare-origin-ca",
+        "origin ca {s}",
+        "v1.0-" + rnd(24, HEX, seed="cf1") + "-" + rnd(146, HEX, seed="cf2"),
+        "cloudflare-origin-ca-key",
+    ),
+    _p(
+        "netrc",
+        "$ cat ~/.netrc\nmachine api.example.com\n  login deploy\n  password {s}\n",
+        rnd(18, ALNUM + "!#%^*", seed="netrc"),
+        "netrc-password",
+    ),
+    _p(
+        "gitlab-runner-reg",
+        "register {s}",
+        "GR1348941" + rnd(20, B64URL, seed="gr"),
+        "gitlab-token",
+    ),
+    _p("alibaba", "aliyun {s}", "LTAI" + rnd(20, seed="lt"), "alibaba-access-key-id"),
+    _p("1password-sa", "OP {s}", "ops_eyJ" + rnd(300, B64, seed="op"), "1password-token"),
+    _p(
+        "azure-ad-secret",
+        "client secret is {s}",
+        rnd(3, ALNUM, seed="aad1") + "8Q~" + rnd(34, ALNUM, seed="aad2"),
+        "azure-ad-client-secret",
+    ),
+    _p(
+        "dynatrace",
+        "DT {s}",
+        "dt0c01." + rnd(24, UPPER_DIGITS, seed="dt1") + "." + rnd(64, UPPER_DIGITS, seed="dt2"),
+        "dynatrace-token",
+    ),
+    _p(
+        "notion",
+        "NOTION {s}",
+        "ntn_" + rnd(11, string.digits, seed="nt1") + rnd(35, seed="nt2"),
+        "notion-token",
+    ),
+    _p("planetscale", "pscale {s}", "pscale_pw_" + rnd(43, seed="ps"), "planetscale-token"),
+    _p(
+        "langsmith",
+        "LS {s}",
+        "lsv2_pt_" + rnd(32, HEX, seed="ls1") + "_" + rnd(10, HEX, seed="ls2"),
+        "langsmith-key",
+    ),
+    _p("facebook-page", "fb {s}", "EAAC" + rnd(120, seed="fb"), "facebook-token"),
+    _p("square-eaaa", "square {s}", "EAAA" + rnd(60, seed="sq"), "square-token"),
+    _p(
+        "nuget",
+        '<add key="ClearTextPassword" value="{s}" />',
+        rnd(16, seed="nu"),
+        "nuget-password",
+    ),
+    _p(
+        "openshift",
+        "oc login --token={s}",
+        "sha256~" + rnd(43, B64URL, seed="oc"),
+        "openshift-token",
+    ),
+    _p(
+        "teams-webhook",
+        "POST https://acme.webhook.office.com/webhookb2/{s}",
+        "3f1c2a9e-8d7b-4c6a-9e5f-1a2b3c4d5e6f@0e160abb-b85d-48ef-9234-abcdefabcdef/IncomingWebhook/"
+        + rnd(32, HEX, seed="tm")
+        + "/7d1c2a9e-8d7b-4c6a-9e5f-1a2b3c4d5e6f",
+        "teams-webhook",
+    ),
     _p(
         "env-value",
         "the service answered for {s}",
@@ -280,6 +378,30 @@ BENIGN: list[str] = [
     "AKIAXXXXXXXXXXXXXXXX",
     "ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
     "api_key = sk-scripted",
+    # look like the formats above and are not secrets
+    "uuid4 " + "-".join(rnd(n, HEX, seed=f"u{n}") for n in (8, 4, 4, 4, 12)),
+    "sha256 " + rnd(64, HEX, seed="sha4") + " sha1 " + rnd(40, HEX, seed="sha5"),
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAA"
+    + "A" * 40
+    + base64.b64encode(random.Random("png2").randbytes(2000)).decode(),
+    "!function(e,t){var n=e.a3s||{};n.k=function(r){return r.split('|')[0]};"
+    "e.a3s=n}(window,document);var a=[1,2,3].map(function(x){return x*2}),b=a.join('-us');",
+    "-----BEGIN CERTIFICATE-----\n"
+    + "\n".join(
+        base64.b64encode(random.Random("cert").randbytes(600)).decode()[i : i + 64]
+        for i in range(0, 800, 64)
+    )
+    + "\n-----END CERTIFICATE-----",
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + rnd(43, B64, seed="ed2") + " ops@host",
+    "export GOOGLE_TOKEN=ya29.xxxx",
+    "GCP_TOKEN=ya29.<YOUR_TOKEN>",
+    "DOCKER_TOKEN=dckr_pat_xxxxx",
+    "PULUMI_ACCESS_TOKEN=pul-<YOUR_TOKEN>",
+    "machine api.example.com login me password <YOUR_TOKEN>",
+    "the machine learning model uses a password manager",
+    "https://acct.blob.core.windows.net/c/f.csv?sv=2022-11-02&sp=r&sig=<signature>",
+    "v1.0-release-notes and NRAK-tracking and HRKU-ticket-123",
+    "a time of 1700000000123456|abc in the log",
     # URLs and paths
     "http://127.0.0.1:43731/v1/chat/completions",
     "see https://docs.python.org/3/library/re.html#re.ASCII and git@github.com:org/repo.git",

@@ -19,6 +19,7 @@ from a3s_nb import FileStore, secrets
 from a3s_nb.capture import bundle_from_parts
 from a3s_nb.secrets import redact, scan
 
+from .conftest import blocks
 from .secret_corpus import BENIGN, PLACES, PLANTED, Planted, load_parts, plant
 
 
@@ -127,3 +128,97 @@ def test_the_prefilter_never_hides_a_match(around: str, monkeypatch: pytest.Monk
     assert fast == full
     if around != "(":  # "PASSWORD=value(" reads as code: a call, not a value
         assert all(fast[: len(PLANTED)])
+
+
+# ------------------------------------------------------- the store, the dataset, OpenTelemetry
+
+
+def exported_text(store: Path, tmp_path: Path) -> str:
+    """Every string the store, ``export_dataset`` and ``to_otel(content=True)`` write."""
+    import pyarrow.parquet as pq
+
+    import a3s_nb
+
+    out = [written_text(store)]
+    a3s_nb.export_dataset(store, tmp_path / "dataset", progress=False)
+    for f in sorted((tmp_path / "dataset").rglob("*.parquet")):
+        out.append(json.dumps(pq.read_table(f).to_pylist(), default=str))
+    a3s_nb.to_otel(store, tmp_path / "otel.jsonl", content=True)
+    out.append((tmp_path / "otel.jsonl").read_text())
+    return "\x00".join(out)
+
+
+def left_on_disk(text: str) -> list[str]:
+    return [p.name for p in PLANTED if any(w in text for w in windows(p.secret))]
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_every_planted_secret_is_gone_from_the_store_the_dataset_and_otel(
+    place: str, tmp_path: Path
+):
+    """All planted secrets at once, saved redacted: none in any file a3s_nb writes."""
+    text = "\n\n".join(p.text for p in PLANTED)
+    env = {k: v for p in PLANTED for k, v in p.env}
+    parts, _ = plant(carrier_parts(), place, text)
+    out, findings = redact(parts, env=env)
+    assert findings
+    store = tmp_path / "store"
+    FileStore(store).save(bundle_from_parts(out))
+    assert left_on_disk(exported_text(store, tmp_path)) == []
+
+
+SDK_SECRETS = [  # the kinds a real session kept on disk before (issue: Secrets)
+    p
+    for p in PLANTED
+    if p.kind
+    in {
+        "gcp-oauth-token",
+        "google-refresh-token",
+        "azure-sas-token",
+        "docker-token",
+        "atlassian-token",
+        "pulumi-token",
+        "newrelic-key",
+        "doppler-token",
+        "heroku-key",
+        "cloudflare-origin-ca-key",
+        "netrc-password",
+    }
+]
+
+
+@pytest.mark.sdk
+def test_a_real_session_saved_redacted_keeps_no_new_kind_anywhere(a3s_code, tmp_path: Path):
+    """A real SDK session: the secrets in a prompt and in a tool's output (``cat``), saved
+    with ``redact=True``: none of them in the store, the Parquet dataset or OTLP."""
+    import a3s_nb
+    from a3s_nb import live, testing
+
+    assert len(SDK_SECRETS) == 11
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    creds = "\n".join(p.text for p in SDK_SECRETS) + "\n"
+    (ws / "creds.txt").write_text(creds)
+    prompt = "Check these credentials:\n" + creds
+    script = [
+        testing.Rule(
+            match="Check these credentials",
+            replies=(
+                testing.Reply(tool_calls=(testing.ToolCall("bash", {"command": "cat creds.txt"}),)),
+                testing.Reply(text="They are all there."),
+            ),
+        )
+    ]
+    with testing.ScriptedLLM(script) as llm:
+        agent = a3s_code.Agent.create(llm.acl_config())
+        session = live.open_session(agent, ws, store_dir=tmp_path / "sdk", session_id="leaky")
+        session.send(prompt)
+        outputs = [b["content"] for b in blocks(session.history(), "tool_result")]
+        assert any(SDK_SECRETS[0].secret in o for o in outputs)  # the tool did print them
+        result = a3s_nb.save(session, store=tmp_path / "store", env={}, redact=True)
+        session.close()
+    assert result.redacted >= 2 * len(SDK_SECRETS)
+    text = exported_text(tmp_path / "store", tmp_path)
+    left = [p.name for p in SDK_SECRETS if any(w in text for w in windows(p.secret))]
+    assert left == []
+    assert "[REDACTED:netrc-password]" in text and "[REDACTED:azure-sas-token]" in text
