@@ -143,6 +143,7 @@ def open_session(
     >>> session.save()  # sessions/fix-1.json and its fragments are on disk  # doctest: +SKIP
     """
     a3s = import_a3s_code()
+    found = features(agent)  # an SDK a3s_nb cannot drive fails here, before anything else
     ws = Path(workspace).expanduser().absolute()
     if not ws.is_dir():
         raise FileNotFoundError(
@@ -171,7 +172,7 @@ def open_session(
         raise
     except RuntimeError as e:
         raise LiveSessionError(f"a3s-code could not open a session on {ws}: {e}") from e
-    remember_store(session, store.path, features(agent))
+    remember_store(session, store.path, found)
     return session
 
 
@@ -198,6 +199,7 @@ def resume_session(
     :class:`LiveSessionError` for anything else the SDK refuses.
     """
     a3s = import_a3s_code()
+    found = features(agent)  # an SDK a3s_nb cannot drive fails here, before anything else
     store = FileStore(_store_dir(store_dir, options), create=False)
     session_id = store.resolve(session_id)
     opts = _options(
@@ -215,7 +217,7 @@ def resume_session(
         raise
     except RuntimeError as e:
         raise _resume_error(str(e), session_id, store) from e
-    remember_store(session, store.path, features(agent))
+    remember_store(session, store.path, found)
     return session
 
 

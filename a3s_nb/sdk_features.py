@@ -80,16 +80,24 @@ def import_a3s_code() -> Any:
 
 
 def installed_version() -> str:
-    """The installed a3s-code's version, for messages ("unknown" if it does not say)."""
+    """The installed a3s-code's version, for messages only: the module's ``__version__``
+    (3.1.0 has none), else the distribution's, else "unknown"."""
+    import sys
     from importlib import metadata
 
+    module = sys.modules.get("a3s_code")
+    if module is None:
+        try:
+            module = import_a3s_code()
+        except ImportError:
+            module = None
+    version = getattr(module, "__version__", None)
+    if version:
+        return str(version)
     try:
         return metadata.version("a3s-code")
     except metadata.PackageNotFoundError:
-        import sys
-
-        module = sys.modules.get("a3s_code")
-        return str(getattr(module, "__version__", None) or "unknown")
+        return "unknown"
 
 
 def _unsupported(why: str) -> UnsupportedSdkError:
