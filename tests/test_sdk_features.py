@@ -262,3 +262,30 @@ def test_api_exposes_where_the_save_record_is(opened):
     assert api.save_record_path(FileStore(store), "t/s") != api.save_record_path(
         FileStore(store), "t_s"
     )
+
+
+# ============================================================================ packaging
+
+
+def test_the_all_extra_allows_the_supported_sdks_and_no_unknown_one():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (sdk,) = [
+        Requirement(r)
+        for r in project["optional-dependencies"]["all"]
+        if Requirement(r).name == "a3s-code"
+    ]
+    for version in ("3.1.0", "4.2.0", "5.0.0", "8.5.6", "9.1.2"):
+        assert sdk.specifier.contains(version), version
+    for version in ("3.0.0", "10.0.0"):
+        assert not sdk.specifier.contains(version), version
+
+
+def test_make_lab_ci_and_the_constraints_keep_the_tested_sdk():
+    tested = f"a3s-code=={sdk_features.TESTED}"
+    assert sdk_features.TESTED == "3.1.0"
+    assert f"'{tested}'" in (ROOT / "Makefile").read_text()
+    assert tested in (ROOT / "constraints.txt").read_text().splitlines()
