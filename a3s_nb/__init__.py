@@ -12,6 +12,7 @@ from .errors import (
     CaptureError,
     CorruptFileError,
     CorruptSessionWarning,
+    EventProtocolError,
     ExportError,
     ForkError,
     InvalidBundleError,
@@ -28,7 +29,9 @@ from .errors import (
     SecretsFoundError,
     SessionExistsError,
     SessionNotFoundError,
+    SnapshotOwnedError,
     StoreError,
+    UnsupportedSdkError,
 )
 from .lineage import diff, diff_summary, fork, lineage_frame, lineage_of, replay
 from .models import SessionBundle, SessionData
@@ -51,6 +54,7 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "CaptureError",
     "CorruptFileError",
     "CorruptSessionWarning",
+    "EventProtocolError",
     "ExportError",
     "InvalidBundleError",
     "InvalidSessionIdError",
@@ -66,7 +70,9 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "SecretsFoundError",
     "SessionExistsError",
     "SessionNotFoundError",
+    "SnapshotOwnedError",
     "StoreError",
+    "UnsupportedSdkError",
     "diff",
     "diff_summary",
     "fork",

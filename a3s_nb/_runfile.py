@@ -8,6 +8,10 @@ Every event class has the same attribute names, one per ``run_events`` column it
 (``text`` is whichever field holds the event's text, ``tool_call_id`` its ``id``...), so
 the frames read an event without asking its type.
 
+A run event may also be an envelope, the shape ``Session.run_events()`` gives from a3s-code
+5.0 on (:mod:`a3s_nb._envelope`): it is read into the same record. The SDK never writes
+envelopes into a store, so a file of them is rare and takes the lenient way.
+
 That typed way is taken only when it cannot differ from reading the plain JSON: values
 are not checked (a field holds whatever the file holds, as it would in a dict), and a
 file with anything the classes do not describe (an event type or a field this version
@@ -24,7 +28,9 @@ from typing import Any, ClassVar, Union
 
 from . import schema
 from ._columns import _json
+from ._envelope import is_envelope, record_of
 from ._json import loads
+from .errors import EventProtocolError
 
 try:
     import msgspec
@@ -398,6 +404,11 @@ def _loose_run(run: Any) -> Run:
 def _loose_record(rec: Any) -> Record:
     if type(rec) is not dict:
         rec = {}
+    elif is_envelope(rec):  # as Session.run_events() gives it from a3s-code 5.0 on
+        try:
+            rec = record_of(rec)
+        except EventProtocolError:  # another protocol: not read here (load() reports it)
+            rec = {}
     e = rec.get("event")
     return Record(
         event=Loose(e if type(e) is dict else {}),

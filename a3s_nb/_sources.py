@@ -14,6 +14,7 @@ from ._runfile import decode as _decode_runs
 from .capture import bundle_to_parts, is_session_like
 from .errors import CorruptFileError
 from .models import SessionBundle
+from .sdk_features import run_events
 from .store import FileStore, MemoryStore, Store, resolve_id, sdk_safe_id
 
 # ============================================================================ sources
@@ -165,7 +166,8 @@ def _object_id(obj: Any) -> str:
 
 
 def _live_part(live: Any, part: str) -> Any:
-    # a3s_code.Session returns plain dicts and lists shaped exactly like the files
+    # a3s_code.Session returns plain dicts and lists shaped like the files (run events
+    # aside: envelopes from 5.0 on)
     if part == "session":
         workspace = getattr(live, "workspace", None)
         if callable(workspace):
@@ -175,9 +177,9 @@ def _live_part(live: Any, part: str) -> Any:
             "config": {"workspace": workspace},
             "messages": list(live.history() or []),
         }
-    if part == "runs":
+    if part == "runs":  # events as records, whichever shape the SDK gives them in
         return [
-            {"snapshot": snap, "events": list(live.run_events(snap["id"]) or [])}
+            {"snapshot": snap, "events": run_events(live, snap["id"])}
             for snap in (live.runs() or [])
         ]
     method = {"traces": "trace_events", "verification": "verification_reports"}[part]

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from . import sdk_features, serde
 from . import secrets as _secrets
-from . import serde
 from ._warn import warn
 from .capture import (
     NotASessionError,
@@ -41,16 +41,25 @@ from .errors import (
     A3sNbError,
     CaptureError,
     CorruptFileError,
+    LiveSessionError,
     NotAnAgentError,
     SaveConflictError,
     SaveError,
     SecretsFoundError,
+    SnapshotOwnedError,
     StoreError,
     describe_validation_error,
 )
 from .models import SessionBundle, SessionData
 from .saved import SavedSession
-from .store import FileStore, Store, decode_text, open_store, validate_session_id
+from .store import (
+    FileStore,
+    Store,
+    decode_text,
+    open_store,
+    v1_session_name,
+    validate_session_id,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -186,6 +195,9 @@ def save(
 
         wait_idle(session, wait)  # a streamed turn reaches history() in the background
     sid = validate_session_id(str(session.session_id) if id is None else id)
+    by_sdk = _saved_by_sdk(session, store if st is None else st, sid, redact=redact)
+    if not by_sdk and st is not None:
+        _refuse_snapshot_owned(st, sid)  # before anything is read or captured
     encoder = serde.encoder_for((_store_key(store) if st is None else _store_key(st), sid))
     previous, unreadable = _previous(st, sid, encoder) if st is not None else (None, False)
     run_keys: list[bytes] = []
@@ -212,13 +224,18 @@ def save(
         kept = len(findings)
     if st is None:
         st = _open(store)
+    check = not (force or unreadable)
     try:
-        stored_before = _write(st, sid, parts, encoded, session, check=not (force or unreadable))
+        if by_sdk:
+            stored_before = _sdk_save(st, sid, parts, session, check=check, secrets_kept=kept)
+        else:
+            stored_before = _write(st, sid, parts, encoded, session, check=check)
     except A3sNbError:
         raise
     except OSError as e:
         raise StoreError(f"cannot write session {sid} to store {st}: {e}") from e
-    encoder.wrote(encoded["session"].data, encoded["session"].head)
+    if not by_sdk:
+        encoder.wrote(encoded["session"].data, encoded["session"].head)
     _SAVED_AS[(builtins.id(session), str(session.session_id))] = sid
     messages = parts["session"]["messages"]
     counts = tool_call_counts(messages)
@@ -234,6 +251,94 @@ def save(
         redacted=redacted,
         secrets_kept=kept,
     )
+
+
+# ----------------------------------------------------- sessions a3s-code 5.x+ saves itself
+
+
+def _saved_by_sdk(session: Any, store: StoreLike, sid: str, *, redact: bool) -> bool:
+    """Whether this save is the SDK's own ``session.save()``: a session of an SDK that
+    writes its own snapshots (5.x+), opened or resumed by a3s_nb with a FileSessionStore
+    on this store, saved under its own id as it is. Redacted, it needs a new id (the SDK
+    would write the secrets into its snapshot under its own); under another id, or with
+    no store, a3s_nb writes the flat layout (see :func:`_refuse_snapshot_owned`)."""
+    known = sdk_features.store_of(session)
+    if known is None or not known[1].saves_snapshots or known[0] != _store_key(store):
+        return False
+    if sid != str(session.session_id):
+        return False
+    if redact:
+        raise SnapshotOwnedError(
+            f"not saving session {sid} redacted under its own id: a3s-code saves this "
+            "session itself (its store is this one), and its next save would put back "
+            f"what was redacted. Save the redacted copy under a new id (--redact --id "
+            f"NEW, redact=True, id='NEW')"
+        )
+    return True
+
+
+def _refuse_snapshot_owned(st: Store, sid: str) -> None:
+    """Refuse to write ``sid`` when a3s-code holds it in its own (v1) layout."""
+    if isinstance(st, FileStore) and st.has_v1_copy(sid):
+        raise SnapshotOwnedError(
+            f"not saving session {sid}: a3s-code has its own snapshot of it in {st} "
+            f"(v1/sessions/{v1_session_name(sid)}), which it reads before any copy a3s_nb "
+            "writes, so this save would be hidden, and a3s_nb never writes a3s-code's own "
+            "files. Save under a new id (--id NEW, id='NEW'), or let a3s-code save it: "
+            "open or resume the session with a3s_nb on this store (a3s_nb.live.open_session, "
+            "%a3s_resume ID --agent AGENT), and %a3s_save then calls its save()"
+        )
+
+
+def _sdk_save(
+    st: Store, sid: str, parts: dict[str, Any], session: Any, *, check: bool, secrets_kept: int
+) -> bool:
+    """Let a3s-code write its own snapshot of ``session`` (``session.save()``) once the
+    conflict check passed, and record the save in a3s_nb's own files; True when a
+    version was stored before."""
+    assert isinstance(st, FileStore)  # a session a3s_nb opened on a directory
+    mark = _mark(st, sid, session)
+    snapshot = st.path / "v1" / "sessions" / v1_session_name(sid)
+    with st.lock():
+        stored_before = _check(st, sid, parts, mark, check=check) or snapshot.is_file()
+        try:
+            session.save()
+        except Exception as e:  # whatever the SDK raises
+            raise LiveSessionError(f"a3s-code could not save session {sid}: {e}") from e
+        if not snapshot.is_file():
+            raise LiveSessionError(
+                f"a3s-code's save() of session {sid} wrote no snapshot at {snapshot}: is its "
+                f"FileSessionStore still {st}?"
+            )
+        _write_save_record(st, sid, parts, secrets_kept)
+        data = st._read_data(sid, "session")  # what the store now reads for this id
+        if data is not None:
+            _wrote(mark, data)
+    return stored_before
+
+
+def save_record_path(st: FileStore, session_id: str) -> Path:
+    """Where a3s_nb notes a save a3s-code wrote itself (keyed like the SDK's v1 names,
+    so ids that share a flat file name stay apart)."""
+    return st.meta_dir / "saves" / v1_session_name(session_id)
+
+
+def _write_save_record(st: FileStore, sid: str, parts: dict[str, Any], secrets_kept: int) -> None:
+    from .store import _fsync_dir, _write_temp
+
+    path = save_record_path(st, sid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "session_id": sid,
+        "written_by": "a3s-code",  # session.save(): the SDK's own v1 snapshot
+        "sdk_version": sdk_features.installed_version(),
+        "saved_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "messages": len(parts["session"]["messages"]),
+        "runs": len(parts["runs"]),
+        "secrets_kept": secrets_kept,
+    }
+    os.replace(_write_temp(path, json.dumps(record, indent=2, ensure_ascii=False)), path)
+    _fsync_dir(path.parent)
 
 
 #: The id each live session was last saved under, by (id(session), its session_id).
@@ -413,6 +518,7 @@ def _write(
     data = {part: e.data for part, e in encoded.items()}
     mark = _mark(st, sid, session)
     with st.lock():
+        _refuse_snapshot_owned(st, sid)  # again: the SDK may have saved it meanwhile
         stored_before = _check(st, sid, parts, mark, check=check)
         st._save_texts(sid, data)
         _wrote(mark, data["session"])
@@ -583,8 +689,6 @@ def resume(
     except TypeError:  # an unknown option: the message names the known ones
         raise
     except Exception as e:  # anything else the SDK raises
-        from .live import LiveSessionError
-
         raise LiveSessionError(f"a3s-code could not resume session {full!r}: {e}") from e
 
 

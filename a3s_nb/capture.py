@@ -6,6 +6,10 @@ A "live session" is a real ``a3s_code.Session`` or any object with the same read
 used when present. Nothing is written here: the bundle is validated through the models so
 that the store only ever receives something a3s-code can read back.
 
+Run events are taken as the records the SDK persists, whichever shape its ``run_events()``
+gives them in (envelopes from a3s-code 5.0 on, see :mod:`a3s_nb.sdk_features`): the files
+written are what the SDK itself writes and reads back.
+
 What the public API does not expose is filled in as a3s-code 3.1.0 writes it, or kept from
 the version already saved under the same id:
 
@@ -37,6 +41,7 @@ from pydantic import ValidationError
 from ._tokens import total_usage
 from .errors import A3sNbError, CaptureError, NotASessionError, describe_validation_error
 from .models import SessionBundle, ToolResultBlock
+from .sdk_features import run_events, session_model
 from .serde import content_key
 
 __all__ = [
@@ -55,7 +60,6 @@ __all__ = [
 #: The read methods an object must have to be captured.
 READ_METHODS = ("history", "runs", "run_events", "trace_events")
 
-_PROBE_COMMAND = "__a3s_nb_model"
 _ARTIFACT_URI = re.compile(r"a3s://[A-Za-z0-9][A-Za-z0-9_\-./:]*[A-Za-z0-9]")
 
 
@@ -192,7 +196,7 @@ def capture_parts(
     elif not config.get("workspace"):
         raise CaptureError(f"session {live_id!r} does not say its workspace")
 
-    model_name = model or _probe_model(session) or _model_from_runs(runs)
+    model_name = model or session_model(session) or _model_from_runs(runs)
     if model_name:
         provider, sep, model_id = model_name.partition("/")
         if not sep or not provider or not model_id:
@@ -261,7 +265,7 @@ def _read_runs(session: Any, snapshots: list[dict[str, Any]]) -> list[_Run]:
         run_id = snapshot["id"]
         known = kept.get(run_id)
         if known is None or known.snapshot != snapshot:
-            events = list(session.run_events(run_id))
+            events = run_events(session, run_id)  # records, whichever shape the SDK gives
             known = _Run(dict(snapshot), events, *_digest(events), content_key(events))
         if snapshot.get("status") in _FINISHED:
             finished[run_id] = known
@@ -319,34 +323,6 @@ def _new_session_data() -> dict[str, Any]:
         "updated_at": 0,
         "tasks": [],
     }
-
-
-def _probe_model(session: Any) -> str | None:
-    """Ask a real SDK session for its model: slash-command handlers get it in ``ctx``.
-
-    The command neither adds to the history nor records a run (checked against 3.1.0).
-    """
-    try:
-        import a3s_code
-    except ImportError:
-        return None
-    if not isinstance(session, a3s_code.Session):
-        return None
-    box: dict[str, Any] = {}
-
-    def handler(args: str, ctx: dict[str, Any]) -> str:
-        box["model"] = ctx.get("model")
-        return "ok"
-
-    try:
-        if session.current_run() is not None:  # never interleave with a running prompt
-            return None
-        session.register_command(_PROBE_COMMAND, "a3s_nb: report the model", handler)
-        session.send("/" + _PROBE_COMMAND)
-    except Exception:
-        return None
-    value = box.get("model")
-    return value if isinstance(value, str) and "/" in value else None
 
 
 def _model_from_runs(runs: list[dict[str, Any]]) -> str | None:

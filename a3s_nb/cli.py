@@ -258,7 +258,7 @@ def _replay(args: argparse.Namespace) -> int:
             if not sep or not cid.strip() or not command.strip():
                 raise A3sNbError(f"--check {item!r} is not ID=COMMAND")
             checks.append({"id": cid.strip(), "command": command.strip(), "required": True})
-        from .live import import_a3s_code
+        from .sdk_features import import_a3s_code
 
         path = os.path.expanduser(config)
         if not os.path.isfile(path):

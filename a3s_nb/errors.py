@@ -97,6 +97,11 @@ class SaveConflictError(SaveError):
         self.missing_messages = missing_messages
 
 
+class SnapshotOwnedError(SaveError):
+    """The id already has a copy a3s-code saved in its own (v1) layout, which a3s_nb never
+    writes: the SDK reads that copy first, so a flat-layout save would be shadowed."""
+
+
 class NotASessionError(A3sNbError, TypeError):
     """An object that is not a live a3s-code session (it lacks the read methods)."""
 
@@ -126,6 +131,15 @@ class ForkError(A3sNbError, ValueError):
 
 class LiveSessionError(A3sNbError, RuntimeError):
     """a3s-code refused to open, resume or save a live session."""
+
+
+class UnsupportedSdkError(LiveSessionError):
+    """The installed a3s-code behaves in a way a3s_nb does not know (its message names the
+    installed version and the ones supported); nothing was written."""
+
+
+class EventProtocolError(A3sNbError, ValueError):
+    """A run event envelope of a protocol version other than 1 (a3s-code 5.x-9.x speak 1)."""
 
 
 class ModelNotConfiguredError(LiveSessionError, LookupError):

@@ -1112,6 +1112,6 @@ def record_checks(
 
 
 def _session_model(bundle: SessionBundle, session: Any) -> str | None:
-    from .capture import _probe_model
+    from .sdk_features import session_model
 
-    return _probe_model(session) or bundle.session.model_name
+    return session_model(session) or bundle.session.model_name

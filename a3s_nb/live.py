@@ -4,9 +4,10 @@ In the a3s-code 3.x Python binding, ``SessionOptions.session_store = FileSession
 is silently ignored when ``agent.session()`` or ``agent.resume_session()`` is called from
 plain Python: the store needs the SDK's async runtime, which only exists inside the SDK's
 own calls, so nothing is ever written and ``resume_session`` refuses to work. The SDK does
-run slash-command handlers inside that runtime, so :func:`open_session` and
-:func:`resume_session` make their call from a throw-away slash command. Should a later
-release fix the bug, the detour is harmless: the call simply succeeds either way.
+run slash-command handlers inside that runtime, so there :func:`open_session` and
+:func:`resume_session` make their call from a throw-away slash command. From 5.0 on the
+store works from plain Python and that detour would nest two runtimes, so the call is made
+directly: :mod:`a3s_nb.sdk_features` finds out which applies.
 
 The other helpers make a live session safe to read and to leave:
 
@@ -38,14 +39,11 @@ import glob
 import json
 import os
 import re
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from ._warn import warn
 from .config import default_store_path
 from .errors import (
     CorruptFileError,
@@ -54,6 +52,14 @@ from .errors import (
     NotSettledError,
     SessionExistsError,
     SessionNotFoundError,
+)
+from .sdk_features import (
+    PIP_INSTALL,
+    call_for_store,
+    features,
+    import_a3s_code,
+    in_sdk_runtime,
+    remember_store,
 )
 from .store import FileStore, validate_session_id
 
@@ -72,58 +78,6 @@ __all__ = [
     "wait_for_autosave",
     "wait_idle",
 ]
-
-PIP_INSTALL = 'pip install "a3s-code==3.1.0"'
-
-T = TypeVar("T")
-
-
-def import_a3s_code() -> Any:
-    """The ``a3s_code`` module, or an ImportError that says how to install it."""
-    try:
-        import a3s_code
-    except ImportError as e:
-        raise ImportError(PIP_INSTALL) from e
-    return a3s_code
-
-
-# ========================================================================= the workaround
-
-
-def in_sdk_runtime(agent: Any, fn: Callable[[], T]) -> T:
-    """Call ``fn()`` inside a3s-code's async runtime and return what it returns.
-
-    A scratch session registers a slash command whose handler calls ``fn``, runs it with
-    ``send("/...")`` (no model call is made) and is closed. Exceptions raised by ``fn``
-    propagate. If the SDK ever stops running the handler, ``fn`` is called directly.
-    """
-    box: dict[str, Any] = {}
-
-    def handler(args: str, ctx: dict) -> str:
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # the SDK would flatten it to "Command error: ..." text
-            box["error"] = e
-        return "ok"
-
-    name = f"a3s_nb_boot_{uuid.uuid4().hex[:12]}"
-    with tempfile.TemporaryDirectory(prefix="a3s_nb_boot_") as scratch:
-        boot = agent.session(scratch)
-        try:
-            boot.register_command(name, "a3s_nb: run a call inside the SDK runtime", handler)
-            boot.send(f"/{name}")
-        finally:
-            boot.close()
-    if "error" in box:
-        raise box.pop("error")
-    if "value" not in box:
-        warn(
-            "a3s-code did not run the slash-command handler; calling it directly "
-            "(on a3s-code 3.x its FileSessionStore may then be inactive)",
-            RuntimeWarning,
-        )
-        return fn()
-    return box["value"]
 
 
 def _options(
@@ -189,6 +143,7 @@ def open_session(
     >>> session.save()  # sessions/fix-1.json and its fragments are on disk  # doctest: +SKIP
     """
     a3s = import_a3s_code()
+    found = features(agent)  # an SDK a3s_nb cannot drive fails here, before anything else
     ws = Path(workspace).expanduser().absolute()
     if not ws.is_dir():
         raise FileNotFoundError(
@@ -212,9 +167,13 @@ def open_session(
         fields=option_fields,
     )
     try:
-        return in_sdk_runtime(agent, lambda: agent.session(str(ws), opts))
+        session = call_for_store(agent, lambda: agent.session(str(ws), opts))
+    except LiveSessionError:
+        raise
     except RuntimeError as e:
         raise LiveSessionError(f"a3s-code could not open a session on {ws}: {e}") from e
+    remember_store(session, store.path, found)
+    return session
 
 
 def resume_session(
@@ -240,6 +199,7 @@ def resume_session(
     :class:`LiveSessionError` for anything else the SDK refuses.
     """
     a3s = import_a3s_code()
+    found = features(agent)  # an SDK a3s_nb cannot drive fails here, before anything else
     store = FileStore(_store_dir(store_dir, options), create=False)
     session_id = store.resolve(session_id)
     opts = _options(
@@ -252,9 +212,13 @@ def resume_session(
         fields=option_fields,
     )
     try:
-        return in_sdk_runtime(agent, lambda: agent.resume_session(session_id, opts))
+        session = call_for_store(agent, lambda: agent.resume_session(session_id, opts))
+    except LiveSessionError:
+        raise
     except RuntimeError as e:
         raise _resume_error(str(e), session_id, store) from e
+    remember_store(session, store.path, found)
+    return session
 
 
 _MODEL_MISSING = re.compile(r"provider '([^']*)' or model '([^']*)' not found")

@@ -26,10 +26,15 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     Tag,
+    ValidatorFunctionWrapHandler,
     model_serializer,
+    model_validator,
 )
+
+from ._envelope import is_envelope, record_of
 
 JSON = Any
 
@@ -601,9 +606,76 @@ Event = Annotated[
 
 
 class RunEventRecord(A3sModel):
+    """One run event: the record every a3s-code release persists.
+
+    The envelope ``Session.run_events()`` returns from a3s-code 5.0 on (``{version: 1,
+    type, payload, metadata: {run_id, session_id, sequence, timestamp_ms}}``, see
+    :mod:`a3s_nb._envelope`) is read too, into the same fields; an envelope of another
+    protocol version is refused. A record read from an envelope is written back as one,
+    with the keys it had in their order: a load and a save never turn one shape into the
+    other (the SDK writes records only, so a file of envelopes was not written by it, and
+    is not a3s_nb's to rewrite).
+    """
+
     sequence: int
     timestamp_ms: int
     event: Event
+
+    _envelope: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _either_shape(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if not is_envelope(data):
+            return handler(data)
+        record = handler(record_of(data))  # EventProtocolError: a ValueError, reported
+        payload = data.get("payload")
+        record._envelope = {
+            "keys": list(data),
+            "version": data.get("version"),
+            "payload_keys": list(payload) if type(payload) is dict else None,
+            "metadata": data.get("metadata"),
+            "others": {
+                k: v for k, v in data.items() if k not in ("version", "type", "payload", "metadata")
+            },
+        }
+        return record
+
+    @model_serializer(mode="wrap")
+    def _serde(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        shape = self._envelope
+        return data if shape is None else _as_envelope(data, shape)
+
+
+def _as_envelope(record: dict[str, Any], shape: dict[str, Any]) -> dict[str, Any]:
+    """A record (as dumped) in the envelope shape it was read from."""
+    event = record["event"]
+    out: dict[str, Any] = {}
+    for key in shape["keys"]:
+        if key == "version":
+            out[key] = shape["version"]
+        elif key == "type":
+            out[key] = event.get("type")
+        elif key == "payload":
+            if shape["payload_keys"] is None:  # not an object: kept whole
+                out[key] = event.get("payload")
+                continue
+            fields = {k: v for k, v in event.items() if k != "type"}
+            payload = {k: fields.pop(k) for k in shape["payload_keys"] if k in fields}
+            payload.update(fields)
+            out[key] = payload
+        elif key == "metadata":
+            meta = shape["metadata"]
+            if type(meta) is dict:
+                meta = {
+                    k: record.get(k, v) if k in ("sequence", "timestamp_ms") else v
+                    for k, v in meta.items()
+                }
+            out[key] = meta
+        else:
+            out[key] = shape["others"][key]
+    return out
 
 
 class RunSnapshot(A3sModel):

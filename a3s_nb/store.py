@@ -27,6 +27,7 @@ sessions loadable; nothing is written through a symbolic link that leaves the st
 from __future__ import annotations
 
 import abc
+import base64
 import contextlib
 import errno
 import itertools
@@ -230,6 +231,13 @@ def parse_json(text: str | bytes, where: str | os.PathLike[str]) -> Any:
 def sdk_safe_id(session_id: str) -> str:
     """The file stem a3s-code 3.x uses for ``session_id`` (its ``safe_session_id``)."""
     return session_id.replace("/", "_").replace("\\", "_").replace("..", "_")
+
+
+def v1_session_name(session_id: str) -> str:
+    """The file name a3s-code 5.x+ gives ``session_id`` in ``<store>/v1/sessions``:
+    ``id_`` + base64url of its UTF-8 bytes without padding + ``.json`` (collision-free)."""
+    encoded = base64.urlsafe_b64encode(session_id.encode("utf-8", "surrogatepass"))
+    return "id_" + encoded.rstrip(b"=").decode("ascii") + ".json"
 
 
 def resolve_id(id_or_prefix: str, ids: list[str], where: str) -> str:
@@ -633,6 +641,11 @@ class FileStore(Store):
     def session_files(self, session_id: str) -> dict[Part, Path]:
         """The path of every per-session file (whether it exists or not)."""
         return {part: self._file(session_id, part) for part in PARTS}
+
+    def has_v1_copy(self, session_id: str) -> bool:
+        """Whether a3s-code 5.x+ holds ``session_id`` in its own layout
+        (``v1/sessions/id_<base64url>.json``), a copy a3s_nb never writes."""
+        return (self.path / "v1" / "sessions" / v1_session_name(session_id)).is_file()
 
     @property
     def meta_dir(self) -> Path:

@@ -986,7 +986,7 @@ class ScriptedLLM:
 
     def agent(self, default_model: str | None = None) -> Any:
         """An ``a3s_code.Agent`` configured for this server (needs a3s-code installed)."""
-        from .live import import_a3s_code
+        from .sdk_features import import_a3s_code
 
         return import_a3s_code().Agent.create(self.acl_config(default_model))
 
