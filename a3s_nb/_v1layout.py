@@ -73,6 +73,22 @@ def v1_name(session_id: str) -> str:
     return "id_" + encoded.decode("ascii")
 
 
+def file_key(session_id: str) -> str:
+    """A file name stem for a session that no other id shares: the id itself when it is
+    a plain file name a3s-code keeps as it is, else its v1 name (``a/b`` and ``a_b`` share
+    the flat name ``a_b``; an id that itself starts with ``id_`` is encoded too, so no
+    plain id can spell another's v1 name)."""
+    plain = (
+        session_id
+        and not session_id.startswith(("id_", "."))
+        and "/" not in session_id
+        and "\\" not in session_id
+        and ".." not in session_id
+        and "\x00" not in session_id
+    )
+    return session_id if plain else v1_name(session_id)
+
+
 def decode_v1_name(stem: str) -> str | None:
     """The session id a v1 file stem names, or None when it names none (a3s-code skips
     such files): not ``id_`` + canonical unpadded base64url of UTF-8 text."""

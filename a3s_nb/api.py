@@ -413,6 +413,7 @@ def _write(
     data = {part: e.data for part, e in encoded.items()}
     mark = _mark(st, sid, session)
     with st.lock():
+        st._refuse_write(sid)  # a session a3s-code keeps in its v1 layout: say so first
         stored_before = _check(st, sid, parts, mark, check=check)
         st._save_texts(sid, data)
         _wrote(mark, data["session"])
