@@ -46,10 +46,10 @@ def _models_key() -> str:
     """Changes whenever the models (what ``load`` accepts) may have changed."""
     global _MODELS_KEY
     if _MODELS_KEY is None:
-        from . import __version__, models, store
+        from . import __version__, _v1layout, models, store
 
         h = hashlib.sha1(__version__.encode())
-        for mod in (models, store):
+        for mod in (models, store, _v1layout):
             try:
                 h.update(Path(mod.__file__ or "").read_bytes())
             except OSError:
@@ -158,9 +158,7 @@ def id_of_stem(stem: str) -> str:
     return stem
 
 
-def _scan_v1(
-    store: FileStore, parts: Iterable[str], out: dict[str, dict[str, list[int]]]
-) -> None:
+def _scan_v1(store: FileStore, parts: Iterable[str], out: dict[str, dict[str, list[int]]]) -> None:
     """Add the sessions with files under ``v1/`` to a ``scan`` result, under ``v1/<name>``:
     per part, the signature of the file a3s-code reads it from (the v1 one, else the root
     one). A snapshot envelope holds every part, so its signature changes with any of them."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -157,9 +158,7 @@ def stray_names(root: Path) -> list[Path]:
     """Files in ``v1/sessions`` that a3s-code does not list: their names do not decode."""
     directory = root / V1_DIR / "sessions"
     return sorted(
-        directory / f"{stem}.json"
-        for stem in listed_names(directory)
-        if not decode_v1_name(stem)
+        directory / f"{stem}.json" for stem in listed_names(directory) if not decode_v1_name(stem)
     )
 
 
@@ -172,10 +171,8 @@ def names_with_files(root: Path) -> set[str]:
     names = set(listed_names(base / "sessions"))
     for d in FRAGMENT_DIRS.values():
         names.update(listed_names(base / d))
-    try:
+    with contextlib.suppress(OSError):
         names.update(n for n in os.listdir(base / "artifacts") if n.startswith("id_"))
-    except OSError:
-        pass
     return names
 
 
@@ -237,6 +234,19 @@ def may_be_envelope(data: bytes | str) -> bool:
     return b'"schema_version"' in data or b'"session"' in data
 
 
+_ENVELOPE_HEAD = re.compile(rb'\A\s*\{\s*"(?:schema_version|session)"\s*:')
+
+
+def starts_as_envelope(path: Path | str) -> bool:
+    """Whether a file begins as a snapshot envelope does (a3s-code writes
+    ``schema_version`` first): a look at its first bytes, for naming where a part is."""
+    try:
+        with open(path, "rb") as f:
+            return _ENVELOPE_HEAD.match(f.read(256)) is not None
+    except OSError:
+        return False
+
+
 def envelope_parts(doc: dict[str, Any], where: str | os.PathLike[str]) -> dict[str, Any]:
     """The parts of a snapshot envelope as a3s_nb names them (``session``, ``runs``,
     ``traces``, ``verification``, ``subagent_tasks``, ``artifacts`` as a manifest).
@@ -247,7 +257,9 @@ def envelope_parts(doc: dict[str, Any], where: str | os.PathLike[str]) -> dict[s
     """
     version = doc.get("schema_version")
     if type(version) is not int or version != SNAPSHOT_SCHEMA_VERSION:
-        shown = "no schema_version" if "schema_version" not in doc else f"schema_version {version!r}"
+        shown = (
+            "no schema_version" if "schema_version" not in doc else f"schema_version {version!r}"
+        )
         raise CorruptFileError(
             where,
             f"is a session snapshot with {shown}; a3s-code writes and reads only "

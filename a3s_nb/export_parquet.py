@@ -45,8 +45,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import schema
-from .errors import A3sNbError, CorruptFileError, ExportError
 from ._v1layout import file_key
+from .errors import A3sNbError, CorruptFileError, ExportError
 from .store import FileStore, Store, open_store, sdk_safe_id
 
 __all__ = ["ExportResult", "export_dataset"]

@@ -382,7 +382,7 @@ class Store(abc.ABC):
         out of a snapshot envelope), or None when absent (lock held)."""
         return {part: self._read(session_id, part) for part in parts}
 
-    def _refuse_write(self, session_id: str) -> None:
+    def _refuse_write(self, session_id: str) -> None:  # noqa: B027 - nothing to refuse here
         """Raise if a3s_nb must not write this session (lock held); see FileStore."""
 
     def save(
@@ -1122,9 +1122,7 @@ class FileStore(Store):
         ``v1/`` (its session file or a fragment, which wins over a root one)."""
         if not os.path.isdir(self.path / v1.V1_DIR):
             return False
-        return any(
-            os.path.lexists(p) for p in v1.session_dir_paths(self.path, session_id)
-        )
+        return any(os.path.lexists(p) for p in v1.session_dir_paths(self.path, session_id))
 
     def v1_stems(self) -> set[str]:
         """The v1 stems (``id_<b64>``) that have any per-session file under ``v1/``; empty
@@ -1144,8 +1142,8 @@ class FileStore(Store):
             session_file = self._file(session_id, "session")
             if part == "session" or not self._v1_rules(session_id):
                 return self._file(session_id, part)
-        if part == "session":
-            return session_file
+        if part == "session" or v1.starts_as_envelope(session_file):
+            return session_file  # (a snapshot envelope holds every part)
         current = v1.fragment_path(self.path, session_id, part)
         probe = current.parent if part == "artifacts" else current
         if os.path.lexists(probe):
@@ -1224,11 +1222,14 @@ class FileStore(Store):
                 out[part] = wrap(doc, path, "session")
                 continue
             source = self._source_file(session_id, part)  # type: ignore[arg-type]
-            if v1_file is not None and not source.is_relative_to(self.path / v1.V1_DIR):
-                # a root fragment counts only when the root session file holds this id
-                if _id_in_file(self._file(session_id, "session")) != session_id:
-                    out[part] = None
-                    continue
+            # a root fragment counts for a v1 session only when the root file holds its id
+            if (
+                v1_file is not None
+                and not source.is_relative_to(self.path / v1.V1_DIR)
+                and _id_in_file(self._file(session_id, "session")) != session_id
+            ):
+                out[part] = None
+                continue
             value = self._document(source)
             if value is None and part == "artifacts" and source.parent.is_dir():
                 value = {"artifacts": []}  # a3s-code: a directory without a manifest

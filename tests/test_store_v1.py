@@ -73,8 +73,12 @@ def envelope(parts: dict) -> dict:
 
 
 def remove_flat(root: Path, sid: str) -> None:
-    for rel in (f"{sid}.json", f"runs/{sid}.json", f"traces/{sid}.json",
-                f"verification/{sid}.json"):  # fmt: skip
+    for rel in (
+        f"{sid}.json",
+        f"runs/{sid}.json",
+        f"traces/{sid}.json",
+        f"verification/{sid}.json",
+    ):
         (root / rel).unlink(missing_ok=True)
     shutil.rmtree(root / "artifacts" / sid, ignore_errors=True)
 
@@ -108,7 +112,9 @@ def add_wal_and_lease(root: Path) -> None:
 
 def sealed_bytes() -> bytes:
     derived = vector("05_derived.json")
-    return bytes.fromhex(next(v for k, v in derived.items() if k.startswith("at_rest"))["sealed_hex"])
+    return bytes.fromhex(
+        next(v for k, v in derived.items() if k.startswith("at_rest"))["sealed_hex"]
+    )
 
 
 def build_v1_store(root: Path, *, wal: bool = True, sealed: bool = True) -> Path:
@@ -135,7 +141,9 @@ def build_v1_store(root: Path, *, wal: bool = True, sealed: bool = True) -> Path
     if sealed:
         v1_path(root, SEALED_ID).write_bytes(sealed_bytes())
     # a write a3s-code left half done: never listed, never read
-    (root / "v1" / "sessions" / f"{v1.v1_name(IDS[0])}.json.1700000000000000000.1.0.tmp").write_text("{")
+    (
+        root / "v1" / "sessions" / f"{v1.v1_name(IDS[0])}.json.1700000000000000000.1.0.tmp"
+    ).write_text("{")
     return root
 
 
@@ -145,7 +153,9 @@ def tree(root: Path) -> dict[str, str]:
     for p in sorted(root.rglob("*")):
         st = p.lstat()
         data = p.read_bytes() if p.is_file() else b""
-        out[str(p.relative_to(root))] = f"{hashlib.sha256(data).hexdigest()}:{st.st_mode}:{st.st_mtime_ns}"
+        out[str(p.relative_to(root))] = (
+            f"{hashlib.sha256(data).hexdigest()}:{st.st_mode}:{st.st_mtime_ns}"
+        )
     return out
 
 
@@ -189,12 +199,15 @@ def test_v1_file_names_are_the_sdks():
         "id__w",  # bytes that are not UTF-8
     ],
 )
-def test_names_the_sdk_cannot_decode_are_not_listed(v1_store, v1_dir, stem):
+def test_names_the_sdk_cannot_decode_are_not_listed(v1_store, v1_dir, stem, capsys):
     before = v1_store.list()
-    (v1_dir / "v1" / "sessions" / f"{stem}.json").write_text("{}")
+    path = v1_dir / "v1" / "sessions" / f"{stem}.json"
+    path.write_text("{}")
     assert v1.decode_v1_name(stem) is None
     assert v1_store.list() == before
-    assert v1_dir / "v1" / "sessions" / f"{stem}.json" in v1_store.v1_stray_files()
+    assert v1_store.v1_stray_files() == [path]
+    cli.main(["--store", str(v1_dir), "check"])
+    assert f"STRAY {path}" in capsys.readouterr().out
 
 
 def test_tmp_files_in_v1_are_ignored(v1_store, v1_dir):
@@ -220,8 +233,12 @@ def test_every_session_lists_once_and_the_v1_copy_wins(v1_store, flat_store):
 def test_envelope_parts_map_onto_the_bundle(v1_store, v1_dir, flat_store):
     sid = ENVELOPES[0]
     doc = json.loads(v1_path(v1_dir, sid).read_text())
-    doc["subagent_tasks"] = [vector("03_persisted_schema_fuzz.verbatim.json")[
-        "backward_compat_minimal_subagent_task_loads"]["json"] | {"parent_session_id": sid}]
+    doc["subagent_tasks"] = [
+        vector("03_persisted_schema_fuzz.verbatim.json")[
+            "backward_compat_minimal_subagent_task_loads"
+        ]["json"]
+        | {"parent_session_id": sid}
+    ]
     write(v1_path(v1_dir, sid), doc)
     bundle = v1_store.load(sid)
     flat = flat_store.load(sid)
@@ -231,6 +248,7 @@ def test_envelope_parts_map_onto_the_bundle(v1_store, v1_dir, flat_store):
     assert task.status == "running" and task.finished_ms is None and task.output is None
     assert v1_store.read_raw(sid, "runs") == doc["run_records"]
     assert v1_store.location(sid, "session") == str(v1_path(v1_dir, sid))
+    assert v1_store.location(sid, "runs") == str(v1_path(v1_dir, sid))  # all in one file
 
 
 def test_an_envelope_without_a_part_has_it_empty(v1_store, v1_dir):
@@ -244,22 +262,26 @@ def test_an_envelope_without_a_part_has_it_empty(v1_store, v1_dir):
 def test_tool_result_text_that_looks_like_json_stays_text(v1_store, v1_dir):
     """03 ``untagged_tool_result_text_is_not_misparsed_as_blocks``."""
     text = vector("03_persisted_schema_fuzz.verbatim.json")[
-        "untagged_tool_result_text_is_not_misparsed_as_blocks"]["tool_result_content"]
+        "untagged_tool_result_text_is_not_misparsed_as_blocks"
+    ]["tool_result_content"]
     sid = ENVELOPES[0]
     doc = json.loads(v1_path(v1_dir, sid).read_text())
-    blocks = [b for m in doc["session"]["messages"] for b in m["content"]
-              if b["type"] == "tool_result"]  # fmt: skip
+    blocks = [
+        b for m in doc["session"]["messages"] for b in m["content"] if b["type"] == "tool_result"
+    ]
     blocks[0]["content"] = text
     write(v1_path(v1_dir, sid), doc)
-    loaded = [b for m in v1_store.load(sid).session.messages for b in m.content
-              if b.type == "tool_result"]  # fmt: skip
+    loaded = [
+        b for m in v1_store.load(sid).session.messages for b in m.content if b.type == "tool_result"
+    ]
     assert loaded[0].content == text
 
 
 def test_a_pre_v1_loop_checkpoint_loads_with_defaults(fixture_store, fixture_dir):
     """03 ``backward_compat_pre_v1_loop_checkpoint_loads_with_defaults``."""
     doc = vector("03_persisted_schema_fuzz.verbatim.json")[
-        "backward_compat_pre_v1_loop_checkpoint_loads_with_defaults"]["json"]
+        "backward_compat_pre_v1_loop_checkpoint_loads_with_defaults"
+    ]["json"]
     write(fixture_dir / "loop_checkpoints" / "run-old.json", doc)
     cp = fixture_store.load_loop_checkpoint("run-old")
     assert cp.schema_version == 0 and cp.verification_reports == [] and cp.tool_calls_count == 3
@@ -307,8 +329,12 @@ def test_a_root_envelope_is_read_as_an_envelope(flat_store, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "case", ["test_file_store_corrupted_json_recovery", "test_file_store_load_empty_file",
-             "test_file_store_load_partial_json"],  # fmt: skip
+    "case",
+    [
+        "test_file_store_corrupted_json_recovery",
+        "test_file_store_load_empty_file",
+        "test_file_store_load_partial_json",
+    ],
 )
 @pytest.mark.parametrize("where", ["root", "v1"])
 def test_negative_vectors_are_refused_as_the_sdk_refuses_them(v1_store, v1_dir, case, where):
@@ -344,8 +370,10 @@ def test_one_complete_snapshot_generation(tmp_path):
     parts["session"] = parts["session"] | {"id": "test-session-1"}
     for run in parts["runs"]:
         run["snapshot"]["session_id"] = "test-session-1"
-    write(root / vector("05_derived.json")["file_names"]["test-session-1"]["v1_session"],
-          envelope(parts))  # fmt: skip
+    write(
+        root / vector("05_derived.json")["file_names"]["test-session-1"]["v1_session"],
+        envelope(parts),
+    )
     store = a3s_nb.FileStore(root)
     assert os.listdir(root) == ["v1"]
     assert store.list() == ["test-session-1"]
@@ -441,8 +469,10 @@ def test_frames_of_a_v1_store_equal_the_flat_ones(v1_store, flat_store):
             assert [e["session_id"] for e in df.attrs["errors"]] == [SEALED_ID]
     _frames_equal(frames_from_files(v1_store), flat)
     for name in ("sessions", "messages", "runs"):  # the index and load check paths
-        _frames_equal({name: getattr(a3s_nb, name)(v1_store, ids=IDS[:6])},
-                      {name: getattr(a3s_nb, name)(flat_store, ids=IDS[:6])})  # fmt: skip
+        _frames_equal(
+            {name: getattr(a3s_nb, name)(v1_store, ids=IDS[:6])},
+            {name: getattr(a3s_nb, name)(flat_store, ids=IDS[:6])},
+        )
     assert len(a3s_nb.sessions(v1_store, status="completed")) == len(
         a3s_nb.sessions(flat_store, status="completed")
     )
@@ -512,8 +542,14 @@ def _as(parts: dict, sid: str) -> dict:
 def colliding(tmp_path: Path) -> a3s_nb.FileStore:
     """``tenant/session`` and ``tenant_session``: one flat file name, two v1 sessions."""
     root = tmp_path / "c"
-    write(v1_path(root, "tenant/session"), envelope(_as(flat_parts(FIXTURE_STORE, IDS[0]), "tenant/session")))
-    write(v1_path(root, "tenant_session"), envelope(_as(flat_parts(FIXTURE_STORE, IDS[1]), "tenant_session")))
+    write(
+        v1_path(root, "tenant/session"),
+        envelope(_as(flat_parts(FIXTURE_STORE, IDS[0]), "tenant/session")),
+    )
+    write(
+        v1_path(root, "tenant_session"),
+        envelope(_as(flat_parts(FIXTURE_STORE, IDS[1]), "tenant_session")),
+    )
     return a3s_nb.FileStore(root)
 
 
@@ -531,14 +567,16 @@ def test_ids_one_flat_name_merges_stay_two_sessions(colliding, tmp_path):
         assert runs["tenant/session"] == len(a.runs) and runs["tenant_session"] == len(b.runs)
     result = a3s_nb.export_dataset(colliding, str(tmp_path / "ds"))
     assert result["written"] == 2
-    files = sorted(p.name for p in (tmp_path / "ds").rglob("*.parquet") if "frame=sessions" in str(p))
+    files = sorted(
+        p.name for p in (tmp_path / "ds").rglob("*.parquet") if "frame=sessions" in str(p)
+    )
     assert files == sorted({f"{v1.v1_name('tenant/session')}.parquet", "tenant_session.parquet"})
 
 
 def test_lineage_of_a_flat_fork_is_not_another_sessions(colliding, tmp_path):
     root = colliding.path
-    fork = a3s_nb.fork("tenant_session", at=1, new_id="tenant_session-2", store=colliding)
-    assert a3s_nb.lineage_of(fork.session_id if hasattr(fork, "session_id") else "tenant_session-2", colliding)
+    a3s_nb.fork("tenant_session", at=1, new_id="tenant_session-2", store=colliding)
+    assert a3s_nb.lineage_of("tenant_session-2", colliding)["parent_id"] == "tenant_session"
     lineage = root / ".a3s_nb" / "lineage"
     (lineage / "tenant_session-2.json").rename(lineage / "tenant_session.json")
     rec = json.loads((lineage / "tenant_session.json").read_text())
