@@ -134,17 +134,13 @@ class _StoreSource(_Source):
 
     def _root_envelope(self, session_id: str, read: dict[str, Any]) -> bool:
         """Whether a flat session file is a snapshot envelope, which holds every part:
-        seen in the session read, else looked for only when a fragment file is missing."""
+        seen in the session read, else (only when a fragment file is missing) in the
+        file's first bytes."""
         if "session" in read:
             return v1.is_envelope(read["session"])
         if all(value is not None for value in read.values()):
             return False
-        try:
-            with open(self.templates["session"].format(sdk_safe_id(session_id)), "rb") as f:
-                data = f.read()
-            return v1.may_be_envelope(data) and v1.is_envelope(_loads(data))
-        except (OSError, ValueError, RecursionError):
-            return False  # unreadable: the load check reports it
+        return v1.starts_as_envelope(self.templates["session"].format(sdk_safe_id(session_id)))
 
     def _read_by_rules(self, session_id: str, parts: Iterable[str]) -> dict[str, Any]:
         try:

@@ -1155,14 +1155,20 @@ class FileStore(Store):
     ) -> dict[Part, str | Parsed | None]:
         parts = tuple(parts)
         if not self._v1_rules(session_id):
+            # a root copy may itself be a snapshot envelope: then it holds every part (told
+            # from the document when it is read anyway, else from its first bytes)
             path = self._file(session_id, "session")
-            session = self._text(path)
-            # a root copy may itself be a snapshot envelope: then it holds every part
-            if (
-                session is None
-                or not v1.may_be_envelope(session)
-                or not v1.is_envelope(parse_json(session, path))
-            ):
+            session = self._text(path) if "session" in parts else None
+            if "session" in parts:
+                envelope = (
+                    session is not None
+                    and v1.may_be_envelope(session)
+                    and v1.is_envelope(parse_json(session, path))
+                )
+            else:
+                real = self._overlaid(path)
+                envelope = real is not None and v1.starts_as_envelope(real)
+            if not envelope:
                 return {
                     p: session if p == "session" else self._text(self._file(session_id, p))
                     for p in parts

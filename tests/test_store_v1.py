@@ -323,6 +323,9 @@ def test_a_root_envelope_is_read_as_an_envelope(flat_store, tmp_path):
     bundle = flat_store.load(sid)
     assert len(bundle.runs) == len(doc["run_records"]) > 0
     assert len(a3s_nb.runs(flat_store).query("session_id == @sid")) == len(bundle.runs)
+    events = sum(len(r["events"]) for r in doc["run_records"])
+    assert (a3s_nb.run_events(flat_store).session_id == sid).sum() == events > 0
+    assert flat_store.read_raw(sid, "runs") == doc["run_records"]
 
 
 # ============================================================================ refused (04, 05)
