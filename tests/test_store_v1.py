@@ -23,7 +23,7 @@ from a3s_nb import cli
 from a3s_nb.errors import CorruptFileError, EncryptedSessionError, SdkOwnedSessionError
 from a3s_nb.store import sdk_safe_id
 
-from .conftest import FIXTURE_STORE, FIXTURES, frames_from_files
+from .conftest import FIXTURE_STORE, FIXTURES, calls_of, frames_from_files
 
 pytestmark = pytest.mark.filterwarnings("ignore::a3s_nb.CorruptSessionWarning")
 
@@ -485,7 +485,9 @@ def test_frames_built_by_workers_read_v1_sessions(v1_store, flat_store, monkeypa
     from a3s_nb import _parallel
 
     monkeypatch.setattr(_parallel, "MIN_PER_WORKER", 1)
+    builds = calls_of(monkeypatch, _parallel, "build")
     got = a3s_nb.all_frames(v1_store, workers=2)
+    assert builds  # the sessions were read in worker processes
     _frames_equal(got, frames_from_files(flat_store))
 
 
@@ -721,3 +723,17 @@ def test_v1_names_encode_like_the_sdk():
         expected = "id_" + base64.urlsafe_b64encode(sid.encode()).decode().rstrip("=")
         assert v1.v1_name(sid) == expected
         assert v1.decode_v1_name(expected) == sid
+
+
+def test_the_session_browser_shows_v1_sessions(v1_store, v1_dir):
+    from a3s_nb.widgets import SessionBrowser
+
+    before = tree(v1_dir / "v1")
+    browser = SessionBrowser(v1_dir)
+    assert f"sessions={len(IDS)}" in repr(browser)  # the sealed one is reported, not shown
+    for sid in (ENVELOPES[0], BARE[0], SHADOWED[0]):
+        browser.select(sid)
+        assert browser.transcript.session_id == sid
+        runs = v1_store.load(sid).runs
+        assert browser.runs_html.value.count('class="a3s-run-row"') == len(runs) > 0
+    assert tree(v1_dir / "v1") == before
