@@ -26,7 +26,7 @@ from ._builders import (
     _VerificationBuilder,
 )
 from ._columns import _with_attrs
-from ._loadcheck import LoadCheck, stems_of
+from ._loadcheck import LoadCheck, id_of_stem, stems_in
 from ._runfile import Run, Runs, runs_of
 from ._sources import (
     _PARTS,
@@ -54,7 +54,7 @@ from ._walk import (
 from ._warn import warn
 from .cost import price_table
 from .errors import CorruptFileError, CorruptSessionWarning
-from .store import FileStore, sdk_safe_id
+from .store import FileStore
 
 FRAME_NAMES = schema.FRAME_NAMES
 log = logging.getLogger("a3s_nb.frames")
@@ -166,7 +166,7 @@ def _index_summaries(
     from .index import SessionIndex
 
     def compute(stem: str) -> tuple[list, list[str]] | None:
-        return _walk._summarize(source, stem)
+        return _walk._summarize(source, id_of_stem(stem))
 
     index = SessionIndex(
         source.store,
@@ -188,7 +188,7 @@ def _index_summaries(
             continue
         if entry.get("error") is not None:
             err = entry["error"]
-            _report(errors, stem, CorruptFileError(err["path"], err["problem"]))
+            _report(errors, id_of_stem(stem), CorruptFileError(err["path"], err["problem"]))
             continue
         out.append((entry["row"], entry["statuses"]))
     return out
@@ -217,10 +217,10 @@ def _whole_sessions(src: Any, sel: _Selection, progress: bool | None) -> pd.Data
     state: dict[str, Any] = {}
     summaries = _index_summaries(
         src,
-        None if sel.known is None else set(stems_of(sel.known)),
+        None if sel.known is None else set(stems_in(src.store, sel.known)),
         progress,
         sel.errors,
-        skip={sdk_safe_id(i) for i in sel.rejected},
+        skip=set(stems_in(src.store, sorted(sel.rejected))),
         scanned=sel.check.scanned if sel.check is not None and sel.check.scanned else None,
         state=state,
     )
@@ -542,13 +542,13 @@ def _index_rows(
     """The indexed ``sessions`` rows of the selected sessions, and the ids of those that
     load() accepts and the session filters keep."""
     base = sel.selected if sel.selected is not None else sel.known
-    stems = None if base is None else set(stems_of(base))
+    stems = None if base is None else set(stems_in(src.store, base))
     summaries = _index_summaries(
         src,
         stems,
         progress,
         sel.errors,
-        skip={sdk_safe_id(i) for i in sel.rejected},
+        skip=set(stems_in(src.store, sorted(sel.rejected))),
         scanned=sel.check.scanned if sel.check is not None and sel.check.scanned else None,
     )
     chosen = set(sel.selected) if sel.selected is not None else None

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from . import _v1layout as v1
 from ._cachefile import digest, read_json, read_json_head, write_json
 from .errors import CorruptFileError, SessionNotFoundError
 from .store import PARTS, FileStore, Store, sdk_safe_id
@@ -45,10 +46,10 @@ def _models_key() -> str:
     """Changes whenever the models (what ``load`` accepts) may have changed."""
     global _MODELS_KEY
     if _MODELS_KEY is None:
-        from . import __version__, models, store
+        from . import __version__, _v1layout, models, store
 
         h = hashlib.sha1(__version__.encode())
-        for mod in (models, store):
+        for mod in (models, store, _v1layout):
             try:
                 h.update(Path(mod.__file__ or "").read_bytes())
             except OSError:
@@ -131,11 +132,64 @@ def _scan_files(directory: str, head: str, tail: str, leaf: str) -> dict[str, li
     return out
 
 
+#: The stem of a session read by a3s-code's v1 rules: ``v1/id_<b64>`` (a flat stem never
+#: holds a ``/``), so ids the flat names merge (``a/b``, ``a_b``) keep apart in every cache.
+V1_STEM = "v1/"
+
+
+def stems_in(store: Store, ids: list[str]) -> list[str]:
+    """The stem each session's files are found (and cached) under: ``sdk_safe_id(id)``,
+    or ``v1/<v1 name>`` for a session with any file in a3s-code's v1 layout."""
+    stems = stems_of(ids)
+    names = store.v1_stems() if isinstance(store, FileStore) else set()
+    if not names:  # a store without v1/: nothing more to look up
+        return stems
+    out = []
+    for sid, stem in zip(ids, stems, strict=True):
+        name = v1.v1_name(sid)
+        out.append(V1_STEM + name if name in names else stem)
+    return out
+
+
+def id_of_stem(stem: str) -> str:
+    """The session id to read a stem's session by (a flat stem reads as itself)."""
+    if stem.startswith(V1_STEM):
+        return v1.decode_v1_name(stem[len(V1_STEM) :]) or stem
+    return stem
+
+
+def _scan_v1(store: FileStore, parts: Iterable[str], out: dict[str, dict[str, list[int]]]) -> None:
+    """Add the sessions with files under ``v1/`` to a ``scan`` result, under ``v1/<name>``:
+    per part, the signature of the file a3s-code reads it from (the v1 one, else the root
+    one). A snapshot envelope holds every part, so its signature changes with any of them."""
+    base = os.path.join(str(store.path), v1.V1_DIR)
+    if not os.path.isdir(base):
+        return
+    found: dict[str, dict[str, list[int]]] = {}
+    for part in parts:
+        if part == "session":
+            found[part] = _scan_files(os.path.join(base, "sessions"), "", ".json", "")
+        elif part == "artifacts":
+            found[part] = _scan_files(os.path.join(base, "artifacts"), "", "", "artifacts.json")
+        else:
+            found[part] = _scan_files(os.path.join(base, v1.FRAGMENT_DIRS[part]), "", ".json", "")
+    names = {n for files in found.values() for n in files if n.startswith("id_")}
+    flat_stem = {n: sdk_safe_id(v1.decode_v1_name(n) or "") for n in names}
+    for part, files in found.items():
+        flat = out.get(part, {})
+        for name in names:
+            sig = files.get(name) or flat.get(flat_stem[name])
+            if sig is not None:
+                out[part][V1_STEM + name] = sig
+
+
 def scan(store: FileStore, parts: Iterable[str] = PARTS) -> dict[str, dict[str, list[int]]]:
     """The signature of every file of the given parts in the store, as ``part -> stem ->
     [mtime_ns, size]`` (a file that does not exist has no entry): one listing per part
-    directory, one ``stat`` per file."""
+    directory, one ``stat`` per file. Sessions in a3s-code's v1 layout are under
+    ``v1/<name>`` (see ``stems_in``)."""
     files = store.session_files(_PROBE)
+    parts = tuple(parts)
     out: dict[str, dict[str, list[int]]] = {}
     for part in parts:
         directory, name = os.path.split(str(files[part]))  # type: ignore[index]
@@ -146,6 +200,7 @@ def scan(store: FileStore, parts: Iterable[str] = PARTS) -> dict[str, dict[str, 
             raise ValueError(f"unsupported store layout: {files[part]}")  # type: ignore[index]
         head, _, tail = name.partition(_PROBE)
         out[part] = _scan_files(directory, head, tail, leaf)
+    _scan_v1(store, parts, out)
     return out
 
 
@@ -327,7 +382,9 @@ class LoadCheck:
         if self.path is None:
             return self.store.list()
         assert isinstance(self.store, FileStore)
-        sig = _stat(str(self.store.path))
+        # the root lists the flat sessions, v1/sessions the others (a3s-code 5.x+)
+        sigs = [_stat(str(self.store.path)), _stat(str(self.store.path / v1.V1_DIR / "sessions"))]
+        sig = sigs if sigs[0] is not None else None
         head = self._head()
         listing = head.get("listing") if head is not None else None
         if (
@@ -343,7 +400,7 @@ class LoadCheck:
         if sig is not None and listing is not None and listing["sig"] == sig:
             return list(listing["ids"])
         ids = self.store.list()
-        trusted = self._trusted([sig]) if sig is not None else None
+        trusted = self._trusted(sigs) if sig is not None else None
         cache["listing"] = {"sig": sig, "ids": ids} if trusted is not None else None
         self._dirty = True
         return ids
@@ -362,7 +419,7 @@ class LoadCheck:
                     out[sid] = CorruptFileError(err["path"], err["problem"])
             return out
         assert isinstance(self.store, FileStore)
-        stem_of = dict(zip(ids, stems_of(ids), strict=True))
+        stem_of = dict(zip(ids, stems_in(self.store, ids), strict=True))
         self.stems = stem_of
         current = self.scanned = scan(self.store)
         self.digest = digest(current)

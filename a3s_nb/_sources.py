@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from . import _v1layout as v1
 from ._json import loads as _loads
 from ._loadcheck import path_templates
 from ._runfile import decode as _decode_runs
@@ -70,6 +71,14 @@ class _StoreSource(_Source):
         self.root = str(store.path) if isinstance(store, FileStore) else None
         self.templates = path_templates(store) if isinstance(store, FileStore) else {}
         self._lineage: set[str] | None = None
+        self._v1: set[str] | None = None  # the v1 stems of the store, listed once
+
+    def _by_v1_rules(self, session_id: str) -> bool:
+        """Whether a session has files in a3s-code's v1 layout (then the store reads it,
+        by a3s-code's rules, instead of the flat fast path)."""
+        if self._v1 is None:
+            self._v1 = self.store.v1_stems()  # type: ignore[union-attr]
+        return bool(self._v1) and v1.v1_name(session_id) in self._v1
 
     def ids(self) -> list[str]:
         return self.store.list()
@@ -116,8 +125,34 @@ class _StoreSource(_Source):
 
     def _read_parts(self, session_id: str, parts: Iterable[str]) -> dict[str, Any]:
         if self.root is not None:
-            return {part: self._read_file(session_id, part) for part in parts}
+            if self._by_v1_rules(session_id):
+                return self._read_by_rules(session_id, parts)
+            out = {part: self._read_file(session_id, part) for part in parts}
+            if self._root_envelope(session_id, out):
+                return self._read_by_rules(session_id, parts)
+            return out
         return {part: self._read_raw(session_id, part) for part in parts}
+
+    def _root_envelope(self, session_id: str, read: dict[str, Any]) -> bool:
+        """Whether a flat session file is a snapshot envelope, which holds every part:
+        seen in the session read, else (only when a fragment file is missing) in the
+        file's first bytes."""
+        if "session" in read:
+            return v1.is_envelope(read["session"])
+        if all(value is not None for value in read.values()):
+            return False
+        return v1.starts_as_envelope(self.templates["session"].format(sdk_safe_id(session_id)))
+
+    def _read_by_rules(self, session_id: str, parts: Iterable[str]) -> dict[str, Any]:
+        try:
+            return self.store.read_parts(session_id, parts)  # type: ignore[union-attr]
+        except CorruptFileError:
+            raise
+        except (RecursionError, ValueError) as e:  # too deep, a number too long
+            raise CorruptFileError(
+                self.store.location(session_id),  # type: ignore[union-attr]
+                f"cannot be parsed: {type(e).__name__}: {e}",
+            ) from None
 
     def read(self, session_id: str, parts: Iterable[str]) -> dict[str, Any]:
         with self.store.lock(shared=True):

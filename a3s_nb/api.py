@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from . import _v1layout as v1
 from . import sdk_features, serde
 from . import secrets as _secrets
 from ._warn import warn
@@ -45,8 +46,8 @@ from .errors import (
     NotAnAgentError,
     SaveConflictError,
     SaveError,
+    SdkOwnedSessionError,
     SecretsFoundError,
-    SnapshotOwnedError,
     StoreError,
     describe_validation_error,
 )
@@ -57,7 +58,6 @@ from .store import (
     Store,
     decode_text,
     open_store,
-    v1_session_name,
     validate_session_id,
 )
 
@@ -197,7 +197,7 @@ def save(
     sid = validate_session_id(str(session.session_id) if id is None else id)
     by_sdk = _saved_by_sdk(session, store if st is None else st, sid, redact=redact)
     if not by_sdk and st is not None:
-        _refuse_snapshot_owned(st, sid)  # before anything is read or captured
+        st._refuse_write(sid)  # before anything is read or captured
     encoder = serde.encoder_for((_store_key(store) if st is None else _store_key(st), sid))
     previous, unreadable = _previous(st, sid, encoder) if st is not None else (None, False)
     run_keys: list[bytes] = []
@@ -261,33 +261,20 @@ def _saved_by_sdk(session: Any, store: StoreLike, sid: str, *, redact: bool) -> 
     writes its own snapshots (5.x+), opened or resumed by a3s_nb with a FileSessionStore
     on this store, saved under its own id as it is. Redacted, it needs a new id (the SDK
     would write the secrets into its snapshot under its own); under another id, or with
-    no store, a3s_nb writes the flat layout (see :func:`_refuse_snapshot_owned`)."""
+    no store, a3s_nb writes the flat layout (see ``Store._refuse_write``)."""
     known = sdk_features.store_of(session)
     if known is None or not known[1].saves_snapshots or known[0] != _store_key(store):
         return False
     if sid != str(session.session_id):
         return False
     if redact:
-        raise SnapshotOwnedError(
+        raise SdkOwnedSessionError(
             f"not saving session {sid} redacted under its own id: a3s-code saves this "
             "session itself (its store is this one), and its next save would put back "
             f"what was redacted. Save the redacted copy under a new id (--redact --id "
             f"NEW, redact=True, id='NEW')"
         )
     return True
-
-
-def _refuse_snapshot_owned(st: Store, sid: str) -> None:
-    """Refuse to write ``sid`` when a3s-code holds it in its own (v1) layout."""
-    if isinstance(st, FileStore) and st.has_v1_copy(sid):
-        raise SnapshotOwnedError(
-            f"not saving session {sid}: a3s-code has its own snapshot of it in {st} "
-            f"(v1/sessions/{v1_session_name(sid)}), which it reads before any copy a3s_nb "
-            "writes, so this save would be hidden, and a3s_nb never writes a3s-code's own "
-            "files. Save under a new id (--id NEW, id='NEW'), or let a3s-code save it: "
-            "open or resume the session with a3s_nb on this store (a3s_nb.live.open_session, "
-            "%a3s_resume ID --agent AGENT), and %a3s_save then calls its save()"
-        )
 
 
 def _sdk_save(
@@ -298,7 +285,7 @@ def _sdk_save(
     version was stored before."""
     assert isinstance(st, FileStore)  # a session a3s_nb opened on a directory
     mark = _mark(st, sid, session)
-    snapshot = st.path / "v1" / "sessions" / v1_session_name(sid)
+    snapshot = v1.session_path(st.path, sid)
     with st.lock():
         stored_before = _check(st, sid, parts, mark, check=check) or snapshot.is_file()
         try:
@@ -320,7 +307,7 @@ def _sdk_save(
 def save_record_path(st: FileStore, session_id: str) -> Path:
     """Where a3s_nb notes a save a3s-code wrote itself (keyed like the SDK's v1 names,
     so ids that share a flat file name stay apart)."""
-    return st.meta_dir / "saves" / v1_session_name(session_id)
+    return st.meta_dir / "saves" / (v1.v1_name(session_id) + ".json")
 
 
 def _write_save_record(st: FileStore, sid: str, parts: dict[str, Any], secrets_kept: int) -> None:
@@ -518,7 +505,7 @@ def _write(
     data = {part: e.data for part, e in encoded.items()}
     mark = _mark(st, sid, session)
     with st.lock():
-        _refuse_snapshot_owned(st, sid)  # again: the SDK may have saved it meanwhile
+        st._refuse_write(sid)  # again, under the lock: the SDK may have saved it meanwhile
         stored_before = _check(st, sid, parts, mark, check=check)
         st._save_texts(sid, data)
         _wrote(mark, data["session"])

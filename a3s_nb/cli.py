@@ -162,6 +162,12 @@ def _check(store: Store, *, fix: bool = False) -> int:
         for path in store.stray_files():
             broken += 1
             print(f"STRAY {path}: a3s-code cannot have written this name ('\\' or '..')")
+        for path in store.v1_stray_files():
+            broken += 1
+            print(
+                f"STRAY {path}: a3s-code does not list this file (its name is not id_ and "
+                "the base64url of a session id)"
+            )
         left = store.remove_leftovers() if fix else store.leftovers()
         if left:
             size = sum(_size(p) for p in left) if not fix else 0

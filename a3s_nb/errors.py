@@ -59,6 +59,28 @@ class CorruptFileError(A3sNbError, ValueError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class EncryptedSessionError(CorruptFileError):
+    """A store file that a3s-code sealed at rest (AES-GCM, it begins ``A3SE\\x01``).
+
+    a3s_nb holds no at-rest key: only the SDK that sealed it, opened with that key, can
+    read it. The other sessions of the store still list and load.
+    """
+
+    def __init__(self, path: str | Path, problem: str | None = None):
+        super().__init__(
+            path,
+            problem
+            or "is sealed at rest by a3s-code (encrypted, it begins 'A3SE\\x01'): a3s_nb "
+            "cannot read it; open it through a3s-code with the store's encryption key",
+        )
+
+
+class SdkOwnedSessionError(A3sNbError, PermissionError):
+    """A change a3s_nb refuses because the session (or the store) is a3s-code's to write:
+    a session with a copy in the SDK's ``v1/`` layout, or a delete in a store that keeps a
+    write-ahead log. Nothing was written."""
+
+
 class InvalidBundleError(A3sNbError, ValueError):
     """A session bundle that would not load back, and so is not written."""
 
@@ -95,11 +117,6 @@ class SaveConflictError(SaveError):
         super().__init__(message)
         self.missing_runs = missing_runs
         self.missing_messages = missing_messages
-
-
-class SnapshotOwnedError(SaveError):
-    """The id already has a copy a3s-code saved in its own (v1) layout, which a3s_nb never
-    writes: the SDK reads that copy first, so a flat-layout save would be shadowed."""
 
 
 class NotASessionError(A3sNbError, TypeError):

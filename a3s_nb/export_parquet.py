@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import schema
+from ._v1layout import file_key
 from .errors import A3sNbError, CorruptFileError, ExportError
 from .store import FileStore, Store, open_store, sdk_safe_id
 
@@ -389,7 +390,7 @@ def _export(
                 part = by_session[name].get(sid)
                 if part is None or part.empty:
                     continue
-                rel = f"frame={name}/day={day}/{sdk_safe_id(sid)}.parquet"
+                rel = f"frame={name}/day={day}/{file_key(sid)}.parquet"
                 _write_bytes(fs, f"{staging}/{rel}", _parquet_bytes(name, part))
                 files.append(rel)
             written.extend(files)

@@ -393,8 +393,18 @@ def _remove_lineage(store: Store, session_id: str) -> None:
     path = _lineage_file(store, session_id)
     if path is None:
         _memory_lineage(store).pop(session_id, None)
-    else:
-        path.unlink(missing_ok=True)
+        return
+    # the file is named by the flat stem, which ids such as 'a/b' and 'a_b' share (a3s-code's
+    # v1 layout keeps both): remove only the record of this session
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        data = None
+    if isinstance(data, dict) and data.get("session_id") not in (None, session_id):
+        return
+    path.unlink(missing_ok=True)
 
 
 def lineage_of(session_id: str, store: Any = None) -> dict[str, Any] | None:

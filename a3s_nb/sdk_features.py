@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ._envelope import is_envelope, record_of
+from ._v1layout import v1_name
 from ._warn import warn
 from .errors import EventProtocolError, UnsupportedSdkError
-from .store import v1_session_name
 
 __all__ = [
     "PIP_INSTALL",
@@ -174,7 +174,7 @@ def _probe(a3s: Any, agent: Any) -> Features:
         )
     if not written:  # 3.x: the store needs the SDK's runtime (OBSERVED-3.1.0.md §0)
         return Features(store_needs_runtime=True, saves_snapshots=False)
-    if f"v1/sessions/{v1_session_name(_PROBE_ID)}" in written:  # 5.x+
+    if f"v1/sessions/{v1_name(_PROBE_ID)}.json" in written:  # 5.x+
         return Features(store_needs_runtime=False, saves_snapshots=True)
     if f"{_PROBE_ID}.json" in written:  # the flat layout, with the store working directly
         return Features(store_needs_runtime=False, saves_snapshots=False)

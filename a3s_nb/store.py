@@ -27,7 +27,6 @@ sessions loadable; nothing is written through a symbolic link that leaves the st
 from __future__ import annotations
 
 import abc
-import base64
 import contextlib
 import errno
 import itertools
@@ -50,11 +49,13 @@ except ImportError:  # Windows: no flock; stores are then safe between threads o
     fcntl = None  # type: ignore[assignment]
 
 from . import _fsio as fsio
+from . import _v1layout as v1
 from .errors import (
     AmbiguousSessionIdError,
     CorruptFileError,
     InvalidBundleError,
     InvalidSessionIdError,
+    SdkOwnedSessionError,
     SessionNotFoundError,
     StoreError,
     describe_validation_error,
@@ -110,6 +111,18 @@ _MAX_ID_BYTES = 200
 _ID_AT_START = re.compile(rb'\A\{\s*"id"\s*:\s*("(?:[^"\\]|\\.)*")')
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class Parsed:
+    """One part of a session read already parsed (out of a snapshot envelope, where the
+    parts share one file): its value, the file, and where in it (for messages)."""
+
+    __slots__ = ("field", "value", "where")
+
+    def __init__(self, value: Any, where: str | os.PathLike[str], field: str):
+        self.value = value
+        self.where = str(where)
+        self.field = field
 
 
 def _to_jsonable(part: str, value: Any) -> Any:
@@ -233,13 +246,6 @@ def sdk_safe_id(session_id: str) -> str:
     return session_id.replace("/", "_").replace("\\", "_").replace("..", "_")
 
 
-def v1_session_name(session_id: str) -> str:
-    """The file name a3s-code 5.x+ gives ``session_id`` in ``<store>/v1/sessions``:
-    ``id_`` + base64url of its UTF-8 bytes without padding + ``.json`` (collision-free)."""
-    encoded = base64.urlsafe_b64encode(session_id.encode("utf-8", "surrogatepass"))
-    return "id_" + encoded.rstrip(b"=").decode("ascii") + ".json"
-
-
 def resolve_id(id_or_prefix: str, ids: list[str], where: str) -> str:
     """The one id of ``ids`` that is ``id_or_prefix`` or starts with it (as given or in NFC).
 
@@ -338,9 +344,9 @@ class Store(abc.ABC):
         """
         lookup_session_id(session_id)
         with self.lock(shared=True):
-            text = self._read(session_id, part)
-        if text is None:
-            return None
+            text = self._read_session(session_id, (part,))[part]
+        if text is None or isinstance(text, Parsed):
+            return None if text is None else text.value
         return self._parse_json(session_id, part, text)
 
     def load(self, session_id: str) -> SessionBundle:
@@ -352,7 +358,7 @@ class Store(abc.ABC):
         key = lookup_session_id(session_id)
         with self.lock(shared=True):
             key = self._key(key)
-            texts = {part: self._read(key, part) for part in PARTS}
+            texts = self._read_session(key, PARTS)
         if texts["session"] is None:
             raise SessionNotFoundError(session_id, str(self), self.list())
         values: dict[str, Any] = {}
@@ -361,13 +367,23 @@ class Store(abc.ABC):
                 continue
             values[part] = self._validate(key, part, text)
         session: SessionData = values["session"]
-        if not _same_id(session.id, key):
+        if not _same_id(session.id, key):  # (a v1 file's id was checked as it was read)
             raise CorruptFileError(
                 self.location(key),
                 f"holds session {session.id!r}, not {key!r} "
                 "(a3s-code maps '/', '\\' and '..' to '_', so these ids share a file)",
             )
         return SessionBundle(**values)
+
+    def _read_session(
+        self, session_id: str, parts: Iterable[Part]
+    ) -> dict[Part, str | Parsed | None]:
+        """The given files of one session: text, or a value already parsed (a part read
+        out of a snapshot envelope), or None when absent (lock held)."""
+        return {part: self._read(session_id, part) for part in parts}
+
+    def _refuse_write(self, session_id: str) -> None:  # noqa: B027 - nothing to refuse here
+        """Raise if a3s_nb must not write this session (lock held); see FileStore."""
 
     def save(
         self,
@@ -424,6 +440,7 @@ class Store(abc.ABC):
         if not self._commits_bytes:
             texts = {p: t.decode("utf-8") if isinstance(t, bytes) else t for p, t in texts.items()}
         with self.lock():
+            self._refuse_write(session_id)
             if guard is not None:
                 guard(self._stored(session_id))
             self._commit(session_id, texts)  # type: ignore[arg-type]
@@ -515,7 +532,14 @@ class Store(abc.ABC):
     def _parse_json(self, session_id: str, part: Part, text: str) -> Any:
         return parse_json(text, self.location(session_id, part))
 
-    def _validate(self, session_id: str, part: Part, text: str) -> Any:
+    def _validate(self, session_id: str, part: Part, text: str | Parsed) -> Any:
+        if isinstance(text, Parsed):
+            try:
+                return _ADAPTERS[part].validate_python(text.value)
+            except ValidationError as e:
+                raise CorruptFileError(
+                    text.where, f"{text.field}: {describe_validation_error(e)}"
+                ) from None
         if not text.strip():
             raise CorruptFileError(self.location(session_id, part), "file is empty")
         try:
@@ -636,16 +660,13 @@ class FileStore(Store):
         return self.path / directory.format(stem) / name.format(stem)
 
     def location(self, session_id: str, part: Part = "session") -> str:
-        return str(self._file(session_id, part))
+        """The file a part of a session is read from: in the v1 layout when a3s-code
+        would read it there (the snapshot envelope holds every part), else the flat one."""
+        return str(self._source_file(session_id, part))
 
     def session_files(self, session_id: str) -> dict[Part, Path]:
         """The path of every per-session file (whether it exists or not)."""
         return {part: self._file(session_id, part) for part in PARTS}
-
-    def has_v1_copy(self, session_id: str) -> bool:
-        """Whether a3s-code 5.x+ holds ``session_id`` in its own layout
-        (``v1/sessions/id_<base64url>.json``), a copy a3s_nb never writes."""
-        return (self.path / "v1" / "sessions" / v1_session_name(session_id)).is_file()
 
     @property
     def meta_dir(self) -> Path:
@@ -1076,11 +1097,157 @@ class FileStore(Store):
         return None if real is None else _read_text(real)
 
     def _read(self, session_id: str, part: Part) -> str | None:
+        if self._v1_rules(session_id):
+            value = self._read_session(session_id, (part,))[part]
+            return json.dumps(value.value) if isinstance(value, Parsed) else value
         return self._read_file(self._file(session_id, part))
 
     def _read_data(self, session_id: str, part: Part) -> bytes | None:
+        if self._v1_rules(session_id):
+            text = self._read(session_id, part)
+            return None if text is None else text.encode("utf-8")
         real = self._overlaid(self._file(session_id, part))
         return None if real is None else _read_bytes(real)
+
+    # ---- the v1 layout of a3s-code 5.x+ (the rules are in _v1layout) ------------------------
+
+    def _v1_file(self, session_id: str) -> Path | None:
+        """The session's file in ``v1/sessions``, when there is one (it wins over a root copy)."""
+        path = v1.session_path(self.path, session_id)
+        real = self._overlaid(path)
+        return path if real is not None and os.path.lexists(real) else None
+
+    def _v1_rules(self, session_id: str) -> bool:
+        """Whether reading the session needs a3s-code's v1 rules: it has a file under
+        ``v1/`` (its session file or a fragment, which wins over a root one)."""
+        if not os.path.isdir(self.path / v1.V1_DIR):
+            return False
+        return any(os.path.lexists(p) for p in v1.session_dir_paths(self.path, session_id))
+
+    def v1_stems(self) -> set[str]:
+        """The v1 stems (``id_<b64>``) that have any per-session file under ``v1/``; empty
+        for a store without one. The frames read such sessions by the v1 rules."""
+        return v1.names_with_files(self.path)
+
+    def _document(self, path: Path) -> Any | None:
+        """A store document parsed, None when absent; refused as a3s-code refuses it
+        (sealed, over the size limit) and CorruptFileError when it does not parse."""
+        text = self._text(path)
+        return None if text is None else parse_json(text, path)
+
+    def _source_file(self, session_id: str, part: Part) -> Path:
+        """The file ``part`` of a session is read from, as a3s-code 5.x+ chooses it."""
+        session_file = self._v1_file(session_id)
+        if session_file is None:
+            session_file = self._file(session_id, "session")
+            if part == "session" or not self._v1_rules(session_id):
+                return self._file(session_id, part)
+        if part == "session" or v1.starts_as_envelope(session_file):
+            return session_file  # (a snapshot envelope holds every part)
+        current = v1.fragment_path(self.path, session_id, part)
+        probe = current.parent if part == "artifacts" else current
+        if os.path.lexists(probe):
+            return current
+        return self._file(session_id, part)
+
+    def _read_session(
+        self, session_id: str, parts: Iterable[Part]
+    ) -> dict[Part, str | Parsed | None]:
+        parts = tuple(parts)
+        if not self._v1_rules(session_id):
+            # a root copy may itself be a snapshot envelope: then it holds every part (told
+            # from the document when it is read anyway, else from its first bytes)
+            path = self._file(session_id, "session")
+            session = self._text(path) if "session" in parts else None
+            if "session" in parts:
+                envelope = (
+                    session is not None
+                    and v1.may_be_envelope(session)
+                    and v1.is_envelope(parse_json(session, path))
+                )
+            else:
+                real = self._overlaid(path)
+                envelope = real is not None and v1.starts_as_envelope(real)
+            if not envelope:
+                return {
+                    p: session if p == "session" else self._text(self._file(session_id, p))
+                    for p in parts
+                }
+        return self.read_parts(session_id, parts, parsed=True)  # type: ignore[return-value]
+
+    def _text(self, path: Path) -> str | None:
+        """A store file's text, None when absent; refused as a3s-code refuses it (sealed,
+        over the size limit)."""
+        real = self._overlaid(path)
+        data = None if real is None else _read_bytes(real)
+        if data is None:
+            return None
+        v1.check_document(data, path)
+        return decode_text(data, path)
+
+    def read_parts(
+        self, session_id: str, parts: Iterable[str], *, parsed: bool = False
+    ) -> dict[str, Any]:
+        """The given parts of a session as parsed JSON (None when absent), read by
+        a3s-code 5.x+'s rules (lock held by the caller).
+
+        The v1 session file wins over a root copy. A snapshot envelope (in either place)
+        holds every part. A bare session's fragment is its v1 fragment file when there is
+        one, else the root one, which counts for a v1 session only when the root session
+        file holds that id. A v1 file holding another id, an envelope of another
+        ``schema_version``, a sealed file or one over the size limit: ``CorruptFileError``
+        (``EncryptedSessionError`` for a sealed one) naming the file. ``parsed`` wraps
+        each value in :class:`Parsed` (for ``load``).
+        """
+        parts = tuple(parts)
+        v1_file = self._v1_file(session_id)
+        path = v1_file if v1_file is not None else self._file(session_id, "session")
+        doc = self._document(path)
+        if doc is None:
+            return dict.fromkeys(parts)
+
+        def wrap(value: Any, where: Path, field: str) -> Any:
+            return Parsed(value, where, field) if parsed and value is not None else value
+
+        if v1.is_envelope(doc):
+            values = v1.envelope_parts(doc, path)
+            inner = values["session"].get("id") if isinstance(values["session"], dict) else None
+            if v1_file is not None and inner != session_id:
+                raise self._collision(path, inner, session_id)
+            return {
+                p: wrap(values[p], path, v1.ENVELOPE_FIELDS[p])  # type: ignore[index]
+                for p in parts
+            }
+        if v1_file is not None:
+            inner = doc.get("id") if isinstance(doc, dict) else None
+            if inner != session_id:
+                raise self._collision(path, inner, session_id)
+        out: dict[str, Any] = {}
+        for part in parts:
+            if part == "session":
+                out[part] = wrap(doc, path, "session")
+                continue
+            source = self._source_file(session_id, part)  # type: ignore[arg-type]
+            # a root fragment counts for a v1 session only when the root file holds its id
+            if (
+                v1_file is not None
+                and not source.is_relative_to(self.path / v1.V1_DIR)
+                and _id_in_file(self._file(session_id, "session")) != session_id
+            ):
+                out[part] = None
+                continue
+            value = self._document(source)
+            if value is None and part == "artifacts" and source.parent.is_dir():
+                value = {"artifacts": []}  # a3s-code: a directory without a manifest
+            out[part] = wrap(value, source, part)
+        return out
+
+    def _collision(self, path: Path, inner: Any, session_id: str) -> CorruptFileError:
+        return CorruptFileError(
+            path,
+            f"holds session {inner!r}, not {session_id!r}: a v1 file is named after the id "
+            "it holds (a3s-code refuses it too: 'session file key collision')",
+        )
 
     def _owner(self, path: Path) -> str | None:
         """The id a session file is listed under, or None when there is no such file.
@@ -1130,7 +1297,9 @@ class FileStore(Store):
                     owner = self._owner(path)
                     if owner is not None:
                         ids.append(owner)
-        return ids
+        # a3s-code 5.x+: the union with the ids the v1 file names decode to
+        ids.extend(i for i in v1.list_sessions(self.path) if self._v1_file(i) is not None)
+        return list(dict.fromkeys(ids))
 
     def stray_files(self) -> list[Path]:
         """``*.json`` files in the store root that cannot be any session's file (their name
@@ -1144,9 +1313,30 @@ class FileStore(Store):
             )
         return []
 
+    def v1_stray_files(self) -> list[Path]:
+        """Files in ``v1/sessions`` that a3s-code does not list (their name is not
+        ``id_`` + the base64url of an id); ``a3s-nb check`` reports them."""
+        return v1.stray_names(self.path)
+
     def _exists(self, key: str) -> bool:
+        if self._v1_file(key) is not None:
+            return True
         owner = self._owner(self._file(key, "session"))
         return owner is not None and _same_id(owner, key)
+
+    def _refuse_write(self, session_id: str) -> None:
+        if not self._v1_rules(session_id):
+            return
+        where = self._v1_file(session_id) or v1.session_path(self.path, session_id).parent
+        raise SdkOwnedSessionError(
+            f"session {session_id!r} was not saved: a3s-code keeps it in its v1 layout "
+            f"({where}) and reads that copy first, so a flat copy would be hidden, and "
+            "a3s_nb never writes into v1/ (that takes a3s-code's write-ahead log and writer "
+            "lease). Save it under a new id instead (--id NEW, id='NEW'), or let a3s-code "
+            "save it: open or resume the session with a3s_nb on this store "
+            "(a3s_nb.live.open_session, %a3s_resume ID --agent AGENT), and %a3s_save then "
+            "calls session.save()"
+        )
 
     # ---- writing -------------------------------------------------------------------------
 
@@ -1165,6 +1355,8 @@ class FileStore(Store):
         self._transact(writes, what=[f"save {session_id}"])
 
     def _remove(self, session_id: str) -> bool:
+        if self._v1_rules(session_id):
+            return self._remove_v1(session_id)
         files = self.session_files(session_id)
         if not os.path.lexists(files["session"]):
             return False
@@ -1176,6 +1368,36 @@ class FileStore(Store):
         self._transact(
             [], removes, rmdirs=[files["artifacts"].parent], what=[f"delete {session_id}"]
         )
+        return True
+
+    def _remove_v1(self, session_id: str) -> bool:
+        """Delete what a3s-code's own delete removes: the v1 session file, its v1
+        fragments and artifacts, and the root copy when that file holds this id. Refused,
+        changing nothing, when the store keeps a write-ahead log (then only a3s-code may)."""
+        if v1.has_wal(self.path):
+            raise SdkOwnedSessionError(
+                f"session {session_id!r} was not deleted: it is in a3s-code's v1 layout and "
+                f"this store keeps a write-ahead log ({self.path.joinpath(*v1.WAL_FILE)}), "
+                "which must record every change to it. Delete it through a3s-code "
+                "(FileSessionStore.delete); nothing was changed"
+            )
+        *files, artifacts = v1.session_dir_paths(self.path, session_id)
+        removes = [p for p in files if os.path.lexists(p)]
+        rmdirs = [artifacts]
+        with contextlib.suppress(OSError):
+            removes += sorted(
+                Path(e.path)
+                for e in os.scandir(artifacts)
+                if e.name.endswith(".json") and not e.is_dir(follow_symlinks=False)
+            )
+        root = self.session_files(session_id)
+        if _id_in_file(root["session"]) == session_id:  # the root copy proves it is this one
+            removes += [p for p in (root[part] for part in reversed(PARTS)) if os.path.lexists(p)]
+            rmdirs.append(root["artifacts"].parent)
+        for path in removes:
+            self._check_no_escape(path.parent)
+            _replaceable(path)
+        self._transact([], removes, rmdirs=rmdirs, what=[f"delete {session_id}"])
         return True
 
     def _check_no_escape(self, directory: Path) -> None:
@@ -1312,6 +1534,8 @@ def _id_in_file(path: Path | str) -> str | None:
             while chunk := os.read(fd, 1 << 20):
                 rest.append(chunk)
             value = parse_json(b"".join(rest), path)
+            if v1.is_envelope(value):  # a snapshot envelope: the id of its session
+                value = value.get("session")
             value = value.get("id") if isinstance(value, dict) else None
         else:
             value = json.loads(m.group(1))

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from a3s_nb import _envelope
-from a3s_nb.store import v1_session_name
+from a3s_nb._v1layout import session_path
 
 from .fakes import FakeSession
 
@@ -110,7 +110,7 @@ class Session(FakeSession):
     def snapshot_path(self) -> Path | None:
         if self.store is None:
             return None
-        return Path(self.store) / "v1" / "sessions" / v1_session_name(self._id)
+        return session_path(Path(self.store), self._id)
 
     def save(self) -> None:
         path = self.snapshot_path()

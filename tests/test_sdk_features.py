@@ -16,14 +16,14 @@ import pytest
 
 import a3s_nb
 from a3s_nb import FileStore, api, live, sdk_features
+from a3s_nb._v1layout import session_path, v1_name
 from a3s_nb.capture import capture
 from a3s_nb.errors import (
     SaveConflictError,
+    SdkOwnedSessionError,
     SecretsFoundError,
-    SnapshotOwnedError,
     UnsupportedSdkError,
 )
-from a3s_nb.store import v1_session_name
 
 from . import sdk5_fakes
 from .conftest import FIXTURE_STORE
@@ -166,14 +166,14 @@ def test_save_of_a_5x_session_lets_the_sdk_write_its_snapshot(opened):
     store, session = opened
     result = a3s_nb.save(session, store=store)
     assert result.session_id == "live-1" and result.created and result.messages == 2
-    assert session.save_calls == [store / "v1" / "sessions" / v1_session_name("live-1")]
+    assert session.save_calls == [session_path(store, "live-1")]
     written = _tree(store)
-    snapshot = f"v1/sessions/{v1_session_name('live-1')}"
+    snapshot = f"v1/sessions/{v1_name('live-1')}.json"
     # a3s_nb wrote nothing under v1/ (only the SDK's save did) and no flat copy
     assert [k for k in written if k.startswith("v1/")] == [snapshot]
     assert json.loads(written[snapshot])["session"]["id"] == "live-1"
     assert not any(k.endswith(".json") and "/" not in k for k in written)
-    record = json.loads(written[f".a3s_nb/saves/{v1_session_name('live-1')}"])
+    record = json.loads(written[f".a3s_nb/saves/{v1_name('live-1')}.json"])
     assert record["written_by"] == "a3s-code" and record["sdk_version"] == sdk5_fakes.VERSION
     assert (record["messages"], record["runs"]) == (2, 1)
 
@@ -203,7 +203,7 @@ def test_the_sdk_saves_only_after_the_conflict_check(opened):
 def test_a_redacted_save_needs_a_new_id_and_writes_the_flat_layout(opened):
     store, session = opened
     session.send("token sk-proj-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0")
-    with pytest.raises(SnapshotOwnedError, match="new id"):
+    with pytest.raises(SdkOwnedSessionError, match="new id"):
         a3s_nb.save(session, store=store, redact=True)
     result = a3s_nb.save(session, "live-1-redacted", store=store, redact=True)
     assert result.redacted and session.save_calls == []
@@ -217,10 +217,10 @@ def test_an_id_with_a_v1_copy_is_never_written_by_a3s_nb(opened):
     a3s_nb.save(session, store=store)  # the SDK's snapshot of live-1
     before = _tree(store / "v1")
     other = FakeSession(FileStore(FIXTURE_STORE, create=False).load("fix-oscar-2-000"))
-    with pytest.raises(SnapshotOwnedError) as info:
+    with pytest.raises(SdkOwnedSessionError) as info:
         a3s_nb.save(other, "live-1", store=store)
     message = str(info.value)
-    assert v1_session_name("live-1") in message and "--id NEW" in message
+    assert v1_name("live-1") in message and "--id NEW" in message
     assert _tree(store / "v1") == before
     assert not (store / "live-1.json").exists()
 
