@@ -29,10 +29,12 @@ from . import secrets as _secrets
 from . import serde
 from ._warn import warn
 from .capture import (
+    EMPTY_FINGERPRINT,
     NotASessionError,
     Previous,
     bundle_from_parts,
     capture_parts,
+    fingerprint,
     is_session_like,
     tool_call_counts,
 )
@@ -64,6 +66,8 @@ __all__ = [
     "missing_from",
     "resume",
     "save",
+    "saved_as",
+    "unsaved_work",
 ]
 
 StoreLike = str | os.PathLike[str] | Store | None
@@ -186,6 +190,7 @@ def save(
 
         wait_idle(session, wait)  # a streamed turn reaches history() in the background
     sid = validate_session_id(str(session.session_id) if id is None else id)
+    state = _state(session)  # before the capture: a change made during it counts as unsaved
     encoder = serde.encoder_for((_store_key(store) if st is None else _store_key(st), sid))
     previous, unreadable = _previous(st, sid, encoder) if st is not None else (None, False)
     run_keys: list[bytes] = []
@@ -219,7 +224,7 @@ def save(
     except OSError as e:
         raise StoreError(f"cannot write session {sid} to store {st}: {e}") from e
     encoder.wrote(encoded["session"].data, encoded["session"].head)
-    _SAVED_AS[(builtins.id(session), str(session.session_id))] = sid
+    _SAVED_AS[_key(session)] = _Saved(sid, state, "saved as")
     messages = parts["session"]["messages"]
     counts = tool_call_counts(messages)
     return SaveResult(
@@ -236,13 +241,61 @@ def save(
     )
 
 
-#: The id each live session was last saved under, by (id(session), its session_id).
-_SAVED_AS: dict[tuple[int, str], str] = {}
+@dataclass(frozen=True)
+class _Saved:
+    id: str  # the id it is stored under
+    fingerprint: tuple[Any, ...] | None  # its fingerprint then (None: it could not tell)
+    how: str  # "saved as" or "resumed from"
+
+
+#: What the store holds of each live session of this process, by (id(session), its
+#: session_id): the id it was last saved under or resumed from, and its fingerprint then.
+#: :func:`save` writes it; later saves, autosave and ``%a3s_resume`` read it.
+_SAVED_AS: dict[tuple[int, str], _Saved] = {}
+
+
+def _key(session: Any) -> tuple[int, str]:
+    return builtins.id(session), str(session.session_id)
+
+
+def _state(session: Any) -> tuple[Any, ...] | None:
+    """The session's fingerprint; None when it cannot tell (its work then counts as unsaved)."""
+    try:
+        return fingerprint(session)
+    except Exception:  # a closed or broken session
+        return None
 
 
 def saved_as(session: Any) -> str | None:
-    """The id ``session`` was last saved under in this process (None: not saved yet)."""
-    return _SAVED_AS.get((builtins.id(session), str(session.session_id)))
+    """The id ``session`` was last saved under (or resumed from) in this process; None
+    when it was neither."""
+    known = _SAVED_AS.get(_key(session))
+    return None if known is None else known.id
+
+
+def unsaved_work(session: Any) -> str | None:
+    """What a live session holds that the store may not: None when nothing.
+
+    Nothing is unsaved when the session has not run, called a tool or recorded a check, or
+    when its :func:`~a3s_nb.capture.fingerprint` is the one it had when it was last saved
+    or resumed in this process. Otherwise a phrase saying why (never saved; changed
+    since; a run in progress). A session that cannot be read holds nothing to save.
+    """
+    try:
+        now = fingerprint(session)
+        known = _SAVED_AS.get(_key(session))
+    except Exception:  # closed or broken: there is nothing a save could read
+        return None
+    if now is None:
+        return "a run in progress"
+    if known is None:
+        if now == EMPTY_FINGERPRINT:
+            return None
+        return f"never saved; {_plural(now[0], 'run')}"
+    if now == known.fingerprint:
+        return None
+    then = f", {known.fingerprint[0]} then" if known.fingerprint is not None else ""
+    return f"changed since it was last {known.how} {known.id} ({_plural(now[0], 'run')} now{then})"
 
 
 def missing_from(stored: SessionBundle, live: SessionBundle) -> tuple[list[str], int]:
@@ -575,7 +628,7 @@ def resume(
     from .live import resume_session
 
     try:
-        return resume_session(agent, full, st.path, **options)
+        live = resume_session(agent, full, st.path, **options)
     except A3sNbError:
         raise
     except ImportError:
@@ -586,6 +639,8 @@ def resume(
         from .live import LiveSessionError
 
         raise LiveSessionError(f"a3s-code could not resume session {full!r}: {e}") from e
+    _SAVED_AS[_key(live)] = _Saved(full, _state(live), "resumed from")  # nothing unsaved yet
+    return live
 
 
 # ============================================================================= list

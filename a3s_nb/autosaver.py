@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from . import api
-from .capture import is_session_like
+from .capture import EMPTY_FINGERPRINT, fingerprint, is_session_like
 from .config import default_store_path
 from .errors import A3sNbError
 
@@ -41,33 +41,6 @@ __all__ = ["Autosave", "autosave", "fingerprint"]
 
 # IPython's own names, which hold history and helpers, not the user's sessions
 _SKIP_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
-
-
-def fingerprint(session: Any) -> tuple[Any, ...] | None:
-    """A cheap value that changes whenever something ``a3s_nb.save`` writes changes.
-
-    The number of runs and the last one's id, status and update time (a ``send`` or
-    ``stream``), and the numbers of trace events (a tool called directly, as in
-    ``session.bash(...)``) and of verification reports (``record_verification_reports``).
-    None while a run is in progress (its turn is not in the history yet).
-    """
-    current = getattr(session, "current_run", None)
-    if callable(current) and current() is not None:
-        return None
-    runs = session.runs()
-    last = runs[-1] if runs else {}
-    reports = getattr(session, "verification_reports", None)
-    return (
-        len(runs),
-        last.get("id"),
-        last.get("status"),
-        last.get("updated_at_ms"),
-        len(session.trace_events()),
-        len(reports()) if callable(reports) else 0,
-    )
-
-
-_EMPTY = (0, None, None, None, 0, 0)
 
 
 @dataclass
@@ -141,7 +114,7 @@ class Autosave:
             key = (key_id, live_id)
             tracked = self._tracked.get(key)
             if tracked is None:  # first sight: saved unless there is nothing in it yet
-                tracked = self._tracked[key] = _Tracked(live_id, _EMPTY)
+                tracked = self._tracked[key] = _Tracked(live_id, EMPTY_FINGERPRINT)
             if fp is None or fp == tracked.fingerprint:
                 continue
             tracked.fingerprint = fp  # a refused save is not retried until it changes again

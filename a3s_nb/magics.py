@@ -378,6 +378,10 @@ class A3sNb(Magics):
         which continues where it left off (NAME.send(...)). Without it, NAME is bound to a
         read-only SavedSession (.transcript, .messages, .runs, .traces).
 
+        A NAME that holds a live session with unsaved work (never saved, or changed since
+        it was last saved or resumed) is not rebound: resume under another name (--as
+        NAME), or save it first (%a3s_save NAME).
+
         Examples::
 
             %a3s_resume 4f1c --agent agent
@@ -398,6 +402,7 @@ class A3sNb(Magics):
         options: dict[str, Any] = {"model": args.model} if args.model else {}
         if args.confirm_tools:
             options["allow_tools"] = False
+        self._refuse_to_drop(name)
         obj = api.resume(args.id, agent, store=self._store(args.store), **options)
         self.shell.push({name: obj})
         if isinstance(obj, SavedSession):
@@ -415,6 +420,20 @@ class A3sNb(Magics):
             )
         if self.show_transcript:
             show_transcript(obj)
+
+    def _refuse_to_drop(self, name: str) -> None:
+        """Refuse to rebind ``name`` when it holds a live session with unsaved work."""
+        current = self.shell.user_ns.get(name)
+        if not is_session_like(current):
+            return
+        why = api.unsaved_work(current)
+        if why is None:
+            return
+        raise UsageError(
+            f"{name} holds live session {current.session_id} with unsaved work ({why}); "
+            f"resuming into {name} would drop it. Resume under another name (--as NAME), "
+            f"or save it first (%a3s_save {name}) and resume again."
+        )
 
     # ---- %a3s_sessions ---------------------------------------------------------------------
 
