@@ -115,6 +115,7 @@ class SaveResult:
     secrets_kept: int = 0
     tool_calls_failed: int = 0  # tool results that are errors
     tool_calls_refused: int = 0  # of those, calls a3s-code refused to run (no permission)
+    live_id: str | None = None  # the live session's own id, when it is saved under another
 
     def __str__(self) -> str:
         verb = "saved" if self.created else "updated"
@@ -135,6 +136,11 @@ class SaveResult:
             line += f"; {_plural(self.redacted, 'secret')} redacted"
         if self.secrets_kept:
             line += f"; {_plural(self.secrets_kept, 'secret')} written as is (allowed)"
+        if self.live_id is not None:
+            line += (
+                f"; the live session {self.live_id} is saved as {self.session_id} "
+                "(until another id is given)"
+            )
         return line
 
 
@@ -152,9 +158,11 @@ def save(
 ) -> SaveResult:
     """Save a live a3s-code session (history, runs, traces, verification, artifacts).
 
-    ``id`` saves it under another id than its own; saving again updates the same saved
-    session, keeping its ``created_at``. ``model`` (``"provider/model"``) is needed only
-    when the session cannot tell its model. Before anything is written, what would be saved
+    ``id`` saves it under another id than its own, and later saves of this live session
+    (autosave's too) follow it: without ``id``, a session is saved under the id it was last
+    saved under in this process, else its own, and the line printed says so. Saving again
+    updates the same saved session, keeping its ``created_at``. ``model``
+    (``"provider/model"``) is needed only when the session cannot tell its model. Before anything is written, what would be saved
     is scanned for secrets: found ones refuse the save (:class:`SecretsFoundError`, saying
     where each one is) unless ``redact=True`` (replace them) or
     ``allow_secrets=True`` (write them as they are). ``env`` is the environment whose
@@ -189,7 +197,10 @@ def save(
         from .live import wait_idle
 
         wait_idle(session, wait)  # a streamed turn reaches history() in the background
-    sid = validate_session_id(str(session.session_id) if id is None else id)
+    live_id = str(session.session_id)
+    if id is None:
+        id = saved_as(session)  # the id given last time sticks
+    sid = validate_session_id(live_id if id is None else id)
     state = _state(session)  # before the capture: a change made during it counts as unsaved
     encoder = serde.encoder_for((_store_key(store) if st is None else _store_key(st), sid))
     previous, unreadable = _previous(st, sid, encoder) if st is not None else (None, False)
@@ -238,6 +249,7 @@ def save(
         created=previous is None and (unreadable or not stored_before),
         redacted=redacted,
         secrets_kept=kept,
+        live_id=live_id if sid != live_id else None,
     )
 
 

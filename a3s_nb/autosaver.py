@@ -121,11 +121,9 @@ class Autosave:
             self._save(session, key, tracked)
 
     def _save(self, session: Any, key: tuple[int, str], tracked: _Tracked) -> None:
-        sid = api.saved_as(session)
         try:
-            result = api.save(
+            result = api.save(  # under the id it was last saved under (api.saved_as)
                 session,
-                sid,
                 store=self.store,
                 redact=self.redact,
                 allow_secrets=self.allow_secrets,

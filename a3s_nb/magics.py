@@ -229,7 +229,11 @@ class A3sNb(Magics):
         help="The variable holding the live session (default: the one live session in "
         "the namespace).",
     )
-    @argument("--id", dest="session_id", help="Save under this id instead of the session's.")
+    @argument(
+        "--id",
+        dest="session_id",
+        help="Save under this id instead of the session's; later saves follow it.",
+    )
     @argument("--store", help="The store directory (default: see %%config A3sNb.store).")
     @argument(
         "--model",
@@ -256,8 +260,9 @@ class A3sNb(Magics):
     def a3s_save(self, line: str) -> None:
         """Save a live a3s-code session: history, runs, traces, verification, artifacts.
 
-        Saving again updates the same saved session. Prints the id, the store and the
-        counts. Refuses to write secrets (API keys, tokens, private keys, secret
+        Saving again updates the same saved session: after --id NAME, later saves (and
+        autosave) update NAME until another --id is given. Prints the id, the store and
+        the counts. Refuses to write secrets (API keys, tokens, private keys, secret
         environment values) unless --redact or --allow-secrets is given. Refuses to
         overwrite work saved under the id since this session was resumed or last saved
         (another handle, another kernel, the SDK) unless --force is given.

@@ -1,8 +1,9 @@
-"""A live session's unsaved work is never dropped by a resume.
+"""A live session's unsaved work is never dropped, and the id it was saved under sticks.
 
 ``%a3s_resume`` binds a name: it refuses to rebind one that holds a live session with work
 that is not in the store (never saved, or changed since it was last saved or resumed).
-Driven with the real a3s-code SDK against the scripted server.
+``%a3s_save session --id NAME`` makes NAME the id later saves (and autosave) update.
+Driven with the real a3s-code SDK against the scripted server, through both faces.
 """
 
 from __future__ import annotations
@@ -15,9 +16,15 @@ from IPython.core.error import UsageError
 import a3s_nb
 from a3s_nb import testing
 
-from .test_magics import run, sdk_session, store_files
+from .conftest import on_disk
+from .test_magics import Face, cell, no_autosave, run, sdk_session, store_files  # noqa: F401
 
 pytestmark = pytest.mark.sdk
+
+
+@pytest.fixture(params=["function", "magic"])
+def face(request, ip) -> Face:
+    return Face(request.param, ip)
 
 
 @pytest.fixture
@@ -111,3 +118,43 @@ def test_sessions_with_nothing_unsaved_may_be_replaced(ip, a3s_code, sdk_agent, 
     assert ip.user_ns["session"] is resumed
     empty.close()
     resumed.close()
+
+
+# ============================================================================ item: --id sticks
+
+
+def test_the_id_a_session_was_saved_under_sticks(face, ip, a3s_code, sdk_agent, ws, store):
+    session = sdk_session(a3s_code, sdk_agent, ws)
+    session.send(testing.CHAT_PROMPT)
+    ip.user_ns["session"] = session
+    own = session.session_id
+    line = face.save("session", id="mywork", store=store)
+    assert line.startswith(f"saved session mywork in {store}: 2 messages, 1 run")
+    assert line.endswith(f"; the live session {own} is saved as mywork (until another id is given)")
+    session.send(testing.WRITE_READ_PROMPT)
+    line = face.save("session", store=store)
+    assert line.startswith(f"updated session mywork in {store}: 8 messages, 2 runs, 2 tool calls")
+    assert f"live session {own} is saved as mywork" in line
+    assert sorted(p.name for p in store.glob("*.json")) == ["mywork.json"]  # no second session
+    assert on_disk(store, "mywork")["session"]["messages"] == session.history()
+    # another id given moves it on; its own id given, it is saved under its own again
+    assert face.save("session", id="other", store=store).startswith("saved session other in")
+    assert face.save("session", store=store).startswith("updated session other in")
+    line = face.save("session", id=own, store=store)
+    assert line == f"saved session {own} in {store}: 8 messages, 2 runs, 2 tool calls"
+    assert face.save("session", store=store).startswith(f"updated session {own} in")
+    session.close()
+
+
+def test_autosave_and_save_follow_one_memory(ip, a3s_code, sdk_agent, ws, store, no_autosave):  # noqa: F811
+    session = sdk_session(a3s_code, sdk_agent, ws)
+    session.send(testing.CHAT_PROMPT)
+    ip.user_ns.update(session=session, testing=testing)
+    run(ip, "a3s_autosave", f"on --store {store}")
+    run(ip, "a3s_save", f"session --id mywork --store {store}")
+    cell(ip, "session.send('Say hello once more')")  # autosave updates mywork
+    assert len(on_disk(store, "mywork")["runs"]) == 2
+    _, out = run(ip, "a3s_save", f"session --store {store}")
+    assert out.startswith(f"updated session mywork in {store}: 4 messages, 2 runs")
+    assert sorted(p.name for p in store.glob("*.json")) == ["mywork.json"]
+    session.close()
