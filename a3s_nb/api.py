@@ -678,18 +678,12 @@ def list_sessions(
 
     >>> a3s_nb.list_sessions(limit=5, model="gpt-4o")             # doctest: +SKIP
     """
-    import pandas as pd
-
     if limit is not None and limit < 0:
         raise SaveError(f"limit must be 0 or more, not {limit}")
-    since_ts = None
-    if since is not None:
-        try:
-            since_ts = pd.Timestamp(since)
-        except (ValueError, TypeError) as e:
-            raise SaveError(f"since={since!r} is not a date or time: {e}") from None
-        since_ts = since_ts.tz_localize("UTC") if since_ts.tzinfo is None else since_ts
+    from ._engine import to_utc
     from .frames import sessions as sessions_frame
+
+    since_ts = None if since is None else to_utc(since, "since")  # the frames' own error
 
     df = sessions_frame(_open(store, must_exist=True), since=since_ts)
     if model:
