@@ -204,8 +204,9 @@ _REPLAY_HELP = """\
 Send the user prompts of a saved session, in order, to a fresh session on MODEL (in a copy
 of its workspace; tools run again), save it beside the source with its lineage, print how
 it compares, and exit 1 when something got worse: a prompt whose run completed in the
-source and does not in the replay, or a required check that passed in the source and does
-not now (give the source's checks with --check; a3s-code does not save their commands).
+source and does not in the replay, or a check given with --check that fails (each check's
+command and result are printed; a3s-code does not save the commands of the source's checks,
+so give them again, with their ids, to compare).
 Exit 2 on an error. The agent comes from --config FILE (an a3s-code .acl config) or
 $A3S_NB_AGENT_CONFIG.
 
@@ -232,8 +233,8 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="ID=COMMAND",
-        help="a required check to run after the prompts (repeatable); compared with the "
-        "source's check of the same id",
+        help="a required check to run after the prompts (repeatable); its result is "
+        "printed, and a failing one is a regression (exit 1)",
     )
     replay.add_argument("--subject", default="checks", help="the checks' report subject")
     replay.add_argument("--id", dest="new_id", help="the replay's id (default: ID-replay-K)")

@@ -667,8 +667,8 @@ class A3sNb(Magics):
         action="append",
         default=[],
         metavar="ID=COMMAND",
-        help="A required check to run after the prompts (repeatable), compared with the "
-        "source's check of the same id (see a3s_nb.lineage.record_checks).",
+        help="A required check to run after the prompts (repeatable); its result is "
+        "shown, and a failing one is a regression (see a3s_nb.lineage.record_checks).",
     )
     @argument("--store", help="The store directory (default: see %%config A3sNb.store).")
     @line_magic
