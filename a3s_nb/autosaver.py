@@ -16,7 +16,8 @@ session is first saved in the cell after autosave first sees it, unless it is em
 A save that is refused (secrets found, a conflict with another handle's save, a store
 that cannot be written) is reported once, as a line on stderr, and never fails the
 user's cell; the same refusal for the same session is not repeated every cell, and a
-later successful save clears it. Sessions are saved under the id they were last saved
+later successful save clears it. Until then the status (``%a3s_autosave``, ``str()``
+of :func:`autosave`, :attr:`Autosave.refused`) names each such session and why. Sessions are saved under the id they were last saved
 under in this kernel (``%a3s_save s --id fix-1`` then autosave keeps updating
 ``fix-1``), else their own.
 
@@ -49,6 +50,7 @@ class _Tracked:
     fingerprint: tuple[Any, ...] | None = None
     saves: int = 0
     refused: str | None = None  # the last refusal reported, not repeated
+    why: str | None = None  # the last refusal's first line, while saves keep being refused
 
 
 class Autosave:
@@ -133,6 +135,7 @@ class Autosave:
         except Exception as e:
             reason = str(e) if isinstance(e, A3sNbError) else f"{type(e).__name__}: {e}"
             kind = type(e).__name__
+            tracked.why = reason.strip().split("\n", 1)[0].rstrip(":")
             if tracked.refused != kind:
                 tracked.refused = kind
                 self._write(
@@ -142,7 +145,7 @@ class Autosave:
             return
         if tracked.refused is not None:
             self._write(f"a3s_nb autosave: {result}")  # working again: say so
-        tracked.refused = None
+        tracked.refused = tracked.why = None
         tracked.saves += 1
         tracked.session_id = result.session_id
         self.last, self.last_at = result, dt.datetime.now().astimezone()
@@ -163,6 +166,25 @@ class Autosave:
         """How many saves autosave has made."""
         return sum(t.saves for t in self._tracked.values())
 
+    @property
+    def refused(self) -> dict[str, str]:
+        """The sessions whose last save was refused, and why (the reason's first line), by
+        the names they are bound to (else their id). Tried again after each change."""
+        names: dict[int, list[str]] = {}
+        try:
+            hidden = self._hidden()
+            for name, value in self._namespace().items():
+                if name[:1] != "_" and name not in _SKIP_NAMES and name not in hidden:
+                    names.setdefault(id(value), []).append(name)
+        except Exception:  # a namespace that cannot be read: ids only
+            pass
+        out = {}
+        for (key_id, _), t in self._tracked.items():
+            if t.why is not None:
+                bound = " = ".join(sorted(names.get(key_id, [])))
+                out[f"{bound} ({t.session_id})" if bound else t.session_id] = t.why
+        return out
+
     def __str__(self) -> str:
         where = self.store
         if where is None:
@@ -174,9 +196,15 @@ class Autosave:
         if options:
             line += f" ({', '.join(options)})"
         if self.last is None:
-            return line + "; nothing saved yet"
-        when = self.last_at.strftime("%H:%M:%S") if self.last_at else "?"
-        return line + f"; {api._plural(self.saves, 'save')} so far, the last at {when}: {self.last}"
+            line += "; nothing saved yet"
+        else:
+            when = self.last_at.strftime("%H:%M:%S") if self.last_at else "?"
+            line += f"; {api._plural(self.saves, 'save')} so far, the last at {when}: {self.last}"
+        refused = self.refused
+        if refused:
+            line += f"\nrefused, tried again after each change ({api._plural(len(refused), 'session')}):"
+            line += "".join(f"\n  {who}: {why}" for who, why in sorted(refused.items()))
+        return line
 
     def __repr__(self) -> str:
         return f"<{self}>"

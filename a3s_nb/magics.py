@@ -312,7 +312,8 @@ class A3sNb(Magics):
         After each cell, every live a3s-code session in the namespace that gained or
         changed a run is saved as %a3s_save would (same secret scan, same refusal to
         overwrite another handle's work); a refused save is said once on stderr and never
-        fails the cell. Without an argument, says whether autosave is on and what it saved.
+        fails the cell. Without an argument, says whether autosave is on, what it saved,
+        and which sessions' saves keep being refused and why, one line each.
 
         Examples::
 
