@@ -19,6 +19,7 @@ still lists the others), 2 nothing could be done.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -29,6 +30,28 @@ from .saved import transcript_text
 from .store import FileStore, Store, open_store
 
 FRAMES = ("sessions", "messages", "traces", "runs", "run_events", "spans", "verification")
+
+
+_ROLE = re.compile(r":[a-z]+:`~?(?:[\w.]*\.)?([^`]+)`")  # :func:`a3s_nb.save` -> save
+
+
+def _plain(text: str) -> str:
+    """``text`` without reST markup: ``code`` and :role:`target` read as plain words."""
+    return _ROLE.sub(r"\1", text).replace("``", "")
+
+
+class _Plain(argparse.HelpFormatter):
+    """Help text as written in the docstrings, shown without reST markup."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(_plain(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return _plain(super()._expand_help(action))
+
+
+class _PlainRaw(_Plain, argparse.RawDescriptionHelpFormatter):
+    """The same, keeping the description's own line breaks."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,14 +65,24 @@ def _parser() -> argparse.ArgumentParser:
         help="store directory (default: $A3S_NB_STORE or ./a3s_sessions)",
     )
     parser = argparse.ArgumentParser(
-        prog="a3s-nb", description=__doc__.split("\n")[0], parents=[common]
+        prog="a3s-nb",
+        description=__doc__.split("\n")[0],
+        parents=[common],
+        formatter_class=_Plain,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", parents=[common], help="saved sessions, newest first")
-    show = sub.add_parser("show", parents=[common], help="a session's transcript")
+    sub.add_parser(
+        "list", parents=[common], help="saved sessions, newest first", formatter_class=_Plain
+    )
+    show = sub.add_parser(
+        "show", parents=[common], help="a session's transcript", formatter_class=_Plain
+    )
     show.add_argument("id", help="session id or a unique prefix of it")
     check = sub.add_parser(
-        "check", parents=[common], help="load every session and report broken files"
+        "check",
+        parents=[common],
+        help="load every session and report broken files",
+        formatter_class=_Plain,
     )
     check.add_argument(
         "--fix", action="store_true", help="also remove what interrupted saves left behind"
@@ -58,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         "export",
         parents=[common],
         help="write a frame to .parquet or .csv, or every frame as a dataset",
+        formatter_class=_Plain,
     )
     export.add_argument("frame", choices=(*FRAMES, "dataset", "otel"))
     export.add_argument(
@@ -219,7 +253,7 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
         "replay",
         help="replay a session on a model; exit 1 on a regression",
         description=_REPLAY_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_PlainRaw,
     )
     replay.add_argument("id", help="session id or a unique prefix of it")
     replay.add_argument("--model", help="provider/model to replay on (default: the config's)")
