@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import functools
 import gc
 import logging
@@ -53,7 +54,7 @@ from ._walk import (
 )
 from ._warn import warn
 from .cost import price_table
-from .errors import CorruptFileError, CorruptSessionWarning
+from .errors import CorruptFileError, CorruptSessionWarning, FilterError
 from .store import FileStore
 
 FRAME_NAMES = schema.FRAME_NAMES
@@ -67,15 +68,19 @@ SUMMARY_VERSION = 2
 
 
 class _Filters:
-    def __init__(self, since: Any, until: Any, status: Any):
-        self.since = _to_ms(since, ceil=True)
-        self.until = _to_ms(until, ceil=True)
-        if status is None:
-            self.status = None
-        elif isinstance(status, str):
-            self.status = frozenset({status})
-        else:
-            self.status = frozenset(status)
+    """The filters of one build. ``statuses`` (checked by :func:`_statuses`) are run
+    statuses, kept in ``status`` for the runs and the sessions, except when only
+    ``verification`` is wanted: then they are check statuses, in ``check_status``."""
+
+    def __init__(
+        self, since: Any, until: Any, statuses: frozenset[str] | None, wanted: Iterable[str]
+    ):
+        self.since = _to_ms(since, ceil=True, name="since")
+        self.until = _to_ms(until, ceil=True, name="until")
+        self.statuses = statuses
+        checks = tuple(wanted) == ("verification",)
+        self.status = None if checks else statuses
+        self.check_status = statuses if checks else None
 
     @property
     def by_time(self) -> bool:
@@ -83,6 +88,11 @@ class _Filters:
 
     @property
     def any(self) -> bool:
+        return self.by_time or self.statuses is not None
+
+    @property
+    def by_session(self) -> bool:
+        """Whether whole sessions may be dropped (a time window, a run status)."""
         return self.by_time or self.status is not None
 
     def run_ok(self, status: Any, created_ms: Any) -> bool:
@@ -112,11 +122,56 @@ class _Filters:
         return True
 
 
-def _to_ms(value: Any, *, ceil: bool) -> int | None:
+def _statuses(status: Any, wanted: Iterable[str]) -> frozenset[str] | None:
+    """``status`` (one or a list) as a set, each value one that every wanted frame's
+    ``status`` filter takes (``schema.STATUS_FILTERS``); else FilterError naming them."""
+    if status is None:
+        return None
+    try:
+        values = frozenset({status} if isinstance(status, str) else status)
+    except TypeError:
+        raise FilterError(f"status={status!r} is not a status or a list of them") from None
+    takers: dict[str, list[str]] = {}  # the kinds of status the wanted frames take
+    for name in wanted:
+        takers.setdefault(schema.STATUS_FILTERS[name], []).append(name)
+    for value in sorted(values, key=repr):
+        for kind, frames in takers.items():
+            known = schema.ENUMS[kind]
+            if value in known:
+                continue
+            label = "check" if kind == "verification_status" else "run"
+            message = (
+                f"status={value!r} is not a {label} status, and "
+                f"{', '.join(f'{n}()' for n in frames)} "
+                f"filter{'s' if len(frames) == 1 else ''} on {label} statuses: "
+                f"{', '.join(known)}"
+            )
+            close = difflib.get_close_matches(str(value), known, n=1, cutoff=0.6)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+            if len(takers) > 1:
+                message += " (each frame's status filter takes its own values: ask for "
+                message += "the frames of runs and verification in separate calls)"
+            raise FilterError(message)
+    return values
+
+
+def to_utc(value: Any, name: str) -> pd.Timestamp:
+    """``value`` (anything ``pandas.Timestamp`` takes; naive is UTC) as a UTC timestamp;
+    FilterError, saying it is ``name``, when it is not a date or time."""
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as e:
+        raise FilterError(f"{name}={value!r} is not a date or time: {e}") from None
+    if ts is pd.NaT:
+        raise FilterError(f"{name}={value!r} is not a date or time")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _to_ms(value: Any, *, ceil: bool, name: str) -> int | None:
     if value is None:
         return None
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    ts = to_utc(value, name)
     delta = ts - pd.Timestamp(0, tz="UTC")
     one = pd.Timedelta(milliseconds=1)
     return -(-delta // one) if ceil else delta // one
@@ -358,8 +413,17 @@ def _collect_frames(
     _cached_frames).
     """
     wanted = _wanted_frames(frames)
+    statuses = _statuses(status, wanted)
+    if statuses is not None and "verification" in wanted and len(wanted) > 1:
+        # a check status is not a run status: verification is built with its own filter
+        ids = ids if ids is None or isinstance(ids, str) else list(ids)  # read twice
+        kwargs = dict(ids=ids, since=since, until=until, status=statuses, progress=progress)
+        kwargs.update(cache=cache, prechecked=prechecked, workers=workers)
+        rest = _collect_frames(source, [n for n in wanted if n != "verification"], **kwargs)
+        built = {**rest, **_collect_frames(source, ["verification"], **kwargs)}
+        return {name: built[name] for name in wanted}
+    filters = _Filters(since, until, statuses, wanted)
     src = _open_source(source)
-    filters = _Filters(since, until, status)
     sel = _select_sessions(src, ids, progress, prechecked)
     if cache and _cache_serves(src, wanted, ids, filters):
         assert sel.check is not None and sel.known is not None
@@ -393,7 +457,7 @@ def _collect_frames(
                 errors=sel.errors,
                 since=since,
                 until=until,
-                status=filters.status,
+                status=filters.statuses,
                 progress=progress,
             )
     return _build_frames(src, selected, plan, sel.errors, progress)
@@ -479,7 +543,9 @@ class _Plan:
     @classmethod
     def make(cls, wanted: Iterable[str], filters: _Filters) -> _Plan:
         wanted = tuple(wanted)
-        return cls(wanted, filters, filters.any and bool(_SESSION_FRAMES.intersection(wanted)))
+        return cls(
+            wanted, filters, filters.by_session and bool(_SESSION_FRAMES.intersection(wanted))
+        )
 
     @property
     def only_sessions(self) -> bool:
@@ -515,7 +581,7 @@ class _Plan:
             "sessions": _SessionsBuilder,
             "messages": _MessagesBuilder,
             "traces": _TracesBuilder,
-            "verification": lambda: _VerificationBuilder(self.filters.status),
+            "verification": lambda: _VerificationBuilder(self.filters.check_status),
             "runs": _RunsBuilder,
             "run_events": _EventsBuilder,
             "spans": _SpansBuilder,
@@ -557,7 +623,7 @@ def _index_rows(
         for row, statuses in summaries
         if (chosen is None or row[0] in chosen)
         and row[0] not in sel.rejected
-        and (not filters.any or filters.session_ok(row, statuses))
+        and (not filters.by_session or filters.session_ok(row, statuses))
     }
     return summaries, keep
 

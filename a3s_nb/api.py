@@ -30,10 +30,12 @@ from . import sdk_features, serde
 from . import secrets as _secrets
 from ._warn import warn
 from .capture import (
+    EMPTY_FINGERPRINT,
     NotASessionError,
     Previous,
     bundle_from_parts,
     capture_parts,
+    fingerprint,
     is_session_like,
     tool_call_counts,
 )
@@ -73,6 +75,8 @@ __all__ = [
     "missing_from",
     "resume",
     "save",
+    "saved_as",
+    "unsaved_work",
 ]
 
 StoreLike = str | os.PathLike[str] | Store | None
@@ -120,6 +124,7 @@ class SaveResult:
     secrets_kept: int = 0
     tool_calls_failed: int = 0  # tool results that are errors
     tool_calls_refused: int = 0  # of those, calls a3s-code refused to run (no permission)
+    live_id: str | None = None  # the live session's own id, when it is saved under another
 
     def __str__(self) -> str:
         verb = "saved" if self.created else "updated"
@@ -140,6 +145,11 @@ class SaveResult:
             line += f"; {_plural(self.redacted, 'secret')} redacted"
         if self.secrets_kept:
             line += f"; {_plural(self.secrets_kept, 'secret')} written as is (allowed)"
+        if self.live_id is not None:
+            line += (
+                f"; the live session {self.live_id} is saved as {self.session_id} "
+                "(until another id is given)"
+            )
         return line
 
 
@@ -157,9 +167,11 @@ def save(
 ) -> SaveResult:
     """Save a live a3s-code session (history, runs, traces, verification, artifacts).
 
-    ``id`` saves it under another id than its own; saving again updates the same saved
-    session, keeping its ``created_at``. ``model`` (``"provider/model"``) is needed only
-    when the session cannot tell its model. Before anything is written, what would be saved
+    ``id`` saves it under another id than its own, and later saves of this live session
+    (autosave's too) follow it: without ``id``, a session is saved under the id it was last
+    saved under in this process, else its own, and the line printed says so. Saving again
+    updates the same saved session, keeping its ``created_at``. ``model``
+    (``"provider/model"``) is needed only when the session cannot tell its model. Before anything is written, what would be saved
     is scanned for secrets: found ones refuse the save (:class:`SecretsFoundError`, saying
     where each one is) unless ``redact=True`` (replace them) or
     ``allow_secrets=True`` (write them as they are). ``env`` is the environment whose
@@ -194,7 +206,11 @@ def save(
         from .live import wait_idle
 
         wait_idle(session, wait)  # a streamed turn reaches history() in the background
-    sid = validate_session_id(str(session.session_id) if id is None else id)
+    live_id = str(session.session_id)
+    if id is None:
+        id = saved_as(session)  # the id given last time sticks
+    sid = validate_session_id(live_id if id is None else id)
+    state = _state(session)  # before the capture: a change made during it counts as unsaved
     by_sdk = _saved_by_sdk(session, store if st is None else st, sid, redact=redact)
     if not by_sdk and st is not None:
         st._refuse_write(sid)  # before anything is read or captured
@@ -236,7 +252,7 @@ def save(
         raise StoreError(f"cannot write session {sid} to store {st}: {e}") from e
     if not by_sdk:
         encoder.wrote(encoded["session"].data, encoded["session"].head)
-    _SAVED_AS[(builtins.id(session), str(session.session_id))] = sid
+    _SAVED_AS[_key(session)] = _Saved(sid, state, "saved as")
     messages = parts["session"]["messages"]
     counts = tool_call_counts(messages)
     return SaveResult(
@@ -250,6 +266,7 @@ def save(
         created=previous is None and (unreadable or not stored_before),
         redacted=redacted,
         secrets_kept=kept,
+        live_id=live_id if sid != live_id else None,
     )
 
 
@@ -328,13 +345,61 @@ def _write_save_record(st: FileStore, sid: str, parts: dict[str, Any], secrets_k
     _fsync_dir(path.parent)
 
 
-#: The id each live session was last saved under, by (id(session), its session_id).
-_SAVED_AS: dict[tuple[int, str], str] = {}
+@dataclass(frozen=True)
+class _Saved:
+    id: str  # the id it is stored under
+    fingerprint: tuple[Any, ...] | None  # its fingerprint then (None: it could not tell)
+    how: str  # "saved as" or "resumed from"
+
+
+#: What the store holds of each live session of this process, by (id(session), its
+#: session_id): the id it was last saved under or resumed from, and its fingerprint then.
+#: :func:`save` writes it; later saves, autosave and ``%a3s_resume`` read it.
+_SAVED_AS: dict[tuple[int, str], _Saved] = {}
+
+
+def _key(session: Any) -> tuple[int, str]:
+    return builtins.id(session), str(session.session_id)
+
+
+def _state(session: Any) -> tuple[Any, ...] | None:
+    """The session's fingerprint; None when it cannot tell (its work then counts as unsaved)."""
+    try:
+        return fingerprint(session)
+    except Exception:  # a closed or broken session
+        return None
 
 
 def saved_as(session: Any) -> str | None:
-    """The id ``session`` was last saved under in this process (None: not saved yet)."""
-    return _SAVED_AS.get((builtins.id(session), str(session.session_id)))
+    """The id ``session`` was last saved under (or resumed from) in this process; None
+    when it was neither."""
+    known = _SAVED_AS.get(_key(session))
+    return None if known is None else known.id
+
+
+def unsaved_work(session: Any) -> str | None:
+    """What a live session holds that the store may not: None when nothing.
+
+    Nothing is unsaved when the session has not run, called a tool or recorded a check, or
+    when its :func:`~a3s_nb.capture.fingerprint` is the one it had when it was last saved
+    or resumed in this process. Otherwise a phrase saying why (never saved; changed
+    since; a run in progress). A session that cannot be read holds nothing to save.
+    """
+    try:
+        now = fingerprint(session)
+        known = _SAVED_AS.get(_key(session))
+    except Exception:  # closed or broken: there is nothing a save could read
+        return None
+    if now is None:
+        return "a run in progress"
+    if known is None:
+        if now == EMPTY_FINGERPRINT:
+            return None
+        return f"never saved; {_plural(now[0], 'run')}"
+    if now == known.fingerprint:
+        return None
+    then = f", {known.fingerprint[0]} then" if known.fingerprint is not None else ""
+    return f"changed since it was last {known.how} {known.id} ({_plural(now[0], 'run')} now{then})"
 
 
 def missing_from(stored: SessionBundle, live: SessionBundle) -> tuple[list[str], int]:
@@ -668,7 +733,7 @@ def resume(
     from .live import resume_session
 
     try:
-        return resume_session(agent, full, st.path, **options)
+        live = resume_session(agent, full, st.path, **options)
     except A3sNbError:
         raise
     except ImportError:
@@ -677,6 +742,8 @@ def resume(
         raise
     except Exception as e:  # anything else the SDK raises
         raise LiveSessionError(f"a3s-code could not resume session {full!r}: {e}") from e
+    _SAVED_AS[_key(live)] = _Saved(full, _state(live), "resumed from")  # nothing unsaved yet
+    return live
 
 
 # ============================================================================= list
@@ -702,18 +769,12 @@ def list_sessions(
 
     >>> a3s_nb.list_sessions(limit=5, model="gpt-4o")             # doctest: +SKIP
     """
-    import pandas as pd
-
     if limit is not None and limit < 0:
         raise SaveError(f"limit must be 0 or more, not {limit}")
-    since_ts = None
-    if since is not None:
-        try:
-            since_ts = pd.Timestamp(since)
-        except (ValueError, TypeError) as e:
-            raise SaveError(f"since={since!r} is not a date or time: {e}") from None
-        since_ts = since_ts.tz_localize("UTC") if since_ts.tzinfo is None else since_ts
+    from ._engine import to_utc
     from .frames import sessions as sessions_frame
+
+    since_ts = None if since is None else to_utc(since, "since")  # the frames' own error
 
     df = sessions_frame(_open(store, must_exist=True), since=since_ts)
     if model:

@@ -16,7 +16,8 @@ session is first saved in the cell after autosave first sees it, unless it is em
 A save that is refused (secrets found, a conflict with another handle's save, a store
 that cannot be written) is reported once, as a line on stderr, and never fails the
 user's cell; the same refusal for the same session is not repeated every cell, and a
-later successful save clears it. Sessions are saved under the id they were last saved
+later successful save clears it. Until then the status (``%a3s_autosave``, ``str()``
+of :func:`autosave`, :attr:`Autosave.refused`) names each such session and why. Sessions are saved under the id they were last saved
 under in this kernel (``%a3s_save s --id fix-1`` then autosave keeps updating
 ``fix-1``), else their own.
 
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from . import api
-from .capture import is_session_like
+from .capture import EMPTY_FINGERPRINT, fingerprint, is_session_like
 from .config import default_store_path
 from .errors import A3sNbError
 
@@ -43,39 +44,13 @@ __all__ = ["Autosave", "autosave", "fingerprint"]
 _SKIP_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
 
 
-def fingerprint(session: Any) -> tuple[Any, ...] | None:
-    """A cheap value that changes whenever something ``a3s_nb.save`` writes changes.
-
-    The number of runs and the last one's id, status and update time (a ``send`` or
-    ``stream``), and the numbers of trace events (a tool called directly, as in
-    ``session.bash(...)``) and of verification reports (``record_verification_reports``).
-    None while a run is in progress (its turn is not in the history yet).
-    """
-    current = getattr(session, "current_run", None)
-    if callable(current) and current() is not None:
-        return None
-    runs = session.runs()
-    last = runs[-1] if runs else {}
-    reports = getattr(session, "verification_reports", None)
-    return (
-        len(runs),
-        last.get("id"),
-        last.get("status"),
-        last.get("updated_at_ms"),
-        len(session.trace_events()),
-        len(reports()) if callable(reports) else 0,
-    )
-
-
-_EMPTY = (0, None, None, None, 0, 0)
-
-
 @dataclass
 class _Tracked:
     session_id: str
     fingerprint: tuple[Any, ...] | None = None
     saves: int = 0
     refused: str | None = None  # the last refusal reported, not repeated
+    why: str | None = None  # the last refusal's first line, while saves keep being refused
 
 
 class Autosave:
@@ -141,18 +116,16 @@ class Autosave:
             key = (key_id, live_id)
             tracked = self._tracked.get(key)
             if tracked is None:  # first sight: saved unless there is nothing in it yet
-                tracked = self._tracked[key] = _Tracked(live_id, _EMPTY)
+                tracked = self._tracked[key] = _Tracked(live_id, EMPTY_FINGERPRINT)
             if fp is None or fp == tracked.fingerprint:
                 continue
             tracked.fingerprint = fp  # a refused save is not retried until it changes again
             self._save(session, key, tracked)
 
     def _save(self, session: Any, key: tuple[int, str], tracked: _Tracked) -> None:
-        sid = api.saved_as(session)
         try:
-            result = api.save(
+            result = api.save(  # under the id it was last saved under (api.saved_as)
                 session,
-                sid,
                 store=self.store,
                 redact=self.redact,
                 allow_secrets=self.allow_secrets,
@@ -162,6 +135,7 @@ class Autosave:
         except Exception as e:
             reason = str(e) if isinstance(e, A3sNbError) else f"{type(e).__name__}: {e}"
             kind = type(e).__name__
+            tracked.why = reason.strip().split("\n", 1)[0].rstrip(":")
             if tracked.refused != kind:
                 tracked.refused = kind
                 self._write(
@@ -171,7 +145,7 @@ class Autosave:
             return
         if tracked.refused is not None:
             self._write(f"a3s_nb autosave: {result}")  # working again: say so
-        tracked.refused = None
+        tracked.refused = tracked.why = None
         tracked.saves += 1
         tracked.session_id = result.session_id
         self.last, self.last_at = result, dt.datetime.now().astimezone()
@@ -192,6 +166,25 @@ class Autosave:
         """How many saves autosave has made."""
         return sum(t.saves for t in self._tracked.values())
 
+    @property
+    def refused(self) -> dict[str, str]:
+        """The sessions whose last save was refused, and why (the reason's first line), by
+        the names they are bound to (else their id). Tried again after each change."""
+        names: dict[int, list[str]] = {}
+        try:
+            hidden = self._hidden()
+            for name, value in self._namespace().items():
+                if name[:1] != "_" and name not in _SKIP_NAMES and name not in hidden:
+                    names.setdefault(id(value), []).append(name)
+        except Exception:  # a namespace that cannot be read: ids only
+            pass
+        out = {}
+        for (key_id, _), t in self._tracked.items():
+            if t.why is not None:
+                bound = " = ".join(sorted(names.get(key_id, [])))
+                out[f"{bound} ({t.session_id})" if bound else t.session_id] = t.why
+        return out
+
     def __str__(self) -> str:
         where = self.store
         if where is None:
@@ -203,9 +196,15 @@ class Autosave:
         if options:
             line += f" ({', '.join(options)})"
         if self.last is None:
-            return line + "; nothing saved yet"
-        when = self.last_at.strftime("%H:%M:%S") if self.last_at else "?"
-        return line + f"; {api._plural(self.saves, 'save')} so far, the last at {when}: {self.last}"
+            line += "; nothing saved yet"
+        else:
+            when = self.last_at.strftime("%H:%M:%S") if self.last_at else "?"
+            line += f"; {api._plural(self.saves, 'save')} so far, the last at {when}: {self.last}"
+        refused = self.refused
+        if refused:
+            line += f"\nrefused, tried again after each change ({api._plural(len(refused), 'session')}):"
+            line += "".join(f"\n  {who}: {why}" for who, why in sorted(refused.items()))
+        return line
 
     def __repr__(self) -> str:
         return f"<{self}>"

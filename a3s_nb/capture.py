@@ -53,6 +53,7 @@ __all__ = [
     "capture",
     "capture_parts",
     "count_tool_calls",
+    "fingerprint",
     "is_session_like",
     "tool_call_counts",
 ]
@@ -76,6 +77,34 @@ def is_session_like(obj: Any) -> bool:
         )
     except Exception:  # a broken __getattr__ is not a session
         return False
+
+
+def fingerprint(session: Any) -> tuple[Any, ...] | None:
+    """A cheap value that changes whenever something ``a3s_nb.save`` writes changes.
+
+    The number of runs and the last one's id, status and update time (a ``send`` or
+    ``stream``), and the numbers of trace events (a tool called directly, as in
+    ``session.bash(...)``) and of verification reports (``record_verification_reports``).
+    None while a run is in progress (its turn is not in the history yet).
+    """
+    current = getattr(session, "current_run", None)
+    if callable(current) and current() is not None:
+        return None
+    runs = session.runs()
+    last = runs[-1] if runs else {}
+    reports = getattr(session, "verification_reports", None)
+    return (
+        len(runs),
+        last.get("id"),
+        last.get("status"),
+        last.get("updated_at_ms"),
+        len(session.trace_events()),
+        len(reports()) if callable(reports) else 0,
+    )
+
+
+#: The fingerprint of a session that has not run, called a tool or recorded a check.
+EMPTY_FINGERPRINT = (0, None, None, None, 0, 0)
 
 
 def _attr(obj: Any, name: str, default: Any = None) -> Any:

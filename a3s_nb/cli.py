@@ -19,6 +19,7 @@ still lists the others), 2 nothing could be done.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -29,6 +30,28 @@ from .saved import transcript_text
 from .store import FileStore, Store, open_store
 
 FRAMES = ("sessions", "messages", "traces", "runs", "run_events", "spans", "verification")
+
+
+_ROLE = re.compile(r":[a-z]+:`~?(?:[\w.]*\.)?([^`]+)`")  # :func:`a3s_nb.save` -> save
+
+
+def _plain(text: str) -> str:
+    """``text`` without reST markup: ``code`` and :role:`target` read as plain words."""
+    return _ROLE.sub(r"\1", text).replace("``", "")
+
+
+class _Plain(argparse.HelpFormatter):
+    """Help text as written in the docstrings, shown without reST markup."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(_plain(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return _plain(super()._expand_help(action))
+
+
+class _PlainRaw(_Plain, argparse.RawDescriptionHelpFormatter):
+    """The same, keeping the description's own line breaks."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,14 +65,24 @@ def _parser() -> argparse.ArgumentParser:
         help="store directory (default: $A3S_NB_STORE or ./a3s_sessions)",
     )
     parser = argparse.ArgumentParser(
-        prog="a3s-nb", description=__doc__.split("\n")[0], parents=[common]
+        prog="a3s-nb",
+        description=__doc__.split("\n")[0],
+        parents=[common],
+        formatter_class=_Plain,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", parents=[common], help="saved sessions, newest first")
-    show = sub.add_parser("show", parents=[common], help="a session's transcript")
+    sub.add_parser(
+        "list", parents=[common], help="saved sessions, newest first", formatter_class=_Plain
+    )
+    show = sub.add_parser(
+        "show", parents=[common], help="a session's transcript", formatter_class=_Plain
+    )
     show.add_argument("id", help="session id or a unique prefix of it")
     check = sub.add_parser(
-        "check", parents=[common], help="load every session and report broken files"
+        "check",
+        parents=[common],
+        help="load every session and report broken files",
+        formatter_class=_Plain,
     )
     check.add_argument(
         "--fix", action="store_true", help="also remove what interrupted saves left behind"
@@ -58,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         "export",
         parents=[common],
         help="write a frame to .parquet or .csv, or every frame as a dataset",
+        formatter_class=_Plain,
     )
     export.add_argument("frame", choices=(*FRAMES, "dataset", "otel"))
     export.add_argument(
@@ -210,8 +244,9 @@ _REPLAY_HELP = """\
 Send the user prompts of a saved session, in order, to a fresh session on MODEL (in a copy
 of its workspace; tools run again), save it beside the source with its lineage, print how
 it compares, and exit 1 when something got worse: a prompt whose run completed in the
-source and does not in the replay, or a required check that passed in the source and does
-not now (give the source's checks with --check; a3s-code does not save their commands).
+source and does not in the replay, or a check given with --check that fails (each check's
+command and result are printed; a3s-code does not save the commands of the source's checks,
+so give them again, with their ids, to compare).
 Exit 2 on an error. The agent comes from --config FILE (an a3s-code .acl config) or
 $A3S_NB_AGENT_CONFIG.
 
@@ -224,7 +259,7 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
         "replay",
         help="replay a session on a model; exit 1 on a regression",
         description=_REPLAY_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_PlainRaw,
     )
     replay.add_argument("id", help="session id or a unique prefix of it")
     replay.add_argument("--model", help="provider/model to replay on (default: the config's)")
@@ -238,8 +273,8 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="ID=COMMAND",
-        help="a required check to run after the prompts (repeatable); compared with the "
-        "source's check of the same id",
+        help="a required check to run after the prompts (repeatable); its result is "
+        "printed, and a failing one is a regression (exit 1)",
     )
     replay.add_argument("--subject", default="checks", help="the checks' report subject")
     replay.add_argument("--id", dest="new_id", help="the replay's id (default: ID-replay-K)")

@@ -89,6 +89,11 @@ class StoreError(A3sNbError, OSError):
     """The store directory itself cannot be used (missing, not a directory, unwritable)."""
 
 
+class FilterError(A3sNbError, ValueError):
+    """A frame filter given a value it does not take: a status that is not one of the
+    frame's statuses, a ``since`` / ``until`` that is not a date or time."""
+
+
 # ---- saving and capturing a live session
 
 

@@ -31,6 +31,7 @@ import pandas as pd
 from ._engine import FRAME_NAMES, _collect
 from ._parallel import check_workers
 from .errors import CorruptSessionWarning
+from .schema import ENUMS
 
 #: More sessions than this to read shows a progress bar (when ``progress`` is None).
 PROGRESS_THRESHOLD = 200
@@ -96,7 +97,9 @@ def all_frames(
     large store. ``frames`` names the frames wanted; the other arguments mean for each
     frame what they mean for its own function (``status`` is a run status for ``runs``,
     ``run_events`` and ``spans``, a check status for ``verification``, and keeps sessions
-    with such a run for the others).
+    with such a run for the others). Each value of ``status`` must be one that every
+    frame asked for takes (``FilterError`` otherwise): ask for ``verification`` on its own
+    to filter it by a check status such as ``passed``.
 
     ``workers``: build in that many worker processes (None or 1: in this process), each
     reading a contiguous share of the sessions; the frames are the same, row for row,
@@ -127,6 +130,9 @@ _SOURCE_DOC = """
     (default: shown above ``PROGRESS_THRESHOLD`` sessions). ``workers``: build in that
     many worker processes (None or 1: in this one), as for ``all_frames``.
 
+    A ``status`` the frame does not take, or a ``since`` / ``until`` that is not a date or
+    time, raises ``FilterError`` (a ``ValueError``) naming the valid values.
+
     Columns: docs/frames.md (``a3s_nb.schema``). ``df.attrs`` carries the frame name, the
     ``schema_version`` and ``errors``: the sessions
     left out because ``Store.load()`` rejects them or a file is unreadable (each also warned
@@ -150,7 +156,7 @@ def sessions(
     call, so it stays cheap on a large store (``workers`` changes nothing here).
 
     ``status``: keep sessions that have at least one run with that run status (or one of
-    them). ``since`` / ``until``: keep sessions whose activity, from ``min(created_at,
+    them): {run_statuses}. ``since`` / ``until``: keep sessions whose activity, from ``min(created_at,
     first_run_at)`` to ``max(updated_at, last_run_at)``, overlaps ``[since, until)``.
     {source}
     >>> a3s_nb.sessions("sessions", status="failed")      # doctest: +SKIP
@@ -171,7 +177,7 @@ def messages(
     """One row per content block of the saved transcripts (text, tool calls, tool results).
 
     Messages carry no run id or time, so the filters select whole sessions: ``status``
-    keeps sessions with at least one run of that status; ``since`` / ``until`` keep
+    keeps sessions with at least one run of that status ({run_statuses}); ``since`` / ``until`` keep
     sessions whose activity overlaps ``[since, until)`` (as for ``sessions``).
     {source}
     >>> a3s_nb.messages(session).query("block_type == 'tool_use'")      # doctest: +SKIP
@@ -192,7 +198,7 @@ def traces(
     """One row per trace event: every tool execution the SDK recorded.
 
     Trace events carry no run id or time, so the filters select whole sessions: ``status``
-    keeps sessions with at least one run of that status; ``since`` / ``until`` keep
+    keeps sessions with at least one run of that status ({run_statuses}); ``since`` / ``until`` keep
     sessions whose activity overlaps ``[since, until)``.
     {source}
     >>> a3s_nb.traces("sessions").groupby("tool_name").duration_ms.describe()  # doctest: +SKIP
@@ -212,8 +218,8 @@ def runs(
 ) -> pd.DataFrame:
     """One row per run record: status, prompt, outcome, times, turns, tool calls, tokens.
 
-    ``status``: keep runs with that run status (``completed``, ``failed``, ...; a list
-    keeps any of them). ``since`` / ``until``: keep runs created in ``[since, until)``.
+    ``status``: keep runs with that run status ({run_statuses}; a list keeps any of
+    them). ``since`` / ``until``: keep runs created in ``[since, until)``.
     {source}
     >>> a3s_nb.runs("sessions", since="2026-01-01", status="failed")   # doctest: +SKIP
     """
@@ -233,7 +239,7 @@ def run_events(
     """One row per run event, with its type and common fields pulled out.
 
     Filters select whole runs, as for ``runs``: ``status`` is the run's status (not an
-    event's), ``since`` / ``until`` bound the run's creation time.
+    event's: {run_statuses}), ``since`` / ``until`` bound the run's creation time.
     {source}
     >>> a3s_nb.run_events(session).event_type.value_counts()           # doctest: +SKIP
     """
@@ -252,8 +258,8 @@ def spans(
 ) -> pd.DataFrame:
     """Run, planning, step, turn and tool spans with start, end, duration, status and parent.
 
-    Filters select whole runs, as for ``runs``: ``status`` is the run's status (a span's
-    own ``status`` column is ``ok`` / ``error`` / ``unset``), ``since`` / ``until`` bound
+    Filters select whole runs, as for ``runs``: ``status`` is the run's status
+    ({run_statuses}; a span's own ``status`` column is ``ok`` / ``error`` / ``unset``), ``since`` / ``until`` bound
     the run's creation time.
     {source}
     >>> a3s_nb.spans("sessions").query("kind == 'tool'")               # doctest: +SKIP
@@ -273,8 +279,8 @@ def verification(
 ) -> pd.DataFrame:
     """One row per verification check, with its report's subject and status.
 
-    ``status``: keep checks with that check status (``passed``, ``failed``,
-    ``needs_review``, ``skipped``). ``since`` / ``until``: keep sessions whose activity
+    ``status``: keep checks with that check status ({check_statuses}), whatever their
+    session's runs did; a run status is refused. ``since`` / ``until``: keep sessions whose activity
     overlaps ``[since, until)`` (reports carry no time of their own).
     {source}
     >>> a3s_nb.verification("sessions", status="failed")               # doctest: +SKIP
@@ -282,6 +288,15 @@ def verification(
     return _one("verification", source, ids, since, until, status, progress, workers)
 
 
+def _values(enum: str) -> str:
+    return ", ".join(f"``{v}``" for v in ENUMS[enum])
+
+
 for _fn in (sessions, messages, traces, runs, run_events, spans, verification):
-    _fn.__doc__ = (_fn.__doc__ or "").replace("{source}", _SOURCE_DOC.strip("\n") + "\n")
+    _fn.__doc__ = (
+        (_fn.__doc__ or "")
+        .replace("{source}", _SOURCE_DOC.strip("\n") + "\n")
+        .replace("{run_statuses}", _values("run_status"))
+        .replace("{check_statuses}", _values("verification_status"))
+    )
 del _fn

@@ -911,6 +911,8 @@ class ReplayResult:
     diff: pd.DataFrame
     regressions: list[str]
     tools: str = "ran again"
+    #: each check given (``verify``): id, command, status, required, exit_code
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -927,6 +929,13 @@ class ReplayResult:
             f"{get['tool_calls']['a']} -> {get['tool_calls']['b']}, tool errors "
             f"{get['tool_errors']['a']} -> {get['tool_errors']['b']}; tools ran again"
         )
+        if self.checks:
+            line += "\nCHECKS:"
+            for c in self.checks:
+                line += f"\n  {c['status']:6}  {c['id']}: {c['command']}"
+                notes = [f"exit code {c['exit_code']}"] if c["status"] != "passed" else []
+                notes += [] if c["required"] else ["not required"]
+                line += f" ({'; '.join(notes)})" if notes else ""
         if self.regressions:
             line += "\nREGRESSIONS:\n" + "\n".join(f"  {r}" for r in self.regressions)
         return line
@@ -996,8 +1005,9 @@ def replay(
     (:func:`diff`). ``verify`` runs checks at the end, as :func:`record_checks` does:
     a3s-code does not save the commands behind a verification report, so a replay cannot
     re-run the source's checks by itself; give the same ids and ``verify_subject`` as the
-    source's report, so a required check that passed there and fails here is a
-    regression.
+    source's report to compare with it. A required check given here that fails is a
+    regression, whether or not the source recorded it; ``result.checks`` (and ``str()``)
+    has every check's command and result.
 
     A prompt whose run fails does not stop the replay; it shows in
     ``result.regressions`` when it completed in the source.
@@ -1043,8 +1053,7 @@ def replay(
         # a failed run raises; it is recorded in the session's runs: go on
         with contextlib.suppress(Exception):
             session.send(p.text)
-    if verify:
-        record_checks(session, verify, subject=verify_subject)
+    checked = _record_checks(session, verify, subject=verify_subject)[1] if verify else []
     now = time.time()
     result_model = model or _session_model(bundle, session)
     record = {
@@ -1075,8 +1084,27 @@ def replay(
         workspace=str(ws),
         session=session,
         diff=df,
-        regressions=regressions(bundle, replayed),
+        regressions=_failed_checks(regressions(bundle, replayed), bundle, checked, verify_subject),
+        checks=checked,
     )
+
+
+def _failed_checks(
+    found: list[str], source: SessionBundle, checked: list[dict[str, Any]], subject: str
+) -> list[str]:
+    """``found`` (see :func:`regressions`) and every required check given that failed,
+    once: one the source passed is already there."""
+    out = list(found)
+    recorded = {c.id for v in source.verification if v.subject == subject for c in v.checks}
+    for c in checked:
+        head = f"required check {c['id']!r} of {subject!r}:"
+        if not c["required"] or c["status"] == "passed" or any(r.startswith(head) for r in out):
+            continue
+        why = "" if c["id"] in recorded else "; the source recorded no such check"
+        out.append(
+            f"{head} `{c['command']}` failed in the replay (exit code {c['exit_code']}{why})"
+        )
+    return out
 
 
 def record_checks(
@@ -1093,7 +1121,16 @@ def record_checks(
 
     >>> a3s_nb.lineage.record_checks(session, [{"id": "tests", "command": "pytest -q"}])  # doctest: +SKIP
     """
+    return _record_checks(session, checks, subject=subject)[0]
+
+
+def _record_checks(
+    session: Any, checks: Sequence[dict[str, Any]], *, subject: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """:func:`record_checks`: the report, and each check's id, command, status, required
+    and exit code."""
     out = []
+    results = []
     for check in checks:
         if not check.get("id") or not check.get("command"):
             raise ForkError(f"a check is {{'id': ..., 'command': ...}}, not {dict(check)!r}")
@@ -1111,6 +1148,15 @@ def record_checks(
         if code != 0:
             item["residual_risk"] = f"`{check['command']}` exited with code {code}"
         out.append(item)
+        results.append(
+            {
+                "id": item["id"],
+                "command": str(check["command"]),
+                "status": item["status"],
+                "required": item["required"],
+                "exit_code": code,
+            }
+        )
     report = {
         "schema": "a3s.verification_report.v1",
         "subject": subject,
@@ -1118,7 +1164,7 @@ def record_checks(
         "checks": out,
     }
     session.record_verification_reports([report])
-    return report
+    return report, results
 
 
 def _session_model(bundle: SessionBundle, session: Any) -> str | None:

@@ -229,7 +229,11 @@ class A3sNb(Magics):
         help="The variable holding the live session (default: the one live session in "
         "the namespace).",
     )
-    @argument("--id", dest="session_id", help="Save under this id instead of the session's.")
+    @argument(
+        "--id",
+        dest="session_id",
+        help="Save under this id instead of the session's; later saves follow it.",
+    )
     @argument("--store", help="The store directory (default: see %%config A3sNb.store).")
     @argument(
         "--model",
@@ -256,8 +260,9 @@ class A3sNb(Magics):
     def a3s_save(self, line: str) -> None:
         """Save a live a3s-code session: history, runs, traces, verification, artifacts.
 
-        Saving again updates the same saved session. Prints the id, the store and the
-        counts. Refuses to write secrets (API keys, tokens, private keys, secret
+        Saving again updates the same saved session: after --id NAME, later saves (and
+        autosave) update NAME until another --id is given. Prints the id, the store and
+        the counts. Refuses to write secrets (API keys, tokens, private keys, secret
         environment values) unless --redact or --allow-secrets is given. Refuses to
         overwrite work saved under the id since this session was resumed or last saved
         (another handle, another kernel, the SDK) unless --force is given.
@@ -307,7 +312,8 @@ class A3sNb(Magics):
         After each cell, every live a3s-code session in the namespace that gained or
         changed a run is saved as %a3s_save would (same secret scan, same refusal to
         overwrite another handle's work); a refused save is said once on stderr and never
-        fails the cell. Without an argument, says whether autosave is on and what it saved.
+        fails the cell. Without an argument, says whether autosave is on, what it saved,
+        and which sessions' saves keep being refused and why, one line each.
 
         Examples::
 
@@ -378,6 +384,10 @@ class A3sNb(Magics):
         which continues where it left off (NAME.send(...)). Without it, NAME is bound to a
         read-only SavedSession (.transcript, .messages, .runs, .traces).
 
+        A NAME that holds a live session with unsaved work (never saved, or changed since
+        it was last saved or resumed) is not rebound: resume under another name (--as
+        NAME), or save it first (%a3s_save NAME).
+
         Examples::
 
             %a3s_resume 4f1c --agent agent
@@ -398,6 +408,7 @@ class A3sNb(Magics):
         options: dict[str, Any] = {"model": args.model} if args.model else {}
         if args.confirm_tools:
             options["allow_tools"] = False
+        self._refuse_to_drop(name)
         obj = api.resume(args.id, agent, store=self._store(args.store), **options)
         self.shell.push({name: obj})
         if isinstance(obj, SavedSession):
@@ -415,6 +426,20 @@ class A3sNb(Magics):
             )
         if self.show_transcript:
             show_transcript(obj)
+
+    def _refuse_to_drop(self, name: str) -> None:
+        """Refuse to rebind ``name`` when it holds a live session with unsaved work."""
+        current = self.shell.user_ns.get(name)
+        if not is_session_like(current):
+            return
+        why = api.unsaved_work(current)
+        if why is None:
+            return
+        raise UsageError(
+            f"{name} holds live session {current.session_id} with unsaved work ({why}); "
+            f"resuming into {name} would drop it. Resume under another name (--as NAME), "
+            f"or save it first (%a3s_save {name}) and resume again."
+        )
 
     # ---- %a3s_sessions ---------------------------------------------------------------------
 
@@ -643,8 +668,8 @@ class A3sNb(Magics):
         action="append",
         default=[],
         metavar="ID=COMMAND",
-        help="A required check to run after the prompts (repeatable), compared with the "
-        "source's check of the same id (see a3s_nb.lineage.record_checks).",
+        help="A required check to run after the prompts (repeatable); its result is "
+        "shown, and a failing one is a regression (see a3s_nb.lineage.record_checks).",
     )
     @argument("--store", help="The store directory (default: see %%config A3sNb.store).")
     @line_magic

@@ -1000,6 +1000,20 @@ FRAMES: dict[str, tuple[str, tuple[Column, ...]]] = {
 
 FRAME_NAMES: tuple[str, ...] = tuple(FRAMES)
 
+#: The enum each frame's ``status`` filter takes its values from: the frame's own statuses.
+#: Run statuses for the frames of runs (the run's) and of sessions (a run of the session's),
+#: check statuses for ``verification`` (the check's).
+STATUS_FILTERS: dict[str, str] = {
+    "sessions": "run_status",
+    "messages": "run_status",
+    "traces": "run_status",
+    "runs": "run_status",
+    "run_events": "run_status",
+    "spans": "run_status",
+    "verification": "verification_status",
+}
+assert set(STATUS_FILTERS) == set(FRAMES)
+
 
 def columns(frame: str) -> tuple[Column, ...]:
     """The columns of ``frame``, in order."""
@@ -1021,10 +1035,16 @@ workers=None)`.
 - `since` / `until`: anything `pandas.Timestamp` accepts (naive means UTC); `since` is
   inclusive, `until` exclusive. `runs`, `run_events` and `spans` keep whole runs created in
   the window; the other frames keep sessions whose activity (from `min(created_at,
-  first_run_at)` to `max(updated_at, last_run_at)`) overlaps it.
-- `status`: a status or a list of them. `runs`, `run_events` and `spans` keep runs with
-  that run status; `verification` keeps checks with that check status; `sessions`,
-  `messages` and `traces` keep sessions that have at least one run with that status.
+  first_run_at)` to `max(updated_at, last_run_at)`) overlaps it. Anything else (such as
+  `"yesterday"`) raises `FilterError`.
+- `status`: a status or a list of them, from the frame's own statuses. `runs`, `run_events`
+  and `spans` keep runs with that run status, and `sessions`, `messages` and `traces` keep
+  sessions that have at least one run with that status; the run statuses are
+  {run_status}. `verification` keeps checks with that check status,
+  whatever the runs did; the check statuses are {verification_status}.
+  A value the frame does not take (`"complete"`, or `"passed"` for `runs`) raises
+  `FilterError`, which names the valid ones; `all_frames` takes the values that every
+  frame asked for takes.
 - `progress`: `None` shows a `tqdm.auto` bar above 200 sessions, `True`/`False` force it.
 - `workers`: build in that many worker processes (`None` or 1: in the calling one), each
   reading a contiguous share of the sessions of a directory store; the frames are the same
@@ -1082,6 +1102,10 @@ JSON string. No cell holds a Python object, so every frame round-trips through P
 """
 
 
+def _values(enum: str) -> str:
+    return ", ".join(f"`{v}`" for v in ENUMS[enum])
+
+
 def render_markdown() -> str:
     """The text of ``docs/frames.md``."""
     out = [
@@ -1091,7 +1115,9 @@ def render_markdown() -> str:
         "",
         f'Schema version: **{SCHEMA_VERSION}** (in `df.attrs["schema_version"]`).',
         "",
-        _FILTERS,
+        _FILTERS.replace("{run_status}", _values("run_status")).replace(
+            "{verification_status}", _values("verification_status")
+        ),
     ]
     for name, (doc, cols) in FRAMES.items():
         out += [

@@ -519,7 +519,10 @@ def test_a_save_that_would_lose_another_handles_run_is_refused(face, twins, stor
 
     # the ways on: a new id, or overwriting on purpose
     assert face.save("twin", id="oscar-twin", store=store).startswith("saved session oscar-t")
-    assert face.save("twin", store=store, force=True).startswith("updated session oscar-live")
+    # the new id sticks: overwriting the old one takes its id again
+    assert face.save("twin", store=store).startswith("updated session oscar-twin")
+    line = face.save("twin", id="oscar-live", store=store, force=True)
+    assert line.startswith("updated session oscar-live")
     prompts = [r["snapshot"]["prompt"] for r in on_disk(store, "oscar-live")["runs"][5:]]
     assert prompts == ["Make another change"]
 
