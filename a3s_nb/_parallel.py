@@ -184,6 +184,7 @@ def _build_chunk(
             progress=False,
             cache=False,
             prechecked=(None, ids, {}, []),
+            exact_ids=True,
         )
     notes: dict[str, list[dict]] = {}
     for name, df in frames.items():

@@ -328,6 +328,7 @@ def _export(
     progress: bool | None,
     started_ns: int,
 ) -> ExportResult:
+    from . import _engine
     from . import frames as _frames
 
     meta = f"{root}/{META_DIR}"
@@ -368,8 +369,16 @@ def _export(
         batch = changed[start : start + BATCH_SESSIONS]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", _frames.CorruptSessionWarning)
-            built = _frames.all_frames(
-                store, list(dict.fromkeys(["sessions", *wanted])), ids=batch, progress=progress
+            # the ids listed above, read as they are: one deleted since is reported
+            built = _engine._collect(
+                store,
+                list(dict.fromkeys(["sessions", *wanted])),
+                ids=batch,
+                since=None,
+                until=None,
+                status=None,
+                progress=progress,
+                exact_ids=True,
             )
         errors = built["sessions"].attrs.get("errors", [])
         result["errors"].extend(errors)
