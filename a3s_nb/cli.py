@@ -174,7 +174,27 @@ def _check(store: Store, *, fix: bool = False) -> int:
                 )
             for path in left:
                 print(f"  {path}")
+    _check_builds(fix)
     return 1 if broken else 0
+
+
+def _check_builds(fix: bool) -> None:
+    """Say (or with ``fix`` remove) what parallel frame builds killed outright left in the
+    temporary directories."""
+    from ._parallel import dead_leftovers, remove_dead_leftovers
+
+    left = remove_dead_leftovers() if fix else dead_leftovers()
+    if not left:
+        return
+    if fix:
+        print(f"removed {len(left)} folders left by frame builds of processes no longer running")
+    else:
+        print(
+            f"{len(left)} folders left by frame builds of processes no longer running: "
+            "a3s-nb check --fix removes them"
+        )
+    for path in left:
+        print(f"  {path}")
 
 
 def _size(path: Path) -> int:
