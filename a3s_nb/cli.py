@@ -257,7 +257,10 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
     )
     replay.add_argument("--subject", default="checks", help="the checks' report subject")
     replay.add_argument("--id", dest="new_id", help="the replay's id (default: ID-replay-K)")
-    replay.add_argument("--workspace", help="where to copy the workspace (default: a temp dir)")
+    replay.add_argument(
+        "--workspace",
+        help="where to copy the workspace (default: STORE/.a3s_nb/workspaces/<new id>)",
+    )
 
 
 def _replay(args: argparse.Namespace) -> int:
