@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import A3sNbError
+from .errors import A3sNbError, CorruptSessionWarning
 from .saved import transcript_text
 from .store import FileStore, Store, open_store
 
@@ -91,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # a skipped session is reported by each command in its own words (on stderr, once),
+    # not as a Python warning pointing at this module's source
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptSessionWarning)
+        return _command(args)
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "replay":
         return _replay(args)
     try:
@@ -214,8 +222,16 @@ def _export(store: Store, frame: str, out: str) -> int:
         df.to_csv(out, index=False)
     else:
         raise ValueError(f"{out}: the output must end in .parquet or .csv")
+    errors = df.attrs.get("errors") or []
+    _skipped(errors)
     print(f"{len(df)} rows of {frame} -> {out}")
-    return 0
+    return 1 if errors else 0
+
+
+def _skipped(errors: list[dict]) -> None:
+    """An export's line on stderr for each session it left out."""
+    for err in errors:
+        print(f"SKIPPED {err['session_id']}: {err['path']}: {err['problem']}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------ replay
@@ -339,8 +355,7 @@ def _export_otel(store: Store, args: argparse.Namespace) -> int:
         since=args.since,
         until=args.until,
     )
-    for err in result["errors"]:
-        print(f"SKIPPED {err['session_id']}: {err['path']}: {err['problem']}", file=sys.stderr)
+    _skipped(result["errors"])
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(result["spans_by_kind"].items()))
     where = " and ".join(x for x in (args.out, args.endpoint) if x)
     print(f"{result['traces']} traces, {result['spans']} spans ({kinds}) -> {where}")
@@ -353,8 +368,7 @@ def _export_dataset(store: Store, dest: str, *, full: bool) -> int:
     from .export_parquet import export_dataset
 
     result = export_dataset(store, dest, full=full)
-    for err in result["errors"]:
-        print(f"SKIPPED {err['session_id']}: {err['path']}: {err['problem']}", file=sys.stderr)
+    _skipped(result["errors"])
     print(
         f"{result['written']} sessions written ({result['files']} files), "
         f"{result['unchanged']} unchanged, {result['deleted']} deleted -> {dest}"
