@@ -27,7 +27,7 @@ from ._builders import (
     _VerificationBuilder,
 )
 from ._columns import _with_attrs
-from ._loadcheck import LoadCheck, id_of_stem, stems_in
+from ._loadcheck import LoadCheck, id_of_stem, stems_in, vanished
 from ._runfile import Run, Runs, runs_of
 from ._sources import (
     _PARTS,
@@ -206,18 +206,25 @@ def _report(errors: list[dict], session_id: str, err: CorruptFileError) -> None:
     warn(f"skipped session {session_id!r}: {err}", CorruptSessionWarning)
 
 
+def _report_vanished(errors: list[dict], src: Any, session_id: str) -> None:
+    """Report a session listed for this build but deleted before its files were read."""
+    _report(errors, session_id, vanished(_where(src, session_id, "session")))
+
+
 def _index_summaries(
     source: _StoreSource,
-    stems: set[str] | None,
+    ids: list[str] | None,
     progress: bool | None,
     errors: list[dict],
     skip: set[str] = frozenset(),  # type: ignore[assignment]
     scanned: dict[str, dict[str, list[int]]] | None = None,
     state: dict[str, Any] | None = None,
 ) -> list[tuple[list, list[str]]]:
-    """``sessions`` rows of a directory store, from its index (recomputing stale rows).
-    ``scanned``: the store's files as the load check scanned them (else scanned here);
-    ``state`` receives the index file the rows all came from (``SessionIndex.sig``)."""
+    """``sessions`` rows of the sessions ``ids`` (None: all) of a directory store, from its
+    index (recomputing stale rows); a session of ``ids`` deleted meanwhile is reported.
+    ``skip``: stems of sessions load() rejected (already reported). ``scanned``: the store's
+    files as the load check scanned them (else scanned here); ``state`` receives the index
+    file the rows all came from (``SessionIndex.sig``)."""
     from .index import SessionIndex
 
     def compute(stem: str) -> tuple[list, list[str]] | None:
@@ -229,17 +236,23 @@ def _index_summaries(
         key=f"{schema.SCHEMA_VERSION}.{SUMMARY_VERSION}.{price_table()}",
         columns=_SESSION_COLS,
     )
+    listed = None if ids is None else dict(zip(stems_in(source.store, ids), ids, strict=True))
     entries = index.refresh(
         compute,
-        stems=stems,
+        stems=None if listed is None else set(listed),
         progress=lambda items: _progress(items, progress, "sessions"),
         current=scanned,
     )
     if state is not None:
         state["sig"] = index.sig
     out = []
-    for stem, entry in sorted(entries.items()):
+    for stem in sorted(entries.keys() | (listed or {}).keys()):
         if stem in skip:  # rejected by load(), already reported
+            continue
+        entry = entries.get(stem)
+        if entry is None:  # listed, then deleted before its row was read
+            assert listed is not None
+            _report_vanished(errors, source, listed[stem])
             continue
         if entry.get("error") is not None:
             err = entry["error"]
@@ -272,7 +285,7 @@ def _whole_sessions(src: Any, sel: _Selection, progress: bool | None) -> pd.Data
     state: dict[str, Any] = {}
     summaries = _index_summaries(
         src,
-        None if sel.known is None else set(stems_in(src.store, sel.known)),
+        sel.known,
         progress,
         sel.errors,
         skip=set(stems_in(src.store, sorted(sel.rejected))),
@@ -332,6 +345,7 @@ def _cached_frames(
             cache=False,
             prechecked=(check, known, {}, []),
             workers=workers,
+            exact_ids=True,
         )
 
     rest = [name for name in wanted if name != "sessions"]
@@ -405,12 +419,15 @@ def _collect_frames(
     cache: bool = True,
     prechecked: tuple | None = None,
     workers: int | None = None,
+    exact_ids: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """The wanted frames of ``source``: what every frame function comes down to.
 
     ``cache=False`` builds from the files; ``prechecked`` is ``(check, known, rejected,
     errors)`` when the caller already ran the load check on this same store (see
-    _cached_frames).
+    _cached_frames). ``exact_ids``: ``ids`` are ids the caller listed (an export's batch):
+    each is read as it is, never as a prefix of another, and one no longer in the store
+    is reported as deleted.
     """
     wanted = _wanted_frames(frames)
     statuses = _statuses(status, wanted)
@@ -424,7 +441,7 @@ def _collect_frames(
         return {name: built[name] for name in wanted}
     filters = _Filters(since, until, statuses, wanted)
     src = _open_source(source)
-    sel = _select_sessions(src, ids, progress, prechecked)
+    sel = _select_sessions(src, ids, progress, prechecked, exact_ids)
     if cache and _cache_serves(src, wanted, ids, filters):
         assert sel.check is not None and sel.known is not None
         return _cached_frames(
@@ -487,9 +504,10 @@ class _Selection:
 
 
 def _select_sessions(
-    src: Any, ids: Any, progress: bool | None, prechecked: tuple | None
+    src: Any, ids: Any, progress: bool | None, prechecked: tuple | None, exact: bool = False
 ) -> _Selection:
-    """Resolve ``ids`` and leave out the sessions that Store.load() rejects."""
+    """Resolve ``ids`` (as they are when ``exact``) and leave out the sessions that
+    Store.load() rejects."""
     errors: list[dict] = []
     if prechecked is not None:  # by the caller, for this same store: see _cached_frames
         check, known, rejected, reported = prechecked
@@ -499,9 +517,16 @@ def _select_sessions(
         known = check.ids() if check is not None else None
         rejected = {}
     selected = None
+    gone: list[str] = []
     if ids is not None:
         known = known if known is not None else src.ids()
-        selected = _resolve_ids(ids, known, src.label)
+        if exact:
+            listed = set(known)
+            requested = dict.fromkeys([ids] if isinstance(ids, str) else ids)
+            selected = [i for i in requested if i in listed]
+            gone = [i for i in requested if i not in listed]
+        else:
+            selected = _resolve_ids(ids, known, src.label)
     if check is not None and prechecked is None:
         assert known is not None
         rejected = check.rejected(
@@ -514,6 +539,8 @@ def _select_sessions(
         if selected is not None:
             selected = [i for i in selected if i not in rejected]
         known = [i for i in known if i not in rejected]
+    for sid in gone:  # listed by the caller, deleted since
+        _report_vanished(errors, src, sid)
     return _Selection(check, known, selected, rejected, errors)
 
 
@@ -607,11 +634,9 @@ def _index_rows(
 ) -> tuple[list[tuple[list, list[str]]], set[str]]:
     """The indexed ``sessions`` rows of the selected sessions, and the ids of those that
     load() accepts and the session filters keep."""
-    base = sel.selected if sel.selected is not None else sel.known
-    stems = None if base is None else set(stems_in(src.store, base))
     summaries = _index_summaries(
         src,
-        stems,
+        sel.selected if sel.selected is not None else sel.known,
         progress,
         sel.errors,
         skip=set(stems_in(src.store, sorted(sel.rejected))),
@@ -658,9 +683,11 @@ def _build_frames(
         except CorruptFileError as err:
             _report(errors, key, err)
             continue
-        if opened is not None:
-            sid, session, run_list = opened
-            _feed_session(src, plan, builders, sid, session, run_list, raw)
+        if opened is None:  # listed, then deleted before its files were read
+            _report_vanished(errors, src, key)
+            continue
+        sid, session, run_list = opened
+        _feed_session(src, plan, builders, sid, session, run_list, raw)
     return {name: builders[name].frame_df(errors) for name in plan.wanted}
 
 
@@ -673,10 +700,12 @@ def _open_session(
         raise raw
     session = raw.get("session")
     if "session" in raw:
-        if session is None:  # deleted since listed: nothing to report
+        if session is None:  # deleted since listed
             return None
         if not isinstance(session, dict):
             raise CorruptFileError(_where(src, key, "session"), "not a JSON object")
+    elif all(v is None for v in raw.values()) and src.gone(key):
+        return None  # no file read, and the session file is gone too
     session = session if isinstance(session, dict) else {}
     sid = _str(session.get("id")) or key
     return sid, session, runs_of(raw.get("runs"))

@@ -204,14 +204,25 @@ def scan(store: FileStore, parts: Iterable[str] = PARTS) -> dict[str, dict[str, 
     return out
 
 
+#: The ``errors`` entry's problem for a session listed for a build (or an export) but
+#: deleted before it was read: it is left out, as a corrupt one is, and said so.
+VANISHED = "was deleted while it was being read; left out"
+
+
+def vanished(path: str | os.PathLike[str]) -> CorruptFileError:
+    """How a session deleted between its listing and its reading is reported."""
+    return CorruptFileError(path, VANISHED)
+
+
 def _check(store: Store, session_id: str) -> dict[str, str] | None:
-    """None if ``store.load(session_id)`` succeeds, else the problem as ``{path, problem}``."""
+    """None if ``store.load(session_id)`` succeeds, else the problem as ``{path, problem}``
+    (``VANISHED`` when the session was deleted since it was listed)."""
     try:
         store.load(session_id)
     except CorruptFileError as e:
         return {"path": e.path, "problem": e.problem}
-    except SessionNotFoundError as e:
-        return {"path": store.location(session_id), "problem": f"cannot be loaded: {e}"}
+    except SessionNotFoundError:
+        return {"path": store.location(session_id), "problem": VANISHED}
     except (RecursionError, MemoryError) as e:  # pragma: no cover - the store reports these
         return {"path": store.location(session_id), "problem": f"cannot be loaded: {e!r}"}
     except Exception as e:  # load() must name the file; whatever it raised, say so
@@ -444,6 +455,7 @@ class LoadCheck:
             for sid, stem in stem_of.items()
             if stem in recheck or stem not in entries or entries[stem]["id"] != sid
         ]
+        gone_now: dict[str, dict] = {}  # deleted between the scan and load(): not cached
         if stale:
             untrusted = set(cache["untrusted"])
             limit = self._now - RACY_SECONDS * 1e9
@@ -454,7 +466,13 @@ class LoadCheck:
                     entries.pop(stem, None)
                     untrusted.discard(stem)
                     continue
-                entries[stem] = {"id": sid, "error": _check(self.store, sid)}
+                error = _check(self.store, sid)
+                if error is not None and error["problem"] == VANISHED:
+                    entries.pop(stem, None)
+                    untrusted.discard(stem)
+                    gone_now[sid] = error
+                    continue
+                entries[stem] = {"id": sid, "error": error}
                 if newest(current, stem) >= limit:  # racily clean: look again next time
                     untrusted.add(stem)
                 else:
@@ -470,14 +488,14 @@ class LoadCheck:
         out: dict[str, CorruptFileError] = {}
         found: dict[str, dict] = {}
         for sid, stem in stem_of.items():
-            err = entries.get(stem, {}).get("error")
+            err = gone_now.get(sid) or entries.get(stem, {}).get("error")
             if err is not None:
                 found[sid] = err
                 out[sid] = CorruptFileError(str(err.get("path")), str(err.get("problem")))
         listing = cache["listing"]
         whole = listing is not None and listing["ids"] == ids
         # what a next call on the same files and sessions may answer from the head alone
-        clean_now = clean if whole and not cache["untrusted"] else None
+        clean_now = clean if whole and not cache["untrusted"] and not gone_now else None
         if cache.get("clean") != clean_now:
             cache["clean"], cache["rejected"] = clean_now, found if clean_now else {}
             self._dirty = True

@@ -17,6 +17,13 @@ milliseconds. Whatever ends a
 build (done, a failing worker, an error, KeyboardInterrupt), every worker still running is
 stopped and the temporary files are removed before the call returns; a worker that fails
 raises :class:`~a3s_nb.errors.ParallelBuildError` and no frame is returned.
+
+A build killed outright (SIGKILL, the kernel's OOM killer) removes nothing. So what it
+leaves is named for the process that made it: its scratch directory
+(``a3s_nb-frames-<pid>-*``) and multiprocessing's own temporary directory, which holds the
+fork server's socket (``a3s_nb-pool-<pid>-*`` instead of ``pymp-*``, when this process has
+none yet). The next parallel build, and ``a3s-nb check --fix``, remove those of processes
+that no longer run (:func:`remove_dead_leftovers`).
 """
 
 from __future__ import annotations
@@ -25,8 +32,10 @@ import contextlib
 import multiprocessing
 import os
 import pickle
+import re
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import traceback
@@ -107,13 +116,72 @@ def _preloading(ctx: Any) -> Iterator[None]:
         forkserver._forkserver._preload_modules = before
 
 
+_SHM = "/dev/shm"
+#: What a build leaves in the temporary directories while it runs, by the owning pid.
+_LEFTOVER = re.compile(r"a3s_nb-(?:frames|pool)-(\d+)-")
+
+
 def _scratch_dir() -> str:
     """A private temporary directory for the workers' files, in memory when possible."""
-    shm = "/dev/shm"
+    prefix = f"a3s_nb-frames-{os.getpid()}-"
     with contextlib.suppress(OSError):
-        if os.path.isdir(shm) and shutil.disk_usage(shm).free >= SHM_MIN_FREE:
-            return tempfile.mkdtemp(prefix="a3s_nb-frames-", dir=shm)
-    return tempfile.mkdtemp(prefix="a3s_nb-frames-")
+        if os.path.isdir(_SHM) and shutil.disk_usage(_SHM).free >= SHM_MIN_FREE:
+            return tempfile.mkdtemp(prefix=prefix, dir=_SHM)
+    return tempfile.mkdtemp(prefix=prefix)
+
+
+def _own_pool_dir() -> None:
+    """Give multiprocessing a temporary directory named for this process, unless it has
+    one already: it is where the fork server's socket lives, and it is removed only when
+    this process exits normally. Made and cleaned up as ``multiprocessing.util.get_temp_dir``
+    does, under a name :func:`dead_leftovers` can tell."""
+    from multiprocessing import util
+
+    config = multiprocessing.current_process()._config
+    prefix = f"a3s_nb-pool-{os.getpid()}-"
+    # the socket's path, <dir>/<prefix>XXXXXXXX/listener-XXXXXXXX, must fit AF_UNIX's 108 bytes
+    fits = len(os.fsencode(tempfile.gettempdir())) + len(prefix) + 28 < 104
+    if config.get("tempdir") is None and fits:
+        path = tempfile.mkdtemp(prefix=prefix)
+        util.Finalize(None, util._remove_temp_dir, args=(shutil.rmtree, path), exitpriority=-100)
+        config["tempdir"] = path
+
+
+def dead_leftovers() -> list[str]:
+    """The directories builds of processes no longer running left in the temporary
+    directories (``/dev/shm`` and the system's): only this user's, never a link."""
+    from .store import _pid_alive
+
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    found = []
+    for root in dict.fromkeys([_SHM, tempfile.gettempdir()]):
+        try:
+            entries = list(os.scandir(root))
+        except OSError:
+            continue
+        for entry in entries:
+            m = _LEFTOVER.match(entry.name)
+            if m is None:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if not stat.S_ISDIR(st.st_mode) or (uid is not None and st.st_uid != uid):
+                continue
+            if not _pid_alive(int(m.group(1))):
+                found.append(entry.path)
+    return sorted(found)
+
+
+def remove_dead_leftovers() -> list[str]:
+    """Remove :func:`dead_leftovers`; the directories removed."""
+    gone = []
+    for path in dead_leftovers():
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            gone.append(path)
+    return gone
 
 
 # ============================================================================ the worker
@@ -184,6 +252,7 @@ def _build_chunk(
             progress=False,
             cache=False,
             prechecked=(None, ids, {}, []),
+            exact_ids=True,
         )
     notes: dict[str, list[dict]] = {}
     for name, df in frames.items():
@@ -295,6 +364,8 @@ def build(
     running: list[tuple[Any, Connection]] = []
     shown = _progress(range(len(ids)), progress, "sessions")
     bar = shown if hasattr(shown, "update") else None
+    remove_dead_leftovers()  # of builds killed before they could clean up
+    _own_pool_dir()
     scratch = _scratch_dir()
     try:
         with _without_main(), _preloading(ctx):

@@ -47,6 +47,10 @@ class _Source:
         """The raw JSON of the given parts (None when absent); CorruptFileError if bad."""
         raise NotImplementedError
 
+    def gone(self, session_id: str) -> bool:
+        """Whether a session listed earlier has no session file any more."""
+        return False
+
     def read_all(
         self, ids: list[str], parts: list[str]
     ) -> Iterator[tuple[str, dict[str, Any] | CorruptFileError]]:
@@ -97,6 +101,11 @@ class _StoreSource(_Source):
                 names = []
             self._lineage = {n[:-5] for n in names if n.endswith(".json")}
         return sdk_safe_id(session_id) in self._lineage
+
+    def gone(self, session_id: str) -> bool:
+        if self.root is not None:
+            return not os.path.lexists(self.templates["session"].format(sdk_safe_id(session_id)))
+        return not self.store.exists(session_id)
 
     def _read_file(self, session_id: str, part: str) -> Any:
         path = self.templates[part].format(sdk_safe_id(session_id))

@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import A3sNbError
+from .errors import A3sNbError, CorruptSessionWarning
 from .saved import transcript_text
 from .store import FileStore, Store, open_store
 
@@ -125,6 +125,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # a skipped session is reported by each command in its own words (on stderr, once),
+    # not as a Python warning pointing at this module's source
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorruptSessionWarning)
+        return _command(args)
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "replay":
         return _replay(args)
     try:
@@ -214,7 +222,27 @@ def _check(store: Store, *, fix: bool = False) -> int:
                 )
             for path in left:
                 print(f"  {path}")
+    _check_builds(fix)
     return 1 if broken else 0
+
+
+def _check_builds(fix: bool) -> None:
+    """Say (or with ``fix`` remove) what parallel frame builds killed outright left in the
+    temporary directories."""
+    from ._parallel import dead_leftovers, remove_dead_leftovers
+
+    left = remove_dead_leftovers() if fix else dead_leftovers()
+    if not left:
+        return
+    if fix:
+        print(f"removed {len(left)} folders left by frame builds of processes no longer running")
+    else:
+        print(
+            f"{len(left)} folders left by frame builds of processes no longer running: "
+            "a3s-nb check --fix removes them"
+        )
+    for path in left:
+        print(f"  {path}")
 
 
 def _size(path: Path) -> int:
@@ -234,8 +262,16 @@ def _export(store: Store, frame: str, out: str) -> int:
         df.to_csv(out, index=False)
     else:
         raise ValueError(f"{out}: the output must end in .parquet or .csv")
+    errors = df.attrs.get("errors") or []
+    _skipped(errors)
     print(f"{len(df)} rows of {frame} -> {out}")
-    return 0
+    return 1 if errors else 0
+
+
+def _skipped(errors: list[dict]) -> None:
+    """An export's line on stderr for each session it left out."""
+    for err in errors:
+        print(f"SKIPPED {err['session_id']}: {err['path']}: {err['problem']}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------ replay
@@ -278,7 +314,10 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
     )
     replay.add_argument("--subject", default="checks", help="the checks' report subject")
     replay.add_argument("--id", dest="new_id", help="the replay's id (default: ID-replay-K)")
-    replay.add_argument("--workspace", help="where to copy the workspace (default: a temp dir)")
+    replay.add_argument(
+        "--workspace",
+        help="where to copy the workspace (default: STORE/.a3s_nb/workspaces/<new id>)",
+    )
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -357,8 +396,7 @@ def _export_otel(store: Store, args: argparse.Namespace) -> int:
         since=args.since,
         until=args.until,
     )
-    for err in result["errors"]:
-        print(f"SKIPPED {err['session_id']}: {err['path']}: {err['problem']}", file=sys.stderr)
+    _skipped(result["errors"])
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(result["spans_by_kind"].items()))
     where = " and ".join(x for x in (args.out, args.endpoint) if x)
     print(f"{result['traces']} traces, {result['spans']} spans ({kinds}) -> {where}")
@@ -371,8 +409,7 @@ def _export_dataset(store: Store, dest: str, *, full: bool) -> int:
     from .export_parquet import export_dataset
 
     result = export_dataset(store, dest, full=full)
-    for err in result["errors"]:
-        print(f"SKIPPED {err['session_id']}: {err['path']}: {err['problem']}", file=sys.stderr)
+    _skipped(result["errors"])
     print(
         f"{result['written']} sessions written ({result['files']} files), "
         f"{result['unchanged']} unchanged, {result['deleted']} deleted -> {dest}"

@@ -197,5 +197,5 @@ def describe_validation_error(error: ValidationError, limit: int = 3) -> str:
 
 
 class CorruptSessionWarning(UserWarning):
-    """A session was left out of a frame because one of its files is corrupt (it is also
-    listed in the frame's ``attrs["errors"]``)."""
+    """A session was left out of a frame because one of its files is corrupt, or it was
+    deleted while the frame was built (it is also listed in the frame's ``attrs["errors"]``)."""

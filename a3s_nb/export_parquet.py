@@ -21,13 +21,14 @@ of sessions deleted from the store. A session's rows in a partition live in exac
 file with a fixed name, so a re-saved session *replaces* its file: an engine sees the old
 rows or the new ones, never both.
 
-Crash safety: all new files are first written under ``_a3s_nb/staging/<export>/``, where no
-frame's glob looks. Only when every file is written is a plan saved there, and the files
-are moved into place (a rename on a local disk, a single PUT-like copy on S3: each file
-appears whole). Replaced files are overwritten by that move, files of deleted sessions are
-removed after it, and the manifest is written last. An export killed while staging leaves
-the dataset exactly as it was (the next export discards the staging); one killed while
-moving is finished by the next export from its plan.
+Crash safety: all new files, the new manifest included, are first written under
+``_a3s_nb/staging/<export>/``, where no frame's glob looks. Only when every file is written
+is a plan saved there, and the files are moved into place (a rename on a local disk, a
+single PUT-like copy on S3: each file appears whole). Replaced files are overwritten by that
+move, files of deleted sessions are removed after it, and the manifest is moved in last. An
+export that fails while staging (a full disk, an error) removes its staging and leaves the
+dataset exactly as it was; one killed while staging leaves the same for the next export to
+discard; one killed while moving is finished by the next export from its plan.
 """
 
 from __future__ import annotations
@@ -131,11 +132,16 @@ def _write_bytes(fs: Any, path: str, data: bytes) -> None:
         directory = os.path.dirname(path)
         os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:  # a full disk: what was written of it goes too
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     else:
         fs.pipe_file(path, data)
 
@@ -329,6 +335,7 @@ def _export(
     progress: bool | None,
     started_ns: int,
 ) -> ExportResult:
+    from . import _engine
     from . import frames as _frames
 
     meta = f"{root}/{META_DIR}"
@@ -364,56 +371,67 @@ def _export(
     staging = f"{meta}/staging/{export_id}"
     written: list[str] = []
     sessions = dict(done)
-    _write_bytes(fs, f"{staging}/started", b"")  # fails early: not writable, no bucket
-    for start in range(0, len(changed), BATCH_SESSIONS):
-        batch = changed[start : start + BATCH_SESSIONS]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", _frames.CorruptSessionWarning)
-            built = _frames.all_frames(
-                store, list(dict.fromkeys(["sessions", *wanted])), ids=batch, progress=progress
-            )
-        errors = built["sessions"].attrs.get("errors", [])
-        result["errors"].extend(errors)
-        bad = {e["session_id"] for e in errors}
-        by_session = {
-            name: dict(tuple(built[name].groupby("session_id", sort=False, observed=True)))
-            for name in wanted
-        }
-        for _, row in built["sessions"].iterrows():
-            sid = row["session_id"]
-            key = _store_key(sid, batch)
-            if key in bad:  # keeps its previous rows and entry; retried next time
-                continue
-            day = (done.get(key) or {}).get("day") or _day(row)
-            files = []
-            for name in wanted:
-                part = by_session[name].get(sid)
-                if part is None or part.empty:
+    with _discarded_on_failure(fs, staging):
+        _write_bytes(fs, f"{staging}/started", b"")  # fails early: not writable, no bucket
+        for start in range(0, len(changed), BATCH_SESSIONS):
+            batch = changed[start : start + BATCH_SESSIONS]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", _frames.CorruptSessionWarning)
+                # the ids listed above, read as they are: one deleted since is reported
+                built = _engine._collect(
+                    store,
+                    list(dict.fromkeys(["sessions", *wanted])),
+                    ids=batch,
+                    since=None,
+                    until=None,
+                    status=None,
+                    progress=progress,
+                    exact_ids=True,
+                )
+            errors = built["sessions"].attrs.get("errors", [])
+            result["errors"].extend(errors)
+            bad = {e["session_id"] for e in errors}
+            by_session = {
+                name: dict(tuple(built[name].groupby("session_id", sort=False, observed=True)))
+                for name in wanted
+            }
+            for _, row in built["sessions"].iterrows():
+                sid = row["session_id"]
+                key = _store_key(sid, batch)
+                if key in bad:  # keeps its previous rows and entry; retried next time
                     continue
-                rel = f"frame={name}/day={day}/{file_key(sid)}.parquet"
-                _write_bytes(fs, f"{staging}/{rel}", _parquet_bytes(name, part))
-                files.append(rel)
-            written.extend(files)
-            entry = {"session_id": sid, "day": day, "files": files, "signature": sigs.get(key)}
-            if key in racy:
-                entry["content"] = racy[key]
-            sessions[key] = entry
-            result["written"] += 1
-    for sid in deleted:
-        sessions.pop(sid, None)
-    plan = {
-        "files": written,
-        "removes": sorted(old_files - _all_files(sessions)),
-        "manifest": {
-            "format": MANIFEST_FORMAT,
-            "schema_version": schema.SCHEMA_VERSION,
-            "frames": wanted,
-            "exported_at": datetime.now(UTC).isoformat(),
-            "sessions": sessions,
-        },
-    }
-    # the commit point: until the plan exists, nothing outside staging has changed
-    _write_bytes(fs, f"{staging}/plan.json", _json_bytes(plan))
+                day = (done.get(key) or {}).get("day") or _day(row)
+                files = []
+                for name in wanted:
+                    part = by_session[name].get(sid)
+                    if part is None or part.empty:
+                        continue
+                    rel = f"frame={name}/day={day}/{file_key(sid)}.parquet"
+                    _write_bytes(fs, f"{staging}/{rel}", _parquet_bytes(name, part))
+                    files.append(rel)
+                written.extend(files)
+                entry = {"session_id": sid, "day": day, "files": files, "signature": sigs.get(key)}
+                if key in racy:
+                    entry["content"] = racy[key]
+                sessions[key] = entry
+                result["written"] += 1
+        for sid in deleted:
+            sessions.pop(sid, None)
+        plan = {
+            "files": written,
+            "removes": sorted(old_files - _all_files(sessions)),
+            "manifest": {
+                "format": MANIFEST_FORMAT,
+                "schema_version": schema.SCHEMA_VERSION,
+                "frames": wanted,
+                "exported_at": datetime.now(UTC).isoformat(),
+                "sessions": sessions,
+            },
+        }
+        # the new manifest, moved in last by _apply: after the commit point nothing is written
+        _write_bytes(fs, f"{staging}/manifest.json", _json_bytes(plan["manifest"]))
+        # the commit point: until the plan exists, nothing outside staging has changed
+        _write_bytes(fs, f"{staging}/plan.json", _json_bytes(plan))
     _apply(fs, root, staging, plan)
     result["files"] = len(written)
     return result
@@ -431,6 +449,25 @@ def _all_files(sessions: dict[str, Any]) -> set[str]:
     return {rel for entry in sessions.values() for rel in (entry or {}).get("files", [])}
 
 
+@contextlib.contextmanager
+def _discarded_on_failure(fs: Any, staging: str) -> Iterator[None]:
+    """Remove this export's staging if it fails before its commit point (a full disk
+    stays full otherwise): nothing outside it has changed, the dataset is as it was."""
+    try:
+        yield
+    except BaseException:
+        _discard(fs, staging)
+        raise
+
+
+def _discard(fs: Any, staging: str) -> None:
+    with contextlib.suppress(OSError):
+        fs.rm(staging, recursive=True)
+    if _is_local(fs):  # the staging area itself, if nothing else is there
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(staging))
+
+
 def _apply(fs: Any, root: str, staging: str, plan: dict) -> None:
     """Carry out a saved plan; safe to repeat after a crash part way through."""
     for rel in plan["files"]:
@@ -439,7 +476,11 @@ def _apply(fs: Any, root: str, staging: str, plan: dict) -> None:
     for rel in plan["removes"]:
         with contextlib.suppress(FileNotFoundError):
             fs.rm_file(f"{root}/{rel}")
-    _write_bytes(fs, f"{root}/{META_DIR}/manifest.json", _json_bytes(plan["manifest"]))
+    manifest = f"{root}/{META_DIR}/manifest.json"
+    if fs.exists(f"{staging}/manifest.json"):
+        _move(fs, f"{staging}/manifest.json", manifest)
+    else:  # moved before a crash, or a plan of an earlier version
+        _write_bytes(fs, manifest, _json_bytes(plan["manifest"]))
     with contextlib.suppress(FileNotFoundError):
         fs.rm(staging, recursive=True)
 

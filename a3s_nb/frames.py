@@ -135,8 +135,9 @@ _SOURCE_DOC = """
 
     Columns: docs/frames.md (``a3s_nb.schema``). ``df.attrs`` carries the frame name, the
     ``schema_version`` and ``errors``: the sessions
-    left out because ``Store.load()`` rejects them or a file is unreadable (each also warned
-    as ``CorruptSessionWarning``), and values that did not fit a column.
+    left out because ``Store.load()`` rejects them, a file is unreadable or they were
+    deleted while being read (each also warned as ``CorruptSessionWarning``), and values
+    that did not fit a column.
 """
 
 

@@ -48,7 +48,7 @@ import difflib
 import json
 import os
 import shutil
-import tempfile
+import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._tokens import runs_total_tokens, runs_usage
 from .capture import artifact_uris, capture, is_session_like
-from .errors import ForkError, SessionExistsError
+from .errors import ForkError, SessionExistsError, StoreError
 from .models import (
     Message,
     RunRecord,
@@ -545,6 +545,50 @@ def _copy_workspace(source_ws: str, target: str | os.PathLike[str]) -> Path:
     return dest
 
 
+#: Where a replay's workspace goes by default: ``<store>/.a3s_nb/workspaces/<id>/``, beside
+#: the session (a system temp folder does not survive a reboot, and resuming needs it).
+_WORKSPACES_DIR = "workspaces"
+
+
+def _store_workspace(st: FileStore, session_id: str) -> Path:
+    """A new, empty folder for ``session_id``'s workspace inside the store's bookkeeping
+    folder: made with a plain ``mkdir`` (never an existing folder or a link), and checked
+    to be a real folder inside the store."""
+    base = st.meta_dir / _WORKSPACES_DIR
+    st._writable_dir(base)  # refuses a link out of the store on the way
+    ws = base / sdk_safe_id(session_id)
+    try:
+        os.mkdir(ws, 0o755)
+    except FileExistsError:
+        raise ForkError(
+            f"workspace {ws} already exists (an earlier replay under this id?): give another "
+            "new_id= or workspace=, or remove it"
+        ) from None
+    except OSError as e:
+        raise ForkError(f"cannot make the replay's workspace {ws}: {e}") from e
+    st_ws = os.lstat(ws)
+    real, store_real = os.path.realpath(ws), os.path.realpath(st.path)
+    if not stat.S_ISDIR(st_ws.st_mode) or os.path.commonpath([real, store_real]) != store_real:
+        raise StoreError(f"{ws} is not a folder inside the store {st.path}: not used")
+    return ws
+
+
+def _discard_workspace(ws: Path, made: bool) -> None:
+    """Remove what a failed replay put in its workspace: the folder itself when the replay
+    made it, else its contents (the folder was empty before)."""
+    if os.path.islink(ws) or not ws.is_dir():
+        return
+    if made:
+        shutil.rmtree(ws, ignore_errors=True)
+        return
+    for entry in list(os.scandir(ws)):
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+
+
 # =============================================================================== fork
 
 
@@ -997,12 +1041,13 @@ def replay(
     """Send the user prompts of ``source``, in order, to a fresh session on ``model``.
 
     The replay works in a copy of the source's workspace (``workspace``: where to put the
-    copy; default a new temporary directory), so the source's files are not touched; the
-    copy is the folder as it is now (a3s-code keeps no snapshots). Tool calls really run
-    again: a3s-code 3.1 cannot serve tool results from a recording (its ``pre_tool_use``
-    hooks can block or let a call through, not answer it). The replay is saved in
-    ``store`` with lineage "replay of <source> on <model>" and compared with the source
-    (:func:`diff`). ``verify`` runs checks at the end, as :func:`record_checks` does:
+    copy; default ``<store>/.a3s_nb/workspaces/<new id>/``, kept with the session so that
+    it can be resumed later; a replay that fails removes it), so the source's files are not
+    touched; the copy is the folder as it is now (a3s-code keeps no snapshots). Tool calls
+    really run again: a3s-code 3.1 cannot serve tool results from a recording (its
+    ``pre_tool_use`` hooks can block or let a call through, not answer it). The replay is
+    saved in ``store`` with lineage "replay of <source> on <model>" and compared with the
+    source (:func:`diff`). ``verify`` runs checks at the end, as :func:`record_checks` does:
     a3s-code does not save the commands behind a verification report, so a replay cannot
     re-run the source's checks by itself; give the same ids and ``verify_subject`` as the
     source's report to compare with it. A required check given here that fails is a
@@ -1039,41 +1084,54 @@ def replay(
     sid = new_id or _free_id(st, bundle.session.id, "replay")
     src_ws = bundle.session.config.workspace
     if workspace is None:
-        workspace = Path(tempfile.mkdtemp(prefix="a3s_nb_replay_")) / "workspace"
-    if Path(src_ws).is_dir():
-        ws = _copy_workspace(src_ws, workspace)
-    else:  # the source ran on another machine: start from an empty folder
+        ws = _store_workspace(st, sid)
+        made = True
+    else:
         ws = Path(workspace).expanduser().absolute()
-        if ws.exists() and any(ws.iterdir()):
+        if ws.exists() and (not ws.is_dir() or any(ws.iterdir())):
             raise ForkError(f"workspace {ws} exists and is not empty: give a new directory")
-        ws.mkdir(parents=True, exist_ok=True)
-    fields = {"model": model} if model else {}
-    session = open_session(agent, ws, store_dir=st.path, session_id=sid, **fields)
-    for p in ps:
-        # a failed run raises; it is recorded in the session's runs: go on
-        with contextlib.suppress(Exception):
-            session.send(p.text)
-    checked = _record_checks(session, verify, subject=verify_subject)[1] if verify else []
-    now = time.time()
-    result_model = model or _session_model(bundle, session)
-    record = {
-        "schema": LINEAGE_SCHEMA,
-        "session_id": sid,
-        "kind": "replay",
-        "parent_id": bundle.session.id,
-        "parent_store": None if _same(src_store, st) or src_store is st else str(src_store),
-        "at_prompt": len(ps),
-        "of_prompts": len(ps),
-        "created_at": _now_iso(now),
-        "model": result_model,
-        "tools": "ran again",
-        "workspace": str(ws),
-    }
-    _write_lineage(st, record)
+        made = not os.path.lexists(ws)
+    session = None
     try:
-        api.save(session, store=st, model=result_model)
-    except BaseException:
-        _remove_lineage(st, sid)
+        if Path(src_ws).is_dir():
+            ws = _copy_workspace(src_ws, ws)
+        else:  # the source ran on another machine: start from an empty folder
+            if ws.exists() and any(ws.iterdir()):
+                raise ForkError(f"workspace {ws} exists and is not empty: give a new directory")
+            ws.mkdir(parents=True, exist_ok=True)
+        fields = {"model": model} if model else {}
+        session = open_session(agent, ws, store_dir=st.path, session_id=sid, **fields)
+        for p in ps:
+            # a failed run raises; it is recorded in the session's runs: go on
+            with contextlib.suppress(Exception):
+                session.send(p.text)
+        checked = _record_checks(session, verify, subject=verify_subject)[1] if verify else []
+        now = time.time()
+        result_model = model or _session_model(bundle, session)
+        record = {
+            "schema": LINEAGE_SCHEMA,
+            "session_id": sid,
+            "kind": "replay",
+            "parent_id": bundle.session.id,
+            "parent_store": None if _same(src_store, st) or src_store is st else str(src_store),
+            "at_prompt": len(ps),
+            "of_prompts": len(ps),
+            "created_at": _now_iso(now),
+            "model": result_model,
+            "tools": "ran again",
+            "workspace": str(ws),
+        }
+        _write_lineage(st, record)
+        try:
+            api.save(session, store=st, model=result_model)
+        except BaseException:
+            _remove_lineage(st, sid)
+            raise
+    except BaseException:  # nothing saved: the workspace goes too
+        if session is not None:
+            with contextlib.suppress(Exception):
+                session.close()
+        _discard_workspace(ws, made)
         raise
     replayed = st.load(sid)
     df = diff(bundle, replayed)

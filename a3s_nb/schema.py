@@ -1050,7 +1050,9 @@ workers=None)`.
   reading a contiguous share of the sessions of a directory store; the frames are the same
   row for row, `attrs` included (other sources, and builds of fewer than 40 sessions, are
   built in the calling process; `sessions` is served from its index either way). A worker
-  that fails raises `ParallelBuildError`.
+  that fails raises `ParallelBuildError`. A build killed outright (SIGKILL, out of memory)
+  leaves its temporary folders (`/dev/shm/a3s_nb-frames-<pid>-*`, `$TMPDIR/a3s_nb-pool-<pid>-*`);
+  the next parallel build and `a3s-nb check --fix` remove those whose process is gone.
 
 `all_frames(source, frames=None, ...)` builds several frames in one pass over the files,
 which is what to use for more than one frame of a large store.
@@ -1067,6 +1069,9 @@ read that file. The verdict is `load()`'s own, cached per file `(mtime_ns, size)
 `<store>/.a3s_nb/loadcheck.json`, so it costs a validation only for files that changed. An
 integer that does not fit a 64-bit column (`2**63` and beyond, which `load()` accepts) is
 shown as `<NA>`; its session is kept and gets an `errors` entry in the frames holding it.
+A session deleted (by another kernel or the SDK) after a build listed it and before it read
+its files is left out the same way, with the problem "was deleted while it was being read";
+`export_dataset` and `to_otel` list such sessions in their result's `errors` and carry on.
 
 Caches: a frame of a whole directory store (no `ids`, `since`, `until` or `status`) is kept
 in `<store>/.a3s_nb/frames/` (Arrow IPC, one file per segment of 256 sessions in id order)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 import a3s_nb
-from a3s_nb import lineage, live, testing
+from a3s_nb import api, lineage, live, testing
 
 from .conftest import blocks, on_disk
 
@@ -255,3 +259,87 @@ def test_diff_of_live_sessions(calc, calc_agent, store, ip):
     assert ip.run_line_magic("a3s_diff", f"src rep --store {store}").shared == 2
     live_src.close()
     result.session.close()
+
+
+# ------------------------------------------------------------------- a replay's workspace
+
+
+@pytest.fixture
+def system_tmp(tmp_path, monkeypatch) -> Path:
+    """The system temp folder, private to the test (and wiped by a "reboot")."""
+    path = tmp_path / "systmp"
+    path.mkdir()
+    monkeypatch.setenv("TMPDIR", str(path))
+    monkeypatch.setattr(tempfile, "tempdir", str(path))
+    return path
+
+
+def _full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_replay_works_in_the_store_and_resumes_after_a_reboot(
+    calc, calc_agent, store, system_tmp
+):
+    result = a3s_nb.replay(calc, calc_agent, model="openai/careful", store=store)
+    result.session.close()
+    ws = Path(store) / ".a3s_nb" / "workspaces" / "calc-replay-1"
+    assert Path(result.workspace) == ws
+    assert (ws / "calc.py").is_file()
+    assert a3s_nb.lineage_of("calc-replay-1", store)["workspace"] == str(ws)
+    shutil.rmtree(system_tmp)  # a reboot empties the system temp folder
+    system_tmp.mkdir()
+    saved = a3s_nb.open_store(store).load("calc-replay-1")
+    assert saved.session.config.workspace == str(ws)
+    again = live.resume_session(calc_agent, "calc-replay-1", store)  # by the SDK itself
+    try:
+        assert Path(again.workspace() if callable(again.workspace) else again.workspace) == ws
+    finally:
+        again.close()
+    assert (ws / "calc.py").is_file()
+
+
+def test_a_failed_replay_leaves_no_workspace(calc, calc_agent, store, system_tmp, monkeypatch):
+    monkeypatch.setattr(api, "save", _full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        a3s_nb.replay(calc, calc_agent, model="openai/careful", store=store)
+    assert list(system_tmp.iterdir()) == []  # no a3s_nb_replay_* folder
+    workspaces = Path(store) / ".a3s_nb" / "workspaces"
+    assert not workspaces.exists() or list(workspaces.iterdir()) == []
+    assert not a3s_nb.open_store(store).exists("calc-replay-1")
+    assert a3s_nb.lineage_of("calc-replay-1", store) is None
+    monkeypatch.undo()
+    result = a3s_nb.replay(calc, calc_agent, model="openai/careful", store=store)
+    result.session.close()  # the same id again, now that the disk has room
+    assert result.session_id == "calc-replay-1" and (workspaces / "calc-replay-1").is_dir()
+
+
+def test_a_failed_replay_removes_the_workspace_it_was_given(
+    calc, calc_agent, store, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(api, "save", _full_disk)
+    made, empty = tmp_path / "new-ws", tmp_path / "empty-ws"
+    empty.mkdir()
+    for ws in (made, empty):
+        with pytest.raises(OSError, match="No space left"):
+            a3s_nb.replay(calc, calc_agent, store=store, workspace=ws)
+    assert not made.exists()  # made by the replay: gone
+    assert empty.is_dir() and list(empty.iterdir()) == []  # given empty: left empty
+
+
+def test_a_workspace_is_never_made_through_a_link(calc, calc_agent, store, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    base = Path(store) / ".a3s_nb" / "workspaces"
+    base.mkdir(parents=True)
+    (base / "calc-replay-1").symlink_to(outside)
+    with pytest.raises(a3s_nb.A3sNbError, match="calc-replay-1"):
+        a3s_nb.replay(calc, calc_agent, store=store)
+    assert list(outside.iterdir()) == []
+    (base / "calc-replay-1").unlink()
+    base.rmdir()
+    base.symlink_to(outside)  # the folder of workspaces itself
+    with pytest.raises(a3s_nb.A3sNbError, match="outside the store"):
+        a3s_nb.replay(calc, calc_agent, store=store)
+    assert list(outside.iterdir()) == []
+    assert not a3s_nb.open_store(store).exists("calc-replay-1")

@@ -616,7 +616,8 @@ def test_nothing_under_v1_changes_through_any_a3s_nb_call(v1_store, v1_dir, tmp_
     assert cli.main(["--store", str(v1_dir), "list"]) == 1  # the sealed one is reported
     assert cli.main(["--store", str(v1_dir), "check"]) == 1
     assert cli.main(["--store", str(v1_dir), "check", "--fix"]) == 1
-    assert cli.main(["--store", str(v1_dir), "export", "runs", str(tmp_path / "runs.csv")]) == 0
+    # the sealed session is skipped and reported: exit 1, like list and check
+    assert cli.main(["--store", str(v1_dir), "export", "runs", str(tmp_path / "runs.csv")]) == 1
     a3s_nb.export_dataset(v1_store, str(tmp_path / "ds"))
     fork = a3s_nb.fork(ENVELOPES[0], at=1, new_id="fork-of-v1", store=v1_store)
     assert fork is not None and "fork-of-v1" in v1_store.list()
