@@ -1,6 +1,7 @@
 """``a3s-nb``: the store from a terminal.
 
-    a3s-nb list   [--store DIR]                 saved sessions, newest first
+    a3s-nb list   [--store DIR] [--limit N] [--model M] [--workspace W] [--since T]
+                  [--contains TEXT]             saved sessions, newest first
     a3s-nb show   ID [--store DIR]              one session's transcript
     a3s-nb check  [--fix] [--store DIR]         load every session; report broken files
     a3s-nb export FRAME OUT [--store DIR]       a frame to .parquet or .csv
@@ -23,7 +24,9 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from .api import LIST_FILTERS, list_filters
 from .errors import A3sNbError
 from .saved import transcript_text
 from .store import FileStore, Store, open_store
@@ -45,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="a3s-nb", description=__doc__.split("\n")[0], parents=[common]
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", parents=[common], help="saved sessions, newest first")
+    listing = sub.add_parser("list", parents=[common], help="saved sessions, newest first")
+    for flag, options in LIST_FILTERS:  # the filters of %a3s_sessions
+        listing.add_argument(flag, **options)
     show = sub.add_parser("show", parents=[common], help="a session's transcript")
     show.add_argument("id", help="session id or a unique prefix of it")
     check = sub.add_parser(
@@ -96,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         store = open_store(getattr(args, "store", None), create=False)
         if args.command == "list":
-            return _list(store)
+            return _list(store, list_filters(args))
         if args.command == "show":
             bundle = store.load(store.resolve(args.id))
             print(f"session {bundle.id} ({bundle.session.model_name or 'unknown model'})")
@@ -116,13 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _list(store: Store) -> int:
+def _list(store: Store, filters: dict[str, Any]) -> int:
     """The sessions frame, as lines; a broken session is reported and the others listed."""
     from .api import list_sessions
 
     with warnings.catch_warnings():  # the skipped sessions are reported below, once each
         warnings.simplefilter("ignore")
-        df = list_sessions(store)
+        df = list_sessions(store, **filters)
     for row in df.itertuples(index=False):
         when = "" if pd_isna(row.updated_at) else row.updated_at.strftime("%Y-%m-%d %H:%M")
         model = "" if pd_isna(row.model) else row.model
@@ -132,7 +137,8 @@ def _list(store: Store) -> int:
         print(f"a3s-nb: skipped session {err['session_id']!r}: {err['path']}: "
               f"{err['problem']}", file=sys.stderr)  # fmt: skip
     if df.empty and not errors:
-        print(f"no saved sessions in {store}")
+        given = any(value is not None for value in filters.values())
+        print(f"no saved sessions {'match ' if given else ''}in {store}")
     return 1 if errors else 0
 
 
