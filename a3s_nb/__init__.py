@@ -97,6 +97,8 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "spans",
     "traces",
     "verification",
+    # cost per model without an unknown price summing to 0 (a3s_nb.cost_report)
+    "cost_summary",
     # the exports (a3s_nb.export_parquet, a3s_nb.export_otel), imported on first use
     "export_dataset",
     "to_otel",
@@ -113,7 +115,11 @@ _FRAMES = frozenset({*_schema.FRAME_NAMES, "all_frames"})
 
 _WIDGETS = frozenset({"DiffView", "RunTimeline", "SessionBrowser", "Transcript"})
 
-_EXPORTS = {"export_dataset": "export_parquet", "to_otel": "export_otel"}
+_EXPORTS = {
+    "export_dataset": "export_parquet",
+    "to_otel": "export_otel",
+    "cost_summary": "cost_report",
+}
 
 
 def __getattr__(name):

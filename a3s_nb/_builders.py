@@ -20,13 +20,15 @@ from ._columns import (
     _Repeat,
     _too_big,
 )
-from ._runfile import K_TOOL_END, TYPE_NAMES, Record, Run
+from ._runfile import K_TOOL_END, K_TOOL_START, TYPE_NAMES, Record, Run
 from ._runfile import MEMO_EVENTS as _MEMO_EVENTS
 from ._tokens import USAGE_KEYS as _USAGE_KEYS
+from ._traceorigin import AGENT, Call, Trace, attribute, output_size, program_steps, verify_checks
 from ._walk import (
     _S_UPDATED,
     _SESSION_COLS,
     _d,
+    _int,
     _l,
     _run_cost,
     _RunStats,
@@ -220,14 +222,30 @@ class _TracesBuilder(_Builder):
     def __init__(self) -> None:
         super().__init__("traces")
 
-    def add(self, session_id: str, traces: Any) -> None:
+    def add(
+        self,
+        session_id: str,
+        traces: Any,
+        runs: Any = (),
+        reports: Any = None,
+    ) -> None:
+        """One row per trace event; ``runs`` are the session's runs with each one's model,
+        ``reports`` its verification reports (for where each trace came from)."""
         c = self.cols
-        for i, t in enumerate(_l(traces)):
-            t = _d(t)
+        items = [_d(t) for t in _l(traces)]
+        owners, origins, call_of, calls = _trace_origins(items, runs, reports)
+        for i, t in enumerate(items):
+            run = owners[i]
+            call = calls[call_of[i]] if call_of[i] is not None else None
             c["session_id"].append(session_id)
+            c["run_id"].append(run[0] if run is not None else None)
             c["trace_index"].append(i)
+            c["origin"].append(origins[i])
             c["kind"].append(_str(t.get("kind")))
             c["tool_name"].append(_str(t.get("name")))
+            c["tool_call_id"].append(call[0] if call is not None else None)
+            c["model"].append(_str(run[1]) if run is not None else None)
+            c["started_at"].append(call[1] if call is not None and origins[i] == AGENT else None)
             c["success"].append(t.get("success"))
             c["exit_code"].append(t.get("exit_code"))
             c["duration_ms"].append(t.get("duration_ms"))
@@ -236,6 +254,44 @@ class _TracesBuilder(_Builder):
                 v = t.get(key)
                 c[key].append(None if v is None else _json(v))
             self.n += 1
+
+
+def _trace_origins(
+    items: list[dict], runs: Any, reports: Any
+) -> tuple[list[Any], list[str], list[int | None], list[tuple[Any, Any]]]:
+    """``_traceorigin.attribute`` of a session's traces: per trace its ``(run id, model)``
+    or None, its origin and the index of its tool call in the returned ``(tool call id,
+    start ms)`` list."""
+    traces = [
+        Trace(
+            t.get("kind"),
+            t.get("name"),
+            t.get("exit_code"),
+            t.get("success"),
+            t.get("output_bytes"),
+        )
+        for t in items
+    ]
+    calls: list[Call] = []
+    call_info: list[tuple[Any, Any]] = []
+    ordered = sorted(runs, key=lambda rm: _int_or_zero(rm[0].snapshot.created_at_ms))
+    for run, model in ordered:
+        owner = (run.snapshot.id, model)
+        started: dict[Any, Any] = {}
+        for rec in run.events:
+            e = rec.event
+            if e.kind == K_TOOL_START:
+                started[e.tool_call_id] = rec.timestamp_ms
+            elif e.kind == K_TOOL_END:
+                steps = program_steps(e.x_metadata) if e.tool_name == "program" else ()
+                calls.append(Call(owner, e.tool_name, e.exit_code, output_size(e.text), steps))
+                call_info.append((_str(e.tool_call_id), _int(started.get(e.tool_call_id))))
+    owners, origins, call_of = attribute(traces, calls, verify_checks(reports))
+    return owners, origins, call_of, call_info
+
+
+def _int_or_zero(value: Any) -> int:
+    return value if type(value) is int else 0
 
 
 class _VerificationBuilder(_Builder):

@@ -590,8 +590,9 @@ class _Plan:
 
     @property
     def need_stats(self) -> bool:
-        """Whether the runs' statistics are counted (by the summary, `runs` or `spans`)."""
-        return self.want_summary or "runs" in self.wanted or "spans" in self.wanted
+        """Whether the runs' statistics are counted (by the summary, `runs`, `spans` or
+        `traces`, which takes each run's model from them)."""
+        return self.want_summary or bool({"runs", "spans", "traces"}.intersection(self.wanted))
 
     def parts(self) -> list[str]:
         """The files each session's pass reads, in a fixed order."""
@@ -738,7 +739,11 @@ def _feed_session(
     if "messages" in builders:
         builders["messages"].add(sid, session)
     if "traces" in builders:
-        builders["traces"].add(sid, raw.get("traces"))
+        model = _session_model(session)
+        runs_with_models = [
+            (run, st.model or model) for run, st in zip(run_list, stats, strict=True)
+        ]
+        builders["traces"].add(sid, raw.get("traces"), runs_with_models, raw.get("verification"))
     if "verification" in builders:
         builders["verification"].add(sid, raw.get("verification"))
 
@@ -749,7 +754,7 @@ def _feed_runs(
     """Add a session's runs to ``runs``, ``run_events`` and ``spans`` (runs the run filters
     keep), and return every run's statistics when the plan needs them."""
     want_runs = plan.want_runs
-    if not (plan.want_summary or want_runs):
+    if not (plan.want_summary or want_runs or "traces" in plan.wanted):
         return []
     need_stats = plan.need_stats
     filters = plan.filters

@@ -24,7 +24,7 @@ from .store import FileStore, MemoryStore, Store, resolve_id, sdk_safe_id
 _PARTS: dict[str, frozenset[str]] = {
     "sessions": frozenset({"session", "runs", "traces", "verification"}),
     "messages": frozenset({"session"}),
-    "traces": frozenset({"traces"}),
+    "traces": frozenset({"session", "runs", "traces", "verification"}),
     "runs": frozenset({"session", "runs"}),
     "run_events": frozenset({"runs"}),
     "spans": frozenset({"runs"}),

@@ -19,6 +19,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -749,6 +750,44 @@ def resume(
 # ============================================================================= list
 
 
+#: The columns ``%a3s_sessions`` shows unless asked for all (``--all``) or others
+#: (``--columns``); ``list_sessions`` returns every column unless given ``columns``.
+SESSION_LIST_COLUMNS = (
+    "session_id",
+    "updated_at",
+    "model",
+    "n_messages",
+    "n_runs",
+    "n_tool_calls",
+    "n_tool_errors",
+    "cost_usd",
+)
+
+#: The filters of a session listing, as ``argparse`` options: ``%a3s_sessions`` and
+#: ``a3s-nb list`` both take exactly these and pass them to :func:`list_sessions`.
+LIST_FILTERS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("--limit", {"type": int, "help": "Show at most N sessions (the newest)."}),
+    ("--model", {"help": "Only sessions whose model contains this text."}),
+    ("--workspace", {"help": "Only sessions whose workspace contains this text."}),
+    (
+        "--since",
+        {"help": "Only sessions saved or run at or after this date/time (UTC)."},
+    ),
+    (
+        "--contains",
+        {
+            "help": "Only sessions whose id contains this text (the session id only: "
+            "prompts and transcripts are not searched)."
+        },
+    ),
+)
+
+
+def list_filters(args: Any) -> dict[str, Any]:
+    """The :data:`LIST_FILTERS` values of parsed arguments, as ``list_sessions`` keywords."""
+    return {flag[2:]: getattr(args, flag[2:]) for flag, _ in LIST_FILTERS}
+
+
 def list_sessions(
     store: StoreLike = None,
     *,
@@ -757,6 +796,7 @@ def list_sessions(
     workspace: str | None = None,
     since: str | dt.datetime | None = None,
     contains: str | None = None,
+    columns: str | Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The saved sessions, newest first: id, model, workspace, times, counts.
 
@@ -764,13 +804,17 @@ def list_sessions(
     filtered: ``model`` and ``workspace`` are substrings; ``since`` keeps sessions active
     at or after a time (``"2025-11-01"``, a datetime; UTC when naive), with the frames' one
     meaning: a save (``updated_at``) or a run update (``last_run_at``) at or after it;
-    ``contains`` is a substring of the id; ``limit`` keeps the newest N. A session with a corrupt file is
+    ``contains`` is a substring of the session id (only the id: no prompt or transcript
+    is searched); ``limit`` keeps the newest N. ``columns`` keeps only those columns (a
+    list, or names separated by commas; :data:`SESSION_LIST_COLUMNS` is what
+    ``%a3s_sessions`` shows); every column by default. A session with a corrupt file is
     left out with a warning that names the file.
 
     >>> a3s_nb.list_sessions(limit=5, model="gpt-4o")             # doctest: +SKIP
     """
     if limit is not None and limit < 0:
         raise SaveError(f"limit must be 0 or more, not {limit}")
+    wanted = _list_columns(columns) if columns is not None else None
     from ._engine import to_utc
     from .frames import sessions as sessions_frame
 
@@ -788,4 +832,23 @@ def list_sessions(
     )
     if limit is not None:
         df = df.head(limit)
+    if wanted is not None:
+        df = df[wanted]
     return df.reset_index(drop=True)
+
+
+def _list_columns(columns: str | Sequence[str]) -> list[str]:
+    """The columns asked for, checked against the ``sessions`` frame's."""
+    from .schema import columns as frame_columns
+
+    names = columns.split(",") if isinstance(columns, str) else list(columns)
+    names = [n.strip() for n in names if isinstance(n, str) and n.strip()]
+    known = [c.name for c in frame_columns("sessions")]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        what = f"no column {', '.join(map(repr, unknown))}" if unknown else "no columns given"
+        raise SaveError(
+            f"{what} in the session list; the columns are: {', '.join(known)} "
+            "(docs/frames.md#sessions)"
+        )
+    return list(dict.fromkeys(names))

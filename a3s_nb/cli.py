@@ -1,6 +1,7 @@
 """``a3s-nb``: the store from a terminal.
 
-    a3s-nb list   [--store DIR]                 saved sessions, newest first
+    a3s-nb list   [--store DIR] [--limit N] [--model M] [--workspace W] [--since T]
+                  [--contains TEXT]             saved sessions, newest first
     a3s-nb show   ID [--store DIR]              one session's transcript
     a3s-nb check  [--fix] [--store DIR]         load every session; report broken files
     a3s-nb export FRAME OUT [--store DIR]       a frame to .parquet or .csv
@@ -24,7 +25,9 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from .api import LIST_FILTERS, list_filters
 from .errors import A3sNbError, CorruptSessionWarning
 from .saved import transcript_text
 from .store import FileStore, Store, open_store
@@ -71,9 +74,11 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=_Plain,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser(
+    listing = sub.add_parser(
         "list", parents=[common], help="saved sessions, newest first", formatter_class=_Plain
     )
+    for flag, options in LIST_FILTERS:  # the filters of %a3s_sessions
+        listing.add_argument(flag, **options)
     show = sub.add_parser(
         "show", parents=[common], help="a session's transcript", formatter_class=_Plain
     )
@@ -138,7 +143,7 @@ def _command(args: argparse.Namespace) -> int:
     try:
         store = open_store(getattr(args, "store", None), create=False)
         if args.command == "list":
-            return _list(store)
+            return _list(store, list_filters(args))
         if args.command == "show":
             bundle = store.load(store.resolve(args.id))
             print(f"session {bundle.id} ({bundle.session.model_name or 'unknown model'})")
@@ -158,13 +163,13 @@ def _command(args: argparse.Namespace) -> int:
         return 2
 
 
-def _list(store: Store) -> int:
+def _list(store: Store, filters: dict[str, Any]) -> int:
     """The sessions frame, as lines; a broken session is reported and the others listed."""
     from .api import list_sessions
 
     with warnings.catch_warnings():  # the skipped sessions are reported below, once each
         warnings.simplefilter("ignore")
-        df = list_sessions(store)
+        df = list_sessions(store, **filters)
     for row in df.itertuples(index=False):
         when = "" if pd_isna(row.updated_at) else row.updated_at.strftime("%Y-%m-%d %H:%M")
         model = "" if pd_isna(row.model) else row.model
@@ -174,7 +179,8 @@ def _list(store: Store) -> int:
         print(f"a3s-nb: skipped session {err['session_id']!r}: {err['path']}: "
               f"{err['problem']}", file=sys.stderr)  # fmt: skip
     if df.empty and not errors:
-        print(f"no saved sessions in {store}")
+        given = any(value is not None for value in filters.values())
+        print(f"no saved sessions {'match ' if given else ''}in {store}")
     return 1 if errors else 0
 
 

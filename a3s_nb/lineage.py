@@ -16,13 +16,14 @@ transcript, the runs and the traces, so it is rebuilt from what the files do sho
   history given to the SDK, a runs file that is missing) become prompts without a run.
 * **Traces** carry neither a run id nor a time, but they are written in execution order,
   and every run's ``tool_end`` events name its tools in that order. Traces are matched to
-  the runs' tool calls by tool name, in order. A trace that matches no tool call (a direct
-  ``session.tool()`` call, a ``verify_commands`` check, a tool run inside a ``program``
-  script) was recorded after the matched call before it and before the one after it; it
-  is given to the *latest* prompt it may belong to (the prompt before the next matched
-  call's, or the last prompt when none follows), so a fork never carries a trace made
-  after its cut (it may leave out one made just before it, when tool-less prompts
-  follow). Traces just before a ``program`` call are that script's own tools.
+  the runs' tool calls by tool name, exit code and output size, in order, as the
+  ``traces`` frame matches them (``_traceorigin``); a ``program`` call also claims the
+  tools its script ran. A trace that matches no tool call (a direct ``session.tool()``
+  call, a ``verify_commands`` check) was recorded after the matched call before it and
+  before the one after it; it is given to the *latest* prompt it may belong to (the
+  prompt before the next matched call's, or the last prompt when none follows), so a fork
+  never carries a trace made after its cut (it may leave out one made just before it,
+  when tool-less prompts follow).
 * **Verification reports** carry no time either. A report made by ``verify_commands``
   left one ``bash`` trace per check: it belongs where those traces belong. A report
   recorded from outside (``record_verification_reports``) left no trace: it stays with the
@@ -56,6 +57,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._tokens import runs_total_tokens, runs_usage
+from ._traceorigin import AGENT, Call, Trace, attribute, output_size, program_steps
 from .capture import artifact_uris, capture, is_session_like
 from .errors import ForkError, SessionExistsError, StoreError
 from .models import (
@@ -230,26 +232,28 @@ def _prompt_content(messages: Sequence[Message], run: RunRecord | None) -> tuple
 
 def _match_traces(bundle: SessionBundle, ps: list[Prompt]) -> tuple[list[int | None], set[int]]:
     """(prompt number of each trace that a run's ``tool_end`` claims, else None; the
-    indices of the traces of ``program`` calls)."""
-    traces = bundle.traces
-    matched: list[int | None] = [None] * len(traces)
-    program_at: set[int] = set()
-    ti = 0
-    for p in ps:
-        if p.run is None:
-            continue
-        for record in p.run.events:
-            e = record.event
-            if e.type != "tool_end":
-                continue
-            for j in range(ti, len(traces)):
-                if traces[j].name == e.name and traces[j].kind != "program_execution":
-                    matched[j] = p.number
-                    if e.name == "program":
-                        program_at.add(j)
-                    ti = j + 1
-                    break
-    return matched, program_at
+    indices of the traces of ``program`` calls), as ``_traceorigin`` matches them."""
+    traces = [Trace(t.kind, t.name, t.exit_code, t.success, t.output_bytes) for t in bundle.traces]
+    calls = [
+        Call(
+            p.number,
+            e.name,
+            e.exit_code,
+            output_size(e.output),
+            program_steps(e.metadata) if e.name == "program" else (),
+        )
+        for p in ps
+        if p.run is not None
+        for e in (record.event for record in p.run.events)
+        if e.type == "tool_end"
+    ]
+    owners, origins, _ = attribute(traces, calls)
+    program_at = {
+        j
+        for j, (t, origin) in enumerate(zip(traces, origins, strict=True))
+        if origin == AGENT and t.name == "program"
+    }
+    return owners, program_at
 
 
 def _trace_owners(matched: list[int | None], program_at: set[int], n_prompts: int) -> list[int]:

@@ -129,6 +129,14 @@ def _split(line: str) -> list[str]:
         raise UsageError(f"cannot read the arguments {line.strip()!r}: {e}") from None
 
 
+def _list_filter_arguments(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``@argument`` of each listing filter (``api.LIST_FILTERS``, which ``a3s-nb
+    list`` takes too), in their order."""
+    for flag, options in reversed(api.LIST_FILTERS):
+        fn = argument(flag, **options)(fn)
+    return fn
+
+
 def _parse(magic: Callable[..., Any], line: str) -> Any:
     """Parse a magic's line with its ``@argument`` parser; an empty value is refused."""
     args = magic.parser.parse_args(_split(line))
@@ -445,11 +453,17 @@ class A3sNb(Magics):
 
     @magic_arguments()
     @argument("--store", help="The store directory (default: see %%config A3sNb.store).")
-    @argument("--limit", type=int, help="Show at most N sessions (the newest).")
-    @argument("--model", help="Only sessions whose model contains this text.")
-    @argument("--workspace", help="Only sessions whose workspace contains this text.")
-    @argument("--since", help="Only sessions saved or run at or after this date/time (UTC).")
-    @argument("--contains", help="Only sessions whose id contains this text.")
+    @_list_filter_arguments
+    @argument(
+        "--all",
+        action="store_true",
+        help="Show every column of the sessions frame (default: "
+        f"{', '.join(api.SESSION_LIST_COLUMNS)}).",
+    )
+    @argument(
+        "--columns",
+        help="Show these columns, separated by commas (see docs/frames.md#sessions).",
+    )
     @argument(
         "--browse",
         action="store_true",
@@ -464,12 +478,16 @@ class A3sNb(Magics):
     @line_magic
     @_usage_errors
     def a3s_sessions(self, line: str) -> Any:
-        """List the saved sessions, newest first: id, model, times, counts.
+        """List the saved sessions, newest first: id, time of the last save, model,
+        counts and cost (``--all`` for every column, ``--columns`` for others).
+        ``--contains`` matches the session id only; prompts and transcripts are not
+        searched.
 
         Examples::
 
             %a3s_sessions
             %a3s_sessions --limit 5 --model gpt-4o --since 2025-11-01
+            %a3s_sessions --contains fix- --columns session_id,n_runs_failed,cost_usd
             %a3s_sessions --browse --agent agent
 
         Function twin: ``a3s_nb.list_sessions(store=None, limit=None, ...)``; the browser is
@@ -481,25 +499,24 @@ class A3sNb(Magics):
             return self._browse(args, store)
         if args.agent:
             raise UsageError("--agent goes with --browse (Resume in the browser uses it)")
-        df = api.list_sessions(
-            store,
-            limit=args.limit,
-            model=args.model,
-            workspace=args.workspace,
-            since=args.since,
-            contains=args.contains,
-        )
+        if args.all and args.columns is not None:
+            raise UsageError("choose one of --all and --columns")
+        if args.all:
+            columns = None
+        elif args.columns is not None:
+            columns = args.columns
+        else:
+            columns = api.SESSION_LIST_COLUMNS
+        df = api.list_sessions(store, **api.list_filters(args), columns=columns)
         if df.empty:
             print(f"no saved sessions match in {api._open(store)}")
             return None
         return df
 
     def _browse(self, args: Any, store: str | None) -> Any:
-        given = [
-            f"--{name}"
-            for name in ("limit", "model", "workspace", "since", "contains")
-            if getattr(args, name) is not None
-        ]
+        given = [f"--{name}" for name, value in api.list_filters(args).items() if value is not None]
+        given += ["--all"] if args.all else []
+        given += ["--columns"] if args.columns is not None else []
         if given:
             raise UsageError(
                 f"{' '.join(given)} cannot go with --browse: the browser has its own filter "

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: How each kind of column is stored, as ``str(series.dtype)`` shows it.
 DTYPES: dict[str, str] = {
@@ -37,6 +37,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "role": ("user", "assistant", "system"),
     "block_type": ("text", "image", "tool_use", "tool_result", "reasoning"),
     "trace_kind": ("tool_execution", "program_execution"),
+    "trace_origin": ("agent", "program", "verify", "direct"),
     "lineage_kind": ("fork", "replay"),
     "run_status": (
         "created",
@@ -562,15 +563,48 @@ FRAMES: dict[str, tuple[str, tuple[Column, ...]]] = {
         ),
     ),
     "traces": (
-        "One row per trace event (tool or program execution), in recorded order. Trace "
-        "events carry no run id or time in 3.x; `spans` has timed tool calls per run.",
+        "One row per trace event (tool or program execution), in recorded order: every "
+        "tool execution, including verification commands and direct `session.tool()` calls "
+        "(`origin`). Trace events carry no run id or time in 3.x; a3s_nb gives each one to "
+        "the run whose tool call it matches (see `origin`), so `origin == 'agent'` rows are "
+        "exactly the `tool` spans of the runs.",
         (
             _c("session_id", "string", "Session id.", source=_SID),
+            _c(
+                "run_id",
+                "string",
+                "The run the execution belongs to (origin `agent` or `program`); <NA> for "
+                "verification commands and direct calls.",
+                source=f"computed: `{_RUN_ID}` of the run whose tool call the trace is "
+                "matched to (see `origin`)",
+            ),
             _c(
                 "trace_index",
                 "int",
                 "Position in the session's trace file, from 0.",
                 source=f"computed: position in `{_T}`",
+            ),
+            _c(
+                "origin",
+                "category",
+                "Where the call came from: `agent` (a tool call the model made in a run: one "
+                "per `tool` span), `program` (a tool a `program` script of the agent called, "
+                "and the script's `program_execution` record), `verify` (a command of "
+                "`verify_commands`) or `direct` (a `session.tool()` call outside any run).",
+                "trace_origin",
+                source="computed: traces are written in execution order and each run's "
+                f"`{_R}.events[event.type=tool_end]` name its calls in order. With the runs in "
+                "creation order, each `tool_end` claims the first unclaimed `tool_execution` "
+                "trace after the previous claim with its `name` and `exit_code` and an "
+                "`output_bytes` equal to the byte length of its `output` (else the first with "
+                "that name and exit code): `agent`. A `program` call also claims the traces "
+                "just before it of the tools its script called "
+                "(`tool_end.metadata.program.tool_calls`) and the `program_execution` trace "
+                f"just after it: `program`. A report of `{_V}` whose every check suggests "
+                "`bash` (made by `verify_commands`) claims the first stretch of as many "
+                "unclaimed consecutive `bash` traces as it has checks, succeeding where its "
+                "checks passed (else the first such stretch), after the previous report's: "
+                "`verify`. Every other trace: `direct`",
             ),
             _c(
                 "kind",
@@ -580,6 +614,28 @@ FRAMES: dict[str, tuple[str, tuple[Column, ...]]] = {
                 source=f"{_T}.kind",
             ),
             _c("tool_name", "string", "Tool (or program) name.", source=f"{_T}.name"),
+            _c(
+                "tool_call_id",
+                "string",
+                "The id of the run's tool call it matched (for `program` rows, the program "
+                "call's): joins `spans.tool_call_id` and `messages.tool_use_id`.",
+                source=f"computed: `id` of the `{_R}.events[event.type=tool_end]` the trace "
+                "is matched to (see `origin`)",
+            ),
+            _c(
+                "model",
+                "string",
+                "`provider/model` of the run it belongs to (`runs.model`); <NA> outside runs.",
+                source="computed: `runs.model` of the row's `run_id`",
+            ),
+            _c(
+                "started_at",
+                "timestamp",
+                "When the agent's tool call started (origin `agent`); <NA> for the others, "
+                "whose start a3s-code does not record.",
+                source=f"computed: `timestamp_ms` of the `{_R}.events[event.type=tool_start]` "
+                "with the matched tool call's `id`",
+            ),
             _c("success", "bool", "Whether the execution succeeded.", source=f"{_T}.success"),
             _c(
                 "exit_code",

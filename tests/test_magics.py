@@ -205,8 +205,10 @@ def test_save_under_another_id(face, fake, store):
 
 def test_sessions_lists_newest_first(face, fixture_dir):
     df = face.sessions(store=fixture_dir)
-    listed = ["session_id", "model", "workspace", "created_at", "updated_at", "n_messages"]
+    # the magic shows a few columns (--all for every one), the function every column
+    listed = ["session_id", "model", "updated_at", "n_messages", "n_runs", "cost_usd"]
     assert set(listed) <= set(df.columns)
+    assert ("workspace" in df.columns) == (face.kind == "function")
     assert df.columns[0] == "session_id"
     assert len(df) == 8
     assert df["updated_at"].is_monotonic_decreasing
