@@ -24,6 +24,7 @@ from .errors import (
     NotSettledError,
     ParallelBuildError,
     ReadOnlySessionError,
+    ReportError,
     SaveConflictError,
     SaveError,
     SecretsFoundError,
@@ -65,6 +66,7 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "NotSettledError",
     "ParallelBuildError",
     "ReadOnlySessionError",
+    "ReportError",
     "SaveConflictError",
     "SaveError",
     "SecretsFoundError",
@@ -96,6 +98,8 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     # the exports (a3s_nb.export_parquet, a3s_nb.export_otel), imported on first use
     "export_dataset",
     "to_otel",
+    # one session as a self-contained HTML page (a3s_nb.session_report), imported on first use
+    "report",
     # the widgets (a3s_nb.widgets), imported on first use: `import a3s_nb` never imports
     # ipywidgets
     "DiffView",
@@ -109,7 +113,11 @@ _FRAMES = frozenset({*_schema.FRAME_NAMES, "all_frames"})
 
 _WIDGETS = frozenset({"DiffView", "RunTimeline", "SessionBrowser", "Transcript"})
 
-_EXPORTS = {"export_dataset": "export_parquet", "to_otel": "export_otel"}
+_EXPORTS = {
+    "export_dataset": "export_parquet",
+    "to_otel": "export_otel",
+    "report": "session_report",
+}
 
 
 def __getattr__(name):
