@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .lineage import Prompt
     from .store import Store
 
-__all__ = ["MAX_CHARS", "ReportResult", "report", "report_html"]
+__all__ = ["MAX_CHARS", "ReportResult", "default_name", "report", "report_file", "report_html"]
 
 #: Each tool input, tool output and artifact is shown up to this many characters.
 MAX_CHARS = 100_000
@@ -131,14 +131,34 @@ def report(
     >>> a3s_nb.report("fix-oscar-2-000", "oscar.html")                # doctest: +SKIP
     report of session fix-oscar-2-000 -> oscar.html (61,204 bytes)
     """
-    target = None if path is None else _check_target(Path(os.fspath(path)))
     st = _store(store)
-    html, redacted, kept, sid = _build(st, id, allow_secrets=allow_secrets)
+    sid = st.resolve(str(id))
+    target = None if path is None else _check_target(Path(os.fspath(path)), sid)
+    bundle = st.load(sid)
+    html, redacted, kept = _page(bundle, st, allow_secrets=allow_secrets)
     if target is None:
         return html
     data = html.encode("utf-8")
     _write(target, data)
     return ReportResult(sid, target, len(data), redacted, kept)
+
+
+def report_file(
+    id: str,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    store: Any = None,
+    allow_secrets: bool = False,
+) -> ReportResult:
+    """:func:`report` written to ``path``, by default ``<id>.html`` in the working
+    directory (what ``%a3s_report`` and ``a3s-nb report`` do)."""
+    if path is None:
+        st = _store(store)
+        sid = st.resolve(str(id))
+        return report_file(sid, default_name(sid), store=st, allow_secrets=allow_secrets)
+    result = report(id, path, store=store, allow_secrets=allow_secrets)
+    assert isinstance(result, ReportResult)
+    return result
 
 
 def report_html(bundle: SessionBundle, *, store: Any = None, allow_secrets: bool = False) -> str:
@@ -158,12 +178,12 @@ def default_name(session_id: str) -> str:
 # =============================================================================== output
 
 
-def _check_target(path: Path) -> Path:
+def _check_target(path: Path, session_id: str) -> Path:
     """Refuse, before any work, an output that is a directory or has no directory to go in."""
     if path.is_dir():
         raise ReportError(
             f"cannot write the report to {path}: it is a directory; give a file name, "
-            f"e.g. {path / 'session.html'}"
+            f"e.g. {path / default_name(session_id)}"
         )
     parent = path.parent
     if not parent.exists():
@@ -203,12 +223,6 @@ def _store(store: Any) -> Store:
     from .api import _open
 
     return _open(store, must_exist=True)
-
-
-def _build(st: Store, id: str, *, allow_secrets: bool) -> tuple[str, int, int, str]:
-    bundle = st.load(st.resolve(str(id)))
-    html, redacted, kept = _page(bundle, st, allow_secrets=allow_secrets)
-    return html, redacted, kept, bundle.session.id
 
 
 def _redacted(bundle: SessionBundle, *, allow_secrets: bool) -> tuple[SessionBundle, int, int]:
