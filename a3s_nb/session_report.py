@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .lineage import Prompt
     from .store import Store
 
-__all__ = ["MAX_CHARS", "ReportResult", "default_name", "report", "report_file", "report_html"]
+__all__ = ["MAX_CHARS", "ReportResult", "default_name", "report", "report_file"]
 
 #: Each tool input, tool output and artifact is shown up to this many characters.
 MAX_CHARS = 100_000
@@ -159,13 +159,6 @@ def report_file(
     result = report(id, path, store=store, allow_secrets=allow_secrets)
     assert isinstance(result, ReportResult)
     return result
-
-
-def report_html(bundle: SessionBundle, *, store: Any = None, allow_secrets: bool = False) -> str:
-    """The page of a :class:`~a3s_nb.SessionBundle` (its lineage looked up in ``store``,
-    when given)."""
-    st = None if store is None else _store(store)
-    return _page(bundle, st, allow_secrets=allow_secrets)[0]
 
 
 def default_name(session_id: str) -> str:
