@@ -26,6 +26,7 @@ from .errors import (
     NotSettledError,
     ParallelBuildError,
     ReadOnlySessionError,
+    ReportError,
     SaveConflictError,
     SaveError,
     SdkOwnedSessionError,
@@ -69,6 +70,7 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "NotSettledError",
     "ParallelBuildError",
     "ReadOnlySessionError",
+    "ReportError",
     "SaveConflictError",
     "SaveError",
     "SdkOwnedSessionError",
@@ -102,6 +104,8 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     # the exports (a3s_nb.export_parquet, a3s_nb.export_otel), imported on first use
     "export_dataset",
     "to_otel",
+    # one session as a self-contained HTML page (a3s_nb.session_report), imported on first use
+    "report",
     # the widgets (a3s_nb.widgets), imported on first use: `import a3s_nb` never imports
     # ipywidgets
     "DiffView",
@@ -119,6 +123,7 @@ _EXPORTS = {
     "export_dataset": "export_parquet",
     "to_otel": "export_otel",
     "cost_summary": "cost_report",
+    "report": "session_report",
 }
 
 

@@ -3,6 +3,7 @@
     a3s-nb list   [--store DIR] [--limit N] [--model M] [--workspace W] [--since T]
                   [--contains TEXT]             saved sessions, newest first
     a3s-nb show   ID [--store DIR]              one session's transcript
+    a3s-nb report ID [-o FILE.html]             one session as a self-contained HTML page
     a3s-nb check  [--fix] [--store DIR]         load every session; report broken files
     a3s-nb export FRAME OUT [--store DIR]       a frame to .parquet or .csv
     a3s-nb export dataset DEST [--full]         every frame as a Parquet dataset (dir or s3://)
@@ -83,6 +84,16 @@ def _parser() -> argparse.ArgumentParser:
         "show", parents=[common], help="a session's transcript", formatter_class=_Plain
     )
     show.add_argument("id", help="session id or a unique prefix of it")
+    rep = sub.add_parser(
+        "report", parents=[common], help="one session as a self-contained HTML page"
+    )
+    rep.add_argument("id", help="session id or a unique prefix of it")
+    rep.add_argument("-o", "--output", help="the HTML file to write (default: ./<id>.html)")
+    rep.add_argument(
+        "--allow-secrets",
+        action="store_true",
+        help="show the secrets the session holds as they are (default: redacted)",
+    )
     check = sub.add_parser(
         "check",
         parents=[common],
@@ -148,6 +159,11 @@ def _command(args: argparse.Namespace) -> int:
             bundle = store.load(store.resolve(args.id))
             print(f"session {bundle.id} ({bundle.session.model_name or 'unknown model'})")
             print(transcript_text(bundle, limit=0))
+            return 0
+        if args.command == "report":
+            from .session_report import report_file
+
+            print(report_file(args.id, args.output, store=store, allow_secrets=args.allow_secrets))
             return 0
         if args.command == "check":
             return _check(store, fix=args.fix)

@@ -184,6 +184,11 @@ class ExportError(A3sNbError, OSError):
     """An export could not write to, or reach, its destination (a directory, bucket or endpoint)."""
 
 
+class ReportError(A3sNbError, OSError):
+    """A session report could not be written where asked (a directory, a missing or
+    unwritable place); nothing was written."""
+
+
 def describe_validation_error(error: ValidationError, limit: int = 3) -> str:
     """'messages[3].content[0].id: Field required' for the first few problems."""
     items = []

@@ -664,6 +664,47 @@ class A3sNb(Magics):
         return DiffView(df)
 
     @magic_arguments()
+    @argument("id", help="The saved session's id, or a unique prefix of it.")
+    @argument(
+        "-o",
+        "--output",
+        help="The HTML file to write (default: <id>.html in the working directory).",
+    )
+    @argument("--store", help="The store directory (default: see %%config A3sNb.store).")
+    @argument(
+        "--allow-secrets",
+        action="store_true",
+        help="Show the secrets the saved session holds as they are (default: redacted).",
+    )
+    @line_magic
+    @_usage_errors
+    def a3s_report(self, line: str) -> None:
+        """Write a saved session as one self-contained HTML file to share.
+
+        The page needs nothing but a browser (no kernel, no network): the transcript by
+        prompt with tool calls folded, the runs and their timeline, every tool call with
+        its duration and failures, tokens and cost per model, the lineage and the
+        verification checks. Secrets in the session are redacted unless --allow-secrets.
+        Prints where it wrote; the file is replaced atomically if it exists.
+
+            %a3s_report fix-1                   # ./fix-1.html
+            %a3s_report fix-1 -o share/fix-1.html
+
+        Function twin: ``a3s_nb.report(id, path=None, store=None, allow_secrets=False)``
+        (returns the HTML when no path is given); from a terminal: ``a3s-nb report``.
+        """
+        args = _parse(self.a3s_report, line)
+        from .session_report import report_file
+
+        result = report_file(
+            args.id,
+            args.output,
+            store=self._store(args.store),
+            allow_secrets=args.allow_secrets,
+        )
+        print(result)
+
+    @magic_arguments()
     @argument("id", help="The session to replay: a saved id (or unique prefix), or a variable.")
     @argument(
         "--agent", required=True, help="The variable holding the a3s_code.Agent that replays it."

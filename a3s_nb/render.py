@@ -28,6 +28,7 @@ from .models import (
     ImageBlock,
     Message,
     OtherBlock,
+    RunRecord,
     SessionBundle,
     TextBlock,
     ToolArtifact,
@@ -38,8 +39,12 @@ from .models import (
 __all__ = [
     "SPAN_COLORS",
     "STATUS_COLORS",
+    "artifact_anchors",
+    "artifacts_html",
     "esc",
+    "failed_run_html",
     "fmt_duration",
+    "messages_html",
     "runs_table_html",
     "sessions_table_html",
     "status_color",
@@ -445,31 +450,30 @@ def _artifact_section(items: list[tuple[ToolArtifact, str]], limit: int) -> str:
     return _message_box("artifacts", "#546e7a", "".join(parts))
 
 
-def transcript_html(
-    bundle: SessionBundle,
+def artifact_anchors(bundle: SessionBundle) -> dict[str, str]:
+    """The anchor (HTML id) of each stored artifact of a session, by its ``a3s://`` URI."""
+    sid = bundle.session.id
+    return {a.artifact_uri: _anchor(sid, a.artifact_uri) for a in bundle.artifacts.artifacts}
+
+
+def messages_html(
+    messages: Sequence[Message],
+    history: Sequence[Message] | None = None,
     *,
     max_chars: int = 4000,
-    header: bool = True,
-    failed_runs: bool = True,
-) -> str:
-    """A session as a conversation: user and assistant text, tool calls with their inputs
-    folded, results (errors marked), links to stored artifacts, and the failed runs that
-    a3s-code leaves out of the message history.
-
-    ``max_chars`` caps each tool input, result and artifact as shown (the data is not cut).
-
-    >>> from a3s_nb import open_store                       # doctest: +SKIP
-    >>> html = transcript_html(open_store("sessions").load("fix-oscar-2-000"))  # doctest: +SKIP
-    """
-    sid = bundle.session.id
-    artifacts = {a.artifact_uri: _anchor(sid, a.artifact_uri) for a in bundle.artifacts.artifacts}
-    messages: list[Message] = bundle.session.messages
+    artifacts: dict[str, str] | None = None,
+) -> list[str]:
+    """One message box per message of ``messages``, a slice of the transcript ``history``
+    (default: ``messages`` itself): text, reasoning, tool calls folded with their results
+    (looked up in the whole ``history``). A message of results already shown gives none."""
+    history = messages if history is None else history
+    artifacts = artifacts or {}
     results: dict[str, ToolResultBlock] = {}
-    for msg in messages:
+    for msg in history:
         for block in msg.content:
             if isinstance(block, ToolResultBlock):
                 results.setdefault(block.tool_use_id, block)
-    called = {b.id for m in messages for b in m.content if isinstance(b, ToolUseBlock)}
+    called = {b.id for m in history for b in m.content if isinstance(b, ToolUseBlock)}
 
     out: list[str] = []
     for msg in messages:
@@ -507,32 +511,58 @@ def transcript_html(
             out.append(_message_box("user", "#1565c0", "".join(body)))
         else:
             out.append(_message_box(msg.role, "#546e7a", "".join(body)))
+    return out
 
+
+def failed_run_html(run: RunRecord) -> str:
+    """A failed run, which a3s-code leaves out of the message history: prompt and error."""
+    snap = run.snapshot
+    body = _text(snap.prompt) + (
+        f'<div style="color:#c62828;white-space:pre-wrap">{esc(snap.error)}</div>'
+        if snap.error
+        else ""
+    )
+    return _message_box(
+        "failed run (not in history)",
+        STATUS_COLORS["failed"],
+        f'<div style="font-size:11px;color:{FG_MUTED};font-family:{MONO}">'
+        f"{esc(snap.id)} &middot; {_fmt_time(snap.created_at_ms / 1000)}</div>" + body,
+    )
+
+
+def artifacts_html(bundle: SessionBundle, *, max_chars: int = 4000) -> str:
+    """The stored artifacts of a session, each folded, under the anchors the transcript
+    links to (:func:`artifact_anchors`); "" when there are none."""
+    anchors = artifact_anchors(bundle)
+    return _artifact_section(
+        [(a, anchors[a.artifact_uri]) for a in bundle.artifacts.artifacts], max_chars
+    )
+
+
+def transcript_html(
+    bundle: SessionBundle,
+    *,
+    max_chars: int = 4000,
+    header: bool = True,
+    failed_runs: bool = True,
+) -> str:
+    """A session as a conversation: user and assistant text, tool calls with their inputs
+    folded, results (errors marked), links to stored artifacts, and the failed runs that
+    a3s-code leaves out of the message history.
+
+    ``max_chars`` caps each tool input, result and artifact as shown (the data is not cut).
+
+    >>> from a3s_nb import open_store                       # doctest: +SKIP
+    >>> html = transcript_html(open_store("sessions").load("fix-oscar-2-000"))  # doctest: +SKIP
+    """
+    sid = bundle.session.id
+    messages: list[Message] = bundle.session.messages
+    out = messages_html(messages, max_chars=max_chars, artifacts=artifact_anchors(bundle))
     if failed_runs:
-        for run in bundle.runs:
-            snap = run.snapshot
-            if snap.status != "failed":
-                continue
-            body = _text(snap.prompt) + (
-                f'<div style="color:#c62828;white-space:pre-wrap">{esc(snap.error)}</div>'
-                if snap.error
-                else ""
-            )
-            out.append(
-                _message_box(
-                    "failed run (not in history)",
-                    STATUS_COLORS["failed"],
-                    f'<div style="font-size:11px;color:{FG_MUTED};font-family:{MONO}">'
-                    f"{esc(snap.id)} &middot; {_fmt_time(snap.created_at_ms / 1000)}</div>" + body,
-                )
-            )
+        out.extend(failed_run_html(r) for r in bundle.runs if r.snapshot.status == "failed")
     if not messages and not out:
         out.append(f'<div style="color:{FG_MUTED};padding:6px 10px">(no messages)</div>')
-    out.append(
-        _artifact_section(
-            [(a, artifacts[a.artifact_uri]) for a in bundle.artifacts.artifacts], max_chars
-        )
-    )
+    out.append(artifacts_html(bundle, max_chars=max_chars))
     return (
         f'<div class="a3s-transcript" data-session-id="{esc(sid)}" '
         f'style="font-family:{FONT};font-size:13px;color:{FG};line-height:1.4">'
