@@ -26,16 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from . import secrets as _secrets
-from . import serde
 from ._warn import warn
-from .capture import (
-    NotASessionError,
-    Previous,
-    bundle_from_parts,
-    capture_parts,
-    is_session_like,
-    tool_call_counts,
-)
 from .config import default_store_path
 from .errors import (
     A3sNbError,
@@ -48,9 +39,18 @@ from .errors import (
     StoreError,
     describe_validation_error,
 )
-from .models import SessionBundle, SessionData
 from .saved import SavedSession
-from .store import FileStore, Store, decode_text, open_store, validate_session_id
+from .sdk.capture import (
+    NotASessionError,
+    Previous,
+    bundle_from_parts,
+    capture_parts,
+    is_session_like,
+    tool_call_counts,
+)
+from .store import serde
+from .store.models import SessionBundle, SessionData
+from .store.store import FileStore, Store, decode_text, open_store, validate_session_id
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -176,13 +176,13 @@ def save(
     if not is_session_like(session):
         raise NotASessionError(
             f"a {type(session).__name__} is not a live a3s-code session: save a Session "
-            "(from agent.session(...), a3s_nb.live.open_session(...) or "
+            "(from agent.session(...), a3s_nb.sdk.live.open_session(...) or "
             "%a3s_resume ID --agent AGENT)"
         )
     # A store that does not exist yet is created only once the save is sure to happen.
     st = None if _missing(store) else _open(store)
     if callable(getattr(session, "current_run", None)):
-        from .live import wait_idle
+        from .sdk.live import wait_idle
 
         wait_idle(session, wait)  # a streamed turn reaches history() in the background
     sid = validate_session_id(str(session.session_id) if id is None else id)
@@ -545,7 +545,7 @@ def resume(
 
     With an ``agent`` (an ``a3s_code.Agent`` whose config has the session's model), a live
     SDK session with the saved history, which continues where it left off; ``options`` go
-    to :func:`a3s_nb.live.resume_session` (``model="provider/model"``, ``auto_save=True``,
+    to :func:`a3s_nb.sdk.live.resume_session` (``model="provider/model"``, ``auto_save=True``,
     ...). Without one, a read-only :class:`SavedSession` (transcript, runs, traces).
 
     An ambiguous prefix raises :class:`~a3s_nb.errors.AmbiguousSessionIdError` listing the
@@ -572,7 +572,7 @@ def resume(
             f"a3s-code resumes sessions from a directory store only, not {st}; "
             "save the session into a directory first"
         )
-    from .live import resume_session
+    from .sdk.live import resume_session
 
     try:
         return resume_session(agent, full, st.path, **options)
@@ -583,7 +583,7 @@ def resume(
     except TypeError:  # an unknown option: the message names the known ones
         raise
     except Exception as e:  # anything else the SDK raises
-        from .live import LiveSessionError
+        from .sdk.live import LiveSessionError
 
         raise LiveSessionError(f"a3s-code could not resume session {full!r}: {e}") from e
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .errors import A3sNbError
 from .saved import transcript_text
-from .store import FileStore, Store, open_store
+from .store.store import FileStore, Store, open_store
 
 FRAMES = ("sessions", "messages", "traces", "runs", "run_events", "spans", "verification")
 
@@ -243,7 +243,7 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
 def _replay(args: argparse.Namespace) -> int:
     import os
 
-    from .lineage import replay
+    from .lab.lineage import replay
 
     try:
         config = args.config or os.environ.get("A3S_NB_AGENT_CONFIG")
@@ -258,7 +258,7 @@ def _replay(args: argparse.Namespace) -> int:
             if not sep or not cid.strip() or not command.strip():
                 raise A3sNbError(f"--check {item!r} is not ID=COMMAND")
             checks.append({"id": cid.strip(), "command": command.strip(), "required": True})
-        from .live import import_a3s_code
+        from .sdk.live import import_a3s_code
 
         path = os.path.expanduser(config)
         if not os.path.isfile(path):
@@ -296,7 +296,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _export_otel(store: Store, args: argparse.Namespace) -> int:
-    from .export_otel import to_otel
+    from .exports.otel import to_otel
 
     if args.out is None and args.endpoint is None:
         raise ValueError("export otel needs OUT.jsonl or --endpoint URL (or both)")
@@ -327,7 +327,7 @@ def _export_otel(store: Store, args: argparse.Namespace) -> int:
 
 
 def _export_dataset(store: Store, dest: str, *, full: bool) -> int:
-    from .export_parquet import export_dataset
+    from .exports.parquet import export_dataset
 
     result = export_dataset(store, dest, full=full)
     for err in result["errors"]:

@@ -12,9 +12,9 @@ import html
 import json
 from typing import TYPE_CHECKING, Any
 
-from .capture import count_tool_calls
 from .errors import ReadOnlySessionError
-from .models import (
+from .sdk.capture import count_tool_calls
+from .store.models import (
     Message,
     SessionBundle,
     SessionConfig,

@@ -1,4 +1,4 @@
-"""Fork, diff and replay (a3s_nb.lineage) on the SDK-written fixture store and in memory."""
+"""Fork, diff and replay (a3s_nb.lab) on the SDK-written fixture store and in memory."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import a3s_nb
-from a3s_nb import lineage
 from a3s_nb.errors import A3sNbError, SessionExistsError, SessionNotFoundError
+from a3s_nb.lab import lineage
 
 from .conftest import frames_from_files, on_disk
 
@@ -307,7 +307,7 @@ def _renamed(store):
 
 def _with_inserted_call(bundle: a3s_nb.SessionBundle) -> a3s_nb.SessionBundle:
     """``bundle`` under another id, with one more tool call at the start of prompt 1."""
-    from a3s_nb.models import Message
+    from a3s_nb.store.models import Message
 
     b = bundle.model_copy(deep=True)
     b.session.id = "inserted"
@@ -458,7 +458,7 @@ def test_replay_cli_help_as_a_module():
 
 def test_a_build_reads_only_the_lineage_records_there_are(fixture_store, monkeypatch):
     """The lineage directory is listed once; sessions without a record cost no lookup."""
-    from a3s_nb import lineage
+    from a3s_nb.lab import lineage
 
     a3s_nb.fork(OSCAR, at=2, store=fixture_store, new_id="f1")
     asked = []

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 import a3s_nb
-from a3s_nb import lineage, schema
+from a3s_nb.frames import schema
+from a3s_nb.lab import lineage
 from a3s_nb.store import sdk_safe_id
 
 from .conftest import FIXTURE_STORE

@@ -20,8 +20,8 @@ from IPython.utils.capture import capture_output
 import a3s_nb
 from a3s_nb import render
 from a3s_nb.frames import spans
-from a3s_nb.models import SessionBundle, TextBlock, ToolResultBlock
 from a3s_nb.saved import SavedSession
+from a3s_nb.store.models import SessionBundle, TextBlock, ToolResultBlock
 from a3s_nb.widgets import WIDGET_VIEW, RunTimeline, SessionBrowser, Transcript
 
 from .fakes import FakeSession

@@ -1,7 +1,7 @@
 """pandas DataFrames over saved (or live) a3s-code sessions.
 
 Seven frames, each documented column by column in ``docs/frames.md`` (generated from
-``a3s_nb.schema``, the single source of truth)::
+``a3s_nb.frames.schema``, the single source of truth)::
 
     sessions      one row per session            (served from a self-refreshing index)
     messages      one row per transcript content block
@@ -19,6 +19,16 @@ source goes through the same code.
 >>> import a3s_nb
 >>> runs = a3s_nb.runs("sessions", status="failed")          # doctest: +SKIP
 >>> a3s_nb.spans(session).query("kind == 'tool'")             # doctest: +SKIP
+
+The package: the public frame functions (here), the columns of every frame
+(``schema.py``), the one pass over the files (``_engine.py``, ``_sources.py``,
+``_walk.py``, ``_runfile.py``, ``_builders.py``, ``_columns.py``), the costs
+(``cost.py``), the load check, index and frame cache kept in ``<store>/.a3s_nb/``
+(``_loadcheck.py``, ``index.py``, ``_framecache.py``) and the build split among worker
+processes (``_parallel.py``, ``_parallel_preload.py``). Importing it imports pandas.
+
+May import from a3s_nb: ``sdk``, ``store`` and ``errors``, ``config``, ``_version``,
+``_warn``, ``secrets``.
 """
 
 from __future__ import annotations
@@ -28,9 +38,9 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import CorruptSessionWarning
 from ._engine import FRAME_NAMES, _collect
 from ._parallel import check_workers
-from .errors import CorruptSessionWarning
 
 #: More sessions than this to read shows a progress bar (when ``progress`` is None).
 PROGRESS_THRESHOLD = 200
@@ -127,7 +137,7 @@ _SOURCE_DOC = """
     (default: shown above ``PROGRESS_THRESHOLD`` sessions). ``workers``: build in that
     many worker processes (None or 1: in this one), as for ``all_frames``.
 
-    Columns: docs/frames.md (``a3s_nb.schema``). ``df.attrs`` carries the frame name, the
+    Columns: docs/frames.md (``a3s_nb.frames.schema``). ``df.attrs`` carries the frame name, the
     ``schema_version`` and ``errors``: the sessions
     left out because ``Store.load()`` rejects them or a file is unreadable (each also warned
     as ``CorruptSessionWarning``), and values that did not fit a column.

@@ -19,7 +19,8 @@ The other helpers make a live session safe to read and to leave:
 
 Example (with the scripted server of :mod:`a3s_nb.testing`)::
 
-    from a3s_nb import live, testing
+    from a3s_nb import testing
+    from a3s_nb.sdk import live
 
     llm = testing.ScriptedLLM(testing.standard_script()).start()
     agent = llm.agent()
@@ -45,9 +46,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._warn import warn
-from .config import default_store_path
-from .errors import (
+from .._warn import warn
+from ..config import default_store_path
+from ..errors import (
     CorruptFileError,
     LiveSessionError,
     ModelNotConfiguredError,
@@ -55,7 +56,7 @@ from .errors import (
     SessionExistsError,
     SessionNotFoundError,
 )
-from .store import FileStore, validate_session_id
+from ..store.store import FileStore, validate_session_id
 
 __all__ = [
     "PIP_INSTALL",
@@ -402,7 +403,7 @@ def save_session(
             f"session {session.session_id}: save() wrote nothing to {path}. Its "
             "FileSessionStore is inactive or points elsewhere (a3s-code 3.x ignores a store "
             "given to agent.session() from plain Python): open it with "
-            "a3s_nb.live.open_session or resume_session"
+            "a3s_nb.sdk.live.open_session or resume_session"
         )
     return path
 

@@ -22,9 +22,9 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Union
 
+from ..store._json import loads
 from . import schema
 from ._columns import _json
-from ._json import loads
 
 try:
     import msgspec

@@ -1,5 +1,5 @@
 """Column building: values collected per column, turned into Arrow arrays or pandas
-columns in the dtypes of ``a3s_nb.schema``.
+columns in the dtypes of ``a3s_nb.frames.schema``.
 """
 
 from __future__ import annotations

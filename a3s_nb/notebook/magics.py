@@ -31,10 +31,10 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from traitlets import Bool, Unicode
 
-from . import api
-from .capture import is_session_like
-from .errors import A3sNbError
-from .saved import SavedSession, transcript_html, transcript_text
+from .. import api
+from ..errors import A3sNbError
+from ..saved import SavedSession, transcript_html, transcript_text
+from ..sdk.capture import is_session_like
 
 __all__ = ["A3sNb", "load_ipython_extension", "show_transcript", "unload_ipython_extension"]
 
@@ -318,7 +318,7 @@ class A3sNb(Magics):
 
         Function twin: ``a3s_nb.autosave(True, store=None, redact=False, ...)``.
         """
-        from .autosaver import autosave
+        from .autosave import autosave
 
         args = _parse(self.a3s_autosave, line)
         state = (args.state or "").lower()
@@ -495,7 +495,7 @@ class A3sNb(Magics):
 
     def _session_source(self, name: str) -> Any:
         """A variable holding a session (live, saved or a bundle), else ``name`` as an id."""
-        from .models import SessionBundle
+        from ..store.models import SessionBundle
 
         ns = self.shell.user_ns
         if name.isidentifier() and name in ns:
@@ -551,7 +551,7 @@ class A3sNb(Magics):
         agent = None
         if args.agent:
             agent = self._lookup(args.agent, "pass the variable that holds the a3s_code.Agent")
-        from .lineage import fork, lineage_of
+        from ..lab.lineage import fork, lineage_of
 
         store = self._store(args.store)
         obj = fork(
@@ -602,7 +602,7 @@ class A3sNb(Magics):
         ``a3s_nb.widgets.DiffView(a, b, store=None, store_b=None)``.
         """
         args = _parse(self.a3s_diff, line)
-        from .lineage import diff
+        from ..lab.lineage import diff
 
         store = self._store(args.store)
         df = diff(
@@ -644,7 +644,7 @@ class A3sNb(Magics):
         default=[],
         metavar="ID=COMMAND",
         help="A required check to run after the prompts (repeatable), compared with the "
-        "source's check of the same id (see a3s_nb.lineage.record_checks).",
+        "source's check of the same id (see a3s_nb.lab.record_checks).",
     )
     @argument("--store", help="The store directory (default: see %%config A3sNb.store).")
     @line_magic
@@ -666,7 +666,7 @@ class A3sNb(Magics):
         args = _parse(self.a3s_replay, line)
         name = self._variable_name(args.name)
         agent = self._lookup(args.agent, "pass the variable that holds the a3s_code.Agent")
-        from .lineage import replay
+        from ..lab.lineage import replay
 
         result = replay(
             self._session_source(args.id),
@@ -716,7 +716,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     magics = _LOADED.pop(id(ipython), None)
     if magics is None:
         return
-    from .autosaver import autosave
+    from .autosave import autosave
 
     autosave(False, shell=ipython)
     for kind, table in magics.magics.items():

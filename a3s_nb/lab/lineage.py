@@ -55,10 +55,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._tokens import runs_total_tokens, runs_usage
-from .capture import artifact_uris, capture, is_session_like
-from .errors import ForkError, SessionExistsError
-from .models import (
+from ..errors import ForkError, SessionExistsError
+from ..sdk.capture import artifact_uris, capture, is_session_like
+from ..store._tokens import runs_total_tokens, runs_usage
+from ..store.models import (
     Message,
     RunRecord,
     SessionBundle,
@@ -66,7 +66,7 @@ from .models import (
     ToolResultBlock,
     ToolUseBlock,
 )
-from .store import FileStore, Store, sdk_safe_id, validate_session_id
+from ..store.store import FileStore, Store, sdk_safe_id, validate_session_id
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -378,7 +378,7 @@ def _memory_lineage(store: Store) -> dict[str, dict[str, Any]]:
 
 
 def _write_lineage(store: Store, record: dict[str, Any]) -> None:
-    from .store import _fsync_dir, _write_temp
+    from ..store.store import _fsync_dir, _write_temp
 
     path = _lineage_file(store, record["session_id"])
     if path is None:
@@ -413,7 +413,7 @@ def lineage_of(session_id: str, store: Any = None) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
-        from .errors import CorruptFileError
+        from ..errors import CorruptFileError
 
         raise CorruptFileError(path, f"not a lineage record ({e})") from None
     return data if isinstance(data, dict) and data.get("session_id") == session_id else None
@@ -483,14 +483,14 @@ def _now_iso(now: float) -> str:
 def _open(store: Any) -> Store:
     if isinstance(store, Store):
         return store
-    from .api import _open as api_open
+    from ..api import _open as api_open
 
     return api_open(store, must_exist=True)
 
 
 def _load(source: Any, store: Any = None) -> tuple[SessionBundle, Store | None, bool]:
     """(bundle, the store it came from or None, is_live) for any session-ish source."""
-    from .saved import SavedSession
+    from ..saved import SavedSession
 
     if isinstance(source, SessionBundle):
         return source, None, False
@@ -500,7 +500,7 @@ def _load(source: Any, store: Any = None) -> tuple[SessionBundle, Store | None, 
         st = _open(store)
         return st.load(st.resolve(source)), st, False
     if is_session_like(source):
-        from .live import wait_idle
+        from ..sdk.live import wait_idle
 
         if callable(getattr(source, "current_run", None)):
             wait_idle(source)
@@ -584,7 +584,7 @@ def fork(
     if agent is not None and not isinstance(st, FileStore):
         raise ForkError(f"a3s-code resumes sessions from a directory store only, not {st}")
     if agent is not None:
-        from .api import NotAnAgentError
+        from ..api import NotAnAgentError
 
         if not callable(getattr(agent, "resume_session", None)) or isinstance(agent, type):
             raise NotAnAgentError(
@@ -614,7 +614,7 @@ def fork(
         "workspace": str(ws_copy) if ws_copy else None,
     }
     _save_with_lineage(st, forked, record)
-    from . import api
+    from .. import api
 
     if agent is None:
         return api.resume(sid, store=st)
@@ -628,7 +628,7 @@ def _same(a: Store, b: Store) -> bool:
 def _open_for_write(store: Any) -> Store:
     if isinstance(store, Store):
         return store
-    from .api import _open as api_open
+    from ..api import _open as api_open
 
     return api_open(store)
 
@@ -995,8 +995,8 @@ def replay(
     >>> r = a3s_nb.replay("fix-1", agent, model="openai/gpt-4o")   # doctest: +SKIP
     >>> r.diff.query("change != 'same'")                          # doctest: +SKIP
     """
-    from . import api
-    from .live import open_session
+    from .. import api
+    from ..sdk.live import open_session
 
     st = _open_for_write(store)
     if not isinstance(st, FileStore):
@@ -1081,7 +1081,7 @@ def record_checks(
     check passes when its command exits 0. Unlike ``verify_commands``, the checks can be
     *required*, which is what :func:`replay` and ``a3s-nb replay`` compare.
 
-    >>> a3s_nb.lineage.record_checks(session, [{"id": "tests", "command": "pytest -q"}])  # doctest: +SKIP
+    >>> a3s_nb.lab.record_checks(session, [{"id": "tests", "command": "pytest -q"}])  # doctest: +SKIP
     """
     out = []
     for check in checks:
@@ -1112,6 +1112,6 @@ def record_checks(
 
 
 def _session_model(bundle: SessionBundle, session: Any) -> str | None:
-    from .capture import _probe_model
+    from ..sdk.capture import _probe_model
 
     return _probe_model(session) or bundle.session.model_name

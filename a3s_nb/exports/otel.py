@@ -36,9 +36,9 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from . import __version__
-from .cost import ANTHROPIC_CLIENTS, split_model
-from .errors import ExportError
+from .. import __version__
+from ..errors import ExportError
+from ..frames.cost import ANTHROPIC_CLIENTS, split_model
 
 __all__ = ["OPERATIONS", "to_otel"]
 
@@ -270,8 +270,8 @@ def to_otel(
     )
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
-    from . import frames as _frames
-    from .secrets import redact
+    from .. import frames as _frames
+    from ..secrets import redact
 
     wanted = ["runs", "spans", *(["messages", "run_events"] if content else [])]
     frames = _frames.all_frames(

@@ -32,10 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from . import api
-from .capture import is_session_like
-from .config import default_store_path
-from .errors import A3sNbError
+from .. import api
+from ..config import default_store_path
+from ..errors import A3sNbError
+from ..sdk.capture import is_session_like
 
 __all__ = ["Autosave", "autosave", "fingerprint"]
 

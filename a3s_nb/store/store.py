@@ -48,8 +48,7 @@ try:
 except ImportError:  # Windows: no flock; stores are then safe between threads only
     fcntl = None  # type: ignore[assignment]
 
-from . import _fsio as fsio
-from .errors import (
+from ..errors import (
     AmbiguousSessionIdError,
     CorruptFileError,
     InvalidBundleError,
@@ -58,6 +57,7 @@ from .errors import (
     StoreError,
     describe_validation_error,
 )
+from . import _fsio as fsio
 from .models import (
     ArtifactManifest,
     LoopCheckpoint,
@@ -411,7 +411,7 @@ class Store(abc.ABC):
         *,
         guard: Callable[[SessionBundle | None], None] | None = None,
     ) -> None:
-        """Write files already validated and serialised (by :mod:`a3s_nb.serde`), as text
+        """Write files already validated and serialised (by :mod:`a3s_nb.store.serde`), as text
         or as UTF-8 bytes."""
         if not self._commits_bytes:
             texts = {p: t.decode("utf-8") if isinstance(t, bytes) else t for p, t in texts.items()}
@@ -448,7 +448,7 @@ class Store(abc.ABC):
             key = self._key(key)
             if not self._exists(key) or not self._remove(key):
                 raise SessionNotFoundError(session_id, str(self), self._ids())
-            from .lineage import _remove_lineage  # a fork's lineage record goes with it
+            from ..lab.lineage import _remove_lineage  # a fork's lineage record goes with it
 
             _remove_lineage(self, key)
 
@@ -1438,7 +1438,7 @@ def open_store(path: str | os.PathLike[str] | Store | None = None, *, create: bo
     if isinstance(path, Store):
         return path
     if path is None:
-        from .config import default_store_path
+        from ..config import default_store_path
 
         path = default_store_path()
     if str(path) == ":memory:":

@@ -12,7 +12,7 @@ Read one frame at a time (frames have different columns), e.g. in DuckDB
 ``spark.read.parquet('DEST/frame=runs')``. ``day`` is the day the session started (its
 first run, else its creation), fixed at its first export, so a session's rows never move.
 
-The columns are the frames' own (same names and types; ``a3s_nb.schema``), and each file
+The columns are the frames' own (same names and types; ``a3s_nb.frames.schema``), and each file
 carries the frame name and schema version in its Parquet metadata.
 
 Incremental: the manifest keeps each session's file signature (mtime and size of its four
@@ -44,9 +44,9 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from . import schema
-from .errors import A3sNbError, CorruptFileError, ExportError
-from .store import FileStore, Store, open_store, sdk_safe_id
+from ..errors import A3sNbError, CorruptFileError, ExportError
+from ..frames import schema
+from ..store.store import FileStore, Store, open_store, sdk_safe_id
 
 __all__ = ["ExportResult", "export_dataset"]
 
@@ -328,7 +328,7 @@ def _export(
     progress: bool | None,
     started_ns: int,
 ) -> ExportResult:
-    from . import frames as _frames
+    from .. import frames as _frames
 
     meta = f"{root}/{META_DIR}"
     _recover(fs, root)

@@ -1,5 +1,5 @@
 """Imported once by the fork server that starts the frames' worker processes
-(``a3s_nb._parallel``): everything a worker needs is loaded, and each frame built empty
+(``a3s_nb.frames._parallel``): everything a worker needs is loaded, and each frame built empty
 once, before any worker is forked, so a worker starts in milliseconds instead of importing
 pandas, pyarrow and a3s_nb and warming their caches anew."""
 

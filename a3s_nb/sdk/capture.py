@@ -34,10 +34,10 @@ from typing import Any
 import pydantic_core
 from pydantic import ValidationError
 
-from ._tokens import total_usage
-from .errors import A3sNbError, CaptureError, NotASessionError, describe_validation_error
-from .models import SessionBundle, ToolResultBlock
-from .serde import content_key
+from ..errors import A3sNbError, CaptureError, NotASessionError, describe_validation_error
+from ..store._tokens import total_usage
+from ..store.models import SessionBundle, ToolResultBlock
+from ..store.serde import content_key
 
 __all__ = [
     "CaptureError",
@@ -139,12 +139,12 @@ def capture_parts(
     """Read a live session into the JSON value of each file the store writes, by part.
 
     As :func:`capture`, without building models: the values are what the SDK returns (a
-    :class:`~a3s_nb.serde.PartEncoder` validates them before they are written).
+    :class:`~a3s_nb.store.serde.PartEncoder` validates them before they are written).
 
-    ``run_keys``, if given, is filled with the content key (:func:`a3s_nb.serde.content_key`)
+    ``run_keys``, if given, is filled with the content key (:func:`a3s_nb.store.serde.content_key`)
     of each run's events, in order: computed once, when the events are read from the SDK
     (those of a finished run are kept, and so is their key), for
-    :meth:`~a3s_nb.serde.PartEncoder.encode`.
+    :meth:`~a3s_nb.store.serde.PartEncoder.encode`.
     """
     if not is_session_like(session):
         raise NotASessionError(

@@ -25,10 +25,10 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._cachefile import read_json, read_json_head, read_json_signed, write_json
+from ..errors import CorruptFileError
+from ..store._cachefile import read_json, read_json_head, read_json_signed, write_json
+from ..store.store import FileStore
 from ._loadcheck import changed_stems, newest, record, scan
-from .errors import CorruptFileError
-from .store import FileStore
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,13 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ._json import loads as _loads
+from ..errors import CorruptFileError
+from ..sdk.capture import bundle_to_parts, is_session_like
+from ..store._json import loads as _loads
+from ..store.models import SessionBundle
+from ..store.store import FileStore, MemoryStore, Store, resolve_id, sdk_safe_id
 from ._loadcheck import path_templates
 from ._runfile import decode as _decode_runs
-from .capture import bundle_to_parts, is_session_like
-from .errors import CorruptFileError
-from .models import SessionBundle
-from .store import FileStore, MemoryStore, Store, resolve_id, sdk_safe_id
 
 # ============================================================================ sources
 
@@ -79,7 +79,7 @@ class _StoreSource(_Source):
         if self.root is None:
             return True
         if self._lineage is None:
-            from .lineage import _LINEAGE_DIR
+            from ..lab.lineage import _LINEAGE_DIR
 
             try:
                 names = os.listdir(os.path.join(self.store.meta_dir, _LINEAGE_DIR))
@@ -190,7 +190,7 @@ def _open_source(source: Any) -> _Source:
         if source is not None and str(source) == ":memory:":
             return _StoreSource(MemoryStore())
         if source is None:
-            from .config import default_store_path
+            from ..config import default_store_path
 
             source = default_store_path()
         # reading never creates a store directory: a typo must not leave one behind

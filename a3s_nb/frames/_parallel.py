@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import ParallelBuildError
+from ..errors import ParallelBuildError
 
 #: A worker gets at least this many sessions (fewer workers are started if need be).
 MIN_PER_WORKER = 20
@@ -151,8 +151,8 @@ def _build_chunk(
     frame's notes, and the warnings raised."""
     import pyarrow as pa
 
+    from ..store.store import FileStore
     from . import _engine
-    from .store import FileStore
 
     reported: list[dict] = []
     skip_warnings: set[int] = set()  # which of the warnings say a session was skipped
@@ -261,8 +261,8 @@ def usable(store: Any, ids: list[str]) -> bool:
     by its path) with pyarrow (which carries the frames back) and enough sessions for two
     workers (a frame cache refreshing a few changed sessions is quicker alone). Anything
     else is built in the calling process."""
+    from ..store.store import FileStore
     from . import _columns
-    from .store import FileStore
 
     return type(store) is FileStore and _columns.pa is not None and len(ids) >= 2 * MIN_PER_WORKER
 
@@ -282,10 +282,10 @@ def build(
     """The frames ``wanted`` of the sessions ``ids`` of a directory store, built by
     ``workers`` processes: what ``_collect_frames`` would give for them, with ``errors``
     (already reported) first in each frame's ``attrs["errors"]``."""
+    from .._warn import warn
     from ._columns import _with_attrs, pa
     from ._engine import _progress
     from ._framecache import _fix_categories, _types_mapper
-    from ._warn import warn
 
     parts = chunks(ids, min(workers, len(ids) // MIN_PER_WORKER))
     # what the filters make of them anyway, and sure to travel to a worker

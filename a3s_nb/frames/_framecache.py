@@ -33,12 +33,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..store._cachefile import encode as _encode
+from ..store._cachefile import read_json, write_json
+from ..store._json import loads
+from ..store.store import FileStore, sdk_safe_id
 from . import schema
-from ._cachefile import encode as _encode
-from ._cachefile import read_json, write_json
-from ._json import loads
 from ._loadcheck import LoadCheck
-from .store import FileStore, sdk_safe_id
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ _SIGS_KEY = b"a3s_nb.sessions"
 RACY_SECONDS = 2.0
 #: A generation of files that no manifest names is removed after this many seconds.
 ORPHAN_SECONDS = 600.0
-#: The frames kept here; ``sessions`` has its own index (``a3s_nb.index``).
+#: The frames kept here; ``sessions`` has its own index (``a3s_nb.frames.index``).
 CACHED = ("messages", "traces", "runs", "run_events", "spans", "verification")
 #: The files a session's rows come from.
 SOURCES = ("session", "runs", "traces", "verification")

@@ -14,6 +14,9 @@ from typing import Any
 
 import pandas as pd
 
+from .._warn import warn
+from ..errors import CorruptFileError, CorruptSessionWarning
+from ..store.store import FileStore, sdk_safe_id
 from . import _columns, _walk, schema
 from ._builders import (
     _BUILDERS,
@@ -28,14 +31,7 @@ from ._builders import (
 from ._columns import _with_attrs
 from ._loadcheck import LoadCheck, stems_of
 from ._runfile import Run, Runs, runs_of
-from ._sources import (
-    _PARTS,
-    _RUN_FRAMES,
-    _SESSION_FRAMES,
-    _open_source,
-    _resolve_ids,
-    _StoreSource,
-)
+from ._sources import _PARTS, _RUN_FRAMES, _SESSION_FRAMES, _open_source, _resolve_ids, _StoreSource
 from ._walk import (
     _S_CREATED,
     _S_FIRST_RUN,
@@ -51,10 +47,7 @@ from ._walk import (
     _summary_row,
     _where,
 )
-from ._warn import warn
 from .cost import price_table
-from .errors import CorruptFileError, CorruptSessionWarning
-from .store import FileStore, sdk_safe_id
 
 FRAME_NAMES = schema.FRAME_NAMES
 log = logging.getLogger("a3s_nb.frames")
@@ -131,7 +124,7 @@ def _progress(
     if total is None:
         total = len(items)  # type: ignore[arg-type]
     if progress is None:
-        from . import frames  # the public setting, read when it is needed
+        from .. import frames  # the public setting, read when it is needed
 
         show = total > frames.PROGRESS_THRESHOLD
     else:
@@ -198,7 +191,7 @@ def _whole_sessions(src: Any, sel: _Selection, progress: bool | None) -> pd.Data
     """The ``sessions`` frame of a whole directory store: remembered while the store's
     files, its listing and its index are as they were (``index.RememberedFrame``), else
     built from the index, like ``_index_rows`` + ``_sessions_from_index`` do."""
-    from ._cachefile import digest
+    from ..store._cachefile import digest
     from .index import RememberedFrame
 
     remembered = inputs = None
@@ -239,7 +232,8 @@ def _cache_key() -> str:
     the price table (worked out once per process, as the load check's models key is)."""
     import hashlib
 
-    from . import __version__, _loadcheck, cost
+    from .. import __version__
+    from . import _loadcheck, cost
 
     h = hashlib.sha1(f"{__version__}.{schema.SCHEMA_VERSION}.{price_table()}".encode())
     h.update(_loadcheck._models_key().encode())

@@ -8,33 +8,14 @@ from typing import Any
 
 import pandas as pd
 
+from .._warn import warn
+from ..errors import CorruptSessionWarning
+from ..store._tokens import USAGE_KEYS as _USAGE_KEYS
 from . import _columns, schema
-from ._columns import (
-    _array,
-    _chunk,
-    _Codes,
-    _dense,
-    _finish,
-    _frame,
-    _json,
-    _Repeat,
-    _too_big,
-)
+from ._columns import _array, _chunk, _Codes, _dense, _finish, _frame, _json, _Repeat, _too_big
 from ._runfile import K_TOOL_END, TYPE_NAMES, Record, Run
 from ._runfile import MEMO_EVENTS as _MEMO_EVENTS
-from ._tokens import USAGE_KEYS as _USAGE_KEYS
-from ._walk import (
-    _S_UPDATED,
-    _SESSION_COLS,
-    _d,
-    _l,
-    _run_cost,
-    _RunStats,
-    _Span,
-    _str,
-)
-from ._warn import warn
-from .errors import CorruptSessionWarning
+from ._walk import _S_UPDATED, _SESSION_COLS, _d, _l, _run_cost, _RunStats, _Span, _str
 
 # ============================================================================ builders
 

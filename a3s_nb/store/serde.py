@@ -312,7 +312,7 @@ class PartEncoder:
 
         ``run_keys`` are the content keys of the runs' events (``content_key(run["events"])``
         for each run, in order), when the caller has them: then only the rest of each run
-        record is keyed here, not its events again (see :func:`a3s_nb.capture.capture_parts`).
+        record is keyed here, not its events again (see :func:`a3s_nb.sdk.capture.capture_parts`).
         A wrong one writes a run as it was when that key was taken: pass keys only for
         events that cannot have changed since.
         """

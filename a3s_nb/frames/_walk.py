@@ -9,6 +9,10 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import CorruptFileError
+from ..store._tokens import USAGE_KEYS as _USAGE_KEYS
+from ..store._tokens import add_counts
+from ..store._tokens import add_usage as _add_usage
 from . import schema
 from ._runfile import (
     K_AGENT_END,
@@ -26,11 +30,7 @@ from ._runfile import (
     runs_of,
 )
 from ._sources import _RUN_FRAMES, _Source
-from ._tokens import USAGE_KEYS as _USAGE_KEYS
-from ._tokens import add_counts
-from ._tokens import add_usage as _add_usage
 from .cost import default_pricer
-from .errors import CorruptFileError
 
 # ============================================================================ summaries
 
@@ -138,7 +138,7 @@ class _RunStats:
 
 
 def _run_cost(st: _RunStats, model: Any, provider: str | None) -> float | None:
-    """The run's cost (a3s_nb.cost): its turns priced one by one, at the run's time.
+    """The run's cost (a3s_nb.frames.cost): its turns priced one by one, at the run's time.
 
     Worked out once per run (``runs`` and ``sessions`` both ask)."""
     if st.cost is None or st.cost[0] != model or st.cost[1] != provider:
@@ -197,12 +197,12 @@ def _run_stats(run: Run, spans: list | None = None, run_id: str | None = None) -
 
 
 def _lineage_values(source: Any, session_id: str) -> dict[str, Any]:
-    """The lineage columns of a session (a3s_nb.lineage), all None when it has none."""
+    """The lineage columns of a session (a3s_nb.lab), all None when it has none."""
     store = getattr(source, "store", None)
     rec = None
     has = getattr(source, "has_lineage", None)
     if store is not None and (has is None or has(session_id)):
-        from .lineage import lineage_of
+        from ..lab.lineage import lineage_of
 
         try:
             rec = lineage_of(session_id, store)

@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ._cachefile import digest, read_json, read_json_head, write_json
-from .errors import CorruptFileError, SessionNotFoundError
-from .store import PARTS, FileStore, Store, sdk_safe_id
+from ..errors import CorruptFileError, SessionNotFoundError
+from ..store._cachefile import digest, read_json, read_json_head, write_json
+from ..store.store import PARTS, FileStore, Store, sdk_safe_id
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ def _models_key() -> str:
     """Changes whenever the models (what ``load`` accepts) may have changed."""
     global _MODELS_KEY
     if _MODELS_KEY is None:
-        from . import __version__, models, store
+        from .. import __version__
+        from ..store import models, store
 
         h = hashlib.sha1(__version__.encode())
         for mod in (models, store):
