@@ -3,6 +3,7 @@
 Importing the package has no side effects; ``%load_ext a3s_nb`` registers the magics.
 """
 
+from ._version import __version__ as __version__
 from .api import list_sessions, resume, save
 from .errors import (
     A3sNbError,
@@ -33,8 +34,6 @@ from .notebook.autosave import autosave
 from .saved import SavedSession
 from .store.models import SessionBundle, SessionData
 from .store.store import FileStore, MemoryStore, Store, open_store
-
-__version__ = "0.1.0"
 
 __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and widgets
     "FileStore",
@@ -89,8 +88,8 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     # the exports (a3s_nb.exports.parquet, a3s_nb.exports.otel), imported on first use
     "export_dataset",
     "to_otel",
-    # the widgets (a3s_nb.widgets, i.e. a3s_nb.notebook.widgets), imported on first use: `import a3s_nb` never imports
-    # ipywidgets
+    # the widgets (a3s_nb.widgets, that is a3s_nb.notebook.widgets), imported on first use:
+    # `import a3s_nb` never imports ipywidgets
     "DiffView",
     "RunTimeline",
     "SessionBrowser",

@@ -185,9 +185,9 @@ def _size(path: Path) -> int:
 
 
 def _export(store: Store, frame: str, out: str) -> int:
-    import a3s_nb
+    from . import frames  # pandas: imported by the commands that need it
 
-    df = getattr(a3s_nb, frame)(store)
+    df = getattr(frames, frame)(store)
     if out.endswith(".parquet"):
         df.to_parquet(out)
     elif out.endswith(".csv"):

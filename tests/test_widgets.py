@@ -305,7 +305,7 @@ def test_resume_passes_the_agent_to_the_public_api(fixture_dir, monkeypatch):
         calls.append((id, agent, store))
         return f"live {id}"
 
-    monkeypatch.setattr(a3s_nb, "resume", fake_resume)
+    monkeypatch.setattr(a3s_nb.api, "resume", fake_resume)
     agent = object()
     ns: dict = {}
     browser = SessionBrowser(fixture_dir, agent=agent, namespace=ns, name="s")

@@ -36,7 +36,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..errors import ExportError
 from ..frames.cost import ANTHROPIC_CLIENTS, split_model
 

@@ -14,10 +14,11 @@ from typing import Any
 
 import pandas as pd
 
+from .._version import __version__
 from .._warn import warn
 from ..errors import CorruptFileError, CorruptSessionWarning
 from ..store.store import FileStore, sdk_safe_id
-from . import _columns, _walk, schema
+from . import _columns, _loadcheck, _walk, cost, schema
 from ._builders import (
     _BUILDERS,
     _EventsBuilder,
@@ -231,9 +232,6 @@ def _cache_key() -> str:
     """What the cached frames depend on besides the files: the code that builds them and
     the price table (worked out once per process, as the load check's models key is)."""
     import hashlib
-
-    from .. import __version__
-    from . import _loadcheck, cost
 
     h = hashlib.sha1(f"{__version__}.{schema.SCHEMA_VERSION}.{price_table()}".encode())
     h.update(_loadcheck._models_key().encode())

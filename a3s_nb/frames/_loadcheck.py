@@ -28,7 +28,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from .._version import __version__
 from ..errors import CorruptFileError, SessionNotFoundError
+from ..store import models
+from ..store import store as stores
 from ..store._cachefile import digest, read_json, read_json_head, write_json
 from ..store.store import PARTS, FileStore, Store, sdk_safe_id
 
@@ -45,11 +48,8 @@ def _models_key() -> str:
     """Changes whenever the models (what ``load`` accepts) may have changed."""
     global _MODELS_KEY
     if _MODELS_KEY is None:
-        from .. import __version__
-        from ..store import models, store
-
         h = hashlib.sha1(__version__.encode())
-        for mod in (models, store):
+        for mod in (models, stores):
             try:
                 h.update(Path(mod.__file__ or "").read_bytes())
             except OSError:

@@ -27,7 +27,7 @@ import ipywidgets as W
 import pandas as pd
 import traitlets
 
-from .. import render
+from .. import api, render
 from ..errors import A3sNbError
 from ..sdk.capture import capture, is_session_like
 from ..store.models import SessionBundle
@@ -706,9 +706,7 @@ class SessionBrowser(_StaticMixin, W.VBox):
         name = self.name_text.value.strip() or "session"
         if not name.isidentifier():
             raise A3sNbError(f"{name!r} is not a Python variable name")
-        import a3s_nb  # looked up at call time, as a user would patch it
-
-        session = a3s_nb.resume(sid, agent=self.agent, store=self.store)
+        session = api.resume(sid, agent=self.agent, store=self.store)
         self._target_namespace()[name] = session
         self.last_resumed = session
         how = "live" if self.agent is not None else "read-only (pass agent= to continue it)"
