@@ -458,17 +458,17 @@ def test_replay_cli_help_as_a_module():
 
 def test_a_build_reads_only_the_lineage_records_there_are(fixture_store, monkeypatch):
     """The lineage directory is listed once; sessions without a record cost no lookup."""
-    from a3s_nb.lab import lineage
+    from a3s_nb.frames import _walk
 
     a3s_nb.fork(OSCAR, at=2, store=fixture_store, new_id="f1")
     asked = []
-    real = lineage.lineage_of
+    real = _walk.read_lineage
 
-    def spy(session_id, store=None):
+    def spy(store, session_id):
         asked.append(session_id)
-        return real(session_id, store)
+        return real(store, session_id)
 
-    monkeypatch.setattr(lineage, "lineage_of", spy)
+    monkeypatch.setattr(_walk, "read_lineage", spy)
     got = frames_from_files(fixture_store, ["sessions", "runs"])["sessions"]
     got = got.set_index("session_id")
     assert asked == ["f1"]

@@ -12,7 +12,7 @@ from ..errors import CorruptFileError
 from ..sdk.capture import bundle_to_parts, is_session_like
 from ..store._json import loads as _loads
 from ..store.models import SessionBundle
-from ..store.store import FileStore, MemoryStore, Store, resolve_id, sdk_safe_id
+from ..store.store import LINEAGE_DIR, FileStore, MemoryStore, Store, resolve_id, sdk_safe_id
 from ._loadcheck import path_templates
 from ._runfile import decode as _decode_runs
 
@@ -79,10 +79,8 @@ class _StoreSource(_Source):
         if self.root is None:
             return True
         if self._lineage is None:
-            from ..lab.lineage import _LINEAGE_DIR
-
             try:
-                names = os.listdir(os.path.join(self.store.meta_dir, _LINEAGE_DIR))
+                names = os.listdir(os.path.join(self.store.meta_dir, LINEAGE_DIR))
             except OSError:  # no lineage record yet
                 names = []
             self._lineage = {n[:-5] for n in names if n.endswith(".json")}

@@ -13,6 +13,7 @@ from ..errors import CorruptFileError
 from ..store._tokens import USAGE_KEYS as _USAGE_KEYS
 from ..store._tokens import add_counts
 from ..store._tokens import add_usage as _add_usage
+from ..store.store import read_lineage
 from . import schema
 from ._runfile import (
     K_AGENT_END,
@@ -197,15 +198,13 @@ def _run_stats(run: Run, spans: list | None = None, run_id: str | None = None) -
 
 
 def _lineage_values(source: Any, session_id: str) -> dict[str, Any]:
-    """The lineage columns of a session (a3s_nb.lab), all None when it has none."""
+    """The lineage columns of a session (its lineage record), all None when it has none."""
     store = getattr(source, "store", None)
     rec = None
     has = getattr(source, "has_lineage", None)
     if store is not None and (has is None or has(session_id)):
-        from ..lab.lineage import lineage_of
-
         try:
-            rec = lineage_of(session_id, store)
+            rec = read_lineage(store, session_id)
         except CorruptFileError:
             rec = None
     if not rec:

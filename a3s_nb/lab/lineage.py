@@ -66,7 +66,15 @@ from ..store.models import (
     ToolResultBlock,
     ToolUseBlock,
 )
-from ..store.store import FileStore, Store, sdk_safe_id, validate_session_id
+from ..store.store import (
+    LINEAGE_SCHEMA,
+    FileStore,
+    Store,
+    read_lineage,
+    remove_lineage,
+    validate_session_id,
+    write_lineage,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,8 +95,6 @@ __all__ = [
     "replay",
 ]
 
-LINEAGE_SCHEMA = "a3s_nb.lineage.v1"
-_LINEAGE_DIR = "lineage"
 _NO_MESSAGES = frozenset({"failed", "cancelled"})
 
 
@@ -367,56 +373,13 @@ def _check_at(at: Any, n: int, sid: str) -> None:
 # =============================================================================== lineage
 
 
-def _lineage_file(store: Store, session_id: str) -> Path | None:
-    if isinstance(store, FileStore):
-        return store.meta_dir / _LINEAGE_DIR / f"{sdk_safe_id(session_id)}.json"
-    return None
-
-
-def _memory_lineage(store: Store) -> dict[str, dict[str, Any]]:
-    return store.__dict__.setdefault("_a3s_nb_lineage", {})
-
-
-def _write_lineage(store: Store, record: dict[str, Any]) -> None:
-    from ..store.store import _fsync_dir, _write_temp
-
-    path = _lineage_file(store, record["session_id"])
-    if path is None:
-        _memory_lineage(store)[record["session_id"]] = dict(record)
-        return
-    text = json.dumps(record, indent=2, ensure_ascii=False)
-    os.replace(_write_temp(path, text), path)
-    _fsync_dir(path.parent)
-
-
-def _remove_lineage(store: Store, session_id: str) -> None:
-    path = _lineage_file(store, session_id)
-    if path is None:
-        _memory_lineage(store).pop(session_id, None)
-    else:
-        path.unlink(missing_ok=True)
-
-
 def lineage_of(session_id: str, store: Any = None) -> dict[str, Any] | None:
     """The lineage record of a saved session (None when it is not a fork or replay).
 
     ``{"session_id", "kind" ("fork"|"replay"), "parent_id", "parent_store", "at_prompt",
     "of_prompts", "created_at" (ISO 8601, UTC), "model", "tools"}``.
     """
-    st = _open(store)
-    path = _lineage_file(st, session_id)
-    if path is None:
-        rec = _memory_lineage(st).get(session_id)
-        return dict(rec) if rec else None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        from ..errors import CorruptFileError
-
-        raise CorruptFileError(path, f"not a lineage record ({e})") from None
-    return data if isinstance(data, dict) and data.get("session_id") == session_id else None
+    return read_lineage(_open(store), session_id)
 
 
 def lineage_frame(store: Any = None) -> pd.DataFrame:
@@ -643,14 +606,14 @@ def _save_with_lineage(st: Store, bundle: SessionBundle, record: dict[str, Any])
             raise SessionExistsError(
                 f"session {sid!r} already exists in store {st}: choose another id"
             )
-        _write_lineage(st, record)
+        write_lineage(st, record)
 
     try:
         st.save(bundle, guard=guard)
     except SessionExistsError:
         raise
     except BaseException:
-        _remove_lineage(st, sid)
+        remove_lineage(st, sid)
         raise
 
 
@@ -1050,11 +1013,11 @@ def replay(
         "tools": "ran again",
         "workspace": str(ws),
     }
-    _write_lineage(st, record)
+    write_lineage(st, record)
     try:
         api.save(session, store=st, model=result_model)
     except BaseException:
-        _remove_lineage(st, sid)
+        remove_lineage(st, sid)
         raise
     replayed = st.load(sid)
     df = diff(bundle, replayed)

@@ -448,9 +448,7 @@ class Store(abc.ABC):
             key = self._key(key)
             if not self._exists(key) or not self._remove(key):
                 raise SessionNotFoundError(session_id, str(self), self._ids())
-            from ..lab.lineage import _remove_lineage  # a fork's lineage record goes with it
-
-            _remove_lineage(self, key)
+            remove_lineage(self, key)  # a fork's lineage record goes with it
 
     def resolve(self, id_or_prefix: str) -> str:
         """The full id of a saved session from its id or a unique prefix of it."""
@@ -1444,3 +1442,60 @@ def open_store(path: str | os.PathLike[str] | Store | None = None, *, create: bo
     if str(path) == ":memory:":
         return MemoryStore()
     return FileStore(path, create=create)
+
+
+# ============================================================================ lineage records
+
+#: The ``schema`` of a lineage record.
+LINEAGE_SCHEMA = "a3s_nb.lineage.v1"
+#: Lineage records are kept in ``<store>/.a3s_nb/lineage/<id>.json``, never in the session
+#: file (a3s-code drops the fields it does not know when it saves a session); a
+#: ``MemoryStore`` keeps them in memory. Made by fork and replay (``a3s_nb.lab``), read by
+#: the frames, removed with their session (``Store.delete``).
+LINEAGE_DIR = "lineage"
+
+
+def _lineage_file(store: Store, session_id: str) -> Path | None:
+    if isinstance(store, FileStore):
+        return store.meta_dir / LINEAGE_DIR / f"{sdk_safe_id(session_id)}.json"
+    return None
+
+
+def _memory_lineage(store: Store) -> dict[str, dict[str, Any]]:
+    return store.__dict__.setdefault("_a3s_nb_lineage", {})
+
+
+def write_lineage(store: Store, record: dict[str, Any]) -> None:
+    """Write the lineage record of ``record["session_id"]`` (atomically, on disk)."""
+    path = _lineage_file(store, record["session_id"])
+    if path is None:
+        _memory_lineage(store)[record["session_id"]] = dict(record)
+        return
+    text = json.dumps(record, indent=2, ensure_ascii=False)
+    os.replace(_write_temp(path, text), path)
+    _fsync_dir(path.parent)
+
+
+def remove_lineage(store: Store, session_id: str) -> None:
+    """Remove the lineage record of a session, if it has one."""
+    path = _lineage_file(store, session_id)
+    if path is None:
+        _memory_lineage(store).pop(session_id, None)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def read_lineage(store: Store, session_id: str) -> dict[str, Any] | None:
+    """The lineage record of a session in ``store``, None when it has none
+    (``CorruptFileError`` for a record that cannot be read)."""
+    path = _lineage_file(store, session_id)
+    if path is None:
+        rec = _memory_lineage(store).get(session_id)
+        return dict(rec) if rec else None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise CorruptFileError(path, f"not a lineage record ({e})") from None
+    return data if isinstance(data, dict) and data.get("session_id") == session_id else None
