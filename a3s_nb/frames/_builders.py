@@ -507,3 +507,9 @@ _BUILDERS: dict[str, Callable[[], _Builder]] = {
     "run_events": _EventsBuilder,
     "spans": _SpansBuilder,
 }
+
+
+def _empty_frame(name: str) -> pd.DataFrame:
+    """A frame without rows, with its columns and dtypes."""
+    builder = _VerificationBuilder(None) if name == "verification" else _BUILDERS[name]()
+    return builder.frame_df([])

@@ -20,7 +20,6 @@ from ..errors import CorruptFileError, CorruptSessionWarning
 from ..store.store import FileStore, sdk_safe_id
 from . import _columns, _loadcheck, _walk, cost, schema
 from ._builders import (
-    _BUILDERS,
     _EventsBuilder,
     _MessagesBuilder,
     _RunsBuilder,
@@ -30,6 +29,7 @@ from ._builders import (
     _VerificationBuilder,
 )
 from ._columns import _with_attrs
+from ._framecache import FrameCache, _fix_categories, _types_mapper
 from ._loadcheck import LoadCheck, stems_of
 from ._runfile import Run, Runs, runs_of
 from ._sources import _PARTS, _RUN_FRAMES, _SESSION_FRAMES, _open_source, _resolve_ids, _StoreSource
@@ -203,8 +203,6 @@ def _whole_sessions(src: Any, sel: _Selection, progress: bool | None) -> pd.Data
         remembered = RememberedFrame(src.store, f"{_cache_key()}.{SUMMARY_VERSION}")
         table = remembered.load(inputs)
         if table is not None:
-            from ._framecache import _fix_categories, _types_mapper
-
             df = table.to_pandas(types_mapper=_types_mapper(_columns.pa))
             return _with_attrs("sessions", _fix_categories(df, "sessions"), sel.errors)
     reported = len(sel.errors)
@@ -252,8 +250,6 @@ def _cached_frames(
     workers: int = 1,
 ) -> dict[str, pd.DataFrame]:
     """Unfiltered frames of a directory store through the columnar cache (_framecache)."""
-    from ._framecache import FrameCache
-
     assert isinstance(src.store, FileStore)
     good = sorted(known)
 
@@ -296,12 +292,6 @@ def _cached_frames(
         else:
             out[name] = _with_attrs(name, built[name], [*errors, *notes[name]])
     return out
-
-
-def _empty_frame(name: str) -> pd.DataFrame:
-    """A frame without rows, with its columns and dtypes."""
-    builder = _VerificationBuilder(None) if name == "verification" else _BUILDERS[name]()
-    return builder.frame_df([])
 
 
 @contextlib.contextmanager

@@ -38,6 +38,8 @@ from ..store._cachefile import read_json, write_json
 from ..store._json import loads
 from ..store.store import FileStore, sdk_safe_id
 from . import schema
+from ._builders import _empty_frame
+from ._columns import _categories
 from ._loadcheck import LoadCheck
 
 log = logging.getLogger(__name__)
@@ -420,8 +422,6 @@ def _merge(pa: Any, kept: Any, drop: set[str], new: Any, frame: str) -> Any:
     if kept is None or kept.num_rows == 0:
         if new is not None:
             return new
-        from ._engine import _empty_frame
-
         return pa.Table.from_pandas(_empty_frame(frame), preserve_index=False)
     names, rows = _blocks(kept)
     if new is not None:
@@ -451,8 +451,6 @@ def _merge(pa: Any, kept: Any, drop: set[str], new: Any, frame: str) -> Any:
 
 def _fix_categories(df: pd.DataFrame, frame: str) -> pd.DataFrame:
     """Categories in the order a fresh build gives: known values first, then new ones sorted."""
-    from ._columns import _categories
-
     for col in schema.columns(frame):
         if col.kind != "category":
             continue
