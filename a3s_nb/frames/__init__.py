@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import CorruptSessionWarning
-from ._engine import FRAME_NAMES, _collect
+from ._engine import FRAME_NAMES, ShowAbove, _collect
 from ._parallel import check_workers
 
 #: More sessions than this to read shows a progress bar (when ``progress`` is None).
@@ -67,6 +67,12 @@ Ids = str | Iterable[str] | None
 Statuses = str | Iterable[str] | None
 
 
+def _shown(progress: bool | None) -> bool | ShowAbove:
+    """``progress`` as the engine takes it: None is a bar above ``PROGRESS_THRESHOLD``
+    sessions, read at each call (so setting ``a3s_nb.frames.PROGRESS_THRESHOLD`` works)."""
+    return ShowAbove(PROGRESS_THRESHOLD) if progress is None else progress
+
+
 def _one(
     name: str,
     source: Source,
@@ -84,7 +90,7 @@ def _one(
         since=since,
         until=until,
         status=status,
-        progress=progress,
+        progress=_shown(progress),
         workers=check_workers(workers),
     )[name]
 
@@ -125,7 +131,7 @@ def all_frames(
         since=since,
         until=until,
         status=status,
-        progress=progress,
+        progress=_shown(progress),
         workers=check_workers(workers),
     )
 

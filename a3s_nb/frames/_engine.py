@@ -119,17 +119,20 @@ def _to_ms(value: Any, *, ceil: bool) -> int | None:
 # ============================================================================ engine
 
 
+@dataclasses.dataclass(frozen=True)
+class ShowAbove:
+    """A ``progress`` that shows the bar when more than ``sessions`` sessions are read:
+    what the frame functions pass for ``progress=None`` (``a3s_nb.frames.PROGRESS_THRESHOLD``)."""
+
+    sessions: int
+
+
 def _progress(
-    items: Iterable, progress: bool | None, desc: str, total: int | None = None
+    items: Iterable, progress: bool | ShowAbove | None, desc: str, total: int | None = None
 ) -> Iterable:
     if total is None:
         total = len(items)  # type: ignore[arg-type]
-    if progress is None:
-        from .. import frames  # the public setting, read when it is needed
-
-        show = total > frames.PROGRESS_THRESHOLD
-    else:
-        show = bool(progress)
+    show = total > progress.sessions if isinstance(progress, ShowAbove) else bool(progress)
     if not show:
         return items
     try:
