@@ -39,8 +39,8 @@ from typing import Any
 import pandas as pd
 
 from ..errors import CorruptSessionWarning
+from . import _parallel
 from ._engine import FRAME_NAMES, ShowAbove, _collect
-from ._parallel import check_workers
 
 #: More sessions than this to read shows a progress bar (when ``progress`` is None).
 PROGRESS_THRESHOLD = 200
@@ -91,7 +91,8 @@ def _one(
         until=until,
         status=status,
         progress=_shown(progress),
-        workers=check_workers(workers),
+        workers=_parallel.check_workers(workers),
+        parallel=_parallel,
     )[name]
 
 
@@ -132,7 +133,8 @@ def all_frames(
         until=until,
         status=status,
         progress=_shown(progress),
-        workers=check_workers(workers),
+        workers=_parallel.check_workers(workers),
+        parallel=_parallel,
     )
 
 

@@ -251,6 +251,7 @@ def _cached_frames(
     errors: list[dict],
     progress: bool | None,
     workers: int = 1,
+    parallel: Any = None,
 ) -> dict[str, pd.DataFrame]:
     """Unfiltered frames of a directory store through the columnar cache (_framecache)."""
     assert isinstance(src.store, FileStore)
@@ -268,6 +269,7 @@ def _cached_frames(
             cache=False,
             prechecked=(check, known, {}, []),
             workers=workers,
+            parallel=parallel,
         )
 
     rest = [name for name in wanted if name != "sessions"]
@@ -335,12 +337,15 @@ def _collect_frames(
     cache: bool = True,
     prechecked: tuple | None = None,
     workers: int | None = None,
+    parallel: Any = None,
 ) -> dict[str, pd.DataFrame]:
     """The wanted frames of ``source``: what every frame function comes down to.
 
     ``cache=False`` builds from the files; ``prechecked`` is ``(check, known, rejected,
     errors)`` when the caller already ran the load check on this same store (see
-    _cached_frames).
+    _cached_frames). ``workers`` > 1 splits the build among processes through
+    ``parallel``, the ``_parallel`` module the frame functions pass (it runs this engine
+    in each worker, so the engine does not import it).
     """
     wanted = _wanted_frames(frames)
     src = _open_source(source)
@@ -349,7 +354,15 @@ def _collect_frames(
     if cache and _cache_serves(src, wanted, ids, filters):
         assert sel.check is not None and sel.known is not None
         return _cached_frames(
-            src, wanted, sel.check, sel.known, sel.rejected, sel.errors, progress, workers or 1
+            src,
+            wanted,
+            sel.check,
+            sel.known,
+            sel.rejected,
+            sel.errors,
+            progress,
+            workers or 1,
+            parallel,
         )
     plan = _Plan.make(wanted, filters)
     if _index_serves(src, plan):
@@ -367,10 +380,9 @@ def _collect_frames(
     else:
         selected = sorted(sel.known if sel.known is not None else src.ids())
     if workers is not None and workers > 1:  # the same build, split among processes
-        from . import _parallel
-
-        if _parallel.usable(src.store, selected):
-            return _parallel.build(
+        assert parallel is not None, "workers > 1 needs parallel (the _parallel module)"
+        if parallel.usable(src.store, selected):
+            return parallel.build(
                 src.store,
                 wanted,
                 selected,

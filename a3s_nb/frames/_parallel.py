@@ -39,7 +39,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._warn import warn
 from ..errors import ParallelBuildError
+from ..store.store import FileStore
+from . import _columns, _engine
+from ._columns import _with_attrs
+from ._framecache import _fix_categories, _types_mapper
 
 #: A worker gets at least this many sessions (fewer workers are started if need be).
 MIN_PER_WORKER = 20
@@ -151,9 +156,6 @@ def _build_chunk(
     frame's notes, and the warnings raised."""
     import pyarrow as pa
 
-    from ..store.store import FileStore
-    from . import _engine
-
     reported: list[dict] = []
     skip_warnings: set[int] = set()  # which of the warnings say a session was skipped
     report = _engine._report
@@ -261,9 +263,6 @@ def usable(store: Any, ids: list[str]) -> bool:
     by its path) with pyarrow (which carries the frames back) and enough sessions for two
     workers (a frame cache refreshing a few changed sessions is quicker alone). Anything
     else is built in the calling process."""
-    from ..store.store import FileStore
-    from . import _columns
-
     return type(store) is FileStore and _columns.pa is not None and len(ids) >= 2 * MIN_PER_WORKER
 
 
@@ -282,10 +281,7 @@ def build(
     """The frames ``wanted`` of the sessions ``ids`` of a directory store, built by
     ``workers`` processes: what ``_collect_frames`` would give for them, with ``errors``
     (already reported) first in each frame's ``attrs["errors"]``."""
-    from .._warn import warn
-    from ._columns import _with_attrs, pa
-    from ._engine import _progress
-    from ._framecache import _fix_categories, _types_mapper
+    pa = _columns.pa
 
     parts = chunks(ids, min(workers, len(ids) // MIN_PER_WORKER))
     # what the filters make of them anyway, and sure to travel to a worker
@@ -293,7 +289,7 @@ def build(
     ctx = _context()
     path = str(store.path)
     running: list[tuple[Any, Connection]] = []
-    shown = _progress(range(len(ids)), progress, "sessions")
+    shown = _engine._progress(range(len(ids)), progress, "sessions")
     bar = shown if hasattr(shown, "update") else None
     scratch = _scratch_dir()
     try:
