@@ -32,6 +32,7 @@ from .errors import (
     A3sNbError,
     CaptureError,
     CorruptFileError,
+    LiveSessionError,
     NotAnAgentError,
     SaveConflictError,
     SaveError,
@@ -48,6 +49,7 @@ from .sdk.capture import (
     is_session_like,
     tool_call_counts,
 )
+from .sdk.live import resume_session, wait_idle
 from .store import serde
 from .store.models import SessionBundle, SessionData
 from .store.store import FileStore, Store, decode_text, open_store, validate_session_id
@@ -182,8 +184,6 @@ def save(
     # A store that does not exist yet is created only once the save is sure to happen.
     st = None if _missing(store) else _open(store)
     if callable(getattr(session, "current_run", None)):
-        from .sdk.live import wait_idle
-
         wait_idle(session, wait)  # a streamed turn reaches history() in the background
     sid = validate_session_id(str(session.session_id) if id is None else id)
     encoder = serde.encoder_for((_store_key(store) if st is None else _store_key(st), sid))
@@ -572,8 +572,6 @@ def resume(
             f"a3s-code resumes sessions from a directory store only, not {st}; "
             "save the session into a directory first"
         )
-    from .sdk.live import resume_session
-
     try:
         return resume_session(agent, full, st.path, **options)
     except A3sNbError:
@@ -583,8 +581,6 @@ def resume(
     except TypeError:  # an unknown option: the message names the known ones
         raise
     except Exception as e:  # anything else the SDK raises
-        from .sdk.live import LiveSessionError
-
         raise LiveSessionError(f"a3s-code could not resume session {full!r}: {e}") from e
 
 
@@ -622,7 +618,7 @@ def list_sessions(
         except (ValueError, TypeError) as e:
             raise SaveError(f"since={since!r} is not a date or time: {e}") from None
         since_ts = since_ts.tz_localize("UTC") if since_ts.tzinfo is None else since_ts
-    from .frames import sessions as sessions_frame
+    from .frames import sessions as sessions_frame  # pandas: imported on first use
 
     df = sessions_frame(_open(store, must_exist=True), since=since_ts)
     if model:

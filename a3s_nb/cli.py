@@ -24,8 +24,11 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from .api import list_sessions
 from .errors import A3sNbError
+from .lab.lineage import replay
 from .saved import transcript_text
+from .sdk.live import import_a3s_code
 from .store.store import FileStore, Store, open_store
 
 FRAMES = ("sessions", "messages", "traces", "runs", "run_events", "spans", "verification")
@@ -118,8 +121,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _list(store: Store) -> int:
     """The sessions frame, as lines; a broken session is reported and the others listed."""
-    from .api import list_sessions
-
     with warnings.catch_warnings():  # the skipped sessions are reported below, once each
         warnings.simplefilter("ignore")
         df = list_sessions(store)
@@ -243,8 +244,6 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
 def _replay(args: argparse.Namespace) -> int:
     import os
 
-    from .lab.lineage import replay
-
     try:
         config = args.config or os.environ.get("A3S_NB_AGENT_CONFIG")
         if not config:
@@ -258,8 +257,6 @@ def _replay(args: argparse.Namespace) -> int:
             if not sep or not cid.strip() or not command.strip():
                 raise A3sNbError(f"--check {item!r} is not ID=COMMAND")
             checks.append({"id": cid.strip(), "command": command.strip(), "required": True})
-        from .sdk.live import import_a3s_code
-
         path = os.path.expanduser(config)
         if not os.path.isfile(path):
             raise A3sNbError(f"agent config {config} is not a file")
@@ -296,7 +293,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _export_otel(store: Store, args: argparse.Namespace) -> int:
-    from .exports.otel import to_otel
+    from .exports.otel import to_otel  # pandas, OpenTelemetry: imported on first use
 
     if args.out is None and args.endpoint is None:
         raise ValueError("export otel needs OUT.jsonl or --endpoint URL (or both)")
@@ -327,7 +324,7 @@ def _export_otel(store: Store, args: argparse.Namespace) -> int:
 
 
 def _export_dataset(store: Store, dest: str, *, full: bool) -> int:
-    from .exports.parquet import export_dataset
+    from .exports.parquet import export_dataset  # pandas, pyarrow: imported on first use
 
     result = export_dataset(store, dest, full=full)
     for err in result["errors"]:

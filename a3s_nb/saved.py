@@ -105,7 +105,7 @@ def transcript_html(obj: Any) -> str:
 
     ``obj`` is as for :func:`transcript_text`.
     """
-    from .render import transcript_html as render_html
+    from .render import transcript_html as render_html  # pandas: imported on first use
 
     return render_html(_as_bundle(obj))
 
@@ -177,7 +177,7 @@ class SavedSession:
     # ---- frames ------------------------------------------------------------------------
 
     def _frame(self, name: str) -> pd.DataFrame:
-        from . import frames
+        from . import frames  # pandas: imported on first use
 
         return getattr(frames, name)(self.bundle)
 

@@ -69,6 +69,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .sdk.live import import_a3s_code
+
 __all__ = [
     "CALC_CHECK",
     "CALC_FORK_PROMPT",
@@ -986,8 +988,6 @@ class ScriptedLLM:
 
     def agent(self, default_model: str | None = None) -> Any:
         """An ``a3s_code.Agent`` configured for this server (needs a3s-code installed)."""
-        from .sdk.live import import_a3s_code
-
         return import_a3s_code().Agent.create(self.acl_config(default_model))
 
     # ---- request log -------------------------------------------------------------------

@@ -36,9 +36,11 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from .. import frames as _frames
 from .._version import __version__
 from ..errors import ExportError
 from ..frames.cost import ANTHROPIC_CLIENTS, split_model
+from ..secrets import redact
 
 __all__ = ["OPERATIONS", "to_otel"]
 
@@ -269,9 +271,6 @@ def to_otel(
         _otel()
     )
     from opentelemetry.trace import SpanKind, Status, StatusCode
-
-    from .. import frames as _frames
-    from ..secrets import redact
 
     wanted = ["runs", "spans", *(["messages", "run_events"] if content else [])]
     frames = _frames.all_frames(

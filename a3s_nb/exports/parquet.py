@@ -44,6 +44,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from .. import frames as _frames
 from ..errors import A3sNbError, CorruptFileError, ExportError
 from ..frames import schema
 from ..store.store import FileStore, Store, open_store, sdk_safe_id
@@ -328,8 +329,6 @@ def _export(
     progress: bool | None,
     started_ns: int,
 ) -> ExportResult:
-    from .. import frames as _frames
-
     meta = f"{root}/{META_DIR}"
     _recover(fs, root)
     manifest = _read_json(fs, f"{meta}/manifest.json") or {}

@@ -17,6 +17,7 @@ import pandas as pd
 from .._version import __version__
 from .._warn import warn
 from ..errors import CorruptFileError, CorruptSessionWarning
+from ..store._cachefile import digest
 from ..store.store import FileStore, sdk_safe_id
 from . import _columns, _loadcheck, _walk, cost, schema
 from ._builders import (
@@ -49,6 +50,7 @@ from ._walk import (
     _where,
 )
 from .cost import price_table
+from .index import RememberedFrame, SessionIndex
 
 FRAME_NAMES = schema.FRAME_NAMES
 log = logging.getLogger("a3s_nb.frames")
@@ -160,7 +162,6 @@ def _index_summaries(
     """``sessions`` rows of a directory store, from its index (recomputing stale rows).
     ``scanned``: the store's files as the load check scanned them (else scanned here);
     ``state`` receives the index file the rows all came from (``SessionIndex.sig``)."""
-    from .index import SessionIndex
 
     def compute(stem: str) -> tuple[list, list[str]] | None:
         return _walk._summarize(source, stem)
@@ -195,9 +196,6 @@ def _whole_sessions(src: Any, sel: _Selection, progress: bool | None) -> pd.Data
     """The ``sessions`` frame of a whole directory store: remembered while the store's
     files, its listing and its index are as they were (``index.RememberedFrame``), else
     built from the index, like ``_index_rows`` + ``_sessions_from_index`` do."""
-    from ..store._cachefile import digest
-    from .index import RememberedFrame
-
     remembered = inputs = None
     if _columns.pa is not None and sel.check is not None and sel.check.digest:
         assert sel.known is not None

@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ..config import default_store_path
 from ..errors import CorruptFileError
 from ..sdk.capture import bundle_to_parts, is_session_like
 from ..store._json import loads as _loads
@@ -188,8 +189,6 @@ def _open_source(source: Any) -> _Source:
         if source is not None and str(source) == ":memory:":
             return _StoreSource(MemoryStore())
         if source is None:
-            from ..config import default_store_path
-
             source = default_store_path()
         # reading never creates a store directory: a typo must not leave one behind
         return _StoreSource(FileStore(source, create=False))

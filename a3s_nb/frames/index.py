@@ -28,6 +28,7 @@ from typing import Any
 from ..errors import CorruptFileError
 from ..store._cachefile import read_json, read_json_head, read_json_signed, write_json
 from ..store.store import FileStore
+from . import schema
 from ._loadcheck import changed_stems, newest, record, scan
 
 log = logging.getLogger(__name__)
@@ -192,8 +193,6 @@ class RememberedFrame:
     def load(self, inputs: str) -> Any | None:
         """The remembered Arrow table for these ``inputs`` (a digest), or None."""
         import pyarrow as pa
-
-        from . import schema
 
         rec = read_json(self.path, "sessions frame record")
         if (

@@ -55,8 +55,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ForkError, SessionExistsError
-from ..sdk.capture import artifact_uris, capture, is_session_like
+from .. import api
+from ..errors import ForkError, NotAnAgentError, SessionExistsError
+from ..saved import SavedSession
+from ..sdk.capture import _probe_model, artifact_uris, capture, is_session_like
+from ..sdk.live import open_session, wait_idle
 from ..store._tokens import runs_total_tokens, runs_usage
 from ..store.models import (
     Message,
@@ -446,15 +449,11 @@ def _now_iso(now: float) -> str:
 def _open(store: Any) -> Store:
     if isinstance(store, Store):
         return store
-    from ..api import _open as api_open
-
-    return api_open(store, must_exist=True)
+    return api._open(store, must_exist=True)
 
 
 def _load(source: Any, store: Any = None) -> tuple[SessionBundle, Store | None, bool]:
     """(bundle, the store it came from or None, is_live) for any session-ish source."""
-    from ..saved import SavedSession
-
     if isinstance(source, SessionBundle):
         return source, None, False
     if isinstance(source, SavedSession):
@@ -463,8 +462,6 @@ def _load(source: Any, store: Any = None) -> tuple[SessionBundle, Store | None, 
         st = _open(store)
         return st.load(st.resolve(source)), st, False
     if is_session_like(source):
-        from ..sdk.live import wait_idle
-
         if callable(getattr(source, "current_run", None)):
             wait_idle(source)
         return capture(source), None, True
@@ -546,14 +543,13 @@ def fork(
     sid = new_id or _free_id(st, bundle.session.id, "fork")
     if agent is not None and not isinstance(st, FileStore):
         raise ForkError(f"a3s-code resumes sessions from a directory store only, not {st}")
-    if agent is not None:
-        from ..api import NotAnAgentError
-
-        if not callable(getattr(agent, "resume_session", None)) or isinstance(agent, type):
-            raise NotAnAgentError(
-                f"a {type(agent).__name__} is not an a3s-code Agent: pass one made with "
-                "a3s_code.Agent.create(config)"
-            )
+    if agent is not None and (
+        not callable(getattr(agent, "resume_session", None)) or isinstance(agent, type)
+    ):
+        raise NotAnAgentError(
+            f"a {type(agent).__name__} is not an a3s-code Agent: pass one made with "
+            "a3s_code.Agent.create(config)"
+        )
     now = time.time()
     forked = cut(bundle, at, new_id=sid, now=now)
     ws_copy = None
@@ -577,8 +573,6 @@ def fork(
         "workspace": str(ws_copy) if ws_copy else None,
     }
     _save_with_lineage(st, forked, record)
-    from .. import api
-
     if agent is None:
         return api.resume(sid, store=st)
     return api.resume(sid, agent, store=st, **options)
@@ -591,9 +585,7 @@ def _same(a: Store, b: Store) -> bool:
 def _open_for_write(store: Any) -> Store:
     if isinstance(store, Store):
         return store
-    from ..api import _open as api_open
-
-    return api_open(store)
+    return api._open(store)
 
 
 def _save_with_lineage(st: Store, bundle: SessionBundle, record: dict[str, Any]) -> None:
@@ -958,9 +950,6 @@ def replay(
     >>> r = a3s_nb.replay("fix-1", agent, model="openai/gpt-4o")   # doctest: +SKIP
     >>> r.diff.query("change != 'same'")                          # doctest: +SKIP
     """
-    from .. import api
-    from ..sdk.live import open_session
-
     st = _open_for_write(store)
     if not isinstance(st, FileStore):
         raise ForkError(f"a3s-code runs sessions in a directory store only, not {st}")
@@ -1075,6 +1064,4 @@ def record_checks(
 
 
 def _session_model(bundle: SessionBundle, session: Any) -> str | None:
-    from ..sdk.capture import _probe_model
-
     return _probe_model(session) or bundle.session.model_name

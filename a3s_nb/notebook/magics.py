@@ -33,8 +33,11 @@ from traitlets import Bool, Unicode
 
 from .. import api
 from ..errors import A3sNbError
+from ..lab.lineage import diff, fork, lineage_of, replay
 from ..saved import SavedSession, transcript_html, transcript_text
 from ..sdk.capture import is_session_like
+from ..store.models import SessionBundle
+from .autosave import autosave
 
 __all__ = ["A3sNb", "load_ipython_extension", "show_transcript", "unload_ipython_extension"]
 
@@ -318,8 +321,6 @@ class A3sNb(Magics):
 
         Function twin: ``a3s_nb.autosave(True, store=None, redact=False, ...)``.
         """
-        from .autosave import autosave
-
         args = _parse(self.a3s_autosave, line)
         state = (args.state or "").lower()
         if state not in ("", "on", "off"):
@@ -495,8 +496,6 @@ class A3sNb(Magics):
 
     def _session_source(self, name: str) -> Any:
         """A variable holding a session (live, saved or a bundle), else ``name`` as an id."""
-        from ..store.models import SessionBundle
-
         ns = self.shell.user_ns
         if name.isidentifier() and name in ns:
             value = ns[name]
@@ -551,8 +550,6 @@ class A3sNb(Magics):
         agent = None
         if args.agent:
             agent = self._lookup(args.agent, "pass the variable that holds the a3s_code.Agent")
-        from ..lab.lineage import fork, lineage_of
-
         store = self._store(args.store)
         obj = fork(
             self._session_source(args.id),
@@ -602,8 +599,6 @@ class A3sNb(Magics):
         ``a3s_nb.widgets.DiffView(a, b, store=None, store_b=None)``.
         """
         args = _parse(self.a3s_diff, line)
-        from ..lab.lineage import diff
-
         store = self._store(args.store)
         df = diff(
             self._session_source(args.a),
@@ -666,8 +661,6 @@ class A3sNb(Magics):
         args = _parse(self.a3s_replay, line)
         name = self._variable_name(args.name)
         agent = self._lookup(args.agent, "pass the variable that holds the a3s_code.Agent")
-        from ..lab.lineage import replay
-
         result = replay(
             self._session_source(args.id),
             agent,
@@ -716,8 +709,6 @@ def unload_ipython_extension(ipython: Any) -> None:
     magics = _LOADED.pop(id(ipython), None)
     if magics is None:
         return
-    from .autosave import autosave
-
     autosave(False, shell=ipython)
     for kind, table in magics.magics.items():
         registered = ipython.magics_manager.magics.get(kind, {})

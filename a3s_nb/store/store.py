@@ -48,6 +48,7 @@ try:
 except ImportError:  # Windows: no flock; stores are then safe between threads only
     fcntl = None  # type: ignore[assignment]
 
+from ..config import default_store_path
 from ..errors import (
     AmbiguousSessionIdError,
     CorruptFileError,
@@ -1436,8 +1437,6 @@ def open_store(path: str | os.PathLike[str] | Store | None = None, *, create: bo
     if isinstance(path, Store):
         return path
     if path is None:
-        from ..config import default_store_path
-
         path = default_store_path()
     if str(path) == ":memory:":
         return MemoryStore()
