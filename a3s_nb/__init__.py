@@ -88,8 +88,8 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     # the exports (a3s_nb.exports.parquet, a3s_nb.exports.otel), imported on first use
     "export_dataset",
     "to_otel",
-    # the widgets (a3s_nb.widgets, that is a3s_nb.notebook.widgets), imported on first use:
-    # `import a3s_nb` never imports ipywidgets
+    # the widgets (a3s_nb.widgets), imported on first use: `import a3s_nb` never imports
+    # ipywidgets
     "DiffView",
     "RunTimeline",
     "SessionBrowser",
@@ -113,7 +113,7 @@ def __getattr__(name):
 
         return getattr(frames, name)
     if name in _WIDGETS:
-        from .notebook import widgets
+        from . import widgets
 
         return getattr(widgets, name)
     if name in _EXPORTS:

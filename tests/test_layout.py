@@ -33,7 +33,7 @@ LAYER_OF = {
     "lab": "lab",
     "exports": "exports",
     "notebook": "notebook",
-    "widgets": "notebook",  # the public name of notebook.widgets
+    "widgets": "notebook",  # a3s_nb/widgets.py: the widgets keep their public path
     "cli": "cli",
     "testing": "testing",
 }
@@ -215,7 +215,7 @@ def test_each_subpackage_docstring_says_what_it_may_import(package):
     assert doc, f"a3s_nb/{package}/__init__.py says what it owns"
     named = _may_import_line(doc)
     allowed = {part for part, layer in LAYER_OF.items() if layer in MAY_IMPORT[LAYER_OF[package]]}
-    allowed -= {package, "widgets"}
+    allowed.discard(package)
     assert named == allowed
 
 
@@ -299,7 +299,6 @@ def test_public_module_paths_still_resolve():
     for name in [*schema.FRAME_NAMES, "all_frames"]:
         assert getattr(a3s_nb.frames, name) is getattr(a3s_nb, name)
     widgets = importlib.import_module("a3s_nb.widgets")
-    assert widgets is importlib.import_module("a3s_nb.notebook.widgets")
     assert widgets.SessionBrowser is a3s_nb.SessionBrowser
     assert importlib.import_module("a3s_nb.testing").ScriptedLLM
     assert callable(importlib.import_module("a3s_nb.cli").main)

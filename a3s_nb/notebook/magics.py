@@ -76,7 +76,7 @@ def show_transcript(obj: Any) -> None:
 
     if getattr(get_ipython(), "kernel", None) is not None:
         try:
-            from .widgets import Transcript
+            from ..widgets import Transcript
 
             display(Transcript(obj))
             return
@@ -485,7 +485,7 @@ class A3sNb(Magics):
         if args.agent:
             agent = self._lookup(args.agent, "pass the variable that holds the a3s_code.Agent")
         try:
-            from .widgets import SessionBrowser
+            from ..widgets import SessionBrowser
         except ImportError as e:
             raise UsageError(
                 f"the session browser needs ipywidgets ({e}): pip install 'a3s-nb[all]'"
@@ -609,7 +609,7 @@ class A3sNb(Magics):
         if args.frame:
             return df
         try:
-            from .widgets import DiffView
+            from ..widgets import DiffView
         except ImportError as e:
             raise UsageError(
                 f"the diff widget needs ipywidgets ({e}): pip install 'a3s-nb[all]', or use --frame"
@@ -673,7 +673,7 @@ class A3sNb(Magics):
         self.shell.push({name: result})
         print(f"{name}: {result}")
         try:
-            from .widgets import DiffView
+            from ..widgets import DiffView
         except ImportError:
             return result.diff
         return DiffView(result.diff)
