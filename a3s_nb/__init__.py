@@ -3,9 +3,8 @@
 Importing the package has no side effects; ``%load_ext a3s_nb`` registers the magics.
 """
 
-from . import schema as _schema
+from ._version import __version__ as __version__
 from .api import list_sessions, resume, save
-from .autosaver import autosave
 from .errors import (
     A3sNbError,
     AmbiguousSessionIdError,
@@ -36,12 +35,11 @@ from .errors import (
     StoreError,
     UnsupportedSdkError,
 )
-from .lineage import diff, diff_summary, fork, lineage_frame, lineage_of, replay
-from .models import SessionBundle, SessionData
+from .lab.lineage import diff, diff_summary, fork, lineage_frame, lineage_of, replay
+from .notebook.autosave import autosave
 from .saved import SavedSession
-from .store import FileStore, MemoryStore, Store, open_store
-
-__version__ = "0.1.0"
+from .store.models import SessionBundle, SessionData
+from .store.store import FileStore, MemoryStore, Store, open_store
 
 __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and widgets
     "FileStore",
@@ -99,9 +97,9 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "spans",
     "traces",
     "verification",
-    # cost per model without an unknown price summing to 0 (a3s_nb.cost_report)
+    # cost per model without an unknown price summing to 0 (a3s_nb.frames.cost_report)
     "cost_summary",
-    # the exports (a3s_nb.export_parquet, a3s_nb.export_otel), imported on first use
+    # the exports (a3s_nb.exports.parquet, a3s_nb.exports.otel), imported on first use
     "export_dataset",
     "to_otel",
     # one session as a self-contained HTML page (a3s_nb.session_report), imported on first use
@@ -114,16 +112,19 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "Transcript",
 ]
 
-# schema is plain data (no pandas), so the frame names come from their one source
-_FRAMES = frozenset({*_schema.FRAME_NAMES, "all_frames"})
+# named here, not taken from a3s_nb.frames.schema: importing the frames package imports
+# pandas (tests/test_layout.py checks these are schema.FRAME_NAMES and all_frames)
+_FRAMES = frozenset(
+    {"sessions", "messages", "traces", "runs", "run_events", "spans", "verification", "all_frames"}
+)
 
 _WIDGETS = frozenset({"DiffView", "RunTimeline", "SessionBrowser", "Transcript"})
 
 _EXPORTS = {
-    "export_dataset": "export_parquet",
-    "to_otel": "export_otel",
-    "cost_summary": "cost_report",
-    "report": "session_report",
+    "export_dataset": "exports.parquet",
+    "to_otel": "exports.otel",
+    "cost_summary": "frames.cost_report",
+    "report": "exports.report",
 }
 
 
@@ -144,12 +145,12 @@ def __getattr__(name):
 
 
 def load_ipython_extension(ipython):  # pragma: no cover - exercised through IPython
-    from .magics import load_ipython_extension as _load
+    from .notebook.magics import load_ipython_extension as _load
 
     _load(ipython)
 
 
 def unload_ipython_extension(ipython):  # pragma: no cover
-    from .magics import unload_ipython_extension as _unload
+    from .notebook.magics import unload_ipython_extension as _unload
 
     _unload(ipython)

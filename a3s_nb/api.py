@@ -26,20 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from . import _v1layout as v1
-from . import sdk_features, serde
 from . import secrets as _secrets
 from ._warn import warn
-from .capture import (
-    EMPTY_FINGERPRINT,
-    NotASessionError,
-    Previous,
-    bundle_from_parts,
-    capture_parts,
-    fingerprint,
-    is_session_like,
-    tool_call_counts,
-)
 from .config import default_store_path
 from .errors import (
     A3sNbError,
@@ -54,11 +42,27 @@ from .errors import (
     StoreError,
     describe_validation_error,
 )
-from .models import SessionBundle, SessionData
 from .saved import SavedSession
-from .store import (
+from .sdk import features as sdk_features
+from .sdk.capture import (
+    EMPTY_FINGERPRINT,
+    NotASessionError,
+    Previous,
+    bundle_from_parts,
+    capture_parts,
+    fingerprint,
+    is_session_like,
+    tool_call_counts,
+)
+from .sdk.live import resume_session, wait_idle
+from .store import _v1layout as v1
+from .store import serde
+from .store.models import SessionBundle, SessionData
+from .store.store import (
     FileStore,
     Store,
+    _fsync_dir,
+    _write_temp,
     decode_text,
     open_store,
     validate_session_id,
@@ -198,14 +202,12 @@ def save(
     if not is_session_like(session):
         raise NotASessionError(
             f"a {type(session).__name__} is not a live a3s-code session: save a Session "
-            "(from agent.session(...), a3s_nb.live.open_session(...) or "
+            "(from agent.session(...), a3s_nb.sdk.live.open_session(...) or "
             "%a3s_resume ID --agent AGENT)"
         )
     # A store that does not exist yet is created only once the save is sure to happen.
     st = None if _missing(store) else _open(store)
     if callable(getattr(session, "current_run", None)):
-        from .live import wait_idle
-
         wait_idle(session, wait)  # a streamed turn reaches history() in the background
     live_id = str(session.session_id)
     if id is None:
@@ -329,8 +331,6 @@ def save_record_path(st: FileStore, session_id: str) -> Path:
 
 
 def _write_save_record(st: FileStore, sid: str, parts: dict[str, Any], secrets_kept: int) -> None:
-    from .store import _fsync_dir, _write_temp
-
     path = save_record_path(st, sid)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
@@ -704,7 +704,7 @@ def resume(
 
     With an ``agent`` (an ``a3s_code.Agent`` whose config has the session's model), a live
     SDK session with the saved history, which continues where it left off; ``options`` go
-    to :func:`a3s_nb.live.resume_session` (``model="provider/model"``, ``auto_save=True``,
+    to :func:`a3s_nb.sdk.live.resume_session` (``model="provider/model"``, ``auto_save=True``,
     ...). Without one, a read-only :class:`SavedSession` (transcript, runs, traces).
 
     An ambiguous prefix raises :class:`~a3s_nb.errors.AmbiguousSessionIdError` listing the
@@ -731,8 +731,6 @@ def resume(
             f"a3s-code resumes sessions from a directory store only, not {st}; "
             "save the session into a directory first"
         )
-    from .live import resume_session
-
     try:
         live = resume_session(agent, full, st.path, **options)
     except A3sNbError:
@@ -815,8 +813,8 @@ def list_sessions(
     if limit is not None and limit < 0:
         raise SaveError(f"limit must be 0 or more, not {limit}")
     wanted = _list_columns(columns) if columns is not None else None
-    from ._engine import to_utc
-    from .frames import sessions as sessions_frame
+    from .frames import sessions as sessions_frame  # pandas: imported on first use
+    from .frames._engine import to_utc
 
     since_ts = None if since is None else to_utc(since, "since")  # the frames' own error
 
@@ -839,7 +837,7 @@ def list_sessions(
 
 def _list_columns(columns: str | Sequence[str]) -> list[str]:
     """The columns asked for, checked against the ``sessions`` frame's."""
-    from .schema import columns as frame_columns
+    from .frames.schema import columns as frame_columns  # pandas: imported on first use
 
     names = columns.split(",") if isinstance(columns, str) else list(columns)
     names = [n.strip() for n in names if isinstance(n, str) and n.strip()]

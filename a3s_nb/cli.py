@@ -28,10 +28,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .api import LIST_FILTERS, list_filters
+from .api import LIST_FILTERS, list_filters, list_sessions
 from .errors import A3sNbError, CorruptSessionWarning
+from .lab.lineage import replay
 from .saved import transcript_text
-from .store import FileStore, Store, open_store
+from .sdk.features import import_a3s_code
+from .store.store import FileStore, Store, open_store
 
 FRAMES = ("sessions", "messages", "traces", "runs", "run_events", "spans", "verification")
 
@@ -161,7 +163,7 @@ def _command(args: argparse.Namespace) -> int:
             print(transcript_text(bundle, limit=0))
             return 0
         if args.command == "report":
-            from .session_report import report_file
+            from .exports.report import report_file  # pandas: imported on first use
 
             print(report_file(args.id, args.output, store=store, allow_secrets=args.allow_secrets))
             return 0
@@ -181,8 +183,6 @@ def _command(args: argparse.Namespace) -> int:
 
 def _list(store: Store, filters: dict[str, Any]) -> int:
     """The sessions frame, as lines; a broken session is reported and the others listed."""
-    from .api import list_sessions
-
     with warnings.catch_warnings():  # the skipped sessions are reported below, once each
         warnings.simplefilter("ignore")
         df = list_sessions(store, **filters)
@@ -251,7 +251,7 @@ def _check(store: Store, *, fix: bool = False) -> int:
 def _check_builds(fix: bool) -> None:
     """Say (or with ``fix`` remove) what parallel frame builds killed outright left in the
     temporary directories."""
-    from ._parallel import dead_leftovers, remove_dead_leftovers
+    from .frames._parallel import dead_leftovers, remove_dead_leftovers  # pandas
 
     left = remove_dead_leftovers() if fix else dead_leftovers()
     if not left:
@@ -275,9 +275,9 @@ def _size(path: Path) -> int:
 
 
 def _export(store: Store, frame: str, out: str) -> int:
-    import a3s_nb
+    from . import frames  # pandas: imported by the commands that need it
 
-    df = getattr(a3s_nb, frame)(store)
+    df = getattr(frames, frame)(store)
     if out.endswith(".parquet"):
         df.to_parquet(out)
     elif out.endswith(".csv"):
@@ -345,8 +345,6 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
 def _replay(args: argparse.Namespace) -> int:
     import os
 
-    from .lineage import replay
-
     try:
         config = args.config or os.environ.get("A3S_NB_AGENT_CONFIG")
         if not config:
@@ -360,8 +358,6 @@ def _replay(args: argparse.Namespace) -> int:
             if not sep or not cid.strip() or not command.strip():
                 raise A3sNbError(f"--check {item!r} is not ID=COMMAND")
             checks.append({"id": cid.strip(), "command": command.strip(), "required": True})
-        from .sdk_features import import_a3s_code
-
         path = os.path.expanduser(config)
         if not os.path.isfile(path):
             raise A3sNbError(f"agent config {config} is not a file")
@@ -398,7 +394,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _export_otel(store: Store, args: argparse.Namespace) -> int:
-    from .export_otel import to_otel
+    from .exports.otel import to_otel  # pandas, OpenTelemetry: imported on first use
 
     if args.out is None and args.endpoint is None:
         raise ValueError("export otel needs OUT.jsonl or --endpoint URL (or both)")
@@ -428,7 +424,7 @@ def _export_otel(store: Store, args: argparse.Namespace) -> int:
 
 
 def _export_dataset(store: Store, dest: str, *, full: bool) -> int:
-    from .export_parquet import export_dataset
+    from .exports.parquet import export_dataset  # pandas, pyarrow: imported on first use
 
     result = export_dataset(store, dest, full=full)
     _skipped(result["errors"])

@@ -23,8 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from ._tokens import runs_total_tokens
-from .models import (
+from .store._tokens import runs_total_tokens
+from .store.models import (
     ImageBlock,
     Message,
     OtherBlock,

@@ -12,9 +12,9 @@ import html
 import json
 from typing import TYPE_CHECKING, Any
 
-from .capture import count_tool_calls
 from .errors import ReadOnlySessionError
-from .models import (
+from .sdk.capture import count_tool_calls
+from .store.models import (
     Message,
     SessionBundle,
     SessionConfig,
@@ -105,7 +105,7 @@ def transcript_html(obj: Any) -> str:
 
     ``obj`` is as for :func:`transcript_text`.
     """
-    from .render import transcript_html as render_html
+    from .render import transcript_html as render_html  # pandas: imported on first use
 
     return render_html(_as_bundle(obj))
 
@@ -177,7 +177,7 @@ class SavedSession:
     # ---- frames ------------------------------------------------------------------------
 
     def _frame(self, name: str) -> pd.DataFrame:
-        from . import frames
+        from . import frames  # pandas: imported on first use
 
         return getattr(frames, name)(self.bundle)
 

@@ -54,7 +54,7 @@ Ready-made rules for the common scenarios: :func:`write_and_read`, :func:`failin
 constants of this module.
 
 The server itself needs the standard library only; the helpers that build an agent import
-a3s-code (through :mod:`a3s_nb.live`).
+a3s-code (through :mod:`a3s_nb.sdk.live`).
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from .sdk.features import import_a3s_code
 
 __all__ = [
     "CALC_CHECK",
@@ -986,8 +988,6 @@ class ScriptedLLM:
 
     def agent(self, default_model: str | None = None) -> Any:
         """An ``a3s_code.Agent`` configured for this server (needs a3s-code installed)."""
-        from .sdk_features import import_a3s_code
-
         return import_a3s_code().Agent.create(self.acl_config(default_model))
 
     # ---- request log -------------------------------------------------------------------

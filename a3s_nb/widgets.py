@@ -27,11 +27,15 @@ import ipywidgets as W
 import pandas as pd
 import traitlets
 
-from . import render
-from .capture import capture, is_session_like
-from .errors import A3sNbError
-from .models import SessionBundle
-from .store import FileStore, Store, open_store
+from . import api, render
+from .errors import A3sNbError, CorruptSessionWarning
+from .frames import all_frames
+from .frames import runs as runs_frame
+from .frames import spans as spans_frame
+from .lab.lineage import diff
+from .sdk.capture import capture, is_session_like
+from .store.models import SessionBundle
+from .store.store import FileStore, Store, open_store
 
 __all__ = ["DiffView", "RunTimeline", "SessionBrowser", "Transcript"]
 
@@ -184,14 +188,12 @@ class RunTimeline(_StaticMixin, W.VBox):
         width: int = 900,
         **kwargs: Any,
     ):
-        from .frames import spans
-
         if isinstance(source, pd.DataFrame):
             self.all_spans = source
             self.labels = dict(labels or {})
         else:
             bundle, _live = _bundle(source, store)
-            self.all_spans = spans(bundle)
+            self.all_spans = spans_frame(bundle)
             self.labels = {
                 r.snapshot.id: f"run {i}: {r.snapshot.prompt}" for i, r in enumerate(bundle.runs, 1)
             } | dict(labels or {})
@@ -706,9 +708,7 @@ class SessionBrowser(_StaticMixin, W.VBox):
         name = self.name_text.value.strip() or "session"
         if not name.isidentifier():
             raise A3sNbError(f"{name!r} is not a Python variable name")
-        import a3s_nb  # looked up at call time, as a user would patch it
-
-        session = a3s_nb.resume(sid, agent=self.agent, store=self.store)
+        session = api.resume(sid, agent=self.agent, store=self.store)
         self._target_namespace()[name] = session
         self.last_resumed = session
         how = "live" if self.agent is not None else "read-only (pass agent= to continue it)"
@@ -787,8 +787,6 @@ def sessions_with_prompts(
     Sessions skipped because a file is corrupt are listed in ``df.attrs["errors"]`` (as in
     every frame) instead of being warned about: the browser shows them.
     """
-    from .frames import CorruptSessionWarning, all_frames
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CorruptSessionWarning)
         frames = all_frames(store, ["sessions", "runs"], progress=progress)  # one pass
@@ -816,9 +814,7 @@ def sessions_with_prompts(
 
 def _runs_table_html(bundle: SessionBundle) -> str:
     """The runs of a session: status, prompt, duration, events (from the runs frame)."""
-    from .frames import runs
-
-    df = runs(bundle)
+    df = runs_frame(bundle)
     return render.runs_table_html(df)
 
 
@@ -848,8 +844,6 @@ class DiffView(_StaticMixin, W.VBox):
     def __init__(
         self, a: Any, b: Any = None, *, store: Any = None, store_b: Any = None, **kwargs: Any
     ):
-        from .lineage import diff
-
         self.df = a if isinstance(a, pd.DataFrame) else diff(a, b, store=store, store_b=store_b)
         self.shared = render.shared_prefix(self.df)
         self.shared_button = _button("", icon="eye")

@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import a3s_nb  # noqa: E402
 from a3s_nb import testing  # noqa: E402
-from a3s_nb.autosaver import Autosave  # noqa: E402
+from a3s_nb.notebook.autosave import Autosave  # noqa: E402
 
 
 def median_ms(fn, rounds: int) -> float:

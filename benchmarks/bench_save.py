@@ -23,7 +23,7 @@ round:
 
   previous   read the saved session document (not its messages) for created_at, config
   capture    read the live session through the SDK's read methods
-  encode     validate what changed and serialise every file (a3s_nb.serde)
+  encode     validate what changed and serialise every file (a3s_nb.store.serde)
   scan       the secret scan of what changed
   check      the conflict check (loads what is stored only if this session did not write it)
   write      ``Store`` commit: temp files, fsync, rename, directory fsync (the lock is held)
@@ -55,7 +55,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import a3s_nb  # noqa: E402
-from a3s_nb import api, capture, live, serde, testing  # noqa: E402
+from a3s_nb import api, testing  # noqa: E402
+from a3s_nb.sdk import capture, live  # noqa: E402
+from a3s_nb.store import serde  # noqa: E402
 
 SESSION_ID = "long-session"
 STEPS = ("previous", "capture", "encode", "scan", "check", "write", "count")

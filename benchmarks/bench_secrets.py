@@ -36,7 +36,7 @@ import _secrets_baseline as old  # noqa: E402
 
 import a3s_nb  # noqa: E402
 from a3s_nb import secrets as new  # noqa: E402
-from a3s_nb.capture import bundle_to_parts  # noqa: E402
+from a3s_nb.sdk.capture import bundle_to_parts  # noqa: E402
 
 FIXTURE = HERE.parent / "tests" / "fixtures" / "a3s-code-3.1.0"
 

@@ -31,7 +31,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import a3s_nb  # noqa: E402
-from a3s_nb import live, testing  # noqa: E402
+from a3s_nb import testing  # noqa: E402
+from a3s_nb.sdk import live  # noqa: E402
 
 FIXTURE = HERE.parent / "tests" / "fixtures" / "a3s-code-3.1.0"
 

@@ -35,7 +35,7 @@ import _secrets_baseline as old  # noqa: E402
 
 from a3s_nb import FileStore  # noqa: E402
 from a3s_nb import secrets as new  # noqa: E402
-from a3s_nb.capture import bundle_from_parts  # noqa: E402
+from a3s_nb.sdk.capture import bundle_from_parts  # noqa: E402
 from tests.secret_corpus import BENIGN, PLACES, PLANTED, load_parts, plant  # noqa: E402
 
 

@@ -28,7 +28,7 @@ SESSION_FILES = {
 def frames_from_files(store: object, names: list[str] | None = None) -> dict:
     """Frames built from the files, bypassing the frame cache (what a cached answer must
     equal). All frames unless ``names``."""
-    from a3s_nb import _engine, schema
+    from a3s_nb.frames import _engine, schema
 
     return _engine._collect(
         store,
@@ -69,7 +69,7 @@ def calls_of(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list:
 @pytest.fixture
 def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """Files the test just wrote count as settled (the racy window is for real clocks)."""
-    from a3s_nb import _framecache, _loadcheck, index
+    from a3s_nb.frames import _framecache, _loadcheck, index
 
     for mod in (_framecache, _loadcheck, index):
         monkeypatch.setattr(mod, "RACY_SECONDS", -1.0)

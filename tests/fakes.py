@@ -11,8 +11,8 @@ import copy
 import itertools
 from typing import Any
 
-from a3s_nb.capture import bundle_to_parts
-from a3s_nb.models import SessionBundle
+from a3s_nb.sdk.capture import bundle_to_parts
+from a3s_nb.store.models import SessionBundle
 
 _turns = itertools.count(1)
 

@@ -26,8 +26,8 @@ import types
 from pathlib import Path
 from typing import Any
 
-from a3s_nb import _envelope
-from a3s_nb._v1layout import session_path
+from a3s_nb.store import _envelope
+from a3s_nb.store._v1layout import session_path
 
 from .fakes import FakeSession
 
@@ -149,7 +149,7 @@ class Agent:
 
     def session(self, workspace: str, opts: SessionOptions | None = None) -> Session:
         self._block_on()
-        from a3s_nb.models import SessionBundle, SessionData
+        from a3s_nb.store.models import SessionBundle, SessionData
 
         store = opts.session_store.dir if opts and opts.session_store else None
         sid = (opts.session_id if opts else None) or "fake-5x-session"

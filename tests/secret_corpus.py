@@ -423,7 +423,7 @@ PLACES = ("prompt", "tool-output", "artifact", "run-event", "object-key")
 
 def load_parts(sid: str = CARRIER) -> dict[str, Any]:
     import a3s_nb
-    from a3s_nb.capture import bundle_to_parts
+    from a3s_nb.sdk.capture import bundle_to_parts
 
     return bundle_to_parts(a3s_nb.FileStore(FIXTURE_STORE).load(sid))
 

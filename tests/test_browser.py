@@ -122,7 +122,9 @@ STORE = "store"
 def _calculator_store(store: Path, ws: Path) -> None:
     """The calculator story (a3s_nb.testing) by the real SDK: on the quick model, then
     replayed on the careful one, for the diff widget."""
-    from a3s_nb import lineage, live, testing
+    from a3s_nb import testing
+    from a3s_nb.lab import lineage
+    from a3s_nb.sdk import live
 
     from .conftest import require_sdk
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from a3s_nb import SavedSession
-from a3s_nb.capture import (
+from a3s_nb.sdk.capture import (
     CaptureError,
     NotASessionError,
     bundle_to_parts,
@@ -13,7 +13,7 @@ from a3s_nb.capture import (
     count_tool_calls,
     is_session_like,
 )
-from a3s_nb.models import SessionBundle
+from a3s_nb.store.models import SessionBundle
 
 from .fakes import FakeSession, fake_session
 

@@ -27,6 +27,6 @@ def test_help_has_no_rest_markup(capsys, command):
 
 def test_the_words_inside_the_markup_stay(capsys):
     assert "\na3s-nb: the store from a terminal.\n" in help_of(capsys)
-    assert cli._plain("see :func:`a3s_nb.lineage.replay` and ``--check``") == (
+    assert cli._plain("see :func:`a3s_nb.lab.lineage.replay` and ``--check``") == (
         "see replay and --check"
     )

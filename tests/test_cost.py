@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import a3s_nb
-from a3s_nb import cost
+from a3s_nb.frames import cost
 
 # Prices per million tokens in the pinned genai-prices table (constraints.txt), as the
 # providers publish them: input, cached input (read), cache write, output.

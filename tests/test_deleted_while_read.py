@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 import a3s_nb
-from a3s_nb import _parallel, _sources, schema
-from a3s_nb.frames import CorruptSessionWarning
+from a3s_nb.frames import CorruptSessionWarning, _parallel, _sources, schema
 from a3s_nb.store import FileStore, Store
 
 VICTIM = "fix-oscar-2-000"  # a fixture session with runs, spans and messages

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import a3s_nb
-from a3s_nb import schema
-from a3s_nb.export_parquet import export_dataset
+from a3s_nb.exports.parquet import export_dataset
+from a3s_nb.frames import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "a3s-code-3.1.0"
@@ -230,7 +230,7 @@ def test_destination_not_writable(store, tmp_path):
 def test_a_crash_after_the_commit_point_is_finished_by_the_next_export(
     store, tmp_path, monkeypatch
 ):
-    from a3s_nb import export_parquet
+    from a3s_nb.exports import parquet as export_parquet
 
     dest = tmp_path / "dataset"
     export_dataset(store, dest)
@@ -262,7 +262,7 @@ def test_a_crash_after_the_commit_point_is_finished_by_the_next_export(
 
 KILL_SCRIPT = """
 import sys
-from a3s_nb.export_parquet import export_dataset
+from a3s_nb.exports.parquet import export_dataset
 export_dataset(sys.argv[1], sys.argv[2], full=True)
 """
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import a3s_nb
-from a3s_nb import export_parquet
-from a3s_nb.export_parquet import export_dataset
+from a3s_nb.exports import parquet as export_parquet
+from a3s_nb.exports.parquet import export_dataset
 
 from .test_export_dataset import copy_store, dataset_state
 

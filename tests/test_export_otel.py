@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import a3s_nb
-from a3s_nb.export_otel import OPERATIONS, span_id, trace_id
+from a3s_nb.exports.otel import OPERATIONS, span_id, trace_id
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,8 @@ import pytest
 from IPython.core.error import UsageError
 
 import a3s_nb
-from a3s_nb import FilterError, schema
+from a3s_nb import FilterError
+from a3s_nb.frames import schema
 
 RUN_STATUSES = schema.ENUMS["run_status"]
 CHECK_STATUSES = schema.ENUMS["verification_status"]

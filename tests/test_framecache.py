@@ -14,8 +14,16 @@ import pyarrow as pa
 import pytest
 
 import a3s_nb
-from a3s_nb import _engine, _framecache, _loadcheck, _sources, _walk, index, schema
-from a3s_nb.frames import CorruptSessionWarning
+from a3s_nb.frames import (
+    CorruptSessionWarning,
+    _engine,
+    _framecache,
+    _loadcheck,
+    _sources,
+    _walk,
+    index,
+    schema,
+)
 
 from .conftest import calls_of, edit_runs, frames_from_files
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 import a3s_nb
-from a3s_nb import _builders, _columns, _runfile, _sources, frames, schema
-from a3s_nb.frames import CorruptSessionWarning
+from a3s_nb import frames
+from a3s_nb.frames import CorruptSessionWarning, _builders, _columns, _runfile, _sources, schema
 
 from .conftest import calls_of, edit_runs, frames_from_files
 
@@ -313,9 +313,11 @@ def _doc_tables(text: str) -> dict[str, list[tuple[str, str]]]:
 
 
 def test_schema_document_matches_frames(fixture_frames):
-    """docs/frames.md is generated from a3s_nb.schema and describes the real frames."""
+    """docs/frames.md is generated from a3s_nb.frames.schema and describes the real frames."""
     text = (ROOT / "docs" / "frames.md").read_text()
-    assert text == schema.render_markdown(), "regenerate: python -m a3s_nb.schema > docs/frames.md"
+    assert text == schema.render_markdown(), (
+        "regenerate: python -m a3s_nb.frames.schema > docs/frames.md"
+    )
     tables = _doc_tables(text)
     assert sorted(tables) == sorted(FRAMES)
     for name, documented in tables.items():
@@ -681,7 +683,7 @@ def test_deep_json_and_huge_ints_are_reported_and_the_rest_load(fixture_dir, tex
 
 
 def test_a_corrupt_load_cache_is_rebuilt_not_trusted(fixture_dir):
-    from a3s_nb import _loadcheck
+    from a3s_nb.frames import _loadcheck
 
     a3s_nb.runs(fixture_dir)  # writes the cache
     cache = fixture_dir / ".a3s_nb" / _loadcheck.CACHE_FILE
@@ -761,7 +763,8 @@ def test_every_specially_read_event_type_is_a_known_category():
 @pytest.mark.sdk
 def test_real_live_session_gives_the_frames_of_its_saved_files(sdk_agent, tmp_path):
     """A real ``a3s_code.Session`` (answered by the scripted LLM) and its saved files."""
-    from a3s_nb import live, testing
+    from a3s_nb import testing
+    from a3s_nb.sdk import live
 
     ws, store = tmp_path / "ws", tmp_path / "store"
     ws.mkdir()

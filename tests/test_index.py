@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 
 import a3s_nb
-from a3s_nb import _engine, _walk, index
-from a3s_nb.frames import CorruptSessionWarning
+from a3s_nb.frames import CorruptSessionWarning, _engine, _walk, index
 
 from .conftest import calls_of
 

@@ -1,4 +1,4 @@
-"""Fork, diff and replay (a3s_nb.lineage) on the SDK-written fixture store and in memory."""
+"""Fork, diff and replay (a3s_nb.lab) on the SDK-written fixture store and in memory."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import a3s_nb
-from a3s_nb import lineage
 from a3s_nb.errors import A3sNbError, SessionExistsError, SessionNotFoundError
+from a3s_nb.lab import lineage
 
 from .conftest import frames_from_files, on_disk
 
@@ -228,7 +228,7 @@ def test_lineage_file_is_json_written_atomically(fixture_store):
     a3s_nb.fork(OSCAR, at=1, store=fixture_store, new_id="j1")
     folder = fixture_store.meta_dir / "lineage"
     assert sorted(p.name for p in folder.iterdir()) == ["j1.json"]  # no temp files left
-    assert json.loads((folder / "j1.json").read_text())["schema"] == "a3s_nb.lineage.v1"
+    assert json.loads((folder / "j1.json").read_text())["schema"] == "a3s_nb.lab.lineage.v1"
 
 
 # ------------------------------------------------------------------------------ magics
@@ -307,7 +307,7 @@ def _renamed(store):
 
 def _with_inserted_call(bundle: a3s_nb.SessionBundle) -> a3s_nb.SessionBundle:
     """``bundle`` under another id, with one more tool call at the start of prompt 1."""
-    from a3s_nb.models import Message
+    from a3s_nb.store.models import Message
 
     b = bundle.model_copy(deep=True)
     b.session.id = "inserted"
@@ -458,17 +458,17 @@ def test_replay_cli_help_as_a_module():
 
 def test_a_build_reads_only_the_lineage_records_there_are(fixture_store, monkeypatch):
     """The lineage directory is listed once; sessions without a record cost no lookup."""
-    from a3s_nb import lineage
+    from a3s_nb.frames import _walk
 
     a3s_nb.fork(OSCAR, at=2, store=fixture_store, new_id="f1")
     asked = []
-    real = lineage.lineage_of
+    real = _walk.read_lineage
 
-    def spy(session_id, store=None):
+    def spy(store, session_id):
         asked.append(session_id)
-        return real(session_id, store)
+        return real(store, session_id)
 
-    monkeypatch.setattr(lineage, "lineage_of", spy)
+    monkeypatch.setattr(_walk, "read_lineage", spy)
     got = frames_from_files(fixture_store, ["sessions", "runs"])["sessions"]
     got = got.set_index("session_id")
     assert asked == ["f1"]

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 import a3s_nb
-from a3s_nb import api, lineage, live, testing
+from a3s_nb import api, testing
+from a3s_nb.lab import lineage
+from a3s_nb.sdk import live
 
 from .conftest import blocks, on_disk
 

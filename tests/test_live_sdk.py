@@ -1,4 +1,4 @@
-"""a3s_nb.live against the REAL a3s-code SDK, answered by the scripted LLM server."""
+"""a3s_nb.sdk.live against the REAL a3s-code SDK, answered by the scripted LLM server."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from a3s_nb import live, testing
+from a3s_nb import testing
 from a3s_nb.errors import CorruptFileError, SessionNotFoundError, StoreError
+from a3s_nb.sdk import live
 
 from .conftest import blocks, on_disk
 
@@ -315,7 +316,7 @@ def test_exit_right_after_wait_for_autosave_leaves_a_resumable_store(
         f"""
         import os, sys
         import a3s_code
-        from a3s_nb import live
+        from a3s_nb.sdk import live
         agent = a3s_code.Agent.create(sys.argv[1])
         session = live.open_session(agent, {str(ws)!r}, store_dir={str(store)!r},
                                     session_id="child", auto_save=True)

@@ -24,7 +24,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import a3s_nb
-from a3s_nb import A3sNbError, SavedSession, magics, testing
+from a3s_nb import A3sNbError, SavedSession, testing
+from a3s_nb.notebook import magics
 from a3s_nb.saved import ReadOnlySessionError
 
 from .conftest import on_disk
@@ -138,7 +139,7 @@ def test_import_has_no_side_effects_and_load_ext_registers_the_magics():
     code = (
         "import sys, a3s_nb\n"
         "assert not [m for m in sys.modules if m.startswith(('IPython', 'ipywidgets'))], 1\n"
-        "assert 'a3s_nb.magics' not in sys.modules\n"
+        "assert 'a3s_nb.notebook.magics' not in sys.modules\n"
         "from IPython.core.interactiveshell import InteractiveShell\n"
         "ip = InteractiveShell.instance()\n"
         "assert 'a3s_save' not in ip.magics_manager.magics['line']\n"
@@ -844,10 +845,10 @@ def test_the_sdk_s_own_save_in_between(ip, a3s_code, sdk_agent, ws, store):
     auto = a3s_nb.resume(sid, sdk_agent, store=store, auto_save=True)
     other = a3s_nb.resume(sid, sdk_agent, store=store)
     auto.send(testing.WRITE_READ_PROMPT)
-    a3s_nb.live.wait_for_autosave(auto, store)  # the SDK wrote the store itself
+    a3s_nb.sdk.live.wait_for_autosave(auto, store)  # the SDK wrote the store itself
     assert on_disk(store, sid)["session"]["messages"] == auto.history()
     auto.send("Say hello again")  # the SDK saves this one too, in the background
-    a3s_nb.live.wait_for_autosave(auto, store)
+    a3s_nb.sdk.live.wait_for_autosave(auto, store)
     assert str(a3s_nb.save(auto, store=store)).startswith(f"updated session {sid}")
     other.send("Say hello to the other handle")
     with pytest.raises(a3s_nb.SaveConflictError, match="8 messages and 2 runs"):

@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 
 import a3s_nb
-from a3s_nb import _parallel, schema
-from a3s_nb.frames import CorruptSessionWarning
+from a3s_nb.frames import CorruptSessionWarning, _parallel, schema
 
 from .conftest import edit_runs
 
@@ -190,13 +189,13 @@ def test_the_fork_server_preload_list_is_left_as_it_was(fixture_dir):
 import multiprocessing, sys
 from multiprocessing import forkserver
 import a3s_nb
-from a3s_nb import _parallel
+from a3s_nb.frames import _parallel
 _parallel.MIN_PER_WORKER = 1
 multiprocessing.set_forkserver_preload(["json"])
 a3s_nb.runs({str(fixture_dir)!r}, workers=2)
 assert forkserver._forkserver._preload_modules == ["json"], forkserver._forkserver._preload_modules
 loaded = multiprocessing.get_context("forkserver").Pool(1).apply(
-    eval, ("'a3s_nb._engine' in __import__('sys').modules",)
+    eval, ("'a3s_nb.frames._engine' in __import__('sys').modules",)
 )
 assert loaded, "the fork server did not preload a3s_nb"
 print("ok")

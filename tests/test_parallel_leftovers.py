@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import a3s_nb
-from a3s_nb import _parallel
 from a3s_nb.cli import main
+from a3s_nb.frames import _parallel
 
 SHM = Path("/dev/shm")
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import a3s_nb
-from a3s_nb import cli, live, testing
+from a3s_nb import cli, testing
+from a3s_nb.sdk import live
 
 from .test_lineage_sdk import calc_agent, calc_llm  # noqa: F401 - fixtures
 

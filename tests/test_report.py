@@ -13,9 +13,10 @@ import pytest
 from IPython.core.error import UsageError
 
 import a3s_nb
-from a3s_nb import cli, session_report
+from a3s_nb import cli
 from a3s_nb.errors import ReportError, SessionNotFoundError
-from a3s_nb.models import TextBlock, ToolArtifact, ToolResultBlock, ToolUseBlock
+from a3s_nb.exports import report as session_report
+from a3s_nb.store.models import TextBlock, ToolArtifact, ToolResultBlock, ToolUseBlock
 
 OSCAR = "fix-oscar-2-000"
 LIMA = "explore-lima-2-001"  # has verification checks
@@ -83,7 +84,7 @@ def test_report_shows_transcript_by_prompt_runs_tools_models_lineage_verificatio
     text = "".join(m.text)
     for r in bundle.runs:  # every prompt, in its own section
         assert r.snapshot.prompt in text
-    n_prompts = len(a3s_nb.lineage.prompts(bundle))
+    n_prompts = len(a3s_nb.lab.lineage.prompts(bundle))
     assert m.count("section", "a3s-prompt") == n_prompts == len(bundle.runs)
     calls = [
         b for msg in bundle.session.messages for b in msg.content if isinstance(b, ToolUseBlock)
@@ -398,9 +399,9 @@ def test_report_is_lazy_and_not_shadowed_by_its_module():
 
     code = (
         "import sys, a3s_nb\n"
-        "assert 'a3s_nb.session_report' not in sys.modules and 'pandas' not in sys.modules\n"
-        "import a3s_nb.session_report, a3s_nb.magics\n"
-        "assert a3s_nb.report is a3s_nb.session_report.report\n"
+        "assert 'a3s_nb.exports.report' not in sys.modules and 'pandas' not in sys.modules\n"
+        "import a3s_nb.exports.report, a3s_nb.notebook.magics\n"
+        "assert a3s_nb.report is a3s_nb.exports.report.report\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -410,7 +411,7 @@ def test_a_failed_run_shows_in_its_prompt_with_its_error(fixture_store):
     bundle = fixture_store.load(sid)
     failed = [r for r in bundle.runs if r.snapshot.status == "failed"]
     assert len(failed) == 1
-    n = next(p.number for p in a3s_nb.lineage.prompts(bundle) if p.run is failed[0])
+    n = next(p.number for p in a3s_nb.lab.lineage.prompts(bundle) if p.run is failed[0])
     page = a3s_nb.report(sid, store=fixture_store)
     start = page.index(f'id="prompt-{n}"')
     section = page[start : page.index("</section>", start)]

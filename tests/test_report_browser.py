@@ -24,7 +24,7 @@ def test_report_opens_offline_shows_every_prompt_and_folds(fixture_store, tmp_pa
     out = tmp_path / "report.html"
     a3s_nb.report(SESSION, out, store=fixture_store)
     bundle = fixture_store.load(SESSION)
-    prompts = a3s_nb.lineage.prompts(bundle)
+    prompts = a3s_nb.lab.lineage.prompts(bundle)
     url = out.as_uri()
 
     browser = playwright_api.chromium.launch(

@@ -21,9 +21,13 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from a3s_nb import FileStore, _envelope, _runfile, capture, sdk_features, serde
+from a3s_nb import FileStore
 from a3s_nb.errors import EventProtocolError, UnsupportedSdkError
-from a3s_nb.models import RunEventRecord, ToolEnd, ToolInputDelta, UnknownEvent
+from a3s_nb.frames import _runfile
+from a3s_nb.sdk import capture
+from a3s_nb.sdk import features as sdk_features
+from a3s_nb.store import _envelope, serde
+from a3s_nb.store.models import RunEventRecord, ToolEnd, ToolInputDelta, UnknownEvent
 
 from .conftest import FIXTURE_STORE, FIXTURES, frames_from_files
 from .fakes import FakeSession

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from a3s_nb import _runfile, schema
+from a3s_nb.frames import _runfile, schema
 
 from .conftest import frames_from_files
 
@@ -164,7 +164,7 @@ def test_repeated_events_equal_in_python_but_not_in_json_keep_their_own_text(fix
     [{"s": "\ud800"}, {"big": 2**70, "neg": -(2**65)}, ["é", "\u2028", '\x00\x1f"\\'], None],
 )
 def test_exact_json_is_the_json_text_of_the_frames(value):
-    from a3s_nb._columns import _json
+    from a3s_nb.frames._columns import _json
 
     assert _runfile._exact_json(value) == _json(value)
 
@@ -187,7 +187,7 @@ import sys, warnings
 sys.modules["msgspec"] = None
 import pandas as pd
 import a3s_nb
-from a3s_nb import _runfile
+from a3s_nb.frames import _runfile
 assert _runfile._typed is None and not _runfile.EVENT_CLASSES
 for name, df in a3s_nb.all_frames({str(fixture_dir)!r}, progress=False).items():
     df.to_parquet({str(tmp_path)!r} + f"/{{name}}.parquet")

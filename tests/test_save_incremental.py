@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 import a3s_nb
-from a3s_nb import capture, live, serde, testing
+from a3s_nb import testing
 from a3s_nb.errors import CaptureError, SaveConflictError, SecretsFoundError
+from a3s_nb.sdk import capture, live
+from a3s_nb.store import serde
 from tests.conftest import SESSION_FILES
 
 from .fakes import FakeSession

@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 
 import a3s_nb
-from a3s_nb import lineage, schema
+from a3s_nb.frames import schema
 from a3s_nb.store import sdk_safe_id
+from a3s_nb.store import store as store_files
 
 from .conftest import FIXTURE_STORE
 
@@ -183,7 +184,7 @@ def test_source_files_are_the_store_layout(tmp_path):
     """The files the sources name are where the store keeps each part."""
     store = a3s_nb.FileStore(tmp_path / "s")
     files = {part: path for part, path in store.session_files("a-b").items()}
-    files["lineage"] = lineage._lineage_file(store, "a-b")
+    files["lineage"] = store_files._lineage_file(store, "a-b")
     for template, part in schema.SOURCE_FILES.items():
         assert Path(files[part]).relative_to(store.path).as_posix() == template.replace(
             "<id>", "a-b"

@@ -1,4 +1,4 @@
-"""What the installed a3s-code can do (a3s_nb.sdk_features), and saving by its features.
+"""What the installed a3s-code can do (a3s_nb.sdk.features), and saving by its features.
 
 Against the real SDK 3.1.0 where it is installed (``sdk`` marker), and against stand-ins
 for 5.x+ shaped from the SDK's source (tests/sdk5_fakes.py says which file each piece
@@ -15,15 +15,17 @@ from pathlib import Path
 import pytest
 
 import a3s_nb
-from a3s_nb import FileStore, api, live, sdk_features
-from a3s_nb._v1layout import session_path, v1_name
-from a3s_nb.capture import capture
+from a3s_nb import FileStore, api
 from a3s_nb.errors import (
     SaveConflictError,
     SdkOwnedSessionError,
     SecretsFoundError,
     UnsupportedSdkError,
 )
+from a3s_nb.sdk import features as sdk_features
+from a3s_nb.sdk import live
+from a3s_nb.sdk.capture import capture
+from a3s_nb.store._v1layout import session_path, v1_name
 
 from . import sdk5_fakes
 from .conftest import FIXTURE_STORE

@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 
 import a3s_nb
-from a3s_nb import live, testing
-from a3s_nb.models import (
+from a3s_nb import testing
+from a3s_nb.sdk import live
+from a3s_nb.store.models import (
     LlmConfigData,
     Message,
     SessionBundle,

@@ -93,7 +93,7 @@ def test_no_false_positives_on_a3s_ids_and_ordinary_text(text):
 
 
 def test_the_fixture_store_written_by_the_sdk_has_no_secrets(fixture_store):
-    from a3s_nb.capture import bundle_to_parts
+    from a3s_nb.sdk.capture import bundle_to_parts
 
     for sid in fixture_store.list():
         assert scan(bundle_to_parts(fixture_store.load(sid)), env={}) == [], sid
@@ -272,7 +272,7 @@ def spy(monkeypatch):
 
 
 def _long_parts(fixture_store):
-    from a3s_nb.capture import bundle_to_parts
+    from a3s_nb.sdk.capture import bundle_to_parts
 
     return bundle_to_parts(fixture_store.load("fix-india-2-004"))
 

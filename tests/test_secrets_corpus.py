@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from a3s_nb import FileStore, secrets
-from a3s_nb.capture import bundle_from_parts
+from a3s_nb.sdk.capture import bundle_from_parts
 from a3s_nb.secrets import redact, scan
 
 from .conftest import blocks

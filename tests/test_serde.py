@@ -13,9 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import a3s_nb
-from a3s_nb import serde
-from a3s_nb.models import SessionBundle
-from a3s_nb.store import PARTS
+from a3s_nb.store import PARTS, serde
+from a3s_nb.store.models import SessionBundle
 from tests.conftest import FIXTURE_STORE
 
 GOLDEN = Path(__file__).parent / "data" / "serde_json_f64.tsv"

@@ -7,8 +7,9 @@ import pytest
 from IPython.core.error import UsageError
 
 import a3s_nb
-from a3s_nb import api, schema
+from a3s_nb import api
 from a3s_nb.cli import main
+from a3s_nb.frames import schema
 
 from .test_magics import run
 

@@ -11,7 +11,7 @@ import pytest
 
 import a3s_nb
 from a3s_nb.cli import main
-from a3s_nb.models import SessionBundle
+from a3s_nb.store.models import SessionBundle
 from tests.conftest import SESSION_FILES
 from tests.test_store_contract import make_bundle
 
@@ -270,8 +270,7 @@ def test_a_link_that_stays_in_the_store_is_written_through(tmp_path):
 
 
 def test_checkpoints_refuse_a_link_out_of_the_store(tmp_path):
-    from a3s_nb.models import Message, TextBlock, TokenUsage
-    from a3s_nb.store import LoopCheckpoint
+    from a3s_nb.store.models import LoopCheckpoint, Message, TextBlock, TokenUsage
 
     store = a3s_nb.open_store(tmp_path / "s")
     _outside_link(store.path, "loop_checkpoints", tmp_path / "elsewhere")

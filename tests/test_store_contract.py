@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import a3s_nb
-from a3s_nb.models import (
+from a3s_nb.store.models import (
     LlmConfigData,
     LoopCheckpoint,
     Message,

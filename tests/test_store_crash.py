@@ -1,7 +1,7 @@
 """A save or delete killed (SIGKILL) at every single system call leaves one whole generation.
 
 Every call through which the directory store changes the disk goes through
-``a3s_nb._fsio`` (open, write, fsync, close, link, replace, unlink, mkdir, rmdir), which
+``a3s_nb.store._fsio`` (open, write, fsync, close, link, replace, unlink, mkdir, rmdir), which
 calls the ``os`` function of that name; the test wraps those ``os`` functions. A driver
 process counts the calls of one operation in a dry run, then for each call k forks a child
 that performs the operation and SIGKILLs itself right before, or right after, call k. A
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import a3s_nb
-from a3s_nb.models import (
+from a3s_nb.store.models import (
     ArtifactManifest,
     SessionBundle,
     SubagentTaskSnapshot,
@@ -140,7 +140,7 @@ def _fork_run(path: Path, op, kill_at: int | None, when: str, count_file: Path |
 
                 return call
 
-            # the os functions themselves: the store's seam (a3s_nb._fsio) calls them, and
+            # the os functions themselves: the store's seam (a3s_nb.store._fsio) calls them, and
             # so does any code that bypasses it
             for name in CALLS:
                 setattr(os, name, wrap(name, getattr(os, name)))
@@ -335,7 +335,7 @@ def test_a_reader_that_cannot_write_reads_the_new_generation_through_the_journal
     def read_only(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    from a3s_nb import _fsio
+    from a3s_nb.store import _fsio
 
     monkeypatch.setattr(_fsio, "replace", read_only)
     monkeypatch.setattr(_fsio, "unlink", read_only)
@@ -496,7 +496,7 @@ def test_a_reader_that_cannot_write_lists_a_session_the_journal_creates(tmp_path
     def read_only(*args, **kwargs):
         raise OSError(30, "Read-only file system")
 
-    from a3s_nb import _fsio
+    from a3s_nb.store import _fsio
 
     monkeypatch.setattr(_fsio, "replace", read_only)
     store = a3s_nb.open_store(path, create=False)

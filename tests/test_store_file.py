@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import a3s_nb
-from a3s_nb import store as store_mod
-from a3s_nb.models import ArtifactManifest, SessionBundle, ToolArtifact, VerificationReport
+from a3s_nb.store import store as store_mod
+from a3s_nb.store.models import ArtifactManifest, SessionBundle, ToolArtifact, VerificationReport
 from tests.conftest import SESSION_FILES
 from tests.test_store_contract import make_bundle
 

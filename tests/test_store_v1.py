@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 
 import a3s_nb
-from a3s_nb import _v1layout as v1
 from a3s_nb import cli
 from a3s_nb.errors import CorruptFileError, EncryptedSessionError, SdkOwnedSessionError
+from a3s_nb.store import _v1layout as v1
 from a3s_nb.store import sdk_safe_id
 
 from .conftest import FIXTURE_STORE, FIXTURES, calls_of, frames_from_files

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import a3s_nb
-from a3s_nb._traceorigin import Call, Trace, attribute
+from a3s_nb.store._traceorigin import Call, Trace, attribute
 
 from .conftest import FIXTURE_STORE, edit_runs, frames_from_files
 

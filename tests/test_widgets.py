@@ -20,8 +20,8 @@ from IPython.utils.capture import capture_output
 import a3s_nb
 from a3s_nb import render
 from a3s_nb.frames import spans
-from a3s_nb.models import SessionBundle, TextBlock, ToolResultBlock
 from a3s_nb.saved import SavedSession
+from a3s_nb.store.models import SessionBundle, TextBlock, ToolResultBlock
 from a3s_nb.widgets import WIDGET_VIEW, RunTimeline, SessionBrowser, Transcript
 
 from .fakes import FakeSession
@@ -305,7 +305,7 @@ def test_resume_passes_the_agent_to_the_public_api(fixture_dir, monkeypatch):
         calls.append((id, agent, store))
         return f"live {id}"
 
-    monkeypatch.setattr(a3s_nb, "resume", fake_resume)
+    monkeypatch.setattr(a3s_nb.api, "resume", fake_resume)
     agent = object()
     ns: dict = {}
     browser = SessionBrowser(fixture_dir, agent=agent, namespace=ns, name="s")
