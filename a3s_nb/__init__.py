@@ -38,6 +38,7 @@ from .errors import (
 from .lab.lineage import diff, diff_summary, fork, lineage_frame, lineage_of, replay
 from .notebook.autosave import autosave
 from .saved import SavedSession
+from .sdk.live import open_session
 from .store.models import SessionBundle, SessionData
 from .store.store import FileStore, MemoryStore, Store, open_store
 
@@ -84,6 +85,7 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "lineage_of",
     "autosave",
     "list_sessions",
+    "open_session",
     "open_store",
     "replay",
     "resume",
@@ -102,7 +104,7 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     # the exports (a3s_nb.exports.parquet, a3s_nb.exports.otel), imported on first use
     "export_dataset",
     "to_otel",
-    # one session as a self-contained HTML page (a3s_nb.session_report), imported on first use
+    # one session as a self-contained HTML page (a3s_nb.exports.report), imported on first use
     "report",
     # the widgets (a3s_nb.widgets), imported on first use: `import a3s_nb` never imports
     # ipywidgets
@@ -128,6 +130,11 @@ _EXPORTS = {
 }
 
 
+#: Modules that sat directly in a3s_nb before it was cut into layers, which notebooks name
+#: as ``from a3s_nb import live`` (a3s_nb.live.open_session, a3s_nb.lineage.record_checks).
+_MODULES = {"live": "sdk.live", "lineage": "lab.lineage"}
+
+
 def __getattr__(name):
     if name in _FRAMES:
         from . import frames
@@ -141,6 +148,10 @@ def __getattr__(name):
         import importlib
 
         return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    if name in _MODULES:  # `from a3s_nb import live` in notebooks written before the layers
+        import importlib
+
+        return importlib.import_module(f".{_MODULES[name]}", __name__)
     raise AttributeError(f"module 'a3s_nb' has no attribute {name!r}")
 
 

@@ -206,7 +206,7 @@ def test_a_deleted_session_never_resolves_to_another_by_prefix(fixture_dir, tmp_
 def test_frames_of_listed_ids_never_resolve_by_prefix(fixture_dir, monkeypatch):
     """The ids a build listed are read as they are: ``abc`` gone is reported, not read as
     ``abcdef``."""
-    from a3s_nb import _engine
+    from a3s_nb.frames import _engine
 
     _copy_as(fixture_dir, VICTIM, "abcdef")
     _copy_as(fixture_dir, VICTIM, "abc")

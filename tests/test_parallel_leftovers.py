@@ -28,7 +28,7 @@ _BUILD = textwrap.dedent(
     """
     import sys, time
     import a3s_nb
-    from a3s_nb import _parallel
+    from a3s_nb.frames import _parallel
 
     _parallel.MIN_PER_WORKER = 1
 

@@ -133,16 +133,16 @@ def test_cost_is_unpriced_never_zero():
 
 
 def test_priced_runs_show_their_cost(fixture_store, monkeypatch):
-    from a3s_nb import frames
+    from a3s_nb.exports import report as report_module
 
-    real = frames.all_frames
+    real = report_module.all_frames
 
     def priced(*args, **kwargs):
         out = real(*args, **kwargs)
         out["runs"]["cost_usd"] = pd.array([0.01] * len(out["runs"]), dtype="Float64")
         return out
 
-    monkeypatch.setattr(frames, "all_frames", priced)
+    monkeypatch.setattr(report_module, "all_frames", priced)
     page = a3s_nb.report(OSCAR, store=fixture_store)
     models = page[page.index('id="models"') : page.index('id="lineage"')]
     assert "$0.0500" in models and "unpriced" not in models.split("</table>")[0]
@@ -290,7 +290,7 @@ def test_writes_atomically_and_replaces_an_old_report(fixture_store, tmp_path):
 def test_a_failed_write_leaves_the_old_file_and_no_partial_one(
     fixture_store, tmp_path, monkeypatch
 ):
-    from a3s_nb import _fsio
+    from a3s_nb.store import _fsio
 
     out = tmp_path / "out" / "out.html"
     out.parent.mkdir()
@@ -334,7 +334,7 @@ def test_an_unwritable_place_is_a_clear_error(fixture_store, tmp_path, monkeypat
     if os.geteuid() != 0:  # permissions bind: a real read-only directory
         out.parent.chmod(0o555)
     else:  # root writes anywhere: the OS says no as it would to anyone else
-        from a3s_nb import _fsio
+        from a3s_nb.store import _fsio
 
         def denied(*args, **kwargs):
             raise PermissionError(errno.EACCES, "Permission denied")

@@ -192,7 +192,8 @@ def test_a_real_session_saved_redacted_keeps_no_new_kind_anywhere(a3s_code, tmp_
     """A real SDK session: the secrets in a prompt and in a tool's output (``cat``), saved
     with ``redact=True``: none of them in the store, the Parquet dataset or OTLP."""
     import a3s_nb
-    from a3s_nb import live, testing
+    from a3s_nb import testing
+    from a3s_nb.sdk import live
 
     assert len(SDK_SECRETS) == 11
     ws = tmp_path / "ws"

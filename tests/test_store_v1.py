@@ -482,7 +482,7 @@ def test_frames_of_a_v1_store_equal_the_flat_ones(v1_store, flat_store):
 
 
 def test_frames_built_by_workers_read_v1_sessions(v1_store, flat_store, monkeypatch):
-    from a3s_nb import _parallel
+    from a3s_nb.frames import _parallel
 
     monkeypatch.setattr(_parallel, "MIN_PER_WORKER", 1)
     builds = calls_of(monkeypatch, _parallel, "build")

@@ -150,7 +150,7 @@ def test_the_cached_traces_follow_a_change_to_the_runs_file(fixture_dir, no_racy
 
 
 def test_the_cache_key_changes_with_the_schema_version(monkeypatch):
-    from a3s_nb import _engine, schema
+    from a3s_nb.frames import _engine, schema
 
     _engine._cache_key.cache_clear()
     key = _engine._cache_key()

@@ -423,7 +423,8 @@ def _collect_frames(
         # a check status is not a run status: verification is built with its own filter
         ids = ids if ids is None or isinstance(ids, str) else list(ids)  # read twice
         kwargs = dict(ids=ids, since=since, until=until, status=statuses, progress=progress)
-        kwargs.update(cache=cache, prechecked=prechecked, workers=workers)
+        kwargs.update(cache=cache, prechecked=prechecked, workers=workers, parallel=parallel)
+        kwargs.update(exact_ids=exact_ids)
         rest = _collect_frames(source, [n for n in wanted if n != "verification"], **kwargs)
         built = {**rest, **_collect_frames(source, ["verification"], **kwargs)}
         return {name: built[name] for name in wanted}

@@ -689,7 +689,7 @@ class A3sNb(Magics):
         (returns the HTML when no path is given); from a terminal: ``a3s-nb report``.
         """
         args = _parse(self.a3s_report, line)
-        from .session_report import report_file
+        from ..exports.report import report_file  # pandas: imported on first use
 
         result = report_file(
             args.id,
