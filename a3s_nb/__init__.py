@@ -28,6 +28,7 @@ from .errors import (
     SaveConflictError,
     SaveError,
     SdkOwnedSessionError,
+    SearchQueryError,
     SecretsFoundError,
     SessionExistsError,
     SessionNotFoundError,
@@ -70,6 +71,7 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "SaveConflictError",
     "SaveError",
     "SdkOwnedSessionError",
+    "SearchQueryError",
     "SecretsFoundError",
     "SessionExistsError",
     "SessionNotFoundError",
@@ -98,6 +100,8 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     # the exports (a3s_nb.export_parquet, a3s_nb.export_otel), imported on first use
     "export_dataset",
     "to_otel",
+    # search (a3s_nb.textsearch), imported on first use
+    "search",
     # the widgets (a3s_nb.widgets), imported on first use: `import a3s_nb` never imports
     # ipywidgets
     "DiffView",
@@ -111,7 +115,11 @@ _FRAMES = frozenset({*_schema.FRAME_NAMES, "all_frames"})
 
 _WIDGETS = frozenset({"DiffView", "RunTimeline", "SessionBrowser", "Transcript"})
 
-_EXPORTS = {"export_dataset": "export_parquet", "to_otel": "export_otel"}
+_EXPORTS = {
+    "export_dataset": "export_parquet",
+    "to_otel": "export_otel",
+    "search": "textsearch",
+}
 
 
 def __getattr__(name):
