@@ -697,7 +697,8 @@ def list_sessions(
     filtered: ``model`` and ``workspace`` are substrings; ``since`` keeps sessions active
     at or after a time (``"2025-11-01"``, a datetime; UTC when naive), with the frames' one
     meaning: a save (``updated_at``) or a run update (``last_run_at``) at or after it;
-    ``contains`` is a substring of the id; ``limit`` keeps the newest N. A session with a corrupt file is
+    ``contains`` is a substring of the id or, ignoring case, of the session's content
+    (prompts, answers, tool calls and outputs: :func:`a3s_nb.search`); ``limit`` keeps the newest N. A session with a corrupt file is
     left out with a warning that names the file.
 
     >>> a3s_nb.list_sessions(limit=5, model="gpt-4o")             # doctest: +SKIP
@@ -715,13 +716,17 @@ def list_sessions(
         since_ts = since_ts.tz_localize("UTC") if since_ts.tzinfo is None else since_ts
     from .frames import sessions as sessions_frame
 
-    df = sessions_frame(_open(store, must_exist=True), since=since_ts)
+    st = _open(store, must_exist=True)
+    df = sessions_frame(st, since=since_ts)
     if model:
         df = df[df["model"].fillna("").str.contains(model, regex=False)]
     if workspace:
         df = df[df["workspace"].fillna("").str.contains(workspace, regex=False)]
     if contains:
-        df = df[df["session_id"].str.contains(contains, regex=False)]
+        from .textsearch import matching_sessions
+
+        found = matching_sessions(contains, st)
+        df = df[df["session_id"].str.contains(contains, regex=False) | df["session_id"].isin(found)]
     df = df.sort_values(
         ["updated_at", "session_id"], ascending=[False, True], na_position="last", kind="stable"
     )

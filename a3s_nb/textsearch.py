@@ -268,3 +268,11 @@ def _snippet(matcher: Matcher, text: str, context: int = SNIPPET_CONTEXT) -> str
 def matching_sessions(text: str, store: Any = None) -> set[str]:
     """The ids of the sessions with ``text`` anywhere in them (``list_sessions(contains=)``)."""
     return set(search(text, store)["session_id"])
+
+
+def hit_line(hit: Any) -> str:
+    """One hit (a row of ``search``) on one line: session, prompt, kind and tool, snippet."""
+    prompt = hit.prompt
+    where = "" if prompt is None or prompt != prompt else f"prompt {prompt}"
+    tool = f" {hit.tool}" if isinstance(hit.tool, str) else ""
+    return f"{hit.session_id}  {where:9}  {hit.kind}{tool}: {hit.snippet}"

@@ -324,3 +324,74 @@ def test_a_damaged_index_is_rebuilt(fixture_dir):
     meta.mkdir()
     index_file(fixture_dir).write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
     assert rows(a3s_nb.search("ok", fixture_dir)) == expected(fixture_dir, "ok")
+
+
+# ============================================================================ faces
+
+
+def test_list_sessions_contains_matches_content_as_well_as_ids(fixture_dir):
+    add_message(fixture_dir, IDS[5], "only here: Pangolin")
+    assert list(a3s_nb.list_sessions(fixture_dir, contains="pangolin")["session_id"]) == [IDS[5]]
+    assert list(a3s_nb.list_sessions(fixture_dir, contains=IDS[6][:12])["session_id"]) == [IDS[6]]
+
+
+def test_magic_sessions_contains_matches_content(ip, fixture_dir):
+    from .test_magics import run
+
+    add_message(fixture_dir, IDS[5], "only here: Pangolin")
+    df, _ = run(ip, "a3s_sessions", f"--store {fixture_dir} --contains pangolin")
+    assert list(df["session_id"]) == [IDS[5]]
+
+
+def test_magic_search_shows_hits_that_open_their_prompt(ip, fixture_dir):
+    from .test_magics import run
+
+    view, _ = run(ip, "a3s_search", f"failed to --in tool_output --store {fixture_dir}")
+    shown = view._repr_mimebundle_()["text/plain"]
+    hits = a3s_nb.search("failed to", fixture_dir, where="tool_output")
+    assert len(view.rows) == len(hits) > 0
+    first = hits.iloc[0]
+    assert shown.splitlines()[0] == (
+        f"SearchResults(query='failed to', store={str(fixture_dir)!r}, hits={len(hits)}, "
+        f"sessions={hits['session_id'].nunique()})"
+    )
+    assert shown.splitlines()[1].startswith(f"  {first['session_id']}  prompt {first['prompt']}")
+    view.rows[0].click()
+    transcript = view.transcript.children[0]
+    assert transcript.session_id == first["session_id"]
+    messages = a3s_nb.FileStore(fixture_dir).load(first["session_id"]).session.messages
+    from a3s_nb.lineage import prompts
+
+    start, end = prompts(first["session_id"], store=a3s_nb.FileStore(fixture_dir))[
+        first["prompt"] - 1
+    ].messages
+    assert transcript.bundle.session.messages == messages[start:end]
+    assert "Failed to read file" in transcript.to_html()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("'a(' --regex", "not a valid regular expression"),
+        ("x --in tool", "did you mean 'tool_args'"),
+    ],
+)
+def test_magic_search_bad_input_is_a_usage_error(ip, fixture_dir, line, message):
+    from IPython.core.error import UsageError
+
+    with pytest.raises(UsageError, match=re.escape(message)):
+        ip.run_line_magic("a3s_search", f"{line} --store {fixture_dir}")
+    assert not (fixture_dir / ".a3s_nb").exists()
+
+
+def test_cli_search_prints_hits_and_exits_2_on_bad_input(fixture_dir, capsys):
+    from a3s_nb import cli
+
+    assert (
+        cli.main(["search", "failed to", "--in", "tool_output", "--store", str(fixture_dir)]) == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    hits = a3s_nb.search("failed to", fixture_dir, where="tool_output")
+    assert out == [textsearch.hit_line(h) for h in hits.itertuples(index=False)]
+    assert cli.main(["search", "a(", "--regex", "--store", str(fixture_dir)]) == 2
+    assert "not a valid regular expression" in capsys.readouterr().err
