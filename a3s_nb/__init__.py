@@ -29,6 +29,7 @@ from .errors import (
     SaveConflictError,
     SaveError,
     SdkOwnedSessionError,
+    SearchQueryError,
     SecretsFoundError,
     SessionExistsError,
     SessionNotFoundError,
@@ -73,6 +74,7 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "SaveConflictError",
     "SaveError",
     "SdkOwnedSessionError",
+    "SearchQueryError",
     "SecretsFoundError",
     "SessionExistsError",
     "SessionNotFoundError",
@@ -106,6 +108,8 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "to_otel",
     # one session as a self-contained HTML page (a3s_nb.exports.report), imported on first use
     "report",
+    # search (a3s_nb.frames.search), imported on first use
+    "search",
     # the widgets (a3s_nb.widgets), imported on first use: `import a3s_nb` never imports
     # ipywidgets
     "DiffView",
@@ -127,6 +131,7 @@ _EXPORTS = {
     "to_otel": "exports.otel",
     "cost_summary": "frames.cost_report",
     "report": "exports.report",
+    "search": "frames.search",
 }
 
 

@@ -774,8 +774,8 @@ LIST_FILTERS: tuple[tuple[str, dict[str, Any]], ...] = (
     (
         "--contains",
         {
-            "help": "Only sessions whose id contains this text (the session id only: "
-            "prompts and transcripts are not searched)."
+            "help": "Only sessions whose id contains this text, or whose content does, "
+            "ignoring case: prompts, answers, tool calls and outputs (see %%a3s_search)."
         },
     ),
 )
@@ -802,10 +802,11 @@ def list_sessions(
     filtered: ``model`` and ``workspace`` are substrings; ``since`` keeps sessions active
     at or after a time (``"2025-11-01"``, a datetime; UTC when naive), with the frames' one
     meaning: a save (``updated_at``) or a run update (``last_run_at``) at or after it;
-    ``contains`` is a substring of the session id (only the id: no prompt or transcript
-    is searched); ``limit`` keeps the newest N. ``columns`` keeps only those columns (a
-    list, or names separated by commas; :data:`SESSION_LIST_COLUMNS` is what
-    ``%a3s_sessions`` shows); every column by default. A session with a corrupt file is
+    ``contains`` is a substring of the id or, ignoring case, of the session's content
+    (prompts, answers, tool calls and outputs: :func:`a3s_nb.search`); ``limit`` keeps
+    the newest N. ``columns`` keeps only those columns (a list, or names separated by
+    commas; :data:`SESSION_LIST_COLUMNS` is what ``%a3s_sessions`` shows); every column
+    by default. A session with a corrupt file is
     left out with a warning that names the file.
 
     >>> a3s_nb.list_sessions(limit=5, model="gpt-4o")             # doctest: +SKIP
@@ -818,13 +819,17 @@ def list_sessions(
 
     since_ts = None if since is None else to_utc(since, "since")  # the frames' own error
 
-    df = sessions_frame(_open(store, must_exist=True), since=since_ts)
+    st = _open(store, must_exist=True)
+    df = sessions_frame(st, since=since_ts)
     if model:
         df = df[df["model"].fillna("").str.contains(model, regex=False)]
     if workspace:
         df = df[df["workspace"].fillna("").str.contains(workspace, regex=False)]
     if contains:
-        df = df[df["session_id"].str.contains(contains, regex=False)]
+        from .frames.search import matching_sessions  # pandas: imported on first use
+
+        found = matching_sessions(contains, st)
+        df = df[df["session_id"].str.contains(contains, regex=False) | df["session_id"].isin(found)]
     df = df.sort_values(
         ["updated_at", "session_id"], ascending=[False, True], na_position="last", kind="stable"
     )

@@ -4,6 +4,7 @@
                   [--contains TEXT]             saved sessions, newest first
     a3s-nb show   ID [--store DIR]              one session's transcript
     a3s-nb report ID [-o FILE.html]             one session as a self-contained HTML page
+    a3s-nb search QUERY [--in KIND] [--regex]   find text in every session
     a3s-nb check  [--fix] [--store DIR]         load every session; report broken files
     a3s-nb export FRAME OUT [--store DIR]       a frame to .parquet or .csv
     a3s-nb export dataset DEST [--full]         every frame as a Parquet dataset (dir or s3://)
@@ -96,6 +97,19 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show the secrets the session holds as they are (default: redacted)",
     )
+    find = sub.add_parser(
+        "search", parents=[common], help="find text in every session (see docs/search.md)"
+    )
+    find.add_argument("query", help="the text (ignoring case), or a regex with --regex")
+    find.add_argument(
+        "--in",
+        dest="where",
+        action="append",
+        metavar="KIND",
+        help="only matches in prompt, assistant, tool_args, tool_output or artifact",
+    )
+    find.add_argument("--regex", action="store_true", help="QUERY is a Python regular expression")
+    find.add_argument("--limit", type=int, help="at most N hits")
     check = sub.add_parser(
         "check",
         parents=[common],
@@ -169,6 +183,8 @@ def _command(args: argparse.Namespace) -> int:
             return 0
         if args.command == "check":
             return _check(store, fix=args.fix)
+        if args.command == "search":
+            return _search(store, args)
         if args.frame == "otel":
             return _export_otel(store, args)
         if args.out is None:
@@ -197,6 +213,24 @@ def _list(store: Store, filters: dict[str, Any]) -> int:
     if df.empty and not errors:
         given = any(value is not None for value in filters.values())
         print(f"no saved sessions {'match ' if given else ''}in {store}")
+    return 1 if errors else 0
+
+
+def _search(store: Store, args: argparse.Namespace) -> int:
+    """A line per hit: session, prompt, kind (and tool), snippet; skipped sessions named."""
+    from .frames.search import hit_line, search  # pandas: imported on first use
+
+    with warnings.catch_warnings():  # the skipped sessions are reported below, once each
+        warnings.simplefilter("ignore")
+        df = search(args.query, store, regex=args.regex, where=args.where, limit=args.limit)
+    for hit in df.itertuples(index=False):
+        print(hit_line(hit))
+    errors = df.attrs.get("errors") or []
+    for err in errors:
+        print(f"a3s-nb: skipped session {err['session_id']!r}: {err['path']}: "
+              f"{err['problem']}", file=sys.stderr)  # fmt: skip
+    if df.empty:
+        print(f"no matches for {args.query!r} in {store}", file=sys.stderr)
     return 1 if errors else 0
 
 

@@ -180,6 +180,11 @@ class ParallelBuildError(A3sNbError, RuntimeError):
     """A worker process building frames (``workers=``) failed; no frame is returned."""
 
 
+class SearchQueryError(A3sNbError, ValueError):
+    """A search that cannot run: an empty query, a regular expression that does not
+    compile, or an unknown kind of match in ``where``."""
+
+
 class ExportError(A3sNbError, OSError):
     """An export could not write to, or reach, its destination (a directory, bucket or endpoint)."""
 

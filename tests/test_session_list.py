@@ -51,10 +51,10 @@ def test_bad_columns_are_a_usage_error(ip, fixture_dir, line, match):
 
 def test_the_help_says_what_contains_matches(ip):
     doc = ip.find_line_magic("a3s_sessions").__doc__
-    assert "--contains" in doc and "matches the session id only" in doc
-    assert "prompts and transcripts are not searched" in doc
+    assert "--contains TEXT`` matches the session id, or (ignoring case) the session's" in doc
+    assert "content: prompts, answers, tool calls and their outputs" in doc
     help_text = dict(api.LIST_FILTERS)["--contains"]["help"]
-    assert "the session id only" in help_text
+    assert "whose id contains this text, or whose content does" in help_text
 
 
 def _cli_ids(capsys, store, args: list[str]) -> list[str]:

@@ -481,8 +481,9 @@ class A3sNb(Magics):
     def a3s_sessions(self, line: str) -> Any:
         """List the saved sessions, newest first: id, time of the last save, model,
         counts and cost (``--all`` for every column, ``--columns`` for others).
-        ``--contains`` matches the session id only; prompts and transcripts are not
-        searched.
+        ``--contains TEXT`` matches the session id, or (ignoring case) the session's
+        content: prompts, answers, tool calls and their outputs, artifacts (the index of
+        ``%a3s_search``).
 
         Examples::
 
@@ -513,6 +514,51 @@ class A3sNb(Magics):
             print(f"no saved sessions match in {api._open(store)}")
             return None
         return df
+
+    # ---- %a3s_search ----------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("query", nargs="+", help="The text to find (words are joined by one space).")
+    @argument("--store", help="The store directory (default: see %%config A3sNb.store).")
+    @argument(
+        "--in",
+        dest="where",
+        action="append",
+        metavar="KIND",
+        help="Only matches in this kind of text: prompt, assistant, tool_args, "
+        "tool_output, artifact (repeatable).",
+    )
+    @argument("--regex", action="store_true", help="The query is a Python regular expression.")
+    @argument("--limit", type=int, help="At most N hits.")
+    @line_magic
+    @_usage_errors
+    def a3s_search(self, line: str) -> Any:
+        """Find text in every saved session; click a hit to read that prompt.
+
+        A plain query matches any text that contains it, ignoring case; ``--regex`` makes
+        it a Python regular expression. Examples::
+
+            %a3s_search rm -rf --in tool_args
+            %a3s_search "Traceback.*KeyError" --regex --limit 20
+
+        Function twin: ``a3s_nb.search(query, store=None, regex=False, where=None,
+        limit=None)`` (a DataFrame); the widget is ``a3s_nb.notebook.searchview.SearchResults``.
+        """
+        args = _parse(self.a3s_search, line)
+        try:
+            from .searchview import SearchResults  # ipywidgets: imported on first use
+        except ImportError as e:
+            raise UsageError(
+                f"%a3s_search shows a widget and needs ipywidgets ({e}): pip install "
+                "'a3s-nb[all]', or call a3s_nb.search(...) for a DataFrame"
+            ) from e
+        return SearchResults(
+            " ".join(args.query),
+            store=self._store(args.store),
+            regex=args.regex,
+            where=args.where,
+            limit=args.limit,
+        )
 
     def _browse(self, args: Any, store: str | None) -> Any:
         given = [f"--{name}" for name, value in api.list_filters(args).items() if value is not None]

@@ -1,0 +1,450 @@
+"""The search index of a directory store: ``<store>/.a3s_nb/search.sqlite``.
+
+Every searchable text of every session ``Store.load()`` accepts (see ``documents``) is a row
+of ``docs``; an SQLite FTS5 table over the lowercased texts, with the ``trigram`` tokenizer,
+finds the rows that hold every three-character piece of a query. That is a prefilter, never
+the answer: ``a3s_nb.textsearch`` confirms each candidate in Python, so results are exactly
+those of a scan of the loaded sessions.
+
+What changed is found the way the frames find it (``_loadcheck``): the load check lists the
+store and stats every file once, and the index keeps, per session, the signatures of the
+files its rows came from (``session``, ``runs``: prompt numbers and times, ``artifacts``).
+Only sessions whose files changed, appeared or vanished are read again, and their rows are
+compared with the stored ones by digest, so a session that grew gets its new rows only.
+Rows recomputed within ``RACY_SECONDS`` of their files' last change are checked again next
+time, as the load check and the sessions index do.
+
+Deleted text does not stay findable: rows are deleted with ``secure_delete`` on (freed
+pages are zeroed), and whenever rows were deleted the FTS index is merged into one segment
+(``optimize``), which drops the deleted rows' pieces from it.
+
+The file is a cache, never the truth, and is written with the care of the other cache
+files: it is only ever opened as a regular file inside a real ``.a3s_nb`` folder (never
+through a link), built from nothing under a fresh name created exclusively and renamed
+into place, and updated with the journal in memory (no journal file beside it to plant a
+link at); an update marks it ``dirty`` first and ``clean`` last, so one interrupted
+halfway is rebuilt, not trusted. A store that cannot be written is searched without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import stat
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from ..errors import CorruptFileError, SessionNotFoundError
+from ..store._cachefile import digest, encode
+from ..store._json import loads
+from ..store._prompts import _args_json, _prompts
+from ..store.models import SessionBundle, TextBlock, ToolResultBlock, ToolUseBlock
+from ..store.store import FileStore
+from ._loadcheck import LoadCheck, changed_stems, newest, record
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = "search.sqlite"
+#: Bump when ``documents`` or the tables change: the index is then rebuilt.
+INDEX_FORMAT = 1
+RACY_SECONDS = 2.0
+#: The files a session's rows come from.
+PARTS = ("session", "runs", "artifacts")
+#: Sessions read, then written to the index, at a time (bounds the memory of a build).
+BATCH = 256
+
+#: A searchable text: ``(prompt, message, block, kind, tool, tool_call_id, time_ms, text)``.
+Doc = tuple[int | None, int | None, int, str, str | None, str | None, int | None, str]
+
+_DOC_COLS = "prompt, message, block, kind, tool, call, time, text"
+
+
+# ============================================================================ the texts
+
+
+def documents(bundle: SessionBundle) -> list[Doc]:
+    """Every searchable text of a session, in transcript order.
+
+    * ``prompt``: a text block of a user message; ``assistant``: a text block of an
+      assistant message, or its reasoning (block -1);
+    * ``tool_args``: a tool call's input as canonical JSON (sorted keys, as ``diff``
+      compares calls); ``tool_output``: a tool result's text (text parts joined);
+    * ``artifact``: the full output a3s-code stored for a truncated tool result. The
+      transcript does not say which result it belongs to unless a result names its URI or
+      id; without that its prompt and message are None.
+
+    ``prompt`` is the prompt number ``a3s_nb.fork`` cuts at (``lineage.prompts``); the time
+    is that prompt's run's start (None for a prompt without a run).
+    """
+
+    messages = bundle.session.messages
+    prompt_of: dict[int, int] = {}
+    time_of: dict[int, int | None] = {}
+    for p in _prompts(bundle):
+        time_of[p.number] = p.run.snapshot.created_at_ms if p.run is not None else None
+        for i in range(*p.messages):
+            prompt_of[i] = p.number
+    names: dict[str, str] = {}
+    out: list[Doc] = []
+    for i, m in enumerate(messages):
+        number = prompt_of.get(i)
+        at = time_of.get(number) if number is not None else None
+        if m.reasoning_content and m.role == "assistant":
+            out.append((number, i, -1, "assistant", None, None, at, m.reasoning_content))
+        for b, block in enumerate(m.content):
+            if isinstance(block, TextBlock):
+                kind = "prompt" if m.role == "user" else "assistant"
+                out.append((number, i, b, kind, None, None, at, block.text))
+            elif isinstance(block, ToolUseBlock):
+                names[block.id] = block.name
+                args = _args_json(block.input)
+                out.append((number, i, b, "tool_args", block.name, block.id, at, args))
+            elif isinstance(block, ToolResultBlock):
+                uid = block.tool_use_id
+                out.append((number, i, b, "tool_output", names.get(uid), uid, at, block.text))
+    results = [d for d in out if d[3] == "tool_output"]
+    for a, art in enumerate(bundle.artifacts.artifacts):
+        owner = next(
+            (d for d in results if art.artifact_uri in d[7] or art.artifact_id in d[7]), None
+        )
+        number, message, call, at = (
+            (owner[0], owner[1], owner[5], owner[6]) if owner else (None, None, None, None)
+        )
+        out.append(
+            (number, message, 1_000_000 + a, "artifact", art.tool_name, call, at, art.content)
+        )
+    return out
+
+
+def trigrams(text: str) -> list[str]:
+    """Pieces of three characters of ``text`` that together cover it (a trigram index
+    holding all of them is a superset of the texts that contain ``text``)."""
+    starts = list(range(0, len(text) - 2, 3))
+    if starts and starts[-1] != len(text) - 3:
+        starts.append(len(text) - 3)
+    return list(dict.fromkeys(text[s : s + 3] for s in starts))
+
+
+def _match_expr(grams: list[str]) -> str:
+    # each piece a quoted string of one token: FTS5's query syntax never sees the user's text
+    return " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
+
+
+# ============================================================================ the file
+
+
+class UnsafeIndexError(OSError):
+    """The index's folder or file is not what a3s_nb makes (a link, not a folder)."""
+
+
+_SCHEMA = (
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT)",
+    "CREATE TABLE docs(id INTEGER PRIMARY KEY, stem TEXT NOT NULL, sid TEXT NOT NULL, "
+    "h TEXT NOT NULL, prompt INTEGER, message INTEGER, block INTEGER, kind TEXT, tool TEXT, "
+    "call TEXT, time INTEGER, text TEXT)",
+    "CREATE INDEX docs_stem ON docs(stem)",
+    "CREATE INDEX docs_kind ON docs(kind)",
+    # contentless: the lowercased text is only tokenized; the text itself is in ``docs``
+    "CREATE VIRTUAL TABLE ft USING fts5(body, content='', detail=none, "
+    "tokenize='trigram case_sensitive 1')",
+)
+
+_PRAGMAS = (
+    "PRAGMA journal_mode=MEMORY",  # no journal file beside the index
+    "PRAGMA secure_delete=ON",  # deleted rows are zeroed, not left in free pages
+    "PRAGMA temp_store=MEMORY",
+    "PRAGMA synchronous=NORMAL",
+)
+
+
+def _real_folder(path: Path) -> None:
+    """Make sure ``path`` is a folder of its own (created if missing), not a link."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        os.mkdir(path, 0o700)
+        st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeIndexError(f"{path} is not a folder (a link or a file): index not used")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        f"file:{quote(str(path))}?mode=rw", uri=True, isolation_level=None, timeout=30
+    )
+    for pragma in _PRAGMAS:
+        conn.execute(pragma)
+    return conn
+
+
+def _open_existing(path: Path) -> sqlite3.Connection | None:
+    """The index file, opened only if it is a regular file with no journal beside it (a3s_nb
+    never leaves one: a journal found there is not ours, and neither is the file); None
+    when it is missing or has been removed for a rebuild."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    sidecars = [Path(f"{path}{s}") for s in ("-journal", "-wal", "-shm")]
+    if not stat.S_ISREG(st.st_mode) or any(os.path.lexists(p) for p in sidecars):
+        for p in [path, *sidecars]:  # unlinking a link removes the link, not its target
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                os.unlink(p)
+        return None
+    conn = _connect(path)
+    again = os.lstat(path)
+    if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino):  # swapped while we opened it
+        conn.close()
+        return None
+    return conn
+
+
+def _fresh(path: Path) -> tuple[sqlite3.Connection, Path]:
+    """A new, empty index under a name of its own (created exclusively, never through a
+    link), to be renamed over ``path`` when built."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{time.time_ns()}.{uuid.uuid4().hex[:8]}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    os.close(os.open(tmp, flags, 0o600))
+    try:
+        conn = _connect(tmp)
+        conn.execute("BEGIN")
+        for sql in _SCHEMA:
+            conn.execute(sql)
+        conn.execute(
+            "INSERT INTO meta VALUES ('format', ?), ('state', 'building')", (str(INDEX_FORMAT),)
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return conn, tmp
+
+
+def _meta(conn: sqlite3.Connection) -> dict[str, str]:
+    """The ``meta`` table; empty for a file that is not an index (or is damaged)."""
+    try:
+        return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.DatabaseError:
+        return {}
+
+
+# ============================================================================ the index
+
+
+class SearchIndex:
+    """The search index of one directory store, brought up to date by ``refresh``."""
+
+    def __init__(self, store: FileStore):
+        self.store = store
+        self.path = store.meta_dir / INDEX_FILE
+        self.conn: sqlite3.Connection | None = None
+        #: The sessions ``load()`` rejects, as ``{session_id, path, problem}`` (after refresh).
+        self.rejected: dict[str, CorruptFileError] = {}
+        #: How many sessions the last refresh read (for tests and benchmarks).
+        self.read = 0
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def __enter__(self) -> SearchIndex:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ---- refresh -------------------------------------------------------------------------
+
+    def refresh(self, progress: Callable[[list], Iterable] | None = None) -> None:
+        """Bring the index up to date with the store (raises OSError or sqlite3.Error
+        when it cannot be; the caller then searches without it)."""
+        scanned_at = time.time_ns()
+        check = LoadCheck(self.store)
+        known = check.ids()
+        self.rejected = check.rejected(known, progress=progress)
+        check.save()
+        good = {check.stems[sid]: sid for sid in known if sid not in self.rejected}
+        clean = digest([check.digest, sorted(good.items()), INDEX_FORMAT])
+        _real_folder(self.store.meta_dir)
+        conn = _open_existing(self.path)
+        meta = _meta(conn) if conn is not None else {}
+        if meta.get("format") == str(INDEX_FORMAT) and meta.get("state") == "clean":
+            self.conn = conn
+            if meta.get("clean") == clean:  # every row trusted, on exactly these files
+                return
+            try:
+                self._update(check.scanned, good, clean, scanned_at, progress, fresh=None)
+                return
+            except sqlite3.DatabaseError as e:  # damaged: built again below
+                log.info("search index %s rebuilt: %s", self.path, e)
+                self.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+        conn, tmp = _fresh(self.path)
+        self.conn = conn
+        try:
+            self._update(check.scanned, good, clean, scanned_at, progress, fresh=tmp)
+        except BaseException:
+            self.close()
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+
+    def _update(
+        self,
+        scanned: dict[str, dict[str, list[int]]],
+        good: dict[str, str],
+        clean: str,
+        scanned_at: int,
+        progress: Callable[[list], Iterable] | None,
+        fresh: Path | None,
+    ) -> None:
+        conn = self.conn
+        assert conn is not None
+        if fresh is None:  # updated in place: marked dirty until the last write is done
+            conn.execute("UPDATE meta SET value = 'dirty' WHERE key = 'state'")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            meta = _meta(conn)  # as it is now that no other process writes it
+            files: dict[str, dict[str, list[int]]] = loads(meta.get("files") or "{}")
+            indexed: dict[str, str] = loads(meta.get("stems") or "{}")
+            untrusted = set(loads(meta.get("untrusted") or "[]"))
+            current = {part: scanned.get(part, {}) for part in PARTS}
+            recheck = changed_stems(files, current) | untrusted
+            stale = sorted(s for s, sid in good.items() if s in recheck or indexed.get(s) != sid)
+            gone = sorted(s for s in indexed if s not in good)
+            limit = scanned_at - RACY_SECONDS * 1e9
+            deleted = 0
+            self.read = 0
+            for stem in gone:
+                deleted += self._replace(stem, None, [])
+                indexed.pop(stem, None)
+                untrusted.discard(stem)
+                for sigs in files.values():
+                    sigs.pop(stem, None)
+            work = progress(stale) if progress is not None and stale else stale
+            batch: list[tuple[str, list[Doc] | None]] = []
+            for stem in work:
+                batch.append((stem, self._docs_of(good[stem])))
+                if len(batch) >= BATCH:
+                    deleted += self._apply(batch, good, indexed, files, current, untrusted, limit)
+                    batch = []
+            deleted += self._apply(batch, good, indexed, files, current, untrusted, limit)
+            if deleted:  # merge the FTS index: the deleted rows' pieces leave it
+                conn.execute("INSERT INTO ft(ft) VALUES ('optimize')")
+            values = {
+                "files": encode(files).decode(),
+                "stems": encode(indexed).decode(),
+                "untrusted": encode(sorted(untrusted)).decode(),
+                "clean": clean if not untrusted else "",
+            }
+            conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("UPDATE meta SET value = 'clean' WHERE key = 'state'")  # the last write
+        if fresh is not None:
+            os.replace(fresh, self.path)
+
+    def _docs_of(self, sid: str) -> list[Doc] | None:
+        """The texts of one session, read now; None if it can no longer be loaded."""
+        self.read += 1
+        try:
+            bundle = self.store.load(sid)
+        except (CorruptFileError, SessionNotFoundError):  # changed since checked: next time
+            return None
+        return documents(bundle)
+
+    def _apply(
+        self,
+        batch: list[tuple[str, list[Doc] | None]],
+        good: dict[str, str],
+        indexed: dict[str, str],
+        files: dict[str, dict[str, list[int]]],
+        current: dict[str, dict[str, list[int]]],
+        untrusted: set[str],
+        limit: float,
+    ) -> int:
+        deleted = 0
+        for stem, docs in batch:
+            if docs is None:
+                deleted += self._replace(stem, None, [])
+                indexed.pop(stem, None)
+                for sigs in files.values():
+                    sigs.pop(stem, None)
+                untrusted.add(stem)
+                continue
+            deleted += self._replace(stem, good[stem], docs)
+            indexed[stem] = good[stem]
+            record(files, current, PARTS, stem)
+            if newest(current, stem) >= limit:  # racily clean: look again next time
+                untrusted.add(stem)
+            else:
+                untrusted.discard(stem)
+        return deleted
+
+    def _replace(self, stem: str, sid: str | None, docs: list[Doc]) -> int:
+        """Make the rows of ``stem`` exactly ``docs``: rows unchanged stay, the others are
+        deleted, the new ones added. Returns how many rows were deleted."""
+        conn = self.conn
+        assert conn is not None
+        have: dict[str, list[int]] = defaultdict(list)
+        for row_id, h in conn.execute("SELECT id, h FROM docs WHERE stem = ?", (stem,)):
+            have[h].append(row_id)
+        add: list[tuple[str, Doc]] = []
+        for doc in docs:
+            h = digest([sid, *doc])
+            if have.get(h):
+                have[h].pop()
+            else:
+                add.append((h, doc))
+        drop = [row_id for ids in have.values() for row_id in ids]
+        for row_id in drop:
+            (text,) = conn.execute("SELECT text FROM docs WHERE id = ?", (row_id,)).fetchone()
+            conn.execute(
+                "INSERT INTO ft(ft, rowid, body) VALUES ('delete', ?, ?)", (row_id, text.lower())
+            )
+            conn.execute("DELETE FROM docs WHERE id = ?", (row_id,))
+        if add:
+            (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM docs").fetchone()
+            rows = [(top + n + 1, stem, sid, h, *doc) for n, (h, doc) in enumerate(add)]
+            conn.executemany(
+                f"INSERT INTO docs(id, stem, sid, h, {_DOC_COLS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            conn.executemany(
+                "INSERT INTO ft(rowid, body) VALUES (?, ?)", [(r[0], r[-1].lower()) for r in rows]
+            )
+        return len(drop)
+
+    # ---- queries -------------------------------------------------------------------------
+
+    def rows(self, grams: list[str] | None, kinds: Iterable[str] | None) -> Iterator[tuple]:
+        """``(session_id, *Doc)`` of every row holding all ``grams`` (lowercased trigrams;
+        None: every row), of the given kinds (None: all)."""
+        assert self.conn is not None
+        sql = f"SELECT sid, {_DOC_COLS} FROM docs"
+        where, args = [], []
+        if grams:
+            where.append("id IN (SELECT rowid FROM ft WHERE ft MATCH ?)")
+            args.append(_match_expr(grams))
+        if kinds is not None:
+            kinds = list(kinds)
+            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            args.extend(kinds)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return iter(self.conn.execute(sql, args))
