@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from . import _fastcheck
 from ._cachefile import digest, read_json, read_json_head, write_json
 from .errors import CorruptFileError, SessionNotFoundError
 from .store import PARTS, FileStore, Store, sdk_safe_id
@@ -45,10 +46,10 @@ def _models_key() -> str:
     """Changes whenever the models (what ``load`` accepts) may have changed."""
     global _MODELS_KEY
     if _MODELS_KEY is None:
-        from . import __version__, models, store
+        from . import __version__, _fastcheck, models, store
 
         h = hashlib.sha1(__version__.encode())
-        for mod in (models, store):
+        for mod in (models, store, _fastcheck):
             try:
                 h.update(Path(mod.__file__ or "").read_bytes())
             except OSError:
@@ -150,7 +151,13 @@ def scan(store: FileStore, parts: Iterable[str] = PARTS) -> dict[str, dict[str, 
 
 
 def _check(store: Store, session_id: str) -> dict[str, str] | None:
-    """None if ``store.load(session_id)`` succeeds, else the problem as ``{path, problem}``."""
+    """None if ``store.load(session_id)`` succeeds, else the problem as ``{path, problem}``.
+
+    A session the stricter typed decode of ``_fastcheck`` accepts is one ``load`` accepts
+    (proved there, tested against ``load`` in tests/test_fastcheck.py); any other is
+    loaded, for its exact verdict and message."""
+    if _fastcheck.accepts(store, session_id):
+        return None
     try:
         store.load(session_id)
     except CorruptFileError as e:

@@ -341,10 +341,7 @@ class Store(abc.ABC):
         Raises ``SessionNotFoundError`` (with close matches), ``CorruptFileError`` (naming
         the file) or, for an id no file can have, ``InvalidSessionIdError``.
         """
-        key = lookup_session_id(session_id)
-        with self.lock(shared=True):
-            key = self._key(key)
-            texts = {part: self._read(key, part) for part in PARTS}
+        key, texts = self._read_session(session_id)
         if texts["session"] is None:
             raise SessionNotFoundError(session_id, str(self), self.list())
         values: dict[str, Any] = {}
@@ -360,6 +357,14 @@ class Store(abc.ABC):
                 "(a3s-code maps '/', '\\' and '..' to '_', so these ids share a file)",
             )
         return SessionBundle(**values)
+
+    def _read_session(self, session_id: str) -> tuple[str, dict[Part, str | None]]:
+        """The key ``load`` files ``session_id`` under and the texts of its files (None
+        for a file that does not exist), read under the shared lock."""
+        key = lookup_session_id(session_id)
+        with self.lock(shared=True):
+            key = self._key(key)
+            return key, {part: self._read(key, part) for part in PARTS}
 
     def save(
         self,
