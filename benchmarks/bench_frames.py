@@ -26,6 +26,11 @@ and keeps the best CPU and the best wall time of each:
 * ``all_frames_warm`` ``all_frames`` on an unchanged store: served from the frame cache
 * ``one_changed``     ``all_frames`` after one session's run file was rewritten
 * ``sessions_warm``   ``sessions()`` served from its index
+* ``new_kernel.<fn>`` the first ``all_frames`` / ``sessions()`` call of a new process that
+  has pandas, pyarrow and a3s_nb imported, the caches on disk (measured in that process)
+
+With ``--mlflow VENV`` the same sessions' runs are also exported to a local MLflow tracking
+server (sqlite backend, untimed) and MLflow's ``search_traces`` is timed in VENV's Python.
 
 With ``--baseline REV`` every phase also runs with a3s_nb as of git revision ``REV``:
 two worker processes (one per tree, each on its own copy of the store) measure each phase
@@ -198,6 +203,38 @@ def all_frames_phase(store: Path, **kwargs: Any) -> Callable[[], int]:
     return run
 
 
+#: A new kernel's first call: pandas, pyarrow and a3s_nb imported, the caches on disk.
+_NEW_KERNEL = """
+import json, resource, sys, time
+import pandas, pyarrow, a3s_nb
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+c0, t0 = cpu(), time.perf_counter()
+out = getattr(a3s_nb, sys.argv[2])(sys.argv[1], progress=False)
+wall, used = time.perf_counter() - t0, cpu() - c0
+rows = len(out) if sys.argv[2] == "sessions" else sum(map(len, out.values()))
+print("@@" + json.dumps({"cpu": used, "wall": wall, "peak": 0.0, "rows": rows}))
+"""
+
+
+def new_kernel_phase(store: Path, name: str) -> Callable[[], int]:
+    """The first ``name`` call of a new process on a cached store (measured in it)."""
+    import subprocess
+
+    def run() -> Any:
+        out = subprocess.run(
+            [sys.executable, "-c", _NEW_KERNEL, str(store), name],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        return json.loads(out.split("@@", 1)[1])
+
+    run.external = True  # type: ignore[attr-defined]
+    return run
+
+
 # ============================================================================ measuring
 
 
@@ -219,6 +256,8 @@ def measure(fn: Callable[[], int], before: Callable[[], None] | None = None) -> 
             f.write("5")  # reset VmHWM to the current RSS
     except OSError:
         pass
+    if getattr(fn, "external", False):  # measured in its own process
+        return fn()  # type: ignore[return-value]
     rss0 = _status_kib("VmRSS")
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
@@ -288,6 +327,11 @@ def make_phases(store: Path, files: dict[str, list[str]], only: set[str] | None)
 
     phases["all_frames_warm"] = (all_frames_phase(store), warm)
     phases["one_changed"] = (all_frames_phase(store), warm_then_change)
+    for name in ("all_frames", "sessions"):
+        phases[f"new_kernel.{name}"] = (
+            new_kernel_phase(store, name),
+            lambda: (settle(), a3s_nb.all_frames(store, progress=False), a3s_nb.sessions(store)),
+        )
     phases["sessions_warm"] = (
         frame_phase(store, "sessions"),
         # the index in place, out of the racy window of the last change, untimed
@@ -358,6 +402,88 @@ def bench(n: int, repeat: int, only: set[str] | None) -> dict[str, dict]:
     return best
 
 
+# ============================================================================ MLflow
+
+_MLFLOW_SEARCH = """
+import json, resource, sys, time
+import mlflow
+mlflow.set_tracking_uri(sys.argv[1])
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+best = None
+for _ in range(int(sys.argv[3])):
+    c0, t0 = cpu(), time.perf_counter()
+    traces = mlflow.search_traces(locations=[sys.argv[2]], return_type="list", max_results=10**7)
+    m = {"cpu": cpu() - c0, "wall": time.perf_counter() - t0, "rows": len(traces)}
+    best = m if best is None or m["wall"] < best["wall"] else best
+print("@@" + json.dumps(best))
+"""
+
+
+def mlflow_side_by_side(store: Path, floor: dict, repeat: int, venv: Path) -> None:
+    """MLflow's ``search_traces`` over the same sessions' runs (exported to a local MLflow
+    tracking server, sqlite backend, untimed), in MLflow's own venv: best wall time of
+    ``repeat`` calls and the client's CPU, each against the floor of this run."""
+    import signal
+    import socket
+    import subprocess
+    import tempfile
+    import urllib.request
+
+    import a3s_nb
+
+    exe = venv / "bin" / "mlflow"
+    if not exe.exists():
+        print(f"   MLflow: {exe} not found (make otel-backend builds it); skipped")
+        return
+    with tempfile.TemporaryDirectory() as tmp, socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        url = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen(
+            [str(exe), "server", "--backend-store-uri", f"sqlite:///{tmp}/mlflow.db",
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/health", timeout=2).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit("the MLflow server did not start") from None
+                    time.sleep(0.5)
+            t = time.perf_counter()
+            sent = a3s_nb.to_otel(
+                store, endpoint=url, headers={"x-mlflow-experiment-id": "0"}, timeout=600
+            )
+            print(
+                f"   MLflow: {sent['traces']:,} traces, {sent['spans']:,} spans loaded "
+                f"({time.perf_counter() - t:.0f} s, untimed)",
+                flush=True,
+            )
+            done = subprocess.run(
+                [str(venv / "bin" / "python"), "-c", _MLFLOW_SEARCH, url, "0", str(repeat)],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            m = json.loads(done.stdout.split("@@", 1)[1])
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+    print(
+        f"| MLflow search_traces ({m['rows']:,} traces) | floor cpu {floor['cpu']:.3f} s "
+        f"| client cpu {m['cpu']:.3f} s ({m['cpu'] / floor['cpu']:.1f}x) "
+        f"| wall {m['wall']:.3f} s ({m['wall'] / floor['wall']:.1f}x the floor's wall) |",
+        flush=True,
+    )
+
+
 # ============================================================================ before / after
 
 
@@ -420,13 +546,13 @@ def _tree_at(rev: str, into: Path) -> Path:
     return into
 
 
-def compare(n: int, repeat: int, only: set[str] | None, rev: str) -> None:
+def compare(n: int, repeat: int, only: set[str] | None, rev: str) -> dict:
     """Every phase with a3s_nb at ``rev`` (before) and as checked out (after), in one run:
     two worker processes on two copies of the store, each phase once per round in both,
     interleaved."""
     import tempfile
 
-    store, _, _ = prepare(n)
+    store, _, sizes = prepare(n)
     # each tree gets its own copy of the store: their caches under .a3s_nb may differ
     twin = store.with_name(store.name + "-baseline")
     if not twin.exists():
@@ -457,21 +583,24 @@ def compare(n: int, repeat: int, only: set[str] | None, rev: str) -> None:
     print()
     print(
         f"| {n:,} sessions, cpu s | floor | before | before / floor | after | after / floor "
-        "| after / before | peak MiB before | peak MiB after |"
+        "| after / before | peak MiB before | peak MiB after | peak / bytes read before "
+        "| after |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in best[0]:
         if name.startswith("floor."):
             continue
         parts = FRAME_PARTS[name.split(".", 1)[1]] if name.startswith("frame.") else PARTS
         fl = _floor_of(floors, parts)["cpu"]
+        size = sum(sizes[p] for p in parts)
         b, a = best[0][name], best[1][name]
         print(
             f"| {name} | {fl:.3f} | {b['cpu']:.3f} | {b['cpu'] / fl:.2f} | {a['cpu']:.3f} "
             f"| {a['cpu'] / fl:.2f} | {a['cpu'] / b['cpu']:.2f} | {b['peak']:.0f} "
-            f"| {a['peak']:.0f} |"
+            f"| {a['peak']:.0f} | {b['peak'] * 2**20 / size:.2f} | {a['peak'] * 2**20 / size:.2f} |"
         )
     print(flush=True)
+    return _floor_of(floors, PARTS)
 
 
 def main() -> None:
@@ -483,6 +612,13 @@ def main() -> None:
         "--baseline",
         metavar="REV",
         help="also run a3s_nb as of this git revision, side by side (before / after)",
+    )
+    ap.add_argument(
+        "--mlflow",
+        type=Path,
+        metavar="VENV",
+        help="also time MLflow's search_traces over the same sessions, with MLflow from VENV "
+        "(e.g. .venv-mlflow, built by `make otel-backend`)",
     )
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -500,9 +636,12 @@ def main() -> None:
     )
     for n in args.sizes:
         if args.baseline:
-            compare(n, args.repeat, only, args.baseline)
+            floor = compare(n, args.repeat, only, args.baseline)
         else:
-            bench(n, args.repeat, only)
+            best = bench(n, args.repeat, only)
+            floor = _floor_of({k: v for k, v in best.items() if k.startswith("floor.")}, PARTS)
+        if args.mlflow:
+            mlflow_side_by_side(DATA / f"store-{n}", floor, args.repeat, args.mlflow)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from ..store import models
 from ..store import store as stores
 from ..store._cachefile import digest, read_json, read_json_head, write_json
 from ..store.store import PARTS, FileStore, Store, sdk_safe_id
+from . import _fastcheck
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def _models_key() -> str:
     global _MODELS_KEY
     if _MODELS_KEY is None:
         h = hashlib.sha1(__version__.encode())
-        for mod in (models, stores, v1):
+        for mod in (models, stores, v1, _fastcheck):
             try:
                 h.update(Path(mod.__file__ or "").read_bytes())
             except OSError:
@@ -217,7 +218,13 @@ def vanished(path: str | os.PathLike[str]) -> CorruptFileError:
 
 def _check(store: Store, session_id: str) -> dict[str, str] | None:
     """None if ``store.load(session_id)`` succeeds, else the problem as ``{path, problem}``
-    (``VANISHED`` when the session was deleted since it was listed)."""
+    (``VANISHED`` when the session was deleted since it was listed).
+
+    A session the stricter typed decode of ``_fastcheck`` accepts is one ``load`` accepts
+    (proved there, tested against ``load`` in tests/test_fastcheck.py); any other is
+    loaded, for its exact verdict and message."""
+    if _fastcheck.accepts(store, session_id):
+        return None
     try:
         store.load(session_id)
     except CorruptFileError as e:

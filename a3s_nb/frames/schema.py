@@ -1122,7 +1122,11 @@ which is what to use for more than one frame of a large store.
 parseable but not the shape a3s-code writes (a run without `status`, a wrong type, an `id`
 that differs from the file name, a broken artifacts manifest), even when the frame does not
 read that file. The verdict is `load()`'s own, cached per file `(mtime_ns, size)` in
-`<store>/.a3s_nb/loadcheck.json`, so it costs a validation only for files that changed. An
+`<store>/.a3s_nb/loadcheck.json`, so it costs a validation only for files that changed.
+A session whose files pass a stricter typed decode (msgspec, when installed: JSON integers
+only where the models take an integer, no key the models do not name, `JSON` values nested
+at most 6 levels, known event types only) is one `load()` accepts, and is not validated
+with the models; any other session is loaded, for `load()`'s verdict and message. An
 integer that does not fit a 64-bit column (`2**63` and beyond, which `load()` accepts) is
 shown as `<NA>`; its session is kept and gets an `errors` entry in the frames holding it.
 A session deleted (by another kernel or the SDK) after a build listed it and before it read

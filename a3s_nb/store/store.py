@@ -356,10 +356,7 @@ class Store(abc.ABC):
         Raises ``SessionNotFoundError`` (with close matches), ``CorruptFileError`` (naming
         the file) or, for an id no file can have, ``InvalidSessionIdError``.
         """
-        key = lookup_session_id(session_id)
-        with self.lock(shared=True):
-            key = self._key(key)
-            texts = self._read_session(key, PARTS)
+        key, texts = self._read_texts(session_id)
         if texts["session"] is None:
             raise SessionNotFoundError(session_id, str(self), self.list())
         values: dict[str, Any] = {}
@@ -375,6 +372,14 @@ class Store(abc.ABC):
                 "(a3s-code maps '/', '\\' and '..' to '_', so these ids share a file)",
             )
         return SessionBundle(**values)
+
+    def _read_texts(self, session_id: str) -> tuple[str, dict[Part, str | Parsed | None]]:
+        """The key ``load`` files ``session_id`` under and what its files hold (see
+        ``_read_session``), read under the shared lock."""
+        key = lookup_session_id(session_id)
+        with self.lock(shared=True):
+            key = self._key(key)
+            return key, self._read_session(key, PARTS)
 
     def _read_session(
         self, session_id: str, parts: Iterable[Part]
