@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import schema
+from . import _metafiles, schema
 from ._cachefile import encode as _encode
 from ._cachefile import read_json, write_json
 from ._json import loads
@@ -144,8 +144,7 @@ class FrameCache:
         pa = self.pa
         path = self.dir / str(seg.file)
         try:
-            with pa.memory_map(str(path)) as source:
-                table = pa.ipc.open_file(source).read_all()
+            table = _metafiles.read_arrow(path)  # never through a link
             meta = dict(table.schema.metadata or {})
             raw = meta.pop(_SIGS_KEY)
         except (OSError, KeyError, pa.ArrowInvalid) as e:
@@ -311,29 +310,21 @@ class FrameCache:
                 return segments, notes
         for name in written:  # a read-only store works, it just is not cached
             with contextlib.suppress(OSError):
-                os.unlink(self.dir / name)
+                _metafiles.unlink(self.dir / name)
         return segments, notes
 
     def _write(self, frame: str, table: Any, first: str, ids: list[str], sigs: list) -> _Segment:
         """One segment file (its ``file`` None when the store cannot be written)."""
-        pa = self.pa
         meta = dict(table.schema.metadata or {})
         meta[_SIGS_KEY] = _encode(dict(zip(ids, sigs, strict=True)))
         name = f"{frame}.{_generation()}.arrow"
         seg = _Segment(name, first, table.num_rows, _digest(ids, sigs))
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            with (
-                pa.OSFile(str(self.dir / name), "wb") as sink,
-                pa.ipc.new_file(sink, table.schema.with_metadata(meta)) as writer,
-            ):
-                writer.write_table(table.replace_schema_metadata(meta))
+            _metafiles.write_arrow(self.dir / name, table.replace_schema_metadata(meta))
             # No fsync: a file a crash tore does not open, or disagrees with its manifest,
             # and is rebuilt; the manifest's rename makes each write all or nothing.
         except OSError as e:  # a read-only store works, it just is not cached
             log.info("frame cache not saved (%s): %s", self.dir, e)
-            with contextlib.suppress(OSError):
-                os.unlink(self.dir / name)
             seg.file = None
         seg.table = table
         return seg
@@ -342,11 +333,7 @@ class FrameCache:
         """Remove this frame's files its manifest does not name: at once those of writers
         that started before this one, orphans of writers that died once old enough to
         belong to no live writer."""
-        try:
-            entries = list(os.scandir(self.dir))
-        except OSError:
-            return
-        for entry in entries:
+        for entry in _metafiles.scandir(self.dir):
             name = entry.name
             if not name.startswith(frame + ".") or name in keep or name == f"{frame}.json":
                 continue
@@ -359,7 +346,7 @@ class FrameCache:
             older = _is_previous(name, frame, self.now)
             if (name.endswith(".arrow") and older) or age > ORPHAN_SECONDS:
                 with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+                    _metafiles.unlink(self.dir / name)
 
 
 def _generation() -> str:

@@ -79,12 +79,10 @@ class _StoreSource(_Source):
         if self.root is None:
             return True
         if self._lineage is None:
+            from ._metafiles import scandir
             from .lineage import _LINEAGE_DIR
 
-            try:
-                names = os.listdir(os.path.join(self.store.meta_dir, _LINEAGE_DIR))
-            except OSError:  # no lineage record yet
-                names = []
+            names = [e.name for e in scandir(self.store.meta_dir / _LINEAGE_DIR)]
             self._lineage = {n[:-5] for n in names if n.endswith(".json")}
         return sdk_safe_id(session_id) in self._lineage
 

@@ -23,8 +23,10 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
+from . import _metafiles
 from ._cachefile import read_json, read_json_head, read_json_signed, write_json
 from ._loadcheck import changed_stems, newest, record, scan
 from .errors import CorruptFileError
@@ -85,9 +87,8 @@ class SessionIndex:
         value.update((k, data[k]) for k in ("files", "untrusted", "entries"))
         if not write_json(self.path, value, "session index"):
             return None
-        try:  # another writer may have replaced it since: then the generation differs
-            st = os.stat(self.path)
-        except OSError:
+        st = _metafiles.lstat(self.path)  # another writer's since: the generation differs
+        if st is None:
             return None
         return [st.st_mtime_ns, st.st_size, st.st_ino, value["generation"]]
 
@@ -205,9 +206,8 @@ class RememberedFrame:
             return None
         # the index file as it was read then: same file, same write
         index = self.store.meta_dir / INDEX_FILE
-        try:
-            st = os.stat(index)
-        except OSError:
+        st = _metafiles.lstat(index)
+        if st is None:
             return None
         head = read_json_head(index, "session index") or {}
         if (
@@ -218,8 +218,7 @@ class RememberedFrame:
         ):
             return None
         try:
-            with pa.memory_map(str(self.store.meta_dir / rec["file"])) as source:
-                table = pa.ipc.open_file(source).read_all()
+            table = _metafiles.read_arrow(self.store.meta_dir / rec["file"])
         except (OSError, pa.ArrowInvalid) as e:
             log.info("sessions frame %s not usable: %s", rec["file"], e)
             return None
@@ -230,17 +229,12 @@ class RememberedFrame:
 
     def save(self, inputs: str, index_sig: list[int], table: Any) -> None:
         """Remember ``table``, built from the index file ``index_sig`` and ``inputs``."""
-        import pyarrow as pa
-
         name = f"index.frame.{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.arrow"
         path = self.store.meta_dir / name
         try:
-            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
-                w.write_table(table)
+            _metafiles.write_arrow(path, table)
         except OSError as e:  # a read-only store works, it just is not cached
             log.info("sessions frame not saved (%s): %s", path, e)
-            with contextlib.suppress(OSError):
-                path.unlink()
             return
         record = {
             "format": FRAME_FORMAT,
@@ -252,14 +246,10 @@ class RememberedFrame:
         }
         if not write_json(self.path, record, "sessions frame record"):
             with contextlib.suppress(OSError):
-                path.unlink()
+                _metafiles.unlink(path)
             return
-        try:  # the frames remembered before
-            entries = list(os.scandir(self.store.meta_dir))
-        except OSError:
-            return
-        for entry in entries:
+        for entry in _metafiles.scandir(self.store.meta_dir):  # the frames remembered before
             old = entry.name.startswith("index.frame.") and entry.name.endswith(".arrow")
             if old and entry.name != name:
                 with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+                    _metafiles.unlink(Path(entry.path))

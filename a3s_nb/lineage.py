@@ -378,23 +378,26 @@ def _memory_lineage(store: Store) -> dict[str, dict[str, Any]]:
 
 
 def _write_lineage(store: Store, record: dict[str, Any]) -> None:
-    from .store import _fsync_dir, _write_temp
+    from . import _metafiles
+    from .store import _fsync_dir
 
     path = _lineage_file(store, record["session_id"])
     if path is None:
         _memory_lineage(store)[record["session_id"]] = dict(record)
         return
     text = json.dumps(record, indent=2, ensure_ascii=False)
-    os.replace(_write_temp(path, text), path)
+    _metafiles.write_atomic(path, text.encode("utf-8"), fsync=True)
     _fsync_dir(path.parent)
 
 
 def _remove_lineage(store: Store, session_id: str) -> None:
     path = _lineage_file(store, session_id)
+    from . import _metafiles
+
     if path is None:
         _memory_lineage(store).pop(session_id, None)
     else:
-        path.unlink(missing_ok=True)
+        _metafiles.unlink(path)
 
 
 def lineage_of(session_id: str, store: Any = None) -> dict[str, Any] | None:
@@ -408,13 +411,17 @@ def lineage_of(session_id: str, store: Any = None) -> dict[str, Any] | None:
     if path is None:
         rec = _memory_lineage(st).get(session_id)
         return dict(rec) if rec else None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        from .errors import CorruptFileError
+    from . import _metafiles
+    from .errors import CorruptFileError
 
+    raw = _metafiles.read_bytes(path)  # never through a link
+    if raw is None:
+        if os.path.lexists(path) and _metafiles.is_real_dir(path.parent):
+            raise CorruptFileError(path, "not a lineage record (not a regular file)")
+        return None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError as e:
         raise CorruptFileError(path, f"not a lineage record ({e})") from None
     return data if isinstance(data, dict) and data.get("session_id") == session_id else None
 

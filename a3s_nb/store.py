@@ -49,6 +49,7 @@ except ImportError:  # Windows: no flock; stores are then safe between threads o
     fcntl = None  # type: ignore[assignment]
 
 from . import _fsio as fsio
+from . import _metafiles as meta
 from .errors import (
     AmbiguousSessionIdError,
     CorruptFileError,
@@ -720,14 +721,12 @@ class FileStore(Store):
             return _Held(None, shared)
         lock_file = self.meta_dir / "lock"
         try:
-            if shared:
-                # Readers never create files: a store nobody has saved into through
-                # a3s_nb has no lock file and no a3s_nb writer to wait for.
-                fd = os.open(lock_file, os.O_RDONLY)
-            else:
-                with contextlib.suppress(FileExistsError):
-                    fsio.mkdir(self.meta_dir, 0o755)
-                fd = fsio.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+            # Readers never create files: a store nobody has saved into through a3s_nb
+            # has no lock file and no a3s_nb writer to wait for. Nothing is followed
+            # out of the store: a linked .a3s_nb is a StoreError for a writer.
+            fd = meta.open_lock(lock_file, create=not shared)
+        except StoreError:
+            raise
         except OSError:
             if shared:  # no lock file yet, or a read-only store: read without it
                 return _Held(None, shared)
@@ -764,9 +763,13 @@ class FileStore(Store):
             outer.shared = True
             fcntl.flock(outer.fd, fcntl.LOCK_SH)
 
+    def _journal_pending(self) -> bool:
+        """Whether a journal is in ``.a3s_nb`` (never looked for through a link)."""
+        return meta.is_real_dir(self.meta_dir) and os.path.lexists(self._journal)
+
     def _settle(self, state: _Held) -> None:
         """On taking the lock: finish a dead writer's journal; a writer also sweeps."""
-        while os.path.lexists(self._journal):
+        while self._journal_pending():
             doc = self._read_journal()
             if fcntl is None and doc and _pid_alive(doc.get("pid"), own_is_alive=False):
                 return  # no flock: a live writer's journal, not ours to finish
@@ -774,7 +777,7 @@ class FileStore(Store):
                 # finish it under the exclusive lock; another process may get there first
                 fcntl.flock(state.fd, fcntl.LOCK_EX)
                 try:
-                    if os.path.lexists(self._journal):
+                    if self._journal_pending():
                         self._recover_or_overlay(state)
                 finally:
                     fcntl.flock(state.fd, fcntl.LOCK_SH)
@@ -814,27 +817,18 @@ class FileStore(Store):
 
     def _read_journal(self) -> dict[str, Any] | None:
         """The pending journal, or None when absent or unreadable (then never committed)."""
+        data = meta.read_bytes(self._journal)  # a link there is no journal of a3s_nb's
         try:
-            with open(self._journal, "rb") as f:
-                doc = json.loads(f.read())
-        except (OSError, ValueError, RecursionError):
+            doc = json.loads(data) if data is not None else None
+        except (ValueError, RecursionError):
             return None
         return doc if isinstance(doc, dict) else None
 
     def _write_journal(self, doc: dict[str, Any], *, sync: bool) -> None:
         """Replace the journal atomically (write a temp, rename); ``sync`` makes it durable."""
         doc = {"pid": os.getpid(), **doc}
-        tmp = self.meta_dir / "journal.tmp"  # one writer at a time: a fixed name is safe
-        with contextlib.suppress(FileExistsError):
-            fsio.mkdir(self.meta_dir, 0o755)
-        fd = fsio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            _write_all(fd, json.dumps(doc, ensure_ascii=False).encode())
-            if sync:
-                fsio.fsync(fd)
-        finally:
-            fsio.close(fd)
-        fsio.replace(tmp, self._journal)
+        data = json.dumps(doc, ensure_ascii=False).encode()
+        meta.write_atomic(self._journal, data, fsync=sync)  # a new temp file, O_EXCL
         if sync:
             _fsync_dir(self.meta_dir)
 
@@ -1017,8 +1011,10 @@ class FileStore(Store):
             for entry in entries:
                 if entry.is_file(follow_symlinks=False) and _dead_leftover(entry.name):
                     found.append(Path(entry.path))
-        if os.path.lexists(self.meta_dir / "journal.tmp") and not os.path.lexists(self._journal):
-            found.append(self.meta_dir / "journal.tmp")
+        old_tmp = self.meta_dir / "journal.tmp"  # the fixed temp name of earlier versions
+        pending = os.path.lexists(self._journal)
+        if meta.is_real_dir(self.meta_dir) and os.path.lexists(old_tmp) and not pending:
+            found.append(old_tmp)
         return sorted(found)
 
     def remove_leftovers(self) -> list[Path]:
@@ -1335,18 +1331,6 @@ def _write_new(tmp: Path, data: bytes) -> None:
         fsio.fsync(fd)
     finally:
         fsio.close(fd)
-
-
-def _write_temp(target: Path, text: str) -> Path:
-    """Write ``text`` to a fsynced temp file beside ``target`` and return its path."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.{time.time_ns()}.{os.getpid()}.{next(_tmp_counter)}.tmp")
-    try:
-        _write_new(tmp, text.encode("utf-8"))
-    except BaseException:
-        _unlink(tmp)
-        raise
-    return tmp
 
 
 def _unlink(path: Path) -> bool:
