@@ -3,7 +3,7 @@
 Notebooks rebuild their frames over and over from a store that barely changed. So an
 unfiltered call over a directory store (no ``ids``, ``since``, ``until`` or ``status``)
 keeps what it built: one Arrow IPC file per frame and a manifest with, per session, the
-``(mtime_ns, size)`` of the files its rows come from (keyed the way the sessions index keys
+``(mtime_ns, size, inode, ctime_ns)`` of the files its rows come from (keyed the way the sessions index keys
 its rows). The next call rebuilds only the sessions whose files changed, appeared or
 vanished, drops their old rows and writes the frames back; an unchanged store is read back
 memory-mapped, without parsing a byte of JSON.
@@ -43,7 +43,7 @@ from .store import FileStore, sdk_safe_id
 log = logging.getLogger(__name__)
 
 CACHE_DIR = "frames"
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 #: Sessions per segment file: a changed session rewrites the segment it is in. A segment
 #: grown past twice this is split.
 SEGMENT_SESSIONS = 256

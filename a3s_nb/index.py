@@ -2,7 +2,9 @@
 
 ``sessions()`` must stay cheap on a store of thousands of sessions, but a row needs the run
 files (tokens, run statuses and tool calls live only in run events). The index keeps each
-row together with the ``(mtime_ns, size)`` of the files it was computed from. Every call
+row together with the ``(mtime_ns, size, inode, ctime_ns)`` of the files it was
+computed from (an edit in place with the modification time set back still changes the
+change time). Every call
 lists the store (one ``scandir`` per directory, which also gives the file sizes and times)
 and recomputes only the rows whose files changed, appeared or vanished. That is how it
 notices the a3s-code SDK writing behind a3s_nb's back: the SDK knows nothing of the index.
@@ -34,7 +36,7 @@ from .store import FileStore
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3
 INDEX_FILE = "index.json"
 RACY_SECONDS = 2.0
 
@@ -96,7 +98,7 @@ class SessionIndex:
 
     def scan(self) -> dict[str, dict[str, list[int]]]:
         """The signature of the files of every session, as ``part -> stem -> [mtime_ns,
-        size]`` (see ``_loadcheck.scan``)."""
+        size, inode, ctime_ns]`` (see ``_loadcheck.scan``)."""
         return scan(self.store, PARTS)
 
     def refresh(
