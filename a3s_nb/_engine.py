@@ -384,7 +384,7 @@ def _collect_frames(
     if workers is not None and workers > 1:  # the same build, split among processes
         from . import _parallel
 
-        if _parallel.usable(src.store, selected):
+        if src.cached and _parallel.usable(src.store, selected):
             return _parallel.build(
                 src.store,
                 wanted,
@@ -431,7 +431,7 @@ def _select_sessions(
         check, known, rejected, reported = prechecked
         errors.extend(reported)
     else:
-        check = LoadCheck(src.store) if src.store is not None else None
+        check = LoadCheck(src.store, cached=src.cached) if src.store is not None else None
         known = check.ids() if check is not None else None
         rejected = {}
     selected = None
@@ -457,6 +457,7 @@ def _cache_serves(src: Any, wanted: list[str], ids: Any, filters: _Filters) -> b
     """Whether the frame cache can serve: whole frames of a directory store."""
     return (
         isinstance(src.store, FileStore)
+        and src.cached
         and _columns.pa is not None
         and ids is None
         and not filters.any
@@ -531,8 +532,10 @@ class _Plan:
 
 def _index_serves(src: Any, plan: _Plan) -> bool:
     """Whether the sessions index answers which sessions to read (or is the whole answer)."""
-    return isinstance(src.store, FileStore) and (
-        plan.only_sessions or (plan.session_filtered and not plan.want_runs)
+    return (
+        isinstance(src.store, FileStore)
+        and src.cached
+        and (plan.only_sessions or (plan.session_filtered and not plan.want_runs))
     )
 
 

@@ -236,9 +236,10 @@ class LoadCheck:
     few dicts, and a changed store rechecks exactly the sessions whose files differ.
     """
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, *, cached: bool = True):
         self.store = store
-        self.path = store.meta_dir / CACHE_FILE if isinstance(store, FileStore) else None
+        cached = cached and isinstance(store, FileStore)
+        self.path = store.meta_dir / CACHE_FILE if cached else None  # type: ignore[attr-defined]
         self._data: dict[str, Any] | None = None
         self._head_data: dict[str, Any] | None = None
         self._dirty = False

@@ -37,6 +37,9 @@ class _Source:
 
     store: Store | None = None
     label = "<sessions>"
+    #: Whether the files are read directly and a3s_nb's caches of them may be used (a
+    #: directory store, unless a pending journal must be read through).
+    cached = False
 
     def ids(self) -> list[str]:
         raise NotImplementedError
@@ -66,7 +69,9 @@ class _StoreSource(_Source):
         # A directory store is read directly (plain open + json.loads: pathlib costs as
         # much as parsing a small file); anything unusual goes through Store.read_raw,
         # so errors are the store's own.
-        self.root = str(store.path) if isinstance(store, FileStore) else None
+        direct = isinstance(store, FileStore) and not store.reads_through_journal()
+        self.cached = direct
+        self.root = str(store.path) if direct else None  # type: ignore[attr-defined]
         self.templates = path_templates(store) if isinstance(store, FileStore) else {}
         self._lineage: set[str] | None = None
 

@@ -767,6 +767,17 @@ class FileStore(Store):
         """Whether a journal is in ``.a3s_nb`` (never looked for through a link)."""
         return meta.is_real_dir(self.meta_dir) and os.path.lexists(self._journal)
 
+    def reads_through_journal(self) -> bool:
+        """Whether this reader reads through a pending journal: a dead writer's commit
+        that this process cannot finish (a read-only store, another user's). Then every
+        read must go through the store (``read_raw``, ``load``), which sees the new
+        generation; the files on disk, and any cache of them, may be the old one."""
+        if not self._journal_pending():
+            return False
+        with self.lock(shared=True):
+            held = _held_locks().get(str(self.path))
+            return held is not None and bool(held.overlay)
+
     def _settle(self, state: _Held) -> None:
         """On taking the lock: finish a dead writer's journal; a writer also sweeps."""
         while self._journal_pending():
