@@ -451,3 +451,81 @@ def _fix_categories(df: pd.DataFrame, frame: str) -> pd.DataFrame:
             cat = cat.cat.set_categories(wanted)
         df[col.name] = cat
     return df
+
+
+def forget(store: FileStore, session_ids: list[str]) -> None:
+    """Take the rows of deleted sessions out of every cached frame now, not at the next
+    frames call: their text (secrets included) must not stay on disk. A segment holding
+    one is written again without it; when that cannot be done, the frame's whole cache
+    is removed (it is only ever a cache)."""
+    directory = store.meta_dir / CACHE_DIR
+    if not _metafiles.is_real_dir(directory):
+        return
+    gone = set(session_ids)
+    for frame in CACHED:
+        manifest = read_json(directory / f"{frame}.json", "frame cache")
+        key = manifest.get("key") if isinstance(manifest, dict) else None
+        try:
+            _forget_in(FrameCache(store, key if isinstance(key, str) else ""), frame, gone)
+        except Exception as e:  # whatever it was, the rows must go
+            log.info("frame cache %s of %s removed: %r", frame, store, e)
+            for entry in _metafiles.scandir(directory):
+                if entry.name.startswith(f"{frame}."):
+                    with contextlib.suppress(OSError):
+                        _metafiles.unlink(directory / entry.name)
+
+
+class _Unusable(Exception):
+    """A frame's cache that cannot be rewritten without the deleted sessions."""
+
+
+def _forget_in(cache: FrameCache, frame: str, gone: set[str]) -> None:
+    loaded = cache._manifest(frame)
+    if loaded is None:  # no manifest to trust: its files are removed below, if any
+        if any(e.name.startswith(f"{frame}.") for e in _metafiles.scandir(cache.dir)):
+            raise _Unusable(f"no usable manifest for {frame}")
+        return
+    segments, notes = loaded
+    kept: list[_Segment] = []
+    changed = False
+    for seg in segments:
+        if not cache._open(frame, seg):
+            raise _Unusable(f"segment {seg.file} does not open")
+        sigs = cache._sigs(seg)
+        drop = gone.intersection(sigs)
+        if not drop:
+            kept.append(seg)
+            continue
+        ids = [sid for sid in sigs if sid not in drop]
+        table = _compact(cache.pa, _merge(cache.pa, seg.table, drop, None, frame))
+        new = cache._write(frame, table, seg.first, ids, [sigs[sid] for sid in ids])
+        if new.file is None:
+            raise _Unusable(f"segment of {frame} not written")
+        kept.append(new)
+        changed = True
+    left = [e for e in notes if e.get("session_id") not in gone]
+    if not changed and len(left) == len(notes):
+        return
+    manifest = {
+        "format": CACHE_FORMAT,
+        "key": cache.key,
+        "rows": sum(seg.rows for seg in kept),
+        "notes": left,
+        "segments": [
+            {"file": seg.file, "first": seg.first, "rows": seg.rows, "digest": seg.digest}
+            for seg in kept
+        ],
+    }
+    tmp = cache.dir / f"{frame}.json.{_generation()}.tmp"
+    if not write_json(cache.dir / f"{frame}.json", manifest, "frame cache", tmp=tmp):
+        raise _Unusable(f"manifest of {frame} not written")
+    cache._sweep(frame, {str(seg.file) for seg in kept})
+
+
+def _compact(pa: Any, table: Any) -> Any:
+    """``table`` in buffers of its own: a slice of a table is written to a file with the
+    whole buffers it shares, the rows dropped included. (A category column's dictionary
+    is kept as it is: every segment of a frame must have the same one, and it holds the
+    known values of the column, not text of the sessions.)"""
+    table = table.combine_chunks()
+    return table.take(pa.array(np.arange(table.num_rows, dtype=np.int64)))

@@ -255,3 +255,37 @@ class RememberedFrame:
             if old and entry.name != name:
                 with contextlib.suppress(OSError):
                     _metafiles.unlink(Path(entry.path))
+
+
+def forget(store: FileStore, stems: list[str]) -> None:
+    """Take deleted sessions out of the index and the load check now, and drop the
+    remembered sessions frame: their rows must not stay on disk."""
+    from ._loadcheck import CACHE_FILE
+
+    meta = store.meta_dir
+    if not _metafiles.is_real_dir(meta):
+        return
+    gone = set(stems)
+    for name, what in ((INDEX_FILE, "session index"), (CACHE_FILE, "load-check cache")):
+        data = read_json(meta / name, what)
+        if not isinstance(data, dict):
+            continue
+        entries, files = data.get("entries"), data.get("files")
+        if not isinstance(entries, dict) or not gone.intersection(entries):
+            continue
+        for stem in gone:
+            entries.pop(stem, None)
+            for sigs in files.values() if isinstance(files, dict) else ():
+                if isinstance(sigs, dict):
+                    sigs.pop(stem, None)
+        if name == INDEX_FILE:
+            data["generation"] = uuid.uuid4().hex  # no two writes alike (RememberedFrame)
+        else:  # the listing and the answer for the whole store name it too
+            data["listing"], data["clean"], data["rejected"] = None, None, {}
+        if not write_json(meta / name, data, what):
+            with contextlib.suppress(OSError):
+                _metafiles.unlink(meta / name)
+    for entry in _metafiles.scandir(meta):  # the remembered sessions frame
+        if entry.name.startswith("index.frame."):
+            with contextlib.suppress(OSError):
+                _metafiles.unlink(meta / entry.name)

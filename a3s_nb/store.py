@@ -452,6 +452,10 @@ class Store(abc.ABC):
             from .lineage import _remove_lineage  # a fork's lineage record goes with it
 
             _remove_lineage(self, key)
+            self._forget_cached(key)
+
+    def _forget_cached(self, session_id: str) -> None:  # noqa: B027 - most stores have none
+        """Take a deleted session out of a3s_nb's caches (a directory store has some)."""
 
     def resolve(self, id_or_prefix: str) -> str:
         """The full id of a saved session from its id or a unique prefix of it."""
@@ -1171,6 +1175,22 @@ class FileStore(Store):
             [], removes, rmdirs=[files["artifacts"].parent], what=[f"delete {session_id}"]
         )
         return True
+
+    def _forget_cached(self, session_id: str) -> None:
+        """Take a deleted session's rows out of the caches under ``.a3s_nb`` now: its
+        text (secrets included) must not outlive the delete on disk."""
+        if not meta.is_real_dir(self.meta_dir):
+            return
+        from . import index
+
+        index.forget(self, [sdk_safe_id(session_id)])
+        if os.path.isdir(self.meta_dir / "frames"):
+            from . import _columns
+
+            if _columns.pa is not None:
+                from ._framecache import forget
+
+                forget(self, [session_id])
 
     def _check_no_escape(self, directory: Path) -> None:
         here = self.path
