@@ -29,6 +29,7 @@ from .errors import (
     SessionExistsError,
     SessionNotFoundError,
     StoreError,
+    StoreWriteError,
 )
 from .lineage import diff, diff_summary, fork, lineage_frame, lineage_of, replay
 from .models import SessionBundle, SessionData
@@ -67,6 +68,7 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "SessionExistsError",
     "SessionNotFoundError",
     "StoreError",
+    "StoreWriteError",
     "diff",
     "diff_summary",
     "fork",

@@ -51,12 +51,14 @@ except ImportError:  # Windows: no flock; stores are then safe between threads o
 from . import _fsio as fsio
 from . import _metafiles as meta
 from .errors import (
+    A3sNbError,
     AmbiguousSessionIdError,
     CorruptFileError,
     InvalidBundleError,
     InvalidSessionIdError,
     SessionNotFoundError,
     StoreError,
+    StoreWriteError,
     describe_validation_error,
 )
 from .models import (
@@ -416,10 +418,21 @@ class Store(abc.ABC):
         or as UTF-8 bytes."""
         if not self._commits_bytes:
             texts = {p: t.decode("utf-8") if isinstance(t, bytes) else t for p, t in texts.items()}
-        with self.lock():
+        with self._writing(f"save session {session_id}"), self.lock():
             if guard is not None:
                 guard(self._stored(session_id))
             self._commit(session_id, texts)  # type: ignore[arg-type]
+
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Turn the file system refusing a write (``OSError``) into a StoreWriteError
+        naming the store and what to do; a3s_nb's own errors pass as they are."""
+        try:
+            yield
+        except A3sNbError:
+            raise
+        except OSError as e:
+            raise StoreWriteError(_write_refused(self, what, e), e.errno) from e
 
     #: Whether ``_commit`` takes UTF-8 bytes as well as text (saves decoding a file to
     #: encode it again).
@@ -445,7 +458,7 @@ class Store(abc.ABC):
         file a3s-code wrote for ``a/b``.
         """
         key = lookup_session_id(session_id)
-        with self.lock():
+        with self._writing(f"delete session {session_id}"), self.lock():
             key = self._key(key)
             if not self._exists(key) or not self._remove(key):
                 raise SessionNotFoundError(session_id, str(self), self._ids())
@@ -471,7 +484,7 @@ class Store(abc.ABC):
         self._save_checkpoint("loop_checkpoints", checkpoint.run_id, checkpoint)
 
     def delete_loop_checkpoint(self, run_id: str) -> None:
-        with self.lock():
+        with self._writing(f"delete checkpoint {run_id}"), self.lock():
             self._write_checkpoint("loop_checkpoints", validate_session_id(run_id), None)
 
     def load_workflow_checkpoint(self, workflow_id: str) -> WorkflowCheckpoint | None:
@@ -481,7 +494,7 @@ class Store(abc.ABC):
         self._save_checkpoint("workflow_checkpoints", checkpoint.workflow_id, checkpoint)
 
     def delete_workflow_checkpoint(self, workflow_id: str) -> None:
-        with self.lock():
+        with self._writing(f"delete checkpoint {workflow_id}"), self.lock():
             self._write_checkpoint("workflow_checkpoints", validate_session_id(workflow_id), None)
 
     def _load_checkpoint(self, kind: str, key: str, model: type[M]) -> M | None:
@@ -504,7 +517,7 @@ class Store(abc.ABC):
 
     def _save_checkpoint(self, kind: str, key: str, checkpoint: BaseModel) -> None:
         text = dumps(checkpoint)
-        with self.lock():
+        with self._writing(f"save checkpoint {key}"), self.lock():
             self._write_checkpoint(kind, validate_session_id(key), text)
 
     # ---- parsing -------------------------------------------------------------------------
@@ -718,7 +731,7 @@ class FileStore(Store):
             finally:
                 del held[key]
                 if state.fd is not None:
-                    fsio.close(state.fd)  # releases the flock
+                    _release(state.fd)
 
     def _acquire(self, shared: bool) -> _Held:
         if fcntl is None:
@@ -756,7 +769,7 @@ class FileStore(Store):
                 yield
             finally:
                 outer.shared = True
-                fsio.close(state.fd)  # type: ignore[arg-type]
+                _release(state.fd)  # type: ignore[arg-type]
             return
         fcntl.flock(outer.fd, fcntl.LOCK_EX)  # converting is not atomic; fine for a write
         outer.shared = False
@@ -888,8 +901,11 @@ class FileStore(Store):
                     dirs[str(target.parent)] = None
         for d in dirs:
             _fsync_dir(Path(d))
+        # Every file is in place now: a failure from here on must not undo any of it (a
+        # backup not removed is a leftover, swept once this process is gone).
         for path in self._cleanup_paths(doc):
-            _unlink(path)
+            with contextlib.suppress(OSError):
+                _unlink(path)
         for rel in doc.get("rmdirs", []):
             with contextlib.suppress(OSError):
                 fsio.rmdir(self._abs(rel))
@@ -959,7 +975,7 @@ class FileStore(Store):
             raise
         if atomic_alone:
             _fsync_dir(writes[0][0].parent)
-            _unlink(self._journal)
+            self._drop_journal()
             return
         ops = [[self._rel(t), self._rel(tmp)] for (t, _), tmp in zip(writes, tmps, strict=True)]
         ops += [[self._rel(t), None] for t in removes]
@@ -979,7 +995,13 @@ class FileStore(Store):
             raise
         try:
             self._replay(commit)
-        except BaseException:
+        except BaseException as exc:
+            if removes and isinstance(exc, Exception):
+                # a delete is only ever finished, never undone: once more (it failing
+                # again, the journal stays, and the next lock taker finishes it)
+                self._replay(commit)
+                self._drop_journal()
+                return
             # put the previous generation back, itself through the journal
             back = {
                 "state": "commit",
@@ -995,7 +1017,13 @@ class FileStore(Store):
                 self._replay(back)
                 _unlink(self._journal)
             raise
-        _unlink(self._journal)
+        self._drop_journal()
+
+    def _drop_journal(self) -> None:
+        """Remove the journal of a write that is complete. If that fails, the write stays
+        done: the next lock taker replays the journal, which then has nothing left to do."""
+        with contextlib.suppress(OSError):
+            _unlink(self._journal)
 
     # ---- sweeping what dead processes left -------------------------------------------------
 
@@ -1171,6 +1199,11 @@ class FileStore(Store):
                 self._check_no_escape(path.parent)
             _replaceable(path)
         removes = [p for p in (files[part] for part in reversed(PARTS)) if os.path.lexists(p)]
+        from .lineage import _LINEAGE_DIR  # a fork's lineage record goes in the same step
+
+        lineage = self.meta_dir / _LINEAGE_DIR / f"{sdk_safe_id(session_id)}.json"
+        if meta.is_real_dir(lineage.parent) and os.path.lexists(lineage):
+            removes.insert(0, lineage)
         self._transact(
             [], removes, rmdirs=[files["artifacts"].parent], what=[f"delete {session_id}"]
         )
@@ -1218,6 +1251,16 @@ class FileStore(Store):
         self._writable_dir(target.parent)
         _replaceable(target)
         self._transact([(target, text.encode("utf-8"))], what=[f"save {kind}/{key}"])
+
+
+def _release(fd: int) -> None:
+    """Let go of a lock file: its flock first, then the fd. A close that fails has still
+    closed the fd (POSIX), and the write under the lock is done: not an error of it."""
+    with contextlib.suppress(OSError):
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    with contextlib.suppress(OSError):
+        fsio.close(fd)
 
 
 def _same_id(a: str, b: str) -> bool:
@@ -1459,3 +1502,26 @@ def open_store(path: str | os.PathLike[str] | Store | None = None, *, create: bo
     if str(path) == ":memory:":
         return MemoryStore()
     return FileStore(path, create=create)
+
+
+_WHAT_TO_DO = {
+    errno.ENOSPC: "the disk is full: free some space, then try again",
+    errno.EDQUOT: "the disk quota is used up: free some space, then try again",
+    errno.EROFS: "the store is on a read-only file system: save to a store you can write "
+    "(--store PATH, store=..., $A3S_NB_STORE)",
+    errno.EACCES: "no permission to write there: give yourself write access to the store, "
+    "or save to another one (--store PATH, store=...)",
+    errno.EPERM: "the system does not permit this write: give yourself write access to the "
+    "store, or save to another one (--store PATH, store=...)",
+}
+
+
+def _write_refused(store: Store, what: str, error: OSError) -> str:
+    """What a StoreWriteError says: what failed, where, why, and what to do."""
+    where = f" ({error.filename})" if error.filename else ""
+    todo = _WHAT_TO_DO.get(error.errno or 0, "fix that, then try again")
+    return (
+        f"cannot {what} in store {store}: {error.strerror or error}{where}; {todo}. Nothing "
+        "saved before was damaged (a write cut short is finished or undone the next time "
+        "a3s_nb opens the store)."
+    )
