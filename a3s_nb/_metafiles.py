@@ -14,6 +14,7 @@ that name is taken as the folder to check from).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
@@ -141,16 +142,18 @@ def write_new(path: Path, data: bytes, *, fsync: bool = False) -> None:
     """Write ``data`` to the new file ``path`` (removed again if the write fails)."""
     fd = create(path)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[fsio.write(fd, view) :]
-        if fsync:
-            fsio.fsync(fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[fsio.write(fd, view) :]
+            if fsync:
+                fsio.fsync(fd)
+        finally:
+            fsio.close(fd)
     except BaseException:
-        fsio.close(fd)
-        unlink(path)
+        with contextlib.suppress(OSError):
+            unlink(path)
         raise
-    fsio.close(fd)
 
 
 def write_atomic(path: Path, data: bytes, *, fsync: bool = False, tmp: Path | None = None) -> None:
