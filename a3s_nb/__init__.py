@@ -34,6 +34,7 @@ from .errors import (
     SessionExistsError,
     SessionNotFoundError,
     StoreError,
+    StoreWriteError,
     UnsupportedSdkError,
 )
 from .lab.lineage import diff, diff_summary, fork, lineage_frame, lineage_of, replay
@@ -79,6 +80,7 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "SessionExistsError",
     "SessionNotFoundError",
     "StoreError",
+    "StoreWriteError",
     "UnsupportedSdkError",
     "diff",
     "diff_summary",

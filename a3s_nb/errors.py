@@ -94,6 +94,15 @@ class FilterError(A3sNbError, ValueError):
     frame's statuses, a ``since`` / ``until`` that is not a date or time."""
 
 
+class StoreWriteError(StoreError):
+    """A save or delete the file system refused (a full disk, a read-only file system, no
+    permission). What was saved before is not damaged. ``errno`` is the system's."""
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
+
+
 # ---- saving and capturing a live session
 
 
