@@ -228,7 +228,7 @@ def test_lineage_file_is_json_written_atomically(fixture_store):
     a3s_nb.fork(OSCAR, at=1, store=fixture_store, new_id="j1")
     folder = fixture_store.meta_dir / "lineage"
     assert sorted(p.name for p in folder.iterdir()) == ["j1.json"]  # no temp files left
-    assert json.loads((folder / "j1.json").read_text())["schema"] == "a3s_nb.lab.lineage.v1"
+    assert json.loads((folder / "j1.json").read_text())["schema"] == "a3s_nb.lineage.v1"
 
 
 # ------------------------------------------------------------------------------ magics
