@@ -214,6 +214,9 @@ class Rule:
     - ``name``: shown in the request log (defaults to ``match`` or ``regex``).
     - ``model``: answer only requests for this model id (or any of a list of them), so one
       server can play two models that behave differently; None answers every model.
+    - ``seen``: answer only when this text occurs in the conversation the request carries
+      (its user, assistant and tool messages: tool results included), so a reply can
+      depend on what a tool returned, e.g. an edited tool result of a what-if fork.
     """
 
     match: str | None = None
@@ -223,6 +226,7 @@ class Rule:
     plan: tuple[str, ...] | None = None
     name: str | None = None
     model: str | tuple[str, ...] | None = None
+    seen: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "replies", tuple(map(Reply.from_data, self.replies)))
@@ -248,7 +252,7 @@ class Rule:
         """A rule from a dict with the fields of this class (``replies`` as reply data)."""
         if isinstance(data, Rule):
             return data
-        fields = {"match", "regex", "replies", "final", "plan", "name", "model"}
+        fields = {"match", "regex", "replies", "final", "plan", "name", "model", "seen"}
         unknown = set(data) - fields
         if unknown:
             raise ValueError(f"unknown rule field(s) {sorted(unknown)}; known: {sorted(fields)}")
@@ -256,7 +260,7 @@ class Rule:
 
     def to_data(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for key in ("match", "regex", "final", "name"):
+        for key in ("match", "regex", "final", "name", "seen"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.model is not None:
@@ -266,8 +270,11 @@ class Rule:
             out["plan"] = list(self.plan)
         return out
 
-    def matches(self, prompt: str, model: str | None = None) -> bool:
-        """Whether this rule answers ``prompt`` sent to ``model`` (None: any model)."""
+    def matches(self, prompt: str, model: str | None = None, conversation: str = "") -> bool:
+        """Whether this rule answers ``prompt`` sent to ``model`` (None: any model) in a
+        request whose messages hold ``conversation`` (their texts, joined)."""
+        if self.seen is not None and self.seen not in conversation:
+            return False
         if self.model is not None and model is not None:
             wanted = (self.model,) if isinstance(self.model, str) else self.model
             if model not in wanted:
@@ -650,7 +657,12 @@ def _answer(
     prompt, step, turns = _conversation(messages)
     model = body.get("model")
     model = model if isinstance(model, str) and model else default_model
-    rule = next((r for r in rules if r.matches(prompt, model)), None)
+    said = "\n".join(
+        _text_of(m.get("content")) or ""
+        for m in messages
+        if isinstance(m, dict) and m.get("role") in ("user", "assistant", "tool")
+    )
+    rule = next((r for r in rules if r.matches(prompt, model, said)), None)
     seed = _digest(turns, prompt, step)
     if _is_pre_analysis(messages):
         text = json.dumps(pre_analysis(prompt, rule.plan if rule else None))
