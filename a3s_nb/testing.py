@@ -75,6 +75,8 @@ __all__ = [
     "CALC_CHECK",
     "CALC_FORK_PROMPT",
     "CALC_PROMPTS",
+    "CALC_WHATIF_OUTPUT",
+    "CALC_WHATIF_PROMPT",
     "CHAT_PROMPT",
     "FAILING_BASH_PROMPT",
     "LARGE_OUTPUT_PROMPT",
@@ -467,6 +469,11 @@ CALC_PROMPTS = (
 )
 #: Another third prompt, that every model gets right (what a fork tries instead).
 CALC_FORK_PROMPT = "Add a docstring to add, and run the tests again"
+#: A prompt after the third whose answer depends on what the test run of prompt 3 said.
+CALC_WHATIF_PROMPT = "Look at the last test run and fix what it reports"
+#: What-if output for prompt 3's test run: a report that says what broke (the real one is a
+#: bare ``AssertionError: 2 3``). Seen in the history, it makes the model fix ``add``.
+CALC_WHATIF_OUTPUT = "FAILED test_calc.py: add(2, 3) returned '2 3', expected 5\n"
 #: The check a user runs after the prompts: the tests in test_calc.py.
 CALC_CHECK = {"id": "tests", "command": "python3 test_calc.py", "description": "unit tests"}
 
@@ -483,7 +490,9 @@ def calculator_script(careless: str = "quick", careful: str = "careful") -> list
     ``add`` so that numbers break too, runs the tests, which fail (a tool error), and
     claims success anyway; the ``careful`` model keeps numbers working, adds a test for
     strings and runs the tests, which pass. :data:`CALC_FORK_PROMPT` is answered well by
-    both. Serve it with ``ScriptedLLM(calculator_script(), models=("quick", "careful"))``.
+    both. :data:`CALC_WHATIF_PROMPT` depends on the history: when a tool result in it says
+    ``expected 5`` (:data:`CALC_WHATIF_OUTPUT`, the edit of a what-if fork), the model
+    fixes ``add`` and the tests pass; otherwise it finds nothing to fix. Serve it with ``ScriptedLLM(calculator_script(), models=("quick", "careful"))``.
     """
     broken = "def add(a, b):\n    return f'{a} {b}'\n"
     fixed = (
@@ -549,6 +558,22 @@ def calculator_script(careless: str = "quick", careful: str = "careful") -> list
                 Reply(tool_calls=(_RUN_TESTS,)),
                 "add has a docstring; the tests pass.",
             ),
+        ),
+        Rule(
+            match=CALC_WHATIF_PROMPT,
+            seen="expected 5",
+            name="calc: what if, the report says what broke",
+            replies=(
+                Reply(tool_calls=(ToolCall("write", {"file_path": "calc.py", "content": fixed}),)),
+                Reply(tool_calls=(_RUN_TESTS,)),
+                "The test expects add(2, 3) == 5: add adds numbers again and still joins "
+                "strings; the tests pass.",
+            ),
+        ),
+        Rule(
+            match=CALC_WHATIF_PROMPT,
+            name="calc: what if, a bare assertion",
+            replies=("The last test run printed '2 3'; I see nothing to fix.",),
         ),
     ]
 

@@ -332,3 +332,32 @@ def test_fork_magic_edit_with_agent_is_live(ip, agent, source, capsys):
     session = ip.user_ns["what_if"]
     assert session.send(QUESTION).text == "It passed."
     session.close()
+
+
+@pytest.mark.sdk
+@pytest.mark.parametrize(
+    ("edit", "answer", "check"),
+    [(True, "the tests pass", "passed"), (False, "I see nothing to fix", "failed")],
+)
+def test_the_calculator_what_if(a3s_code, tmp_path, edit, answer, check):
+    """The tutorial's story: prompt 3's test run said only ``AssertionError: 2 3``. Had it
+    said what broke, would the model have fixed ``add``?"""
+    store = tmp_path / "store"
+    (tmp_path / "calc").mkdir()
+    with testing.ScriptedLLM(testing.calculator_script(), models=("quick", "careful")) as llm:
+        agent = a3s_code.Agent.create(llm.acl_config("quick"))
+        session = live.open_session(agent, tmp_path / "calc", store_dir=store, session_id="calc")
+        for prompt in testing.CALC_PROMPTS:
+            session.send(prompt)
+        a3s_nb.save(session, store=store)
+        session.close()
+        run_tests = lineage.prompts("calc", store=store)[2].tools[-1]
+        assert (run_tests.name, run_tests.ok) == ("bash", False)
+        assert "expected 5" not in run_tests.result
+        edits = {run_tests.id: testing.CALC_WHATIF_OUTPUT} if edit else None
+        fork = a3s_nb.fork(
+            "calc", at=3, store=store, agent=agent, workspace=tmp_path / "ws", edits=edits
+        )
+        assert answer in fork.send(testing.CALC_WHATIF_PROMPT).text
+        assert lineage.record_checks(fork, [testing.CALC_CHECK])["status"] == check
+        fork.close()
