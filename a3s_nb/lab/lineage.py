@@ -341,7 +341,7 @@ def cut(
     ps = _prompts(bundle)
     _check_at(at, len(ps), bundle.session.id)
     if edits is not None:
-        edit_records(bundle, at, edits)
+        _edit_records(bundle, at, edits)
     now = time.time() if now is None else now
     kept = ps[:at]
     end = kept[-1].messages[1] if kept else 0
@@ -451,7 +451,7 @@ def _digest(text: str) -> str:
 _LISTED = 12
 
 
-def edit_records(bundle: SessionBundle, at: int, edits: Any) -> list[dict[str, Any]]:
+def _edit_records(bundle: SessionBundle, at: int, edits: Any) -> list[dict[str, Any]]:
     """Check ``edits`` (``{tool call id: new output}``) against the first ``at`` prompts
     of ``bundle``; one lineage entry per edit: ``call_id``, ``tool``, ``prompt``,
     ``old_sha256`` (of the output the model saw, UTF-8) and ``new_length`` (characters).
@@ -751,7 +751,7 @@ def fork(
     ps = _prompts(bundle)
     at = len(ps) if at is None else at
     _check_at(at, len(ps), bundle.session.id)
-    edited = edit_records(bundle, at, edits) if edits is not None else []
+    edited = _edit_records(bundle, at, edits) if edits is not None else []
     if new_id is not None:
         validate_session_id(new_id)
         if st.exists(new_id):
