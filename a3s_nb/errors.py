@@ -157,6 +157,12 @@ class ForkError(A3sNbError, ValueError):
     a workspace that cannot be copied, ...)."""
 
 
+class EditError(ForkError):
+    """A fork's ``edits`` name a tool call that cannot be edited (unknown, after the cut,
+    or not in the transcript) or are not ``{call id: new output}``; nothing was written.
+    The message names the calls that can be edited."""
+
+
 # ---- the live SDK
 
 

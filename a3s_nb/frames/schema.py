@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: How each kind of column is stored, as ``str(series.dtype)`` shows it.
 DTYPES: dict[str, str] = {
@@ -486,6 +486,13 @@ FRAMES: dict[str, tuple[str, tuple[Column, ...]]] = {
                 "string",
                 "`provider/model` it was made on (replays).",
                 source=f"{_L}.model",
+            ),
+            _c(
+                "lineage_edits",
+                "int",
+                "How many tool results a what-if fork edited (`fork(..., edits=)`); 0 for "
+                "other forks and replays.",
+                source="computed: the number of `edits` in the lineage record",
             ),
         ),
     ),
