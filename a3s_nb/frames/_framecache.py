@@ -445,9 +445,8 @@ def _fix_categories(df: pd.DataFrame, frame: str) -> pd.DataFrame:
         cat = df[col.name]
         if not isinstance(cat.dtype, pd.CategoricalDtype):
             cat = cat.astype("category")
-        have = cat.cat.categories
-        wanted = _categories(have, schema.ENUMS[col.enum])
-        if have.dtype != wanted.dtype or list(have) != list(wanted):
+        wanted = _categories(cat.cat.categories, schema.ENUMS[col.enum])
+        if list(cat.cat.categories) != wanted:
             cat = cat.cat.set_categories(wanted)
         df[col.name] = cat
     return df
