@@ -113,11 +113,23 @@ def scratch(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _running_servers() -> list:
+    import gc
+
+    from a3s_nb.testing import ScriptedLLM
+
+    return [o for o in gc.get_objects() if isinstance(o, ScriptedLLM) and o.running]
+
+
 @pytest.fixture
 def fresh(shell):
     shell.reset(new_session=False)
+    before = {id(o) for o in _running_servers()}
     yield shell
     _clean(shell)
+    for server in _running_servers():  # a page's model left running (its variable reused)
+        if id(server) not in before:
+            server.stop()
 
 
 RUNNABLE = [p for p in PAGES if any(e.skip_reason is None for e in page_examples(p))]

@@ -402,7 +402,7 @@ def test_magic_arguments_are_read_as_a_shell_would(ip, fake, tmp_path):
     assert (store / "fix 2.json").exists()
     _, out = run(ip, "a3s_save", "s --id fix#3 --store 'my store'   # a comment, as in a shell")
     assert out.startswith("saved session fix#3 in")
-    df, _ = run(ip, "a3s_sessions", "--store 'my store' --contains 'fix-'")
+    df, _ = run(ip, "a3s_sessions", "--store 'my store' --contains 'fix-1'")
     assert list(df["session_id"]) == ["fix-1"]
     _, out = run(ip, "a3s_resume", "'fix 2' --as \"old\" --store 'my store'")
     assert out.startswith("old: read-only saved session fix 2 ")
