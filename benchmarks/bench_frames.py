@@ -225,6 +225,10 @@ def new_kernel_phase(store: Path, name: str) -> Callable[[], int]:
     def run() -> Any:
         out = subprocess.run(
             [sys.executable, "-c", _NEW_KERNEL, str(store), name],
+            # not the checkout's root: `python -c` puts the working directory first on
+            # sys.path, which made the baseline's process import the checked-out a3s_nb
+            # (and rebuild the baseline store's caches, keyed by the other tree's code)
+            cwd=store.parent,
             check=True,
             capture_output=True,
             text=True,
