@@ -28,6 +28,9 @@ and keeps the best CPU and the best wall time of each:
 * ``sessions_warm``   ``sessions()`` served from its index
 * ``new_kernel.<fn>`` the first ``all_frames`` / ``sessions()`` call of a new process that
   has pandas, pyarrow and a3s_nb imported, the caches on disk (measured in that process)
+* ``new_kernel.cold``, ``new_kernel.cold_workers2`` the same process's first
+  ``all_frames`` with no ``.a3s_nb`` caches, in it and with ``workers=2`` (its fork
+  server started by that call; compare wall time: the workers' CPU is not counted)
 
 With ``--mlflow VENV`` the same sessions' runs are also exported to a local MLflow tracking
 server (sqlite backend, untimed) and MLflow's ``search_traces`` is timed in VENV's Python.
@@ -210,21 +213,24 @@ import pandas, pyarrow, a3s_nb
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+kw = {"workers": int(sys.argv[3])} if len(sys.argv) > 3 else {}
 c0, t0 = cpu(), time.perf_counter()
-out = getattr(a3s_nb, sys.argv[2])(sys.argv[1], progress=False)
+out = getattr(a3s_nb, sys.argv[2])(sys.argv[1], progress=False, **kw)
 wall, used = time.perf_counter() - t0, cpu() - c0
 rows = len(out) if sys.argv[2] == "sessions" else sum(map(len, out.values()))
 print("@@" + json.dumps({"cpu": used, "wall": wall, "peak": 0.0, "rows": rows}))
 """
 
 
-def new_kernel_phase(store: Path, name: str) -> Callable[[], int]:
-    """The first ``name`` call of a new process on a cached store (measured in it)."""
+def new_kernel_phase(store: Path, name: str, workers: int | None = None) -> Callable[[], int]:
+    """The first ``name`` call of a new process (measured in it; with ``workers``, its
+    fork server's start included, and its CPU the calling process's only)."""
     import subprocess
 
     def run() -> Any:
         out = subprocess.run(
-            [sys.executable, "-c", _NEW_KERNEL, str(store), name],
+            [sys.executable, "-c", _NEW_KERNEL, str(store), name]
+            + ([] if workers is None else [str(workers)]),
             # not the checkout's root: `python -c` puts the working directory first on
             # sys.path, which made the baseline's process import the checked-out a3s_nb
             # (and rebuild the baseline store's caches, keyed by the other tree's code)
@@ -335,6 +341,17 @@ def make_phases(store: Path, files: dict[str, list[str]], only: set[str] | None)
         phases[f"new_kernel.{name}"] = (
             new_kernel_phase(store, name),
             lambda: (settle(), a3s_nb.all_frames(store, progress=False), a3s_nb.sessions(store)),
+        )
+    # the cold build in a new process, in it and with two workers (fork server included)
+    cold = ("frames", "index.json", "loadcheck.json")
+    phases["new_kernel.cold"] = (
+        new_kernel_phase(store, "all_frames"),
+        lambda: drop_caches(store, *cold),
+    )
+    if parallel:
+        phases["new_kernel.cold_workers2"] = (
+            new_kernel_phase(store, "all_frames", workers=2),
+            lambda: drop_caches(store, *cold),
         )
     phases["sessions_warm"] = (
         frame_phase(store, "sessions"),
