@@ -64,6 +64,20 @@ def test_parallel_frames_equal_serial_frames(fixture_dir):
         assert_same(fixture_dir, name)
 
 
+def test_a_parallel_cold_build_reads_each_session_once(fixture_dir, monkeypatch):
+    """The workers make the sessions rows in their pass; the index takes them from there."""
+    from a3s_nb.frames import _walk
+
+    from .conftest import calls_of
+
+    summarized = calls_of(monkeypatch, _walk, "_summarize")
+    got = a3s_nb.all_frames(fixture_dir, workers=2, progress=False)
+    assert summarized == []  # this process read no session's files for its row
+    (fixture_dir / ".a3s_nb" / "index.json").unlink()
+    pd.testing.assert_frame_equal(got["sessions"], a3s_nb.sessions(fixture_dir))
+    assert len(summarized) == 8
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

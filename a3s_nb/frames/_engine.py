@@ -494,6 +494,7 @@ def _collect_frames(
                 until=until,
                 status=filters.statuses,
                 progress=progress,
+                rows_made=rows_made if not plan.session_filtered else None,
             )
     return _build_frames(src, selected, plan, sel.errors, progress, rows_made)
 

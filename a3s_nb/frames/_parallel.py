@@ -216,10 +216,12 @@ def _build_chunk(
     until: Any,
     status: Any,
     out: str,
+    rows: bool = False,
 ) -> dict[str, Any]:
     """Build the frames of ``ids`` as one process would, write each to ``out/<frame>.arrow``
     and return what else the parent needs: the ``errors`` entries of skipped sessions, each
-    frame's notes, and the warnings raised."""
+    frame's notes, and the warnings raised; with ``rows``, each session's ``sessions`` row
+    made in the same pass (for the parent's sessions index)."""
     import pyarrow as pa
 
     reported: list[dict] = []
@@ -240,6 +242,7 @@ def _build_chunk(
     # This process is this build's alone: its engine may be steered for it.
     _engine._report = counting_report
     _engine._progress = counting_progress
+    rows_made: dict[str, Any] | None = {} if rows else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         frames = _engine._collect(
@@ -253,6 +256,7 @@ def _build_chunk(
             cache=False,
             prechecked=(None, ids, {}, []),
             exact_ids=True,
+            rows_made=rows_made,
         )
     notes: dict[str, list[dict]] = {}
     for name, df in frames.items():
@@ -278,6 +282,7 @@ def _build_chunk(
                 about[next(at)] = name
     return {
         "reported": reported,
+        "rows": rows_made or {},
         "notes": notes,
         "warnings": [
             (about[i], _category(w.category), str(w.message))
@@ -344,10 +349,13 @@ def build(
     until: Any = None,
     status: Any = None,
     progress: bool | None = None,
+    rows_made: dict[str, Any] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The frames ``wanted`` of the sessions ``ids`` of a directory store, built by
     ``workers`` processes: what ``_collect_frames`` would give for them, with ``errors``
-    (already reported) first in each frame's ``attrs["errors"]``."""
+    (already reported) first in each frame's ``attrs["errors"]``. ``rows_made``, unless
+    None, gets each session's ``sessions`` row, made by the workers in their pass (as
+    ``_engine._build_frames`` does)."""
     pa = _columns.pa
 
     parts = chunks(ids, min(workers, len(ids) // MIN_PER_WORKER))
@@ -363,8 +371,22 @@ def build(
     scratch = _scratch_dir()
     try:
         with _without_main(), _preloading(ctx):
-            _start(ctx, parts, scratch, running, path, wanted, since, until, status)
+            _start(
+                ctx,
+                parts,
+                scratch,
+                running,
+                path,
+                wanted,
+                since,
+                until,
+                status,
+                rows=rows_made is not None,
+            )
         results = _gather(running, bar)
+        if rows_made is not None:
+            for r in results:
+                rows_made.update(r["rows"])
         # every worker is done: the frames, in session order
         out_frames: dict[str, pd.DataFrame] = {}
         reported = [e for r in results for e in r["reported"]]
@@ -406,6 +428,7 @@ def _start(
     since: Any,
     until: Any,
     status: Any,
+    rows: bool = False,
 ) -> None:
     """Start a worker per run of sessions; each is in ``running`` before it starts."""
     for k, part in enumerate(parts):
@@ -419,6 +442,7 @@ def _start(
             "until": until,
             "status": status,
             "out": out,
+            "rows": rows,
         }
         receive, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_work, args=(send, task), name=f"a3s_nb-frames-{k}", daemon=True)
