@@ -28,6 +28,8 @@ and keeps the best CPU and the best wall time of each:
 * ``sessions_warm``   ``sessions()`` served from its index
 * ``new_kernel.<fn>`` the first ``all_frames`` / ``sessions()`` call of a new process that
   has pandas, pyarrow and a3s_nb imported, the caches on disk (measured in that process)
+* ``new_kernel.import`` ``import a3s_nb`` in a new process that has pandas and pyarrow
+  imported
 * ``new_kernel.cold``, ``new_kernel.cold_workers2`` the same process's first
   ``all_frames`` with no ``.a3s_nb`` caches, in it and with ``workers=2`` (its fork
   server started by that call; compare wall time: the workers' CPU is not counted)
@@ -209,15 +211,20 @@ def all_frames_phase(store: Path, **kwargs: Any) -> Callable[[], int]:
 #: A new kernel's first call: pandas, pyarrow and a3s_nb imported, the caches on disk.
 _NEW_KERNEL = """
 import json, resource, sys, time
-import pandas, pyarrow, a3s_nb
+import pandas, pyarrow
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-kw = {"workers": int(sys.argv[3])} if len(sys.argv) > 3 else {}
 c0, t0 = cpu(), time.perf_counter()
-out = getattr(a3s_nb, sys.argv[2])(sys.argv[1], progress=False, **kw)
+import a3s_nb
+if sys.argv[2] != "import":
+    kw = {"workers": int(sys.argv[3])} if len(sys.argv) > 3 else {}
+    c0, t0 = cpu(), time.perf_counter()
+    out = getattr(a3s_nb, sys.argv[2])(sys.argv[1], progress=False, **kw)
 wall, used = time.perf_counter() - t0, cpu() - c0
-rows = len(out) if sys.argv[2] == "sessions" else sum(map(len, out.values()))
+rows = 0 if sys.argv[2] == "import" else len(out) if sys.argv[2] == "sessions" else sum(
+    map(len, out.values())
+)
 print("@@" + json.dumps({"cpu": used, "wall": wall, "peak": 0.0, "rows": rows}))
 """
 
@@ -348,6 +355,7 @@ def make_phases(store: Path, files: dict[str, list[str]], only: set[str] | None)
 
     phases["all_frames_warm"] = (all_frames_phase(store), warm)
     phases["one_changed"] = (all_frames_phase(store), warm_then_change)
+    phases["new_kernel.import"] = (new_kernel_phase(store, "import"), None)
     for name in ("all_frames", "sessions"):
         phases[f"new_kernel.{name}"] = (
             new_kernel_phase(store, name),
