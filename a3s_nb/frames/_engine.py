@@ -452,7 +452,7 @@ def _collect_frames(
         return {name: built[name] for name in wanted}
     filters = _Filters(since, until, statuses, wanted)
     src = _open_source(source)
-    sel = _select_sessions(src, ids, progress, prechecked, exact_ids)
+    sel = _select_sessions(src, ids, progress, prechecked, exact_ids, workers, parallel)
     if cache and _cache_serves(src, wanted, ids, filters):
         assert sel.check is not None and sel.known is not None
         return _cached_frames(
@@ -523,10 +523,17 @@ class _Selection:
 
 
 def _select_sessions(
-    src: Any, ids: Any, progress: bool | None, prechecked: tuple | None, exact: bool = False
+    src: Any,
+    ids: Any,
+    progress: bool | None,
+    prechecked: tuple | None,
+    exact: bool = False,
+    workers: int | None = None,
+    parallel: Any = None,
 ) -> _Selection:
     """Resolve ``ids`` (as they are when ``exact``) and leave out the sessions that
-    Store.load() rejects."""
+    Store.load() rejects (checked by ``workers`` processes through ``parallel`` when there
+    are enough to check)."""
     errors: list[dict] = []
     if prechecked is not None:  # by the caller, for this same store: see _cached_frames
         check, known, rejected, reported = prechecked
@@ -548,9 +555,18 @@ def _select_sessions(
             selected = _resolve_ids(ids, known, src.label)
     if check is not None and prechecked is None:
         assert known is not None
+        verdicts = None
+        if workers is not None and workers > 1 and parallel is not None:
+
+            def verdicts(stale: list[str]) -> dict[str, Any]:
+                if not parallel.usable(src.store, stale):
+                    return {}
+                return parallel.check(src.store, stale, workers=workers)
+
         rejected = check.rejected(
             selected if selected is not None else known,
             progress=lambda items: _progress(items, progress, "checking sessions"),
+            verdicts=verdicts,
         )
         check.save()
         for sid in sorted(rejected):

@@ -51,7 +51,7 @@ import pandas as pd
 from .._warn import warn
 from ..errors import ParallelBuildError
 from ..store.store import FileStore, _pid_alive
-from . import _columns, _engine
+from . import _columns, _engine, _loadcheck
 from ._columns import _with_attrs
 from ._framecache import _fix_categories, _types_mapper
 
@@ -192,11 +192,21 @@ def remove_dead_leftovers() -> list[str]:
 
 def _work(conn: Connection, task: dict[str, Any]) -> None:
     """A worker's whole life: build one run of sessions, write its frames, report."""
+    _serve(conn, _build_chunk, task)
+
+
+def _check_work(conn: Connection, task: dict[str, Any]) -> None:
+    """A load-check worker's whole life: check one run of sessions, report the verdicts."""
+    _serve(conn, _check_chunk, task)
+
+
+def _serve(conn: Connection, job: Any, task: dict[str, Any]) -> None:
+    """Run ``job(conn, **task)`` and send its result (or its failure) to the parent."""
     # Ctrl-C in a terminal reaches the whole process group: the parent handles it and
     # stops the workers, which need not print tracebacks of their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        result = _build_chunk(conn, **task)
+        result = job(conn, **task)
     except BaseException as e:  # any failure is the parent's to raise
         with contextlib.suppress(Exception):
             conn.send(("error", f"{type(e).__name__}: {e}", traceback.format_exc()))
@@ -204,6 +214,41 @@ def _work(conn: Connection, task: dict[str, Any]) -> None:
         conn.send(("done", result))
     finally:
         conn.close()
+
+
+def _check_chunk(conn: Connection, *, path: str, ids: list[str]) -> dict[str, Any]:
+    """The load check's verdict on each of ``ids`` (``_loadcheck._check``)."""
+    store = FileStore(path, create=False)
+    return {sid: _loadcheck._check(store, sid) for sid in ids}
+
+
+def check(store: Any, ids: list[str], *, workers: int) -> dict[str, Any]:
+    """The load check's verdict (None or ``{path, problem}``) on each of ``ids`` of a
+    directory store, reached by ``workers`` processes, each on a contiguous share: what
+    ``_loadcheck._check`` answers in this process (tests/test_parallel.py)."""
+    parts = chunks(ids, min(workers, len(ids) // MIN_PER_WORKER))
+    ctx = _context()
+    running: list[tuple[Any, Connection]] = []
+    try:
+        with _without_main(), _preloading(ctx):
+            for k, part in enumerate(parts):
+                receive, send = ctx.Pipe(duplex=False)
+                task = {"path": str(store.path), "ids": part}
+                proc = ctx.Process(
+                    target=_check_work,
+                    args=(send, task),
+                    name=f"a3s_nb-check-{k}",
+                    daemon=True,
+                )
+                running.append((proc, receive))
+                proc.start()
+                send.close()
+        verdicts: dict[str, Any] = {}
+        for result in _gather(running, None):
+            verdicts.update(result)
+        return verdicts
+    finally:
+        _stop(running)
 
 
 def _build_chunk(
