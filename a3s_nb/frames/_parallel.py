@@ -8,7 +8,11 @@ directory (in ``/dev/shm`` when there is room: memory, not disk) and says it is 
 parent maps the files, concatenates each frame's tables in worker order and makes one
 DataFrame of them, with the dtypes, categories and ``attrs`` a build in one process gives.
 Only small things travel through the pipe: the ``errors`` entries and the warnings a worker
-raised, which the parent raises again, once each, at the user's line.
+raised, which the parent raises again, once each, at the user's line, and each session's
+``sessions`` row (the parent's sessions index takes them instead of reading the files
+again). Before the build, the sessions with no cached load verdict are checked the same
+way (``check``: each worker runs ``_loadcheck._check`` on its share and sends back the
+verdicts, which the parent records as if it had reached them).
 
 Workers are started by ``forkserver`` (``spawn`` where there is none), never by a plain
 fork of a process that may be a threaded Jupyter kernel. The fork server imports a3s_nb
