@@ -11,6 +11,7 @@ from .errors import (
     CaptureError,
     CorruptFileError,
     CorruptSessionWarning,
+    EditError,
     EncryptedSessionError,
     EventProtocolError,
     ExportError,
@@ -34,6 +35,7 @@ from .errors import (
     SessionExistsError,
     SessionNotFoundError,
     StoreError,
+    StoreWriteError,
     UnsupportedSdkError,
 )
 from .lab.lineage import diff, diff_summary, fork, lineage_frame, lineage_of, replay
@@ -57,6 +59,7 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "CaptureError",
     "CorruptFileError",
     "CorruptSessionWarning",
+    "EditError",
     "EncryptedSessionError",
     "EventProtocolError",
     "ExportError",
@@ -79,6 +82,7 @@ __all__ = [  # noqa: RUF022 - grouped: core, then the lazily imported frames and
     "SessionExistsError",
     "SessionNotFoundError",
     "StoreError",
+    "StoreWriteError",
     "UnsupportedSdkError",
     "diff",
     "diff_summary",

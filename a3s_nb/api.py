@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from . import secrets as _secrets
 from ._warn import warn
@@ -55,14 +55,14 @@ from .sdk.capture import (
     tool_call_counts,
 )
 from .sdk.live import resume_session, wait_idle
+from .store import _metafiles as meta
 from .store import _v1layout as v1
 from .store import serde
-from .store.models import SessionBundle, SessionData
+from .store.models import Message, SessionBundle, SessionData
 from .store.store import (
     FileStore,
     Store,
     _fsync_dir,
-    _write_temp,
     decode_text,
     open_store,
     validate_session_id,
@@ -243,8 +243,10 @@ def save(
         kept = len(findings)
     if st is None:
         st = _open(store)
-    check = not (force or unreadable)
+    check = not force  # an unreadable save is compared as far as it loads (_check)
     try:
+        if force and unreadable:
+            warn(f"replacing an unreadable earlier save of session {sid} in {st} (--force)")
         if by_sdk:
             stored_before = _sdk_save(st, sid, parts, session, check=check, secrets_kept=kept)
         else:
@@ -332,7 +334,6 @@ def save_record_path(st: FileStore, session_id: str) -> Path:
 
 def _write_save_record(st: FileStore, sid: str, parts: dict[str, Any], secrets_kept: int) -> None:
     path = save_record_path(st, sid)
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "session_id": sid,
         "written_by": "a3s-code",  # session.save(): the SDK's own v1 snapshot
@@ -342,7 +343,8 @@ def _write_save_record(st: FileStore, sid: str, parts: dict[str, Any], secrets_k
         "runs": len(parts["runs"]),
         "secrets_kept": secrets_kept,
     }
-    os.replace(_write_temp(path, json.dumps(record, indent=2, ensure_ascii=False)), path)
+    text = json.dumps(record, indent=2, ensure_ascii=False)
+    meta.write_atomic(path, text.encode("utf-8"), fsync=True)  # never through a link
     _fsync_dir(path.parent)
 
 
@@ -426,8 +428,14 @@ def missing_from(stored: SessionBundle, live: SessionBundle) -> tuple[list[str],
 def _same_message(stored: Any, live: Any) -> bool:
     if stored == live:
         return True
-    a = stored.model_dump(mode="json", by_alias=True)
-    b = live.model_dump(mode="json", by_alias=True)
+    return _same_json(
+        stored.model_dump(mode="json", by_alias=True), live.model_dump(mode="json", by_alias=True)
+    )
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """Whether stored message ``a`` is live message ``b`` (both as JSON), redacted text
+    in ``a`` standing for whatever ``b`` has there."""
     if a == b:
         return True
     text = json.dumps(a, sort_keys=True)
@@ -442,27 +450,128 @@ _REDACTED = re.compile(r"\[REDACTED:[^\]\"]*\]")
 
 def _refuse_if_it_loses_work(stored: SessionBundle, live: SessionBundle, sid: str) -> None:
     runs, messages = missing_from(stored, live)
+    prompts = {r.snapshot.id: r.snapshot.prompt for r in stored.runs}
+    _refuse(sid, runs, messages, prompts, len(stored.session.messages))
+
+
+def _refuse(
+    sid: str,
+    runs: list[str],
+    messages: int,
+    prompts: dict[str, str | None],
+    stored_messages: int,
+    unreadable: CorruptFileError | None = None,
+) -> None:
+    """Raise SaveConflictError when the store holds ``runs`` or ``messages`` the live
+    session lacks (``unreadable``: a stored file that could not be read besides)."""
     if not runs and not messages:
         return
     what = " and ".join(
         _plural(n, word) for n, word in ((messages, "message"), (len(runs), "run")) if n
     )
-    prompts = {r.snapshot.id: r.snapshot.prompt for r in stored.runs}
-    shown = "; ".join(f"{rid}'s prompt {_short(prompts[rid])!r}" for rid in runs[:3])
+    shown = "; ".join(f"{rid}'s prompt {_short(prompts.get(rid))!r}" for rid in runs[:3])
     if len(runs) > 3:
         shown += f"; and {len(runs) - 3} more"
     if not shown:
-        same = len(stored.session.messages) - messages
+        same = stored_messages - messages
         shown = f"its messages differ from message {same} on; compacted or edited?"
+    also = f" One of its files cannot be read besides: {unreadable}." if unreadable else ""
     raise SaveConflictError(
         f"not saving session {sid}: the store has {what} this session lacks ({shown}). "
         "Something else saved it since this session was resumed or last saved (another "
-        "handle on it, another kernel, or a3s-code itself), and writing would lose that. "
-        "Save under a new id (--id NEW, id='NEW'), or overwrite it on purpose (--force, "
-        "force=True).",
+        "handle on it, another kernel, or a3s-code itself), and writing would lose that."
+        f"{also} Save under a new id (--id NEW, id='NEW'), or overwrite it on purpose "
+        "(--force, force=True).",
         runs,
         messages,
     )
+
+
+def _refuse_if_unreadable_loses_work(
+    st: Store, sid: str, live: SessionBundle, error: CorruptFileError
+) -> None:
+    """The conflict check of a stored session that does not load (``error``): compare
+    what does load of it, its messages and its run ids, as ``missing_from`` does.
+
+    An unreadable file is never taken for "nothing stored": when neither the messages nor
+    any run can be read, the save is refused as well, since it cannot be told safe. When
+    what can be read is all in ``live``, the save replaces the unreadable save, with a
+    warning."""
+    messages = _readable_messages(st, sid)
+    runs = _readable_runs(st, sid)
+    if messages is None and not runs:
+        raise SaveConflictError(
+            f"not saving session {sid}: the store holds a save of it that cannot be read "
+            f"({error}), so whether writing would lose work saved there cannot be told. "
+            "Look at that file (or move it out of the store), or overwrite the save on "
+            "purpose (--force, force=True), or save under a new id (--id NEW, id='NEW').",
+            [],
+            0,
+        )
+    live_runs = {r.snapshot.id for r in live.runs}
+    missing_runs = [rid for rid in (runs or {}) if rid not in live_runs]
+    missing_messages = 0
+    if messages is not None:
+        new = [m.model_dump(mode="json", by_alias=True) for m in live.session.messages]
+        same = 0
+        for a, b in zip(messages, new, strict=False):
+            if not _same_json(a, b):
+                break
+            same += 1
+        missing_messages = len(messages) - same
+    _refuse(
+        sid,
+        missing_runs,
+        missing_messages,
+        runs or {},
+        len(messages or []),
+        unreadable=error,
+    )
+    warn(f"replacing an unreadable earlier save: {error}")
+
+
+_MESSAGE = TypeAdapter(Message)
+
+
+def _readable_messages(st: Store, sid: str) -> list[Any] | None:
+    """The stored messages of ``sid`` as JSON (each as ``load`` would give it, where it
+    validates), or None when the session document cannot be read or holds no list."""
+    try:
+        doc = st.read_raw(sid, "session")
+    except CorruptFileError:
+        return None
+    found = doc.get("messages") if isinstance(doc, dict) else None
+    if not isinstance(found, list):
+        return None
+    out = []
+    for m in found:
+        try:
+            out.append(_MESSAGE.validate_python(m).model_dump(mode="json", by_alias=True))
+        except ValidationError:
+            out.append(m)  # compared as it is
+    return out
+
+
+def _readable_runs(st: Store, sid: str) -> dict[str, str | None] | None:
+    """The stored run ids of ``sid`` with their prompts ({} for no run file), or None when
+    the run file cannot be read, is not a list, or holds a run without an id."""
+    try:
+        found = st.read_raw(sid, "runs")
+    except CorruptFileError:
+        return None
+    if found is None:
+        return {}
+    if not isinstance(found, list):
+        return None
+    out: dict[str, str | None] = {}
+    for record in found:
+        snap = record.get("snapshot") if isinstance(record, dict) else None
+        rid = snap.get("id") if isinstance(snap, dict) else None
+        if not isinstance(rid, str):
+            return None
+        prompt = snap.get("prompt")
+        out[rid] = prompt if isinstance(prompt, str) else None
+    return out
 
 
 def _short(text: str | None, width: int = 60) -> str:
@@ -507,8 +616,7 @@ def _previous(
         if head.id != sid:
             raise CorruptFileError(st.location(sid), f"holds session {head.id!r}, not {sid!r}")
         tasks = st.read_raw(sid, "subagent_tasks")
-    except CorruptFileError as e:  # the new save replaces it; say so
-        warn(f"replacing an unreadable earlier save: {e}")
+    except CorruptFileError:  # the conflict check compares what does load of it
         return None, True
 
     def artifacts() -> list[dict[str, Any]]:
@@ -609,8 +717,8 @@ def _check(
     if check and stored_text is not None and not _wrote_this(mark, stored_text):
         try:
             stored = st._stored(sid)
-        except CorruptFileError as e:  # replaced, as an unreadable session document is
-            warn(f"replacing an unreadable earlier save: {e}")
+        except CorruptFileError as e:  # unreadable is not "nothing stored"
+            _refuse_if_unreadable_loses_work(st, sid, bundle_from_parts(parts), e)
             stored = None
         if stored is not None:
             _refuse_if_it_loses_work(stored, bundle_from_parts(parts), sid)

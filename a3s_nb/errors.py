@@ -94,6 +94,15 @@ class FilterError(A3sNbError, ValueError):
     frame's statuses, a ``since`` / ``until`` that is not a date or time."""
 
 
+class StoreWriteError(StoreError):
+    """A save or delete the file system refused (a full disk, a read-only file system, no
+    permission). What was saved before is not damaged. ``errno`` is the system's."""
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
+
+
 # ---- saving and capturing a live session
 
 
@@ -146,6 +155,12 @@ class ReadOnlySessionError(A3sNbError, TypeError):
 class ForkError(A3sNbError, ValueError):
     """A fork, diff or replay refused before anything was written (a bad prompt number,
     a workspace that cannot be copied, ...)."""
+
+
+class EditError(ForkError):
+    """A fork's ``edits`` name a tool call that cannot be edited (unknown, after the cut,
+    or not in the transcript) or are not ``{call id: new output}``; nothing was written.
+    The message names the calls that can be edited."""
 
 
 # ---- the live SDK

@@ -75,6 +75,8 @@ __all__ = [
     "CALC_CHECK",
     "CALC_FORK_PROMPT",
     "CALC_PROMPTS",
+    "CALC_WHATIF_OUTPUT",
+    "CALC_WHATIF_PROMPT",
     "CHAT_PROMPT",
     "FAILING_BASH_PROMPT",
     "LARGE_OUTPUT_PROMPT",
@@ -214,6 +216,9 @@ class Rule:
     - ``name``: shown in the request log (defaults to ``match`` or ``regex``).
     - ``model``: answer only requests for this model id (or any of a list of them), so one
       server can play two models that behave differently; None answers every model.
+    - ``seen``: answer only when this text occurs in the conversation the request carries
+      (its user, assistant and tool messages: tool results included), so a reply can
+      depend on what a tool returned, e.g. an edited tool result of a what-if fork.
     """
 
     match: str | None = None
@@ -223,6 +228,7 @@ class Rule:
     plan: tuple[str, ...] | None = None
     name: str | None = None
     model: str | tuple[str, ...] | None = None
+    seen: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "replies", tuple(map(Reply.from_data, self.replies)))
@@ -248,7 +254,7 @@ class Rule:
         """A rule from a dict with the fields of this class (``replies`` as reply data)."""
         if isinstance(data, Rule):
             return data
-        fields = {"match", "regex", "replies", "final", "plan", "name", "model"}
+        fields = {"match", "regex", "replies", "final", "plan", "name", "model", "seen"}
         unknown = set(data) - fields
         if unknown:
             raise ValueError(f"unknown rule field(s) {sorted(unknown)}; known: {sorted(fields)}")
@@ -256,7 +262,7 @@ class Rule:
 
     def to_data(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for key in ("match", "regex", "final", "name"):
+        for key in ("match", "regex", "final", "name", "seen"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.model is not None:
@@ -266,8 +272,11 @@ class Rule:
             out["plan"] = list(self.plan)
         return out
 
-    def matches(self, prompt: str, model: str | None = None) -> bool:
-        """Whether this rule answers ``prompt`` sent to ``model`` (None: any model)."""
+    def matches(self, prompt: str, model: str | None = None, conversation: str = "") -> bool:
+        """Whether this rule answers ``prompt`` sent to ``model`` (None: any model) in a
+        request whose messages hold ``conversation`` (their texts, joined)."""
+        if self.seen is not None and self.seen not in conversation:
+            return False
         if self.model is not None and model is not None:
             wanted = (self.model,) if isinstance(self.model, str) else self.model
             if model not in wanted:
@@ -460,6 +469,11 @@ CALC_PROMPTS = (
 )
 #: Another third prompt, that every model gets right (what a fork tries instead).
 CALC_FORK_PROMPT = "Add a docstring to add, and run the tests again"
+#: A prompt after the third whose answer depends on what the test run of prompt 3 said.
+CALC_WHATIF_PROMPT = "Look at the last test run and fix what it reports"
+#: What-if output for prompt 3's test run: a report that says what broke (the real one is a
+#: bare ``AssertionError: 2 3``). Seen in the history, it makes the model fix ``add``.
+CALC_WHATIF_OUTPUT = "FAILED test_calc.py: add(2, 3) returned '2 3', expected 5\n"
 #: The check a user runs after the prompts: the tests in test_calc.py.
 CALC_CHECK = {"id": "tests", "command": "python3 test_calc.py", "description": "unit tests"}
 
@@ -476,7 +490,9 @@ def calculator_script(careless: str = "quick", careful: str = "careful") -> list
     ``add`` so that numbers break too, runs the tests, which fail (a tool error), and
     claims success anyway; the ``careful`` model keeps numbers working, adds a test for
     strings and runs the tests, which pass. :data:`CALC_FORK_PROMPT` is answered well by
-    both. Serve it with ``ScriptedLLM(calculator_script(), models=("quick", "careful"))``.
+    both. :data:`CALC_WHATIF_PROMPT` depends on the history: when a tool result in it says
+    ``expected 5`` (:data:`CALC_WHATIF_OUTPUT`, the edit of a what-if fork), the model
+    fixes ``add`` and the tests pass; otherwise it finds nothing to fix. Serve it with ``ScriptedLLM(calculator_script(), models=("quick", "careful"))``.
     """
     broken = "def add(a, b):\n    return f'{a} {b}'\n"
     fixed = (
@@ -542,6 +558,22 @@ def calculator_script(careless: str = "quick", careful: str = "careful") -> list
                 Reply(tool_calls=(_RUN_TESTS,)),
                 "add has a docstring; the tests pass.",
             ),
+        ),
+        Rule(
+            match=CALC_WHATIF_PROMPT,
+            seen="expected 5",
+            name="calc: what if, the report says what broke",
+            replies=(
+                Reply(tool_calls=(ToolCall("write", {"file_path": "calc.py", "content": fixed}),)),
+                Reply(tool_calls=(_RUN_TESTS,)),
+                "The test expects add(2, 3) == 5: add adds numbers again and still joins "
+                "strings; the tests pass.",
+            ),
+        ),
+        Rule(
+            match=CALC_WHATIF_PROMPT,
+            name="calc: what if, a bare assertion",
+            replies=("The last test run printed '2 3'; I see nothing to fix.",),
         ),
     ]
 
@@ -650,7 +682,12 @@ def _answer(
     prompt, step, turns = _conversation(messages)
     model = body.get("model")
     model = model if isinstance(model, str) and model else default_model
-    rule = next((r for r in rules if r.matches(prompt, model)), None)
+    said = "\n".join(
+        _text_of(m.get("content")) or ""
+        for m in messages
+        if isinstance(m, dict) and m.get("role") in ("user", "assistant", "tool")
+    )
+    rule = next((r for r in rules if r.matches(prompt, model, said)), None)
     seed = _digest(turns, prompt, step)
     if _is_pre_analysis(messages):
         text = json.dumps(pre_analysis(prompt, rule.plan if rule else None))

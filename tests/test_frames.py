@@ -349,6 +349,8 @@ def test_parquet_round_trip(fixture_frames, tmp_path):
         df.to_parquet(path)
         back = pd.read_parquet(path)
         assert [str(t) for t in back.dtypes] == [str(t) for t in df.dtypes], name
+        for col in df.select_dtypes("category"):  # the categories' own dtype too
+            assert back[col].dtype == df[col].dtype, (name, col)
         # pandas < 3 reads "string" back with its default storage (python): same dtype name
         back = back.astype(df.dtypes.to_dict())
         pd.testing.assert_frame_equal(back, df, check_categorical=True)

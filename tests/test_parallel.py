@@ -134,8 +134,9 @@ def test_status_as_an_iterator_reaches_every_worker(fixture_dir):
 
 def test_parallel_reports_bad_sessions_once_like_serial(fixture_dir):
     """A corrupt file and a session load() rejects (found by the load check), a value
-    beyond int64 (found by a worker) and a file that went bad after its check (found by a
-    worker): the same rows, the same attrs["errors"], the same warnings at the same line."""
+    beyond int64 (found by a worker) and a file that went bad after its check, keeping its
+    size and modification time (found by the load check again: its change time moved):
+    the same rows, the same attrs["errors"], the same warnings at the same line."""
     corrupt = fixture_dir / "traces" / "fix-oscar-2-000.json"
     corrupt.write_text('[{"kind": ')  # truncated
     edit_runs(fixture_dir, "fix-india-2-004", lambda r: r[0]["snapshot"].pop("status"))
@@ -146,7 +147,7 @@ def test_parallel_reports_bad_sessions_once_like_serial(fixture_dir):
     edit_runs(fixture_dir, "chore-november-2-007", big)
     with pytest.warns(CorruptSessionWarning):
         a3s_nb.runs(fixture_dir, progress=False)  # the load check remembers its verdicts
-    # then a file goes bad behind the check's back: same size, same modification time
+    # then a file goes bad with the same size and modification time (not its ctime)
     late = fixture_dir / "verification" / "explore-lima-2-001.json"
     stat = late.stat()
     late.write_bytes(b"{" * stat.st_size)
@@ -170,7 +171,7 @@ def test_parallel_reports_bad_sessions_once_like_serial(fixture_dir):
     assert (
         [re.search(r"session '([^']+)'", s)[1] for _, s, _ in said]
         == [e["session_id"] for e in got["verification"].attrs["errors"]]
-        == ["fix-india-2-004", "fix-oscar-2-000", "explore-lima-2-001"]
+        == ["explore-lima-2-001", "fix-india-2-004", "fix-oscar-2-000"]
     )
     for name in FRAMES:
         assert_same(fixture_dir, name)

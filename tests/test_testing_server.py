@@ -249,6 +249,28 @@ def test_latest_user_prompt_skips_tool_results_and_reads_content_parts(llm):
     assert llm.requests[-1].step == 0
 
 
+def test_a_seen_rule_answers_only_when_a_tool_returned_its_text():
+    script = [
+        Rule(match="what did it say?", seen="all clear", replies=("It said all clear.",)),
+        Rule(match="what did it say?", replies=("It failed.",)),
+    ]
+
+    def answer(output):
+        messages = [
+            user("run it"),
+            {"role": "assistant", "content": "", "tool_calls": [{"id": "c"}]},
+            {"role": "tool", "tool_call_id": "c", "content": output},
+            {"role": "assistant", "content": "ran"},
+            user("what did it say?"),
+        ]
+        return post(server, body(*messages))[1]["choices"][0]["message"]["content"]
+
+    with ScriptedLLM(script) as server:
+        assert answer("all clear: 3 checks") == "It said all clear."
+        assert answer("error: 2 checks failed") == "It failed."
+    assert Rule.from_data(script[0].to_data()) == script[0]
+
+
 def test_script_as_plain_data_round_trips():
     data = [rule.to_data() for rule in testing.standard_script()]
     assert json.loads(json.dumps(data)) == data

@@ -15,8 +15,8 @@ first run, else its creation), fixed at its first export, so a session's rows ne
 The columns are the frames' own (same names and types; ``a3s_nb.frames.schema``), and each file
 carries the frame name and schema version in its Parquet metadata.
 
-Incremental: the manifest keeps each session's file signature (mtime and size of its four
-files), and an export rewrites only the sessions whose files changed, and removes the rows
+Incremental: the manifest keeps each session's file signature (mtime, size, inode and ctime
+of its four files), and an export rewrites only the sessions whose files changed, and removes the rows
 of sessions deleted from the store. A session's rows in a partition live in exactly one
 file with a fixed name, so a re-saved session *replaces* its file: an engine sees the old
 rows or the new ones, never both.
@@ -187,7 +187,7 @@ def _signatures(store: Store, ids: list[str]) -> dict[str, Any]:
                 except OSError:
                     sig.append(None)
                 else:
-                    sig.append([st.st_mtime_ns, st.st_size])
+                    sig.append([st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns])
             out[sid] = sig
         return out
     for sid in ids:  # other stores: the content itself

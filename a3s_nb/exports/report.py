@@ -26,6 +26,7 @@ import datetime as dt
 import errno
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from ..frames import all_frames
 from ..frames.cost import price_table
 from ..lab.lineage import Prompt, lineage_frame, lineage_of, prompts
 from ..render import esc, fmt_duration
+from ..store import _fsio as fsio
 from ..store.models import SessionBundle
 from ..store.store import (
     _ADAPTERS,
@@ -46,12 +48,13 @@ from ..store.store import (
     _fsync_dir,
     _to_jsonable,
     _unlink,
-    _write_temp,
     sdk_safe_id,
 )
 
 if TYPE_CHECKING:
     import pandas as pd
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 __all__ = ["MAX_CHARS", "ReportResult", "default_name", "report", "report_file"]
 
@@ -200,20 +203,29 @@ def _check_target(path: Path, session_id: str) -> Path:
 
 
 def _write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, then move it into place."""
-
-    tmp: Path | None = None
+    """Write ``data`` to a new temp file beside ``path`` (never through a link), then move
+    it into place: an old report stays whole until the new one is complete."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    made = False
     try:
-        tmp = _write_temp(path, data.decode("utf-8"))
-        os.replace(tmp, path)
-        tmp = None
+        fd = fsio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+        made = True
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[fsio.write(fd, view) :]
+            fsio.fsync(fd)
+        finally:
+            fsio.close(fd)
+        fsio.replace(tmp, path)
+        made = False
     except OSError as e:
         why = e.strerror or str(e)
         if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             why += " (choose a place you can write to)"
         raise ReportError(f"cannot write the report to {path}: {why}") from e
     finally:
-        if tmp is not None:
+        if made:
             _unlink(tmp)
     _fsync_dir(path.parent)
 

@@ -39,7 +39,9 @@ from typing import Any
 import pandas as pd
 
 from ..errors import CorruptSessionWarning
-from . import _parallel
+from ..store._v1layout import v1_name
+from ..store.store import CACHE_FORGETTERS, FileStore, sdk_safe_id
+from . import _columns, _framecache, _loadcheck, _parallel, _searchindex, index
 from ._engine import FRAME_NAMES, ShowAbove, _collect
 from .schema import ENUMS
 
@@ -321,3 +323,16 @@ for _fn in (sessions, messages, traces, runs, run_events, spans, verification):
         .replace("{check_statuses}", _values("verification_status"))
     )
 del _fn
+
+
+def _forget_deleted(store: FileStore, session_id: str) -> None:
+    """A deleted session's rows leave every cache the frames keep under ``.a3s_nb`` at once
+    (``Store.delete`` calls this through ``CACHE_FORGETTERS``)."""
+    stems = [sdk_safe_id(session_id), _loadcheck.V1_STEM + v1_name(session_id)]
+    index.forget(store, stems)
+    _searchindex.forget(store, stems)
+    if _columns.pa is not None and (store.meta_dir / _framecache.CACHE_DIR).is_dir():
+        _framecache.forget(store, [session_id])
+
+
+CACHE_FORGETTERS.append(_forget_deleted)

@@ -172,12 +172,8 @@ def _string_dtype() -> pd.StringDtype:
 _NAT = np.iinfo(np.int64).min
 
 
-def _categories(seen: Iterable[str], known: tuple[str, ...]) -> pd.Index:
-    """The categories of an enum column: the known values, then the others seen, sorted.
-    Of the string dtype, so a missing value shows as ``<NA>`` as in the string columns (a
-    few values: python-backed, the same with or without pyarrow)."""
-    values = list(known) + sorted(set(seen).difference(known))
-    return pd.Index(values, dtype=pd.StringDtype("python"))
+def _categories(seen: Iterable[str], known: tuple[str, ...]) -> list[str]:
+    return list(known) + sorted(set(seen).difference(known))
 
 
 def _finish(col: schema.Column, chunks: list) -> Any:

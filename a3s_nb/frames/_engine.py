@@ -483,7 +483,7 @@ def _collect_frames(
         selected = sorted(sel.known if sel.known is not None else src.ids())
     if workers is not None and workers > 1:  # the same build, split among processes
         assert parallel is not None, "workers > 1 needs parallel (the _parallel module)"
-        if parallel.usable(src.store, selected):
+        if src.cached and parallel.usable(src.store, selected):
             return parallel.build(
                 src.store,
                 wanted,
@@ -539,7 +539,7 @@ def _select_sessions(
         check, known, rejected, reported = prechecked
         errors.extend(reported)
     else:
-        check = LoadCheck(src.store) if src.store is not None else None
+        check = LoadCheck(src.store, cached=src.cached) if src.store is not None else None
         known = check.ids() if check is not None else None
         rejected = {}
     selected = None
@@ -583,6 +583,7 @@ def _cache_serves(src: Any, wanted: list[str], ids: Any, filters: _Filters) -> b
     """Whether the frame cache can serve: whole frames of a directory store."""
     return (
         isinstance(src.store, FileStore)
+        and src.cached
         and _columns.pa is not None
         and ids is None
         and not filters.any
@@ -662,8 +663,10 @@ class _Plan:
 
 def _index_serves(src: Any, plan: _Plan) -> bool:
     """Whether the sessions index answers which sessions to read (or is the whole answer)."""
-    return isinstance(src.store, FileStore) and (
-        plan.only_sessions or (plan.session_filtered and not plan.want_runs)
+    return (
+        isinstance(src.store, FileStore)
+        and src.cached
+        and (plan.only_sessions or (plan.session_filtered and not plan.want_runs))
     )
 
 

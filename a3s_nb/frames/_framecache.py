@@ -3,7 +3,7 @@
 Notebooks rebuild their frames over and over from a store that barely changed. So an
 unfiltered call over a directory store (no ``ids``, ``since``, ``until`` or ``status``)
 keeps what it built: one Arrow IPC file per frame and a manifest with, per session, the
-``(mtime_ns, size)`` of the files its rows come from (keyed the way the sessions index keys
+``(mtime_ns, size, inode, ctime_ns)`` of the files its rows come from (keyed the way the sessions index keys
 its rows). The next call rebuilds only the sessions whose files changed, appeared or
 vanished, drops their old rows and writes the frames back; an unchanged store is read back
 memory-mapped, without parsing a byte of JSON.
@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..store import _metafiles
 from ..store._cachefile import encode as _encode
 from ..store._cachefile import read_json, write_json
 from ..store._json import loads
@@ -45,7 +46,7 @@ from ._loadcheck import LoadCheck
 log = logging.getLogger(__name__)
 
 CACHE_DIR = "frames"
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 #: Sessions per segment file: a changed session rewrites the segment it is in. A segment
 #: grown past twice this is split.
 SEGMENT_SESSIONS = 256
@@ -146,8 +147,7 @@ class FrameCache:
         pa = self.pa
         path = self.dir / str(seg.file)
         try:
-            with pa.memory_map(str(path)) as source:
-                table = pa.ipc.open_file(source).read_all()
+            table = _metafiles.read_arrow(path)  # never through a link
             meta = dict(table.schema.metadata or {})
             raw = meta.pop(_SIGS_KEY)
         except (OSError, KeyError, pa.ArrowInvalid) as e:
@@ -313,29 +313,21 @@ class FrameCache:
                 return segments, notes
         for name in written:  # a read-only store works, it just is not cached
             with contextlib.suppress(OSError):
-                os.unlink(self.dir / name)
+                _metafiles.unlink(self.dir / name)
         return segments, notes
 
     def _write(self, frame: str, table: Any, first: str, ids: list[str], sigs: list) -> _Segment:
         """One segment file (its ``file`` None when the store cannot be written)."""
-        pa = self.pa
         meta = dict(table.schema.metadata or {})
         meta[_SIGS_KEY] = _encode(dict(zip(ids, sigs, strict=True)))
         name = f"{frame}.{_generation()}.arrow"
         seg = _Segment(name, first, table.num_rows, _digest(ids, sigs))
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            with (
-                pa.OSFile(str(self.dir / name), "wb") as sink,
-                pa.ipc.new_file(sink, table.schema.with_metadata(meta)) as writer,
-            ):
-                writer.write_table(table.replace_schema_metadata(meta))
+            _metafiles.write_arrow(self.dir / name, table.replace_schema_metadata(meta))
             # No fsync: a file a crash tore does not open, or disagrees with its manifest,
             # and is rebuilt; the manifest's rename makes each write all or nothing.
         except OSError as e:  # a read-only store works, it just is not cached
             log.info("frame cache not saved (%s): %s", self.dir, e)
-            with contextlib.suppress(OSError):
-                os.unlink(self.dir / name)
             seg.file = None
         seg.table = table
         return seg
@@ -344,11 +336,7 @@ class FrameCache:
         """Remove this frame's files its manifest does not name: at once those of writers
         that started before this one, orphans of writers that died once old enough to
         belong to no live writer."""
-        try:
-            entries = list(os.scandir(self.dir))
-        except OSError:
-            return
-        for entry in entries:
+        for entry in _metafiles.scandir(self.dir):
             name = entry.name
             if not name.startswith(frame + ".") or name in keep or name == f"{frame}.json":
                 continue
@@ -361,7 +349,7 @@ class FrameCache:
             older = _is_previous(name, frame, self.now)
             if (name.endswith(".arrow") and older) or age > ORPHAN_SECONDS:
                 with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+                    _metafiles.unlink(self.dir / name)
 
 
 def _generation() -> str:
@@ -457,9 +445,86 @@ def _fix_categories(df: pd.DataFrame, frame: str) -> pd.DataFrame:
         cat = df[col.name]
         if not isinstance(cat.dtype, pd.CategoricalDtype):
             cat = cat.astype("category")
-        have = cat.cat.categories
-        wanted = _categories(have, schema.ENUMS[col.enum])
-        if have.dtype != wanted.dtype or list(have) != list(wanted):
+        wanted = _categories(cat.cat.categories, schema.ENUMS[col.enum])
+        if list(cat.cat.categories) != wanted:
             cat = cat.cat.set_categories(wanted)
         df[col.name] = cat
     return df
+
+
+def forget(store: FileStore, session_ids: list[str]) -> None:
+    """Take the rows of deleted sessions out of every cached frame now, not at the next
+    frames call: their text (secrets included) must not stay on disk. A segment holding
+    one is written again without it; when that cannot be done, the frame's whole cache
+    is removed (it is only ever a cache)."""
+    directory = store.meta_dir / CACHE_DIR
+    if not _metafiles.is_real_dir(directory):
+        return
+    gone = set(session_ids)
+    for frame in CACHED:
+        manifest = read_json(directory / f"{frame}.json", "frame cache")
+        key = manifest.get("key") if isinstance(manifest, dict) else None
+        try:
+            _forget_in(FrameCache(store, key if isinstance(key, str) else ""), frame, gone)
+        except Exception as e:  # whatever it was, the rows must go
+            log.info("frame cache %s of %s removed: %r", frame, store, e)
+            for entry in _metafiles.scandir(directory):
+                if entry.name.startswith(f"{frame}."):
+                    with contextlib.suppress(OSError):
+                        _metafiles.unlink(directory / entry.name)
+
+
+class _Unusable(Exception):
+    """A frame's cache that cannot be rewritten without the deleted sessions."""
+
+
+def _forget_in(cache: FrameCache, frame: str, gone: set[str]) -> None:
+    loaded = cache._manifest(frame)
+    if loaded is None:  # no manifest to trust: its files are removed below, if any
+        if any(e.name.startswith(f"{frame}.") for e in _metafiles.scandir(cache.dir)):
+            raise _Unusable(f"no usable manifest for {frame}")
+        return
+    segments, notes = loaded
+    kept: list[_Segment] = []
+    changed = False
+    for seg in segments:
+        if not cache._open(frame, seg):
+            raise _Unusable(f"segment {seg.file} does not open")
+        sigs = cache._sigs(seg)
+        drop = gone.intersection(sigs)
+        if not drop:
+            kept.append(seg)
+            continue
+        ids = [sid for sid in sigs if sid not in drop]
+        table = _compact(cache.pa, _merge(cache.pa, seg.table, drop, None, frame))
+        new = cache._write(frame, table, seg.first, ids, [sigs[sid] for sid in ids])
+        if new.file is None:
+            raise _Unusable(f"segment of {frame} not written")
+        kept.append(new)
+        changed = True
+    left = [e for e in notes if e.get("session_id") not in gone]
+    if not changed and len(left) == len(notes):
+        return
+    manifest = {
+        "format": CACHE_FORMAT,
+        "key": cache.key,
+        "rows": sum(seg.rows for seg in kept),
+        "notes": left,
+        "segments": [
+            {"file": seg.file, "first": seg.first, "rows": seg.rows, "digest": seg.digest}
+            for seg in kept
+        ],
+    }
+    tmp = cache.dir / f"{frame}.json.{_generation()}.tmp"
+    if not write_json(cache.dir / f"{frame}.json", manifest, "frame cache", tmp=tmp):
+        raise _Unusable(f"manifest of {frame} not written")
+    cache._sweep(frame, {str(seg.file) for seg in kept})
+
+
+def _compact(pa: Any, table: Any) -> Any:
+    """``table`` in buffers of its own: a slice of a table is written to a file with the
+    whole buffers it shares, the rows dropped included. (A category column's dictionary
+    is kept as it is: every segment of a frame must have the same one, and it holds the
+    known values of the column, not text of the sessions.)"""
+    table = table.combine_chunks()
+    return table.take(pa.array(np.arange(table.num_rows, dtype=np.int64)))

@@ -9,7 +9,7 @@ leaves those out, listing them in ``df.attrs["errors"]``.
 The answer is exact because it *is* ``Store.load``: there is no second description of the
 models to drift from them. Validation costs several times a plain parse, so for a directory
 store the verdict is kept in ``<store>/.a3s_nb/loadcheck.json`` together with the
-``(mtime_ns, size)`` of every file of the session (the way the sessions index keys its
+``(mtime_ns, size, inode, ctime_ns)`` of every file of the session (the way the sessions index keys its
 rows) and ``load`` runs again only for sessions whose files changed, appeared or vanished.
 Like the index, a verdict on files changed within ``RACY_SECONDS`` of the check is not
 trusted on the next call, the cache is written atomically (temp file + rename, so
@@ -40,7 +40,7 @@ from . import _fastcheck
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "loadcheck.json"
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 RACY_SECONDS = 2.0
 
 _MODELS_KEY: str | None = None
@@ -65,12 +65,23 @@ def _stat(path: str) -> list[int] | None:
         st = os.stat(path)
     except OSError:
         return None
-    return [st.st_mtime_ns, st.st_size]
+    return signature(st)
 
 
-#: ``(mtime_ns, size)`` of an entry that is listed but cannot be stat'ed (vanished while we
+def signature(st: os.stat_result) -> list[int]:
+    """What a cache records of a file it read: ``[mtime_ns, size, inode, ctime_ns]``.
+
+    The modification time can be set back (``os.utime``: rsync, some editors), so an edit
+    in place that keeps the size would go unseen by ``(mtime, size)`` alone; the inode
+    and the change time cannot be set back. (What is "changed too recently to trust"
+    goes by the modification time alone: a store copied with its times kept is trusted
+    at once.)"""
+    return [st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns]
+
+
+#: The signature of an entry that is listed but cannot be stat'ed (vanished while we
 #: looked, or a dangling link): load() decides what that means.
-UNREADABLE = [-1, -1]
+UNREADABLE = [-1, -1, -1, -1]
 
 _PROBE = "a3s-nb-layout-probe"
 
@@ -91,7 +102,7 @@ _DIR_FD = os.stat in os.supports_dir_fd and os.listdir in os.supports_fd
 
 
 def _scan_files(directory: str, head: str, tail: str, leaf: str) -> dict[str, list[int]]:
-    """``stem -> [mtime_ns, size]`` of the entries ``<head><stem><tail>`` of ``directory``
+    """``stem -> signature`` of the entries ``<head><stem><tail>`` of ``directory``
     (or of the file ``leaf`` in them, when each stem has a directory of its own). Links are
     followed.
 
@@ -127,7 +138,7 @@ def _scan_files(directory: str, head: str, tail: str, leaf: str) -> dict[str, li
                 if not leaf:  # vanished, or a dangling link: load() says what that means
                     out[stem] = UNREADABLE
                 continue  # a session without artifacts
-            out[stem] = [st.st_mtime_ns, st.st_size]
+            out[stem] = [st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns]
     finally:
         if fd is not None:
             os.close(fd)
@@ -187,7 +198,7 @@ def _scan_v1(store: FileStore, parts: Iterable[str], out: dict[str, dict[str, li
 
 def scan(store: FileStore, parts: Iterable[str] = PARTS) -> dict[str, dict[str, list[int]]]:
     """The signature of every file of the given parts in the store, as ``part -> stem ->
-    [mtime_ns, size]`` (a file that does not exist has no entry): one listing per part
+    signature`` (a file that does not exist has no entry): one listing per part
     directory, one ``stat`` per file. Sessions in a3s-code's v1 layout are under
     ``v1/<name>`` (see ``stems_in``)."""
     files = store.session_files(_PROBE)
@@ -299,14 +310,15 @@ class LoadCheck:
     few dicts, and a changed store rechecks exactly the sessions whose files differ.
     """
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, *, cached: bool = True):
         self.store = store
-        self.path = store.meta_dir / CACHE_FILE if isinstance(store, FileStore) else None
+        cached = cached and isinstance(store, FileStore)
+        self.path = store.meta_dir / CACHE_FILE if cached else None  # type: ignore[attr-defined]
         self._data: dict[str, Any] | None = None
         self._head_data: dict[str, Any] | None = None
         self._dirty = False
         self._now = time.time_ns()
-        #: The files seen by the last ``rejected`` call: ``part -> stem -> [mtime_ns, size]``.
+        #: The files seen by the last ``rejected`` call: ``part -> stem -> signature``.
         self.scanned: dict[str, dict[str, list[int]]] = {}
         #: The file stem of each session id of the last ``rejected`` call.
         self.stems: dict[str, str] = {}

@@ -448,3 +448,29 @@ class SearchIndex:
         if where:
             sql += " WHERE " + " AND ".join(where)
         return iter(self.conn.execute(sql, args))
+
+
+def forget(store: FileStore, stems: list[str]) -> None:
+    """Take deleted sessions' rows out of the search index now (their text must not stay
+    findable on disk until the next search); an index that cannot be changed is removed
+    (it is only a cache: the next search builds it again)."""
+    path = store.meta_dir / INDEX_FILE
+    try:
+        conn = _open_existing(path)
+    except (OSError, sqlite3.Error):
+        conn = None
+    if conn is None:
+        return
+    index = SearchIndex(store)
+    index.conn = conn
+    try:
+        with conn:
+            deleted = sum(index._replace(stem, None, []) for stem in stems)
+            if deleted:  # the deleted rows' pieces leave the FTS index too
+                conn.execute("INSERT INTO ft(ft) VALUES ('optimize')")
+    except sqlite3.Error:
+        index.close()
+        with contextlib.suppress(OSError):
+            path.unlink()
+    finally:
+        index.close()

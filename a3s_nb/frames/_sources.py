@@ -14,6 +14,7 @@ from ..sdk.capture import bundle_to_parts, is_session_like
 from ..sdk.features import run_events
 from ..store import _v1layout as v1
 from ..store._json import loads as _loads
+from ..store._metafiles import scandir
 from ..store.models import SessionBundle
 from ..store.store import LINEAGE_DIR, FileStore, MemoryStore, Store, resolve_id, sdk_safe_id
 from ._loadcheck import path_templates
@@ -40,6 +41,9 @@ class _Source:
 
     store: Store | None = None
     label = "<sessions>"
+    #: Whether the files are read directly and a3s_nb's caches of them may be used (a
+    #: directory store, unless a pending journal must be read through).
+    cached = False
 
     def ids(self) -> list[str]:
         raise NotImplementedError
@@ -73,7 +77,9 @@ class _StoreSource(_Source):
         # A directory store is read directly (plain open + json.loads: pathlib costs as
         # much as parsing a small file); anything unusual goes through Store.read_raw,
         # so errors are the store's own.
-        self.root = str(store.path) if isinstance(store, FileStore) else None
+        direct = isinstance(store, FileStore) and not store.reads_through_journal()
+        self.cached = direct
+        self.root = str(store.path) if direct else None  # type: ignore[attr-defined]
         self.templates = path_templates(store) if isinstance(store, FileStore) else {}
         self._lineage: set[str] | None = None
         self._v1: set[str] | None = None  # the v1 stems of the store, listed once
@@ -94,10 +100,7 @@ class _StoreSource(_Source):
         if self.root is None:
             return True
         if self._lineage is None:
-            try:
-                names = os.listdir(os.path.join(self.store.meta_dir, LINEAGE_DIR))
-            except OSError:  # no lineage record yet
-                names = []
+            names = [e.name for e in scandir(self.store.meta_dir / LINEAGE_DIR)]
             self._lineage = {n[:-5] for n in names if n.endswith(".json")}
         return v1.file_key(session_id) in self._lineage or sdk_safe_id(session_id) in self._lineage
 

@@ -216,7 +216,14 @@ def _lineage_values(source: Any, session_id: str) -> dict[str, Any]:
         "lineage_at_prompt": _int(rec.get("at_prompt")),
         "lineage_created_at": int(created.timestamp() * 1000) if created is not None else None,
         "lineage_model": _str(rec.get("model")),
+        "lineage_edits": _edits(rec),
     }
+
+
+def _edits(rec: dict[str, Any]) -> int:
+    """How many tool results a fork edited (a record without ``edits``: none)."""
+    edits = rec.get("edits")
+    return len(edits) if isinstance(edits, list) else 0
 
 
 _LINEAGE_COLS = (
@@ -225,6 +232,7 @@ _LINEAGE_COLS = (
     "lineage_at_prompt",
     "lineage_created_at",
     "lineage_model",
+    "lineage_edits",
 )
 
 

@@ -2,7 +2,9 @@
 
 ``sessions()`` must stay cheap on a store of thousands of sessions, but a row needs the run
 files (tokens, run statuses and tool calls live only in run events). The index keeps each
-row together with the ``(mtime_ns, size)`` of the files it was computed from. Every call
+row together with the ``(mtime_ns, size, inode, ctime_ns)`` of the files it was
+computed from (an edit in place with the modification time set back still changes the
+change time). Every call
 lists the store (one ``scandir`` per directory, which also gives the file sizes and times)
 and recomputes only the rows whose files changed, appeared or vanished. That is how it
 notices the a3s-code SDK writing behind a3s_nb's back: the SDK knows nothing of the index.
@@ -23,9 +25,11 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from ..errors import CorruptFileError
+from ..store import _metafiles
 from ..store._cachefile import read_json, read_json_head, read_json_signed, write_json
 from ..store.store import FileStore
 from . import schema
@@ -33,7 +37,7 @@ from ._loadcheck import changed_stems, newest, record, scan
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3
 INDEX_FILE = "index.json"
 RACY_SECONDS = 2.0
 
@@ -86,9 +90,8 @@ class SessionIndex:
         value.update((k, data[k]) for k in ("files", "untrusted", "entries"))
         if not write_json(self.path, value, "session index"):
             return None
-        try:  # another writer may have replaced it since: then the generation differs
-            st = os.stat(self.path)
-        except OSError:
+        st = _metafiles.lstat(self.path)  # another writer's since: the generation differs
+        if st is None:
             return None
         return [st.st_mtime_ns, st.st_size, st.st_ino, value["generation"]]
 
@@ -96,7 +99,7 @@ class SessionIndex:
 
     def scan(self) -> dict[str, dict[str, list[int]]]:
         """The signature of the files of every session, as ``part -> stem -> [mtime_ns,
-        size]`` (see ``_loadcheck.scan``)."""
+        size, inode, ctime_ns]`` (see ``_loadcheck.scan``)."""
         return scan(self.store, PARTS)
 
     def refresh(
@@ -204,9 +207,8 @@ class RememberedFrame:
             return None
         # the index file as it was read then: same file, same write
         index = self.store.meta_dir / INDEX_FILE
-        try:
-            st = os.stat(index)
-        except OSError:
+        st = _metafiles.lstat(index)
+        if st is None:
             return None
         head = read_json_head(index, "session index") or {}
         if (
@@ -217,8 +219,7 @@ class RememberedFrame:
         ):
             return None
         try:
-            with pa.memory_map(str(self.store.meta_dir / rec["file"])) as source:
-                table = pa.ipc.open_file(source).read_all()
+            table = _metafiles.read_arrow(self.store.meta_dir / rec["file"])
         except (OSError, pa.ArrowInvalid) as e:
             log.info("sessions frame %s not usable: %s", rec["file"], e)
             return None
@@ -229,17 +230,12 @@ class RememberedFrame:
 
     def save(self, inputs: str, index_sig: list[int], table: Any) -> None:
         """Remember ``table``, built from the index file ``index_sig`` and ``inputs``."""
-        import pyarrow as pa
-
         name = f"index.frame.{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.arrow"
         path = self.store.meta_dir / name
         try:
-            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
-                w.write_table(table)
+            _metafiles.write_arrow(path, table)
         except OSError as e:  # a read-only store works, it just is not cached
             log.info("sessions frame not saved (%s): %s", path, e)
-            with contextlib.suppress(OSError):
-                path.unlink()
             return
         record = {
             "format": FRAME_FORMAT,
@@ -251,14 +247,44 @@ class RememberedFrame:
         }
         if not write_json(self.path, record, "sessions frame record"):
             with contextlib.suppress(OSError):
-                path.unlink()
+                _metafiles.unlink(path)
             return
-        try:  # the frames remembered before
-            entries = list(os.scandir(self.store.meta_dir))
-        except OSError:
-            return
-        for entry in entries:
+        for entry in _metafiles.scandir(self.store.meta_dir):  # the frames remembered before
             old = entry.name.startswith("index.frame.") and entry.name.endswith(".arrow")
             if old and entry.name != name:
                 with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+                    _metafiles.unlink(Path(entry.path))
+
+
+def forget(store: FileStore, stems: list[str]) -> None:
+    """Take deleted sessions out of the index and the load check now, and drop the
+    remembered sessions frame: their rows must not stay on disk."""
+    from ._loadcheck import CACHE_FILE
+
+    meta = store.meta_dir
+    if not _metafiles.is_real_dir(meta):
+        return
+    gone = set(stems)
+    for name, what in ((INDEX_FILE, "session index"), (CACHE_FILE, "load-check cache")):
+        data = read_json(meta / name, what)
+        if not isinstance(data, dict):
+            continue
+        entries, files = data.get("entries"), data.get("files")
+        if not isinstance(entries, dict) or not gone.intersection(entries):
+            continue
+        for stem in gone:
+            entries.pop(stem, None)
+            for sigs in files.values() if isinstance(files, dict) else ():
+                if isinstance(sigs, dict):
+                    sigs.pop(stem, None)
+        if name == INDEX_FILE:
+            data["generation"] = uuid.uuid4().hex  # no two writes alike (RememberedFrame)
+        else:  # the listing and the answer for the whole store name it too
+            data["listing"], data["clean"], data["rejected"] = None, None, {}
+        if not write_json(meta / name, data, what):
+            with contextlib.suppress(OSError):
+                _metafiles.unlink(meta / name)
+    for entry in _metafiles.scandir(meta):  # the remembered sessions frame
+        if entry.name.startswith("index.frame."):
+            with contextlib.suppress(OSError):
+                _metafiles.unlink(meta / entry.name)

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 
 #: How each kind of column is stored, as ``str(series.dtype)`` shows it.
 DTYPES: dict[str, str] = {
@@ -457,9 +457,8 @@ FRAMES: dict[str, tuple[str, tuple[Column, ...]]] = {
             # lineage (a3s_nb.fork / a3s_nb.replay), from <store>/.a3s_nb/lineage/<id>.json
             _c(
                 "lineage_kind",
-                "category",
+                "string",  # not a category: mostly missing, shown <NA> as a string is
                 "`fork` or `replay` when a3s_nb made this session from another; <NA> otherwise.",
-                "lineage_kind",
                 source=f"{_L}.kind",
             ),
             _c(
@@ -486,6 +485,13 @@ FRAMES: dict[str, tuple[str, tuple[Column, ...]]] = {
                 "string",
                 "`provider/model` it was made on (replays).",
                 source=f"{_L}.model",
+            ),
+            _c(
+                "lineage_edits",
+                "int",
+                "How many tool results a what-if fork edited (`fork(..., edits=)`); 0 for "
+                "other forks and replays.",
+                source="computed: the number of `edits` in the lineage record",
             ),
         ),
     ),

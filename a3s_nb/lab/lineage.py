@@ -46,18 +46,19 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import difflib
+import hashlib
 import json
 import os
 import shutil
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import api
-from ..errors import ForkError, NotAnAgentError, SessionExistsError, StoreError
+from ..errors import EditError, ForkError, NotAnAgentError, SessionExistsError, StoreError
 from ..saved import SavedSession
 from ..sdk.capture import artifact_uris, capture, is_session_like
 from ..sdk.features import session_model
@@ -70,9 +71,7 @@ from ..store._prompts import (
 from ..store._tokens import runs_total_tokens, runs_usage
 from ..store._traceorigin import AGENT, Call, Trace, attribute, output_size, program_steps
 from ..store._v1layout import file_key
-from ..store.models import (
-    SessionBundle,
-)
+from ..store.models import Message, RunRecord, SessionBundle, ToolResultBlock
 from ..store.store import (
     LINEAGE_SCHEMA,
     FileStore,
@@ -88,6 +87,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DIFF_COLUMNS",
+    "EditError",
     "ForkError",
     "Prompt",
     "ReplayResult",
@@ -113,30 +113,44 @@ def prompts(source: Any, *, store: Any = None) -> list[Prompt]:
     return _prompts(bundle)
 
 
-def _match_traces(bundle: SessionBundle, ps: list[Prompt]) -> tuple[list[int | None], set[int]]:
+# =============================================================================== owners
+
+
+def _match_traces(
+    bundle: SessionBundle, ps: list[Prompt]
+) -> tuple[list[int | None], set[int], list[str | None]]:
     """(prompt number of each trace that a run's ``tool_end`` claims, else None; the
-    indices of the traces of ``program`` calls), as ``_traceorigin`` matches them."""
+    indices of the traces of ``program`` calls; the tool call id of each trace that is a
+    call's own, else None), as ``_traceorigin`` matches them."""
     traces = [Trace(t.kind, t.name, t.exit_code, t.success, t.output_bytes) for t in bundle.traces]
-    calls = [
-        Call(
-            p.number,
-            e.name,
-            e.exit_code,
-            output_size(e.output),
-            program_steps(e.metadata) if e.name == "program" else (),
-        )
+    ends = [
+        (p.number, e)
         for p in ps
         if p.run is not None
         for e in (record.event for record in p.run.events)
         if e.type == "tool_end"
     ]
-    owners, origins, _ = attribute(traces, calls)
+    calls = [
+        Call(
+            number,
+            e.name,
+            e.exit_code,
+            output_size(e.output),
+            program_steps(e.metadata) if e.name == "program" else (),
+        )
+        for number, e in ends
+    ]
+    owners, origins, call_of = attribute(traces, calls)
     program_at = {
         j
         for j, (t, origin) in enumerate(zip(traces, origins, strict=True))
         if origin == AGENT and t.name == "program"
     }
-    return owners, program_at
+    call_ids = [
+        ends[ci][1].id if origin == AGENT and ci is not None else None
+        for origin, ci in zip(origins, call_of, strict=True)
+    ]
+    return owners, program_at, call_ids
 
 
 def _trace_owners(matched: list[int | None], program_at: set[int], n_prompts: int) -> list[int]:
@@ -181,23 +195,39 @@ def _report_owners(
 # =============================================================================== cut
 
 
-def cut(bundle: SessionBundle, at: int, *, new_id: str | None = None, now: float | None = None):
+def cut(
+    bundle: SessionBundle,
+    at: int,
+    *,
+    new_id: str | None = None,
+    now: float | None = None,
+    edits: Mapping[str, str] | None = None,
+):
     """A copy of ``bundle`` holding its first ``at`` prompts only (a new bundle).
 
     Messages, runs, traces, verification reports, artifacts and sub-agent tasks of the
     later prompts are left out; ``new_id`` relabels the copy. ``created_at`` and
     ``updated_at`` become ``now``; ``total_usage`` is summed over the kept runs.
+    ``edits`` (``{tool call id: new output}``) replaces the output of kept tool calls
+    (see :func:`fork`).
     """
     ps = _prompts(bundle)
     _check_at(at, len(ps), bundle.session.id)
+    if edits is not None:
+        _edit_records(bundle, at, edits)
     now = time.time() if now is None else now
     kept = ps[:at]
     end = kept[-1].messages[1] if kept else 0
     keep_runs = {id(p.run) for p in kept if p.run is not None}
     runs = [r for r in _ordered_runs(bundle) if id(r) in keep_runs]
-    matched, program_at = _match_traces(bundle, ps)
+    matched, program_at, trace_calls = _match_traces(bundle, ps)
     t_owners = _trace_owners(matched, program_at, len(ps))
-    traces = [t for t, o in zip(bundle.traces, t_owners, strict=True) if o <= at]
+    kept_traces = [
+        (t.model_copy(deep=True), c)
+        for t, c, o in zip(bundle.traces, trace_calls, t_owners, strict=True)
+        if o <= at
+    ]
+    traces = [t for t, _ in kept_traces]
     r_owners = _report_owners(bundle, matched, t_owners, len(ps))
     reports = [v for v, o in zip(bundle.verification, r_owners, strict=True) if o <= at]
 
@@ -209,6 +239,8 @@ def cut(bundle: SessionBundle, at: int, *, new_id: str | None = None, now: float
     runs = [r.model_copy(deep=True) for r in runs]
     for r in runs:
         r.snapshot.session_id = sid
+    if edits:
+        _apply_edits(data.messages, runs, kept_traces, edits)
     raw_runs = [r.model_dump(mode="json", by_alias=True) for r in runs]
     usage = runs_usage(raw_runs)
     if usage is not None:
@@ -232,7 +264,7 @@ def cut(bundle: SessionBundle, at: int, *, new_id: str | None = None, now: float
     return SessionBundle(
         session=data,
         runs=runs,
-        traces=[t.model_copy(deep=True) for t in traces],
+        traces=traces,
         verification=[v.model_copy(deep=True) for v in reports],
         artifacts=artifacts,
         subagent_tasks=tasks,
@@ -251,6 +283,126 @@ def _check_at(at: Any, n: int, sid: str) -> None:
         )
 
 
+# =============================================================================== edits
+
+
+def _apply_edits(
+    messages: list[Message],
+    runs: list[RunRecord],
+    traces: list[tuple[Any, str | None]],
+    edits: Mapping[str, str],
+) -> None:
+    """Give each edited call its new output wherever the (copied) history holds it: its
+    ``tool_result`` (what the model reads), its run's ``tool_end`` event, and its own
+    trace's ``output_bytes``. An artifact the old output was truncated into stays named
+    (``tool_end.metadata.artifact``, the trace's ``artifact_uris``) only when the new
+    text names it."""
+    for m in messages:
+        for b in m.content:
+            if isinstance(b, ToolResultBlock) and b.tool_use_id in edits:
+                b.content = edits[b.tool_use_id]
+    for r in runs:
+        for record in r.events:
+            e = record.event
+            if e.type == "tool_end" and e.id in edits:
+                e.output = edits[e.id]
+                art = e.metadata.get("artifact") if isinstance(e.metadata, dict) else None
+                if isinstance(art, dict) and str(art.get("artifact_uri")) not in e.output:
+                    e.metadata = {k: v for k, v in e.metadata.items() if k != "artifact"}
+    for t, call_id in traces:
+        if call_id in edits:
+            new = edits[call_id]
+            t.output_bytes = output_size(new)
+            t.artifact_uris = [u for u in t.artifact_uris if u in new]
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+#: How many editable calls an error message lists.
+_LISTED = 12
+
+
+def _edit_records(bundle: SessionBundle, at: int, edits: Any) -> list[dict[str, Any]]:
+    """Check ``edits`` (``{tool call id: new output}``) against the first ``at`` prompts
+    of ``bundle``; one lineage entry per edit: ``call_id``, ``tool``, ``prompt``,
+    ``old_sha256`` (of the output the model saw, UTF-8) and ``new_length`` (characters).
+
+    Raises :class:`EditError` naming every bad call and the calls that can be edited:
+    those whose result is in the transcript of the kept prompts."""
+    sid = bundle.session.id
+    if not isinstance(edits, Mapping):
+        raise EditError(
+            f"edits is a mapping {{tool call id: new output}}, not a {type(edits).__name__}"
+        )
+    if not edits:
+        raise EditError(
+            "edits is empty: give {tool call id: new output}, or leave edits out for a plain fork"
+        )
+    bad = [
+        f"{k!r}: {type(v).__name__}"
+        for k, v in edits.items()
+        if not isinstance(k, str) or not isinstance(v, str)
+    ]
+    if bad:
+        raise EditError(
+            "edits maps a tool call id (str) to the new output (str); not " + ", ".join(bad)
+        )
+    ps = _prompts(bundle)
+    editable = {
+        t.id: (p, t)
+        for p in ps[:at]
+        if p.messages[1] > p.messages[0]
+        for t in p.tools
+        if t.id is not None and t.ok is not None
+    }
+    every = {t.id: (p, t) for p in ps for t in p.tools if t.id is not None}
+    problems = []
+    for call_id in edits:
+        if call_id in editable:
+            continue
+        p, t = every.get(call_id, (None, None))
+        if p is None:
+            problems.append(f"no tool call {call_id!r} in session {sid}")
+        elif p.number > at:
+            problems.append(
+                f"tool call {call_id!r} ({t.name}) is in prompt {p.number}, after the cut at "
+                f"prompt {at}"
+            )
+        else:
+            why = (
+                "it has no result there"
+                if p.messages[1] > p.messages[0]
+                else "its run failed and left nothing the model reads"
+            )
+            problems.append(
+                f"tool call {call_id!r} ({t.name}, prompt {p.number}) is not in the "
+                f"transcript: {why}"
+            )
+    if problems:
+        listed = [f"{cid} ({t.name}, prompt {p.number})" for cid, (p, t) in editable.items()]
+        more = len(listed) - _LISTED
+        which = (
+            f"the calls that can be edited (in the kept prompts 1 to {at}): "
+            + ", ".join(listed[:_LISTED])
+            + (f" and {more} more (see a3s_nb.lab.prompts)" if more > 0 else "")
+            if listed
+            else f"the kept prompts 1 to {at} hold no tool call that can be edited"
+        )
+        raise EditError("; ".join(problems) + f". {which[0].upper()}{which[1:]}")
+    return [
+        {
+            "call_id": call_id,
+            "tool": editable[call_id][1].name,
+            "prompt": editable[call_id][0].number,
+            "old_sha256": _digest(editable[call_id][1].result),
+            "new_length": len(new),
+        }
+        for call_id, new in edits.items()
+    ]
+
+
 # =============================================================================== lineage
 
 
@@ -258,7 +410,9 @@ def lineage_of(session_id: str, store: Any = None) -> dict[str, Any] | None:
     """The lineage record of a saved session (None when it is not a fork or replay).
 
     ``{"session_id", "kind" ("fork"|"replay"), "parent_id", "parent_store", "at_prompt",
-    "of_prompts", "created_at" (ISO 8601, UTC), "model", "tools"}``.
+    "of_prompts", "created_at" (ISO 8601, UTC), "model", "tools"}``; a fork's also has
+    ``"edits"``: one ``{"call_id", "tool", "prompt", "old_sha256", "new_length"}`` per
+    tool result it edited (see :func:`fork`).
     """
     return read_lineage(_open(store), session_id)
 
@@ -267,7 +421,8 @@ def lineage_frame(store: Any = None) -> pd.DataFrame:
     """One row per fork or replay in the store whose session still exists.
 
     Columns: ``session_id``, ``lineage_kind``, ``lineage_parent_id``,
-    ``lineage_at_prompt``, ``lineage_created_at``, ``lineage_model``.
+    ``lineage_at_prompt``, ``lineage_created_at``, ``lineage_model``, ``lineage_edits``
+    (how many tool results a what-if fork edited).
     """
     import pandas as pd
 
@@ -289,6 +444,7 @@ LINEAGE_COLUMNS = [
     "lineage_at_prompt",
     "lineage_created_at",
     "lineage_model",
+    "lineage_edits",
 ]
 
 
@@ -300,6 +456,7 @@ def _lineage_row(rec: dict[str, Any]) -> dict[str, Any]:
         "lineage_at_prompt": rec.get("at_prompt"),
         "lineage_created_at": rec.get("created_at"),
         "lineage_model": rec.get("model"),
+        "lineage_edits": len(rec.get("edits") or ()),
     }
 
 
@@ -310,7 +467,8 @@ def _lineage_frame(df: pd.DataFrame) -> pd.DataFrame:
     for col in ("session_id", "lineage_kind", "lineage_parent_id", "lineage_model"):
         df[col] = df[col].astype("string")
     df["lineage_kind"] = df["lineage_kind"].astype(pd.CategoricalDtype(["fork", "replay"]))
-    df["lineage_at_prompt"] = pd.array(df["lineage_at_prompt"].tolist(), dtype="Int64")
+    for col in ("lineage_at_prompt", "lineage_edits"):
+        df[col] = pd.array(df[col].tolist(), dtype="Int64")
     df["lineage_created_at"] = pd.to_datetime(df["lineage_created_at"], utc=True).astype(
         "datetime64[ms, UTC]"
     )
@@ -429,6 +587,7 @@ def fork(
     agent: Any = None,
     workspace: str | os.PathLike[str] | None = None,
     source_store: Any = None,
+    edits: Mapping[str, str] | None = None,
     **options: Any,
 ) -> Any:
     """A new saved session holding the first ``at`` prompts of ``source`` (default: all).
@@ -446,6 +605,15 @@ def fork(
     a3s-code keeps no snapshots of files, so without it the fork shares the source's
     folder, as the later prompts left it.
 
+    ``edits`` (``{tool call id: new output}``) makes a *what-if* fork: the fork's
+    history holds the new text as those calls' output, where the model reads it (the
+    ``tool_result`` in the messages) and where the records show it (the run's
+    ``tool_end`` event, the trace's ``output_bytes``); exit codes, error flags and
+    durations stay as they were, and an artifact only the old output named is left out.
+    Only calls whose result is in the transcript of the kept prompts can be edited
+    (:class:`EditError` names the others, and the ones that can). The lineage records
+    each edit: call id, tool, prompt, the old output's SHA-256 and the new text's length.
+
     "Rewind" is a fork kept under the same variable name::
 
         session = a3s_nb.fork(session, at=2, agent=agent)    # doctest: +SKIP
@@ -456,6 +624,7 @@ def fork(
     ps = _prompts(bundle)
     at = len(ps) if at is None else at
     _check_at(at, len(ps), bundle.session.id)
+    edited = _edit_records(bundle, at, edits) if edits is not None else []
     if new_id is not None:
         validate_session_id(new_id)
         if st.exists(new_id):
@@ -473,7 +642,7 @@ def fork(
             "a3s_code.Agent.create(config)"
         )
     now = time.time()
-    forked = cut(bundle, at, new_id=sid, now=now)
+    forked = cut(bundle, at, new_id=sid, now=now, edits=edits)
     ws_copy = None
     if workspace is not None:
         ws_copy = _copy_workspace(bundle.session.config.workspace, workspace)
@@ -493,6 +662,7 @@ def fork(
         "model": forked.session.model_name,
         "tools": None,
         "workspace": str(ws_copy) if ws_copy else None,
+        "edits": edited,
     }
     _save_with_lineage(st, forked, record)
     if agent is None:
@@ -549,6 +719,7 @@ DIFF_COLUMNS = [
     "status_b",
     "text_a",
     "text_b",
+    "what_changed",
 ]
 
 CHANGES = ("same", "changed", "only_a", "only_b")
@@ -577,13 +748,17 @@ def _tool_rows(pa: Prompt | None, pb: Prompt | None) -> list[dict[str, Any]]:
     for i, j, _op in _pairs([(t.name, t.args) for t in ta], [(t.name, t.args) for t in tb]):
         a = ta[i] if i is not None else None
         b = tb[j] if j is not None else None
+        what = None
         if a is None:
             change = "only_b"
         elif b is None:
             change = "only_a"
         else:
-            same = (a.name, a.args, a.status, a.result) == (b.name, b.args, b.status, b.result)
-            change = "same" if same else "changed"
+            what = _what_changed(
+                {"tool": a.name, "args": a.args, "status": a.status, "output": a.result},
+                {"tool": b.name, "args": b.args, "status": b.status, "output": b.result},
+            )
+            change = "changed" if what else "same"
         rows.append(
             {
                 "prompt_a": pa.number if pa and a else None,
@@ -600,9 +775,15 @@ def _tool_rows(pa: Prompt | None, pb: Prompt | None) -> list[dict[str, Any]]:
                 "status_b": b.status if b else None,
                 "text_a": a.result if a else None,
                 "text_b": b.result if b else None,
+                "what_changed": what,
             }
         )
     return rows
+
+
+def _what_changed(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    """The names of the fields that differ, comma-separated (None when none do)."""
+    return ", ".join(k for k in a if a[k] != b[k]) or None
 
 
 def _diff_rows(ps_a: list[Prompt], ps_b: list[Prompt]) -> list[dict[str, Any]]:
@@ -611,15 +792,22 @@ def _diff_rows(ps_a: list[Prompt], ps_b: list[Prompt]) -> list[dict[str, Any]]:
         pa = ps_a[i] if i is not None else None
         pb = ps_b[j] if j is not None else None
         tools = _tool_rows(pa, pb)
+        what = None
         if pa is None:
             change = "only_b"
         elif pb is None:
             change = "only_a"
         else:
-            same = (pa.text, pa.status, pa.answer) == (pb.text, pb.status, pb.answer) and all(
-                t["change"] == "same" for t in tools
+            what = _what_changed(
+                {"prompt": pa.text, "status": pa.status, "answer": pa.answer, "tools": 0},
+                {
+                    "prompt": pb.text,
+                    "status": pb.status,
+                    "answer": pb.answer,
+                    "tools": int(any(t["change"] != "same" for t in tools)),
+                },
             )
-            change = "same" if same else "changed"
+            change = "changed" if what else "same"
         rows.append(
             {
                 "prompt_a": pa.number if pa else None,
@@ -636,6 +824,7 @@ def _diff_rows(ps_a: list[Prompt], ps_b: list[Prompt]) -> list[dict[str, Any]]:
                 "status_b": pb.status if pb else None,
                 "text_a": pa.answer if pa else None,
                 "text_b": pb.answer if pb else None,
+                "what_changed": what,
             }
         )
         rows += tools
@@ -711,7 +900,9 @@ def diff(a: Any, b: Any, *, store: Any = None, store_b: Any = None) -> pd.DataFr
     arguments (difflib), so an inserted call is one ``only_b`` row, not a shift of every
     later row. One row per aligned prompt (``kind == "prompt"``), followed by its tool
     calls (``kind == "tool"``); ``change`` is ``same``, ``changed``, ``only_a`` or
-    ``only_b``. The two sessions' workspace paths are written ``<workspace>`` in the texts
+    ``only_b``, and ``what_changed`` names what differs in a ``changed`` row: ``tool``,
+    ``args``, ``status``, ``output`` for a tool call (an edited tool result of a what-if
+    fork is ``output``), ``prompt``, ``status``, ``answer``, ``tools`` for a prompt. The two sessions' workspace paths are written ``<workspace>`` in the texts
     and arguments, so sessions in different folders (a replay, a fork with its own copy)
     compare equal where they did the same thing.
 

@@ -105,6 +105,22 @@ def _usage_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _edits(words: list[str]) -> dict[str, str] | None:
+    """``--edit CALL_ID=TEXT`` words as ``{call id: text}`` (None when there are none)."""
+    out: dict[str, str] = {}
+    for word in words:
+        call_id, sep, text = word.partition("=")
+        if not sep or not call_id.strip():
+            raise UsageError(
+                f"--edit {word!r} is not CALL_ID=TEXT: give the tool call id, '=', and the "
+                "output it should have returned (quote it when it has spaces)"
+            )
+        if call_id in out:
+            raise UsageError(f"--edit gives tool call {call_id!r} twice: give each call once")
+        out[call_id] = text
+    return out or None
+
+
 def _split(line: str) -> list[str]:
     """The words of a magic's argument line, quotes and escapes undone as a shell would.
 
@@ -616,6 +632,14 @@ class A3sNb(Magics):
         help="Copy the source's workspace to this new directory and work there "
         "(a3s-code keeps no snapshots of files: without it, the fork shares the folder).",
     )
+    @argument(
+        "--edit",
+        action="append",
+        default=[],
+        metavar="CALL_ID=TEXT",
+        help="What if tool call CALL_ID had returned TEXT: the fork's history holds TEXT as "
+        "its output (a call of the kept prompts; quote TEXT with spaces). Repeatable.",
+    )
     @argument("--store", help="The store directory (default: see %%config A3sNb.store).")
     @line_magic
     @_usage_errors
@@ -630,11 +654,17 @@ class A3sNb(Magics):
             %a3s_fork 4f1c --at 2 --as session --agent agent
             session.send("Try it another way")
 
+        What if a tool had returned something else? ``--edit CALL_ID=TEXT`` gives the fork
+        that output for the call (the ids: a3s_nb.lab.prompts(ID), or the error message):
+
+            %a3s_fork 4f1c --at 3 --edit call_807e="2 tests failed" --agent agent
+
         Function twin: ``a3s_nb.fork(source, at=None, new_id=None, store=None,
-        agent=None, workspace=None)``.
+        agent=None, workspace=None, edits=None)``.
         """
         args = _parse(self.a3s_fork, line)
         name = self._variable_name(args.name)
+        edits = _edits(args.edit)
         agent = None
         if args.agent:
             agent = self._lookup(args.agent, "pass the variable that holds the a3s_code.Agent")
@@ -646,6 +676,7 @@ class A3sNb(Magics):
             store=store,
             agent=agent,
             workspace=args.workspace,
+            edits=edits,
         )
         self.shell.push({name: obj})
         sid = obj.id if isinstance(obj, SavedSession) else obj.session_id
@@ -655,9 +686,11 @@ class A3sNb(Magics):
             if isinstance(obj, SavedSession)
             else f"live; {name}.send(...) continues it"
         )
+        n = len(rec.get("edits") or ())
+        edited = f", {n} tool result{'s' if n != 1 else ''} edited" if n else ""
         print(
             f"{name}: session {sid}, forked from {rec.get('parent_id')} after prompt "
-            f"{rec.get('at_prompt')} of {rec.get('of_prompts')} ({how})"
+            f"{rec.get('at_prompt')} of {rec.get('of_prompts')}{edited} ({how})"
         )
 
     @magic_arguments()

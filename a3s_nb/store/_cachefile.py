@@ -7,16 +7,15 @@ is rebuilt, and a store that cannot be written (read-only, full) still works unc
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import _metafiles
 from ._json import loads
 
 log = logging.getLogger("a3s_nb")
@@ -76,12 +75,12 @@ def read_json_head(path: Path, what: str) -> dict[str, Any] | None:
     if _HEAD is None:  # pragma: no cover - msgspec comes with a3s-nb[all]
         data = read_json(path, what)
         return data if isinstance(data, dict) else None
-    try:
-        with open(path, "rb") as f:
-            return _HEAD(f.read())
-    except FileNotFoundError:
+    data = _metafiles.read_bytes(path)  # a missing file, or one behind a link: no cache
+    if data is None:
         return None
-    except (OSError, ValueError, RecursionError) as e:  # msgspec's errors are ValueErrors
+    try:
+        return _HEAD(data)
+    except (ValueError, RecursionError) as e:  # msgspec's errors are ValueErrors
         log.info("ignoring unreadable %s %s: %s", what, path, e)
         return None
 
@@ -95,35 +94,29 @@ def read_json(path: Path, what: str) -> Any | None:
 def read_json_signed(path: Path, what: str) -> tuple[Any | None, list[int] | None]:
     """``read_json``, and the ``[mtime_ns, size, inode]`` of the very file it read (None
     when it read nothing): what another cache may record to depend on this content."""
-    try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            return loads(f.read()), [st.st_mtime_ns, st.st_size, st.st_ino]
-    except FileNotFoundError:
+    fd = _metafiles.open_read(path)  # a missing file, or one behind a link: no cache
+    if fd is None:
         return None, None
+    try:
+        with open(fd, "rb", closefd=False) as f:
+            st = os.fstat(fd)
+            return loads(f.read()), [st.st_mtime_ns, st.st_size, st.st_ino]
     except (OSError, ValueError, RecursionError) as e:
         log.info("ignoring unreadable %s %s: %s", what, path, e)
         return None, None
+    finally:
+        os.close(fd)
 
 
 def write_json(
     path: Path, value: Any, what: str, *, tmp: Path | None = None, fsync: bool = False
 ) -> bool:
-    """Write ``value`` to ``path`` all or nothing (temp file, then rename); False, with a
-    log line, when the store cannot be written. ``fsync`` makes it durable too."""
-    text = encode(value)
-    tmp = tmp or path.with_name(f"{path.name}.{os.getpid()}.{time.time_ns()}.tmp")
+    """Write ``value`` to ``path`` all or nothing (a new temp file, then rename; nothing
+    followed out of the store, see ``_metafiles``); False, with a log line, when the store
+    cannot be written. ``fsync`` makes it durable too."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(text)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _metafiles.write_atomic(path, encode(value), fsync=fsync, tmp=tmp)
     except OSError as e:  # a read-only store works, it just is not cached
         log.info("%s not saved (%s): %s", what, path, e)
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         return False
     return True

@@ -26,6 +26,7 @@ import binascii
 import contextlib
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -240,11 +241,18 @@ _ENVELOPE_HEAD = re.compile(rb'\A\s*\{\s*"(?:schema_version|session)"\s*:')
 def starts_as_envelope(path: Path | str) -> bool:
     """Whether a file begins as a snapshot envelope does (a3s-code writes
     ``schema_version`` first): a look at its first bytes, for naming where a part is."""
-    try:
-        with open(path, "rb") as f:
-            return _ENVELOPE_HEAD.match(f.read(256)) is not None
+    try:  # never blocks on a FIFO, never reads a directory or a device
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | os.O_CLOEXEC)
     except OSError:
         return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        return _ENVELOPE_HEAD.match(os.read(fd, 256)) is not None
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def envelope_parts(doc: dict[str, Any], where: str | os.PathLike[str]) -> dict[str, Any]:

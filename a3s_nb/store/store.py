@@ -33,6 +33,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import stat
 import threading
 import time
@@ -50,6 +51,7 @@ except ImportError:  # Windows: no flock; stores are then safe between threads o
 
 from ..config import default_store_path
 from ..errors import (
+    A3sNbError,
     AmbiguousSessionIdError,
     CorruptFileError,
     InvalidBundleError,
@@ -57,9 +59,11 @@ from ..errors import (
     SdkOwnedSessionError,
     SessionNotFoundError,
     StoreError,
+    StoreWriteError,
     describe_validation_error,
 )
 from . import _fsio as fsio
+from . import _metafiles as meta
 from . import _v1layout as v1
 from .models import (
     ArtifactManifest,
@@ -448,11 +452,22 @@ class Store(abc.ABC):
         or as UTF-8 bytes."""
         if not self._commits_bytes:
             texts = {p: t.decode("utf-8") if isinstance(t, bytes) else t for p, t in texts.items()}
-        with self.lock():
+        with self._writing(f"save session {session_id}"), self.lock():
             self._refuse_write(session_id)
             if guard is not None:
                 guard(self._stored(session_id))
             self._commit(session_id, texts)  # type: ignore[arg-type]
+
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Turn the file system refusing a write (``OSError``) into a StoreWriteError
+        naming the store and what to do; a3s_nb's own errors pass as they are."""
+        try:
+            yield
+        except A3sNbError:
+            raise
+        except OSError as e:
+            raise StoreWriteError(_write_refused(self, what, e), e.errno) from e
 
     #: Whether ``_commit`` takes UTF-8 bytes as well as text (saves decoding a file to
     #: encode it again).
@@ -478,11 +493,15 @@ class Store(abc.ABC):
         file a3s-code wrote for ``a/b``.
         """
         key = lookup_session_id(session_id)
-        with self.lock():
+        with self._writing(f"delete session {session_id}"), self.lock():
             key = self._key(key)
             if not self._exists(key) or not self._remove(key):
                 raise SessionNotFoundError(session_id, str(self), self._ids())
             remove_lineage(self, key)  # a fork's lineage record goes with it
+            self._forget_cached(key)
+
+    def _forget_cached(self, session_id: str) -> None:  # noqa: B027 - most stores have none
+        """Take a deleted session out of a3s_nb's caches (a directory store has some)."""
 
     def resolve(self, id_or_prefix: str) -> str:
         """The full id of a saved session from its id or a unique prefix of it."""
@@ -498,7 +517,7 @@ class Store(abc.ABC):
         self._save_checkpoint("loop_checkpoints", checkpoint.run_id, checkpoint)
 
     def delete_loop_checkpoint(self, run_id: str) -> None:
-        with self.lock():
+        with self._writing(f"delete checkpoint {run_id}"), self.lock():
             self._write_checkpoint("loop_checkpoints", validate_session_id(run_id), None)
 
     def load_workflow_checkpoint(self, workflow_id: str) -> WorkflowCheckpoint | None:
@@ -508,7 +527,7 @@ class Store(abc.ABC):
         self._save_checkpoint("workflow_checkpoints", checkpoint.workflow_id, checkpoint)
 
     def delete_workflow_checkpoint(self, workflow_id: str) -> None:
-        with self.lock():
+        with self._writing(f"delete checkpoint {workflow_id}"), self.lock():
             self._write_checkpoint("workflow_checkpoints", validate_session_id(workflow_id), None)
 
     def _load_checkpoint(self, kind: str, key: str, model: type[M]) -> M | None:
@@ -531,7 +550,7 @@ class Store(abc.ABC):
 
     def _save_checkpoint(self, kind: str, key: str, checkpoint: BaseModel) -> None:
         text = dumps(checkpoint)
-        with self.lock():
+        with self._writing(f"save checkpoint {key}"), self.lock():
             self._write_checkpoint(kind, validate_session_id(key), text)
 
     # ---- parsing -------------------------------------------------------------------------
@@ -754,21 +773,19 @@ class FileStore(Store):
             finally:
                 del held[key]
                 if state.fd is not None:
-                    fsio.close(state.fd)  # releases the flock
+                    _release(state.fd)
 
     def _acquire(self, shared: bool) -> _Held:
         if fcntl is None:
             return _Held(None, shared)
         lock_file = self.meta_dir / "lock"
         try:
-            if shared:
-                # Readers never create files: a store nobody has saved into through
-                # a3s_nb has no lock file and no a3s_nb writer to wait for.
-                fd = os.open(lock_file, os.O_RDONLY)
-            else:
-                with contextlib.suppress(FileExistsError):
-                    fsio.mkdir(self.meta_dir, 0o755)
-                fd = fsio.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+            # Readers never create files: a store nobody has saved into through a3s_nb
+            # has no lock file and no a3s_nb writer to wait for. Nothing is followed
+            # out of the store: a linked .a3s_nb is a StoreError for a writer.
+            fd = meta.open_lock(lock_file, create=not shared)
+        except StoreError:
+            raise
         except OSError:
             if shared:  # no lock file yet, or a read-only store: read without it
                 return _Held(None, shared)
@@ -794,7 +811,7 @@ class FileStore(Store):
                 yield
             finally:
                 outer.shared = True
-                fsio.close(state.fd)  # type: ignore[arg-type]
+                _release(state.fd)  # type: ignore[arg-type]
             return
         fcntl.flock(outer.fd, fcntl.LOCK_EX)  # converting is not atomic; fine for a write
         outer.shared = False
@@ -805,9 +822,24 @@ class FileStore(Store):
             outer.shared = True
             fcntl.flock(outer.fd, fcntl.LOCK_SH)
 
+    def _journal_pending(self) -> bool:
+        """Whether a journal is in ``.a3s_nb`` (never looked for through a link)."""
+        return meta.is_real_dir(self.meta_dir) and os.path.lexists(self._journal)
+
+    def reads_through_journal(self) -> bool:
+        """Whether this reader reads through a pending journal: a dead writer's commit
+        that this process cannot finish (a read-only store, another user's). Then every
+        read must go through the store (``read_raw``, ``load``), which sees the new
+        generation; the files on disk, and any cache of them, may be the old one."""
+        if not self._journal_pending():
+            return False
+        with self.lock(shared=True):
+            held = _held_locks().get(str(self.path))
+            return held is not None and bool(held.overlay)
+
     def _settle(self, state: _Held) -> None:
         """On taking the lock: finish a dead writer's journal; a writer also sweeps."""
-        while os.path.lexists(self._journal):
+        while self._journal_pending():
             doc = self._read_journal()
             if fcntl is None and doc and _pid_alive(doc.get("pid"), own_is_alive=False):
                 return  # no flock: a live writer's journal, not ours to finish
@@ -815,7 +847,7 @@ class FileStore(Store):
                 # finish it under the exclusive lock; another process may get there first
                 fcntl.flock(state.fd, fcntl.LOCK_EX)
                 try:
-                    if os.path.lexists(self._journal):
+                    if self._journal_pending():
                         self._recover_or_overlay(state)
                 finally:
                     fcntl.flock(state.fd, fcntl.LOCK_SH)
@@ -855,27 +887,18 @@ class FileStore(Store):
 
     def _read_journal(self) -> dict[str, Any] | None:
         """The pending journal, or None when absent or unreadable (then never committed)."""
+        data = meta.read_bytes(self._journal)  # a link there is no journal of a3s_nb's
         try:
-            with open(self._journal, "rb") as f:
-                doc = json.loads(f.read())
-        except (OSError, ValueError, RecursionError):
+            doc = json.loads(data) if data is not None else None
+        except (ValueError, RecursionError):
             return None
         return doc if isinstance(doc, dict) else None
 
     def _write_journal(self, doc: dict[str, Any], *, sync: bool) -> None:
         """Replace the journal atomically (write a temp, rename); ``sync`` makes it durable."""
         doc = {"pid": os.getpid(), **doc}
-        tmp = self.meta_dir / "journal.tmp"  # one writer at a time: a fixed name is safe
-        with contextlib.suppress(FileExistsError):
-            fsio.mkdir(self.meta_dir, 0o755)
-        fd = fsio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            _write_all(fd, json.dumps(doc, ensure_ascii=False).encode())
-            if sync:
-                fsio.fsync(fd)
-        finally:
-            fsio.close(fd)
-        fsio.replace(tmp, self._journal)
+        data = json.dumps(doc, ensure_ascii=False).encode()
+        meta.write_atomic(self._journal, data, fsync=sync)  # a new temp file, O_EXCL
         if sync:
             _fsync_dir(self.meta_dir)
 
@@ -920,8 +943,11 @@ class FileStore(Store):
                     dirs[str(target.parent)] = None
         for d in dirs:
             _fsync_dir(Path(d))
+        # Every file is in place now: a failure from here on must not undo any of it (a
+        # backup not removed is a leftover, swept once this process is gone).
         for path in self._cleanup_paths(doc):
-            _unlink(path)
+            with contextlib.suppress(OSError):
+                _unlink(path)
         for rel in doc.get("rmdirs", []):
             with contextlib.suppress(OSError):
                 fsio.rmdir(self._abs(rel))
@@ -991,7 +1017,7 @@ class FileStore(Store):
             raise
         if atomic_alone:
             _fsync_dir(writes[0][0].parent)
-            _unlink(self._journal)
+            self._drop_journal()
             return
         ops = [[self._rel(t), self._rel(tmp)] for (t, _), tmp in zip(writes, tmps, strict=True)]
         ops += [[self._rel(t), None] for t in removes]
@@ -1011,7 +1037,13 @@ class FileStore(Store):
             raise
         try:
             self._replay(commit)
-        except BaseException:
+        except BaseException as exc:
+            if removes and isinstance(exc, Exception):
+                # a delete is only ever finished, never undone: once more (it failing
+                # again, the journal stays, and the next lock taker finishes it)
+                self._replay(commit)
+                self._drop_journal()
+                return
             # put the previous generation back, itself through the journal
             back = {
                 "state": "commit",
@@ -1027,7 +1059,13 @@ class FileStore(Store):
                 self._replay(back)
                 _unlink(self._journal)
             raise
-        _unlink(self._journal)
+        self._drop_journal()
+
+    def _drop_journal(self) -> None:
+        """Remove the journal of a write that is complete. If that fails, the write stays
+        done: the next lock taker replays the journal, which then has nothing left to do."""
+        with contextlib.suppress(OSError):
+            _unlink(self._journal)
 
     # ---- sweeping what dead processes left -------------------------------------------------
 
@@ -1058,8 +1096,10 @@ class FileStore(Store):
             for entry in entries:
                 if entry.is_file(follow_symlinks=False) and _dead_leftover(entry.name):
                     found.append(Path(entry.path))
-        if os.path.lexists(self.meta_dir / "journal.tmp") and not os.path.lexists(self._journal):
-            found.append(self.meta_dir / "journal.tmp")
+        old_tmp = self.meta_dir / "journal.tmp"  # the fixed temp name of earlier versions
+        pending = os.path.lexists(self._journal)
+        if meta.is_real_dir(self.meta_dir) and os.path.lexists(old_tmp) and not pending:
+            found.append(old_tmp)
         return sorted(found)
 
     def remove_leftovers(self) -> list[Path]:
@@ -1372,6 +1412,8 @@ class FileStore(Store):
                 self._check_no_escape(path.parent)
             _replaceable(path)
         removes = [p for p in (files[part] for part in reversed(PARTS)) if os.path.lexists(p)]
+        for lineage in _own_lineage_files(self, session_id):  # gone in the same step
+            removes.insert(0, lineage)
         self._transact(
             [], removes, rmdirs=[files["artifacts"].parent], what=[f"delete {session_id}"]
         )
@@ -1407,6 +1449,24 @@ class FileStore(Store):
         self._transact([], removes, rmdirs=rmdirs, what=[f"delete {session_id}"])
         return True
 
+    def _forget_cached(self, session_id: str) -> None:
+        """Take a deleted session's rows out of the caches under ``.a3s_nb`` now: its
+        text (secrets included) must not outlive the delete on disk. The layers that keep
+        caches register how (``CACHE_FORGETTERS``); in a process where none did, the caches
+        go whole (they are only caches)."""
+        if not meta.is_real_dir(self.meta_dir):
+            return
+        if CACHE_FORGETTERS:
+            for forget in CACHE_FORGETTERS:
+                forget(self, session_id)
+            return
+        for name in CACHE_NAMES:
+            path = self.meta_dir / name
+            if meta.is_real_dir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                meta.unlink(path)
+
     def _check_no_escape(self, directory: Path) -> None:
         here = self.path
         for name in Path(os.path.relpath(directory, self.path)).parts:
@@ -1433,6 +1493,16 @@ class FileStore(Store):
         self._writable_dir(target.parent)
         _replaceable(target)
         self._transact([(target, text.encode("utf-8"))], what=[f"save {kind}/{key}"])
+
+
+def _release(fd: int) -> None:
+    """Let go of a lock file: its flock first, then the fd. A close that fails has still
+    closed the fd (POSIX), and the write under the lock is done: not an error of it."""
+    with contextlib.suppress(OSError):
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    with contextlib.suppress(OSError):
+        fsio.close(fd)
 
 
 def _same_id(a: str, b: str) -> bool:
@@ -1581,18 +1651,6 @@ def _write_new(tmp: Path, data: bytes) -> None:
         fsio.close(fd)
 
 
-def _write_temp(target: Path, text: str) -> Path:
-    """Write ``text`` to a fsynced temp file beside ``target`` and return its path."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.{time.time_ns()}.{os.getpid()}.{next(_tmp_counter)}.tmp")
-    try:
-        _write_new(tmp, text.encode("utf-8"))
-    except BaseException:
-        _unlink(tmp)
-        raise
-    return tmp
-
-
 def _unlink(path: Path) -> bool:
     try:
         fsio.unlink(path)
@@ -1688,6 +1746,17 @@ def open_store(path: str | os.PathLike[str] | Store | None = None, *, create: bo
     return FileStore(path, create=create)
 
 
+# ============================================================================ caches
+
+#: Functions taking a deleted session (store, id) out of the caches kept under ``.a3s_nb``:
+#: the frames register theirs when imported (the store knows no frame).
+CACHE_FORGETTERS: list[Callable[[FileStore, str], None]] = []
+#: Those caches, under ``.a3s_nb``, removed whole by a delete in a process where no
+#: forgetter is registered: the frame cache, the sessions index, the load check, the
+#: search index.
+CACHE_NAMES = ("frames", "index.json", "loadcheck.json", "search.sqlite")
+
+
 # ============================================================================ lineage records
 
 #: The ``schema`` of a lineage record.
@@ -1725,7 +1794,7 @@ def write_lineage(store: Store, record: dict[str, Any]) -> None:
         _memory_lineage(store)[record["session_id"]] = dict(record)
         return
     text = json.dumps(record, indent=2, ensure_ascii=False)
-    os.replace(_write_temp(path, text), path)
+    meta.write_atomic(path, text.encode("utf-8"), fsync=True)  # never through a link
     _fsync_dir(path.parent)
 
 
@@ -1737,17 +1806,35 @@ def remove_lineage(store: Store, session_id: str) -> None:
         return
     for candidate in (path, _legacy_lineage_file(store, session_id)):
         if candidate is not None and _read_record(candidate, session_id) is not None:
-            candidate.unlink(missing_ok=True)
+            meta.unlink(candidate)
+
+
+def _own_lineage_files(store: FileStore, session_id: str) -> list[Path]:
+    """The lineage record files of ``session_id`` there are (never another session's)."""
+    out = []
+    for path in (_lineage_file(store, session_id), _legacy_lineage_file(store, session_id)):
+        if path is None or not meta.is_real_dir(path.parent) or not os.path.lexists(path):
+            continue
+        try:
+            mine = _read_record(path, session_id) is not None
+        except CorruptFileError:  # unreadable: this session's only if named for it alone
+            mine = path == _lineage_file(store, session_id)
+        if mine:
+            out.append(path)
+    return out
 
 
 def _read_record(path: Path, session_id: str) -> dict[str, Any] | None:
     """The record at ``path`` when it is ``session_id``'s (``CorruptFileError`` when it
     cannot be read)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    raw = meta.read_bytes(path)  # never through a link
+    if raw is None:
+        if os.path.lexists(path) and meta.is_real_dir(path.parent):
+            raise CorruptFileError(path, "not a lineage record (not a regular file)")
         return None
-    except (OSError, ValueError) as e:
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError as e:
         raise CorruptFileError(path, f"not a lineage record ({e})") from None
     return data if isinstance(data, dict) and data.get("session_id") == session_id else None
 
@@ -1764,3 +1851,26 @@ def read_lineage(store: Store, session_id: str) -> dict[str, Any] | None:
     if found is None and legacy is not None:
         found = _read_record(legacy, session_id)
     return found
+
+
+_WHAT_TO_DO = {
+    errno.ENOSPC: "the disk is full: free some space, then try again",
+    errno.EDQUOT: "the disk quota is used up: free some space, then try again",
+    errno.EROFS: "the store is on a read-only file system: save to a store you can write "
+    "(--store PATH, store=..., $A3S_NB_STORE)",
+    errno.EACCES: "no permission to write there: give yourself write access to the store, "
+    "or save to another one (--store PATH, store=...)",
+    errno.EPERM: "the system does not permit this write: give yourself write access to the "
+    "store, or save to another one (--store PATH, store=...)",
+}
+
+
+def _write_refused(store: Store, what: str, error: OSError) -> str:
+    """What a StoreWriteError says: what failed, where, why, and what to do."""
+    where = f" ({error.filename})" if error.filename else ""
+    todo = _WHAT_TO_DO.get(error.errno or 0, "fix that, then try again")
+    return (
+        f"cannot {what} in store {store}: {error.strerror or error}{where}; {todo}. Nothing "
+        "saved before was damaged (a write cut short is finished or undone the next time "
+        "a3s_nb opens the store)."
+    )
