@@ -28,6 +28,11 @@ and keeps the best CPU and the best wall time of each:
 * ``sessions_warm``   ``sessions()`` served from its index
 * ``new_kernel.<fn>`` the first ``all_frames`` / ``sessions()`` call of a new process that
   has pandas, pyarrow and a3s_nb imported, the caches on disk (measured in that process)
+* ``new_kernel.import`` ``import a3s_nb`` in a new process that has pandas and pyarrow
+  imported
+* ``new_kernel.cold``, ``new_kernel.cold_workers2`` the same process's first
+  ``all_frames`` with no ``.a3s_nb`` caches, in it and with ``workers=2`` (its fork
+  server started by that call; compare wall time: the workers' CPU is not counted)
 
 With ``--mlflow VENV`` the same sessions' runs are also exported to a local MLflow tracking
 server (sqlite backend, untimed) and MLflow's ``search_traces`` is timed in VENV's Python.
@@ -206,25 +211,48 @@ def all_frames_phase(store: Path, **kwargs: Any) -> Callable[[], int]:
 #: A new kernel's first call: pandas, pyarrow and a3s_nb imported, the caches on disk.
 _NEW_KERNEL = """
 import json, resource, sys, time
-import pandas, pyarrow, a3s_nb
+import pandas, pyarrow
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
 c0, t0 = cpu(), time.perf_counter()
-out = getattr(a3s_nb, sys.argv[2])(sys.argv[1], progress=False)
+import a3s_nb
+if sys.argv[2] != "import":
+    kw = {"workers": int(sys.argv[3])} if len(sys.argv) > 3 else {}
+    c0, t0 = cpu(), time.perf_counter()
+    out = getattr(a3s_nb, sys.argv[2])(sys.argv[1], progress=False, **kw)
 wall, used = time.perf_counter() - t0, cpu() - c0
-rows = len(out) if sys.argv[2] == "sessions" else sum(map(len, out.values()))
+rows = 0 if sys.argv[2] == "import" else len(out) if sys.argv[2] == "sessions" else sum(
+    map(len, out.values())
+)
 print("@@" + json.dumps({"cpu": used, "wall": wall, "peak": 0.0, "rows": rows}))
 """
 
 
-def new_kernel_phase(store: Path, name: str) -> Callable[[], int]:
-    """The first ``name`` call of a new process on a cached store (measured in it)."""
+#: A kernel imports byte-compiled modules (an installed package has its .pyc files): with
+#: PYTHONDONTWRITEBYTECODE set, every new process would compile a3s_nb from source again,
+#: so the new-kernel processes keep their .pyc under benchmarks/.data (the best of the
+#: rounds is then a call with them compiled, as in a kernel).
+_KERNEL_ENV = {
+    **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+    "PYTHONPYCACHEPREFIX": str(DATA / "pycache"),
+}
+
+
+def new_kernel_phase(store: Path, name: str, workers: int | None = None) -> Callable[[], int]:
+    """The first ``name`` call of a new process (measured in it; with ``workers``, its
+    fork server's start included, and its CPU the calling process's only)."""
     import subprocess
 
     def run() -> Any:
         out = subprocess.run(
-            [sys.executable, "-c", _NEW_KERNEL, str(store), name],
+            [sys.executable, "-c", _NEW_KERNEL, str(store), name]
+            + ([] if workers is None else [str(workers)]),
+            # not the checkout's root: `python -c` puts the working directory first on
+            # sys.path, which made the baseline's process import the checked-out a3s_nb
+            # (and rebuild the baseline store's caches, keyed by the other tree's code)
+            cwd=store.parent,
+            env=_KERNEL_ENV,
             check=True,
             capture_output=True,
             text=True,
@@ -327,10 +355,22 @@ def make_phases(store: Path, files: dict[str, list[str]], only: set[str] | None)
 
     phases["all_frames_warm"] = (all_frames_phase(store), warm)
     phases["one_changed"] = (all_frames_phase(store), warm_then_change)
+    phases["new_kernel.import"] = (new_kernel_phase(store, "import"), None)
     for name in ("all_frames", "sessions"):
         phases[f"new_kernel.{name}"] = (
             new_kernel_phase(store, name),
             lambda: (settle(), a3s_nb.all_frames(store, progress=False), a3s_nb.sessions(store)),
+        )
+    # the cold build in a new process, in it and with two workers (fork server included)
+    cold = ("frames", "index.json", "loadcheck.json")
+    phases["new_kernel.cold"] = (
+        new_kernel_phase(store, "all_frames"),
+        lambda: drop_caches(store, *cold),
+    )
+    if parallel:
+        phases["new_kernel.cold_workers2"] = (
+            new_kernel_phase(store, "all_frames", workers=2),
+            lambda: drop_caches(store, *cold),
         )
     phases["sessions_warm"] = (
         frame_phase(store, "sessions"),

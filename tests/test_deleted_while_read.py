@@ -40,15 +40,15 @@ def delete_when(monkeypatch: pytest.MonkeyPatch, when: str, victim: str = VICTIM
             return ids
 
         monkeypatch.setattr(FileStore, "list", listed)
-    elif when == "checked":
-        real_load = FileStore.load
+    elif when == "checked":  # the load check reads a session's files through _read_texts
+        real_read_texts = FileStore._read_texts
 
-        def load(self, session_id):
+        def read_texts(self, session_id):
             if session_id == victim:
                 gone(self)
-            return real_load(self, session_id)
+            return real_read_texts(self, session_id)
 
-        monkeypatch.setattr(FileStore, "load", load)
+        monkeypatch.setattr(FileStore, "_read_texts", read_texts)
     else:
         real_read = _sources._StoreSource._read_parts
 

@@ -39,3 +39,43 @@ def test_a_cached_store_is_read_in_a_new_process_without_genai_prices(fixture_di
         "print(sum(map(len, f.values())), 'genai_prices' in sys.modules)"
     )
     assert out == f"{sum(map(len, first.values()))} False"
+
+
+_BUILT = (
+    "from pydantic import BaseModel\n"
+    "from a3s_nb.store import models, serde, store\n"
+    "built = sorted(n for n, c in vars(models).items() if isinstance(c, type)\n"
+    "    and issubclass(c, BaseModel) and c.__pydantic_complete__)\n"
+    "built += sorted(k for k, a in store._ADAPTERS.items() if a.pydantic_complete)\n"
+    "built += sorted(k for k, a in serde._LAYOUTS.items() if a.item.pydantic_complete)\n"
+)
+
+
+def test_import_a3s_nb_builds_no_validator():
+    out = _run(f"import a3s_nb\n{_BUILT}print(built)")
+    assert out == "[]"
+
+
+def test_a_cached_frame_call_in_a_new_process_validates_nothing(fixture_dir):
+    """A cached store's frames in a new kernel need no model, no load-check decoder."""
+    pytest.importorskip("pyarrow")
+    import a3s_nb
+
+    first = a3s_nb.all_frames(fixture_dir, progress=False)
+    a3s_nb.sessions(fixture_dir, progress=False)
+    out = _run(
+        "import a3s_nb\n"
+        f"f = a3s_nb.all_frames({str(fixture_dir)!r}, progress=False)\n"
+        f"s = a3s_nb.sessions({str(fixture_dir)!r}, progress=False)\n"
+        f"{_BUILT}"
+        "from a3s_nb.frames import _fastcheck\n"
+        "print(sum(map(len, f.values())), len(s), built, _fastcheck._BUILT is None)"
+    )
+    assert out == f"{sum(map(len, first.values()))} {len(first['sessions'])} [] True"
+    # and the models still validate on first use, in that same kind of process
+    sid = a3s_nb.FileStore(fixture_dir).list()[0]
+    out = _run(
+        f"import a3s_nb\nb = a3s_nb.FileStore({str(fixture_dir)!r}).load({sid!r})\n"
+        "print(b.id, len(b.session.messages) > 0, b.model_dump()['session']['id'] == b.id)"
+    )
+    assert out == f"{sid} True True"

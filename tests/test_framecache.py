@@ -226,7 +226,8 @@ def test_an_in_place_same_size_rewrite_of_any_part_is_noticed(
     expected = frames_from_files(fixture_dir)
     same(a3s_nb.all_frames(fixture_dir), expected)
     pd.testing.assert_frame_equal(a3s_nb.sessions(fixture_dir), expected["sessions"])
-    assert summarized == [INDIA]
+    # its sessions row was made again in the pass that read its files for the other frames
+    assert summarized == []
 
 
 def test_an_in_place_rewrite_of_the_artifacts_manifest_is_checked_again(fixture_dir, checked):

@@ -49,6 +49,17 @@ def test_index_is_built_then_reused(fixture_dir, computed):
     pd.testing.assert_frame_equal(second, a3s_nb.all_frames(fixture_dir)["sessions"])
 
 
+def test_a_cold_all_frames_reads_each_session_once(fixture_dir, computed):
+    """The index takes its rows from the pass that builds the other frames."""
+    built = a3s_nb.all_frames(fixture_dir, progress=False)
+    assert computed == []  # no session's files were read a second time for its row
+    assert len(json.loads(index_file(fixture_dir).read_text())["entries"]) == 8
+    # the rows are those the index computes on its own
+    index_file(fixture_dir).unlink()
+    pd.testing.assert_frame_equal(built["sessions"], a3s_nb.sessions(fixture_dir))
+    assert len(computed) == 8
+
+
 def test_index_notices_a_file_rewritten_behind_its_back(fixture_dir, computed):
     before = a3s_nb.sessions(fixture_dir).set_index("session_id")
     computed.clear()

@@ -64,6 +64,20 @@ def test_parallel_frames_equal_serial_frames(fixture_dir):
         assert_same(fixture_dir, name)
 
 
+def test_a_parallel_cold_build_reads_each_session_once(fixture_dir, monkeypatch):
+    """The workers make the sessions rows in their pass; the index takes them from there."""
+    from a3s_nb.frames import _walk
+
+    from .conftest import calls_of
+
+    summarized = calls_of(monkeypatch, _walk, "_summarize")
+    got = a3s_nb.all_frames(fixture_dir, workers=2, progress=False)
+    assert summarized == []  # this process read no session's files for its row
+    (fixture_dir / ".a3s_nb" / "index.json").unlink()
+    pd.testing.assert_frame_equal(got["sessions"], a3s_nb.sessions(fixture_dir))
+    assert len(summarized) == 8
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -78,6 +92,37 @@ def test_parallel_filtered_frames_equal_serial_frames(fixture_dir, kwargs):
     frames = assert_same(fixture_dir, "all_frames", **kwargs)
     assert len(frames["runs"])
     assert_same(fixture_dir, "messages", **kwargs)  # filtered through the sessions index
+
+
+def test_a_cold_load_check_is_split_among_the_workers(fixture_dir, monkeypatch):
+    """With no verdicts cached, workers=2 checks the sessions in the workers: the same
+    verdicts, rows, errors and warnings as one process, and the same cached verdicts."""
+    from a3s_nb.frames import _loadcheck
+
+    from .conftest import calls_of
+
+    (fixture_dir / "traces" / "fix-oscar-2-000.json").write_text('[{"kind": ')
+    edit_runs(fixture_dir, "fix-india-2-004", lambda r: r[0]["snapshot"].pop("status"))
+    cold = {}
+    for workers in (None, 2):
+        shutil.rmtree(fixture_dir / ".a3s_nb", ignore_errors=True)
+        checked = calls_of(monkeypatch, _loadcheck, "_check")
+        cold[workers] = _call(fixture_dir, "all_frames", workers)
+        verdicts = json.loads((fixture_dir / ".a3s_nb" / "loadcheck.json").read_text())
+        cold[workers] += (verdicts["entries"],)
+        assert len(checked) == (8 if workers is None else 0), workers  # in this process
+        monkeypatch.undo()
+        monkeypatch.setattr(_parallel, "MIN_PER_WORKER", 1)
+    (serial, said, entries), (parallel, said_parallel, entries_parallel) = cold.values()
+    for frame, df in serial.items():
+        pd.testing.assert_frame_equal(parallel[frame], df, check_exact=True)
+        assert parallel[frame].attrs == df.attrs, frame
+    assert {e["session_id"] for e in serial["runs"].attrs["errors"]} == {
+        "fix-india-2-004",
+        "fix-oscar-2-000",
+    }
+    assert said_parallel == said
+    assert entries_parallel == entries
 
 
 def test_status_as_an_iterator_reaches_every_worker(fixture_dir):
@@ -314,6 +359,8 @@ def test_a_worker_that_fails_is_a_clear_error(fixture_dir, monkeypatch, watched)
 def test_interrupted_build_stops_its_workers(fixture_dir, monkeypatch, watched):
     import gc
 
+    a3s_nb.all_frames(fixture_dir)  # the verdicts cached: the build is what is interrupted
+    shutil.rmtree(fixture_dir / ".a3s_nb" / "frames")
     monkeypatch.setattr(_parallel, "_work", _stuck_worker)
 
     def interrupted(*args, **kwargs):

@@ -121,8 +121,10 @@ def all_frames(
     to filter it by a check status such as ``passed``.
 
     ``workers``: build in that many worker processes (None or 1: in this process), each
-    reading a contiguous share of the sessions; the frames are the same, row for row,
-    ``attrs`` included. Worth it on a large directory store with idle cores; other sources
+    reading a contiguous share of the sessions (and, on a store seen for the first time,
+    checking which of them ``load()`` accepts); the frames are the same, row for row,
+    ``attrs`` included. Worth it on a directory store of thousands of sessions with idle
+    cores (the first such call in a kernel also starts a fork server); other sources
     are built in this process, and so is a build of fewer than 40 sessions (such as the
     frame cache refreshing a few changed ones). ``ParallelBuildError`` if a worker fails.
 

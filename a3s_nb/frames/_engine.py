@@ -218,15 +218,23 @@ def _index_summaries(
     skip: set[str] = frozenset(),  # type: ignore[assignment]
     scanned: dict[str, dict[str, list[int]]] | None = None,
     state: dict[str, Any] | None = None,
+    computed: dict[str, tuple[list, list[str]]] | None = None,
 ) -> list[tuple[list, list[str]]]:
     """``sessions`` rows of the sessions ``ids`` (None: all) of a directory store, from its
     index (recomputing stale rows); a session of ``ids`` deleted meanwhile is reported.
     ``skip``: stems of sessions load() rejected (already reported). ``scanned``: the store's
     files as the load check scanned them (else scanned here); ``state`` receives the index
-    file the rows all came from (``SessionIndex.sig``)."""
+    file the rows all came from (``SessionIndex.sig``). ``computed``: rows by session id
+    that a pass over the files made since that scan (see ``_cached_frames``), taken instead
+    of reading those sessions' files again."""
 
     def compute(stem: str) -> tuple[list, list[str]] | None:
-        return _walk._summarize(source, id_of_stem(stem))
+        sid = id_of_stem(stem)
+        if computed:
+            done = computed.pop(sid, None)
+            if done is not None:
+                return done
+        return _walk._summarize(source, sid)
 
     index = SessionIndex(
         source.store,
@@ -260,7 +268,12 @@ def _index_summaries(
     return out
 
 
-def _whole_sessions(src: Any, sel: _Selection, progress: bool | None) -> pd.DataFrame:
+def _whole_sessions(
+    src: Any,
+    sel: _Selection,
+    progress: bool | None,
+    computed: dict[str, tuple[list, list[str]]] | None = None,
+) -> pd.DataFrame:
     """The ``sessions`` frame of a whole directory store: remembered while the store's
     files, its listing and its index are as they were (``index.RememberedFrame``), else
     built from the index, like ``_index_rows`` + ``_sessions_from_index`` do."""
@@ -284,6 +297,7 @@ def _whole_sessions(src: Any, sel: _Selection, progress: bool | None) -> pd.Data
         skip=set(stems_in(src.store, sorted(sel.rejected))),
         scanned=sel.check.scanned if sel.check is not None and sel.check.scanned else None,
         state=state,
+        computed=computed,
     )
     keep = {row[0] for row, _statuses in summaries if row[0] not in sel.rejected}
     frame = _sessions_from_index(src, summaries, keep, sel.errors)
@@ -322,6 +336,9 @@ def _cached_frames(
     """Unfiltered frames of a directory store through the columnar cache (_framecache)."""
     assert isinstance(src.store, FileStore)
     good = sorted(known)
+    # the sessions rows of the sessions the pass reads, made in that same pass: the index
+    # then need not read their files a second time
+    summaries: dict[str, tuple[list, list[str]]] | None = {} if "sessions" in wanted else None
 
     def build(ids: list[str], names: list[str]) -> dict[str, pd.DataFrame]:
         return _collect_frames(
@@ -337,6 +354,7 @@ def _cached_frames(
             workers=workers,
             exact_ids=True,
             parallel=parallel,
+            rows_made=summaries,
         )
 
     rest = [name for name in wanted if name != "sessions"]
@@ -360,6 +378,7 @@ def _cached_frames(
                 progress=progress,
                 cache=False,
                 prechecked=(check, known, rejected, errors),
+                rows_made=summaries,
             )["sessions"]
         else:
             out[name] = _with_attrs(name, built[name], [*errors, *notes[name]])
@@ -406,6 +425,7 @@ def _collect_frames(
     workers: int | None = None,
     exact_ids: bool = False,
     parallel: Any = None,
+    rows_made: dict[str, tuple[list, list[str]]] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The wanted frames of ``source``: what every frame function comes down to.
 
@@ -415,7 +435,9 @@ def _collect_frames(
     each is read as it is, never as a prefix of another, and one no longer in the store
     is reported as deleted. ``workers`` > 1 splits the build among processes through
     ``parallel``, the ``_parallel`` module the frame functions pass (it runs this engine
-    in each worker, so the engine does not import it).
+    in each worker, so the engine does not import it). ``rows_made``: a build from the
+    files (in this process) puts each session's ``sessions`` row there by session id, and
+    the sessions index takes its rows from there (see _cached_frames).
     """
     wanted = _wanted_frames(frames)
     statuses = _statuses(status, wanted)
@@ -424,13 +446,13 @@ def _collect_frames(
         ids = ids if ids is None or isinstance(ids, str) else list(ids)  # read twice
         kwargs = dict(ids=ids, since=since, until=until, status=statuses, progress=progress)
         kwargs.update(cache=cache, prechecked=prechecked, workers=workers, parallel=parallel)
-        kwargs.update(exact_ids=exact_ids)
+        kwargs.update(exact_ids=exact_ids, rows_made=rows_made)
         rest = _collect_frames(source, [n for n in wanted if n != "verification"], **kwargs)
         built = {**rest, **_collect_frames(source, ["verification"], **kwargs)}
         return {name: built[name] for name in wanted}
     filters = _Filters(since, until, statuses, wanted)
     src = _open_source(source)
-    sel = _select_sessions(src, ids, progress, prechecked, exact_ids)
+    sel = _select_sessions(src, ids, progress, prechecked, exact_ids, workers, parallel)
     if cache and _cache_serves(src, wanted, ids, filters):
         assert sel.check is not None and sel.known is not None
         return _cached_frames(
@@ -447,7 +469,7 @@ def _collect_frames(
     plan = _Plan.make(wanted, filters)
     if _index_serves(src, plan):
         if plan.only_sessions and ids is None and not filters.any:
-            return {"sessions": _whole_sessions(src, sel, progress)}
+            return {"sessions": _whole_sessions(src, sel, progress, rows_made)}
         summaries, keep = _index_rows(src, sel, ids, filters, progress)
         if plan.only_sessions:
             return {"sessions": _sessions_from_index(src, summaries, keep, sel.errors)}
@@ -472,8 +494,9 @@ def _collect_frames(
                 until=until,
                 status=filters.statuses,
                 progress=progress,
+                rows_made=rows_made if not plan.session_filtered else None,
             )
-    return _build_frames(src, selected, plan, sel.errors, progress)
+    return _build_frames(src, selected, plan, sel.errors, progress, rows_made)
 
 
 def _wanted_frames(frames: Iterable[str]) -> list[str]:
@@ -500,10 +523,17 @@ class _Selection:
 
 
 def _select_sessions(
-    src: Any, ids: Any, progress: bool | None, prechecked: tuple | None, exact: bool = False
+    src: Any,
+    ids: Any,
+    progress: bool | None,
+    prechecked: tuple | None,
+    exact: bool = False,
+    workers: int | None = None,
+    parallel: Any = None,
 ) -> _Selection:
     """Resolve ``ids`` (as they are when ``exact``) and leave out the sessions that
-    Store.load() rejects."""
+    Store.load() rejects (checked by ``workers`` processes through ``parallel`` when there
+    are enough to check)."""
     errors: list[dict] = []
     if prechecked is not None:  # by the caller, for this same store: see _cached_frames
         check, known, rejected, reported = prechecked
@@ -525,9 +555,18 @@ def _select_sessions(
             selected = _resolve_ids(ids, known, src.label)
     if check is not None and prechecked is None:
         assert known is not None
+        verdicts = None
+        if workers is not None and workers > 1 and parallel is not None:
+
+            def verdicts(stale: list[str]) -> dict[str, Any]:
+                if not parallel.usable(src.store, stale):
+                    return {}
+                return parallel.check(src.store, stale, workers=workers)
+
         rejected = check.rejected(
             selected if selected is not None else known,
             progress=lambda items: _progress(items, progress, "checking sessions"),
+            verdicts=verdicts,
         )
         check.save()
         for sid in sorted(rejected):
@@ -563,6 +602,8 @@ class _Plan:
     filters: _Filters
     #: sessions are kept or dropped by the session filters during the pass
     session_filtered: bool
+    #: each session's ``sessions`` row is made even if the frame is not wanted
+    summarize: bool = False
 
     @classmethod
     def make(cls, wanted: Iterable[str], filters: _Filters) -> _Plan:
@@ -583,7 +624,7 @@ class _Plan:
     @property
     def want_summary(self) -> bool:
         """Whether each session's ``sessions`` row is computed (for the frame or the filter)."""
-        return "sessions" in self.wanted or self.session_filtered
+        return "sessions" in self.wanted or self.session_filtered or self.summarize
 
     @property
     def need_stats(self) -> bool:
@@ -669,9 +710,19 @@ def _sessions_from_index(
 
 
 def _build_frames(
-    src: Any, selected: list[str], plan: _Plan, errors: list[dict], progress: bool | None
+    src: Any,
+    selected: list[str],
+    plan: _Plan,
+    errors: list[dict],
+    progress: bool | None,
+    rows_made: dict[str, tuple[list, list[str]]] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Read the files of the ``selected`` sessions once, feeding every builder of ``plan``."""
+    """Read the files of the ``selected`` sessions once, feeding every builder of ``plan``;
+    ``rows_made`` (unless None) gets each session's ``sessions`` row, by the id read."""
+    if rows_made is not None and not plan.session_filtered:
+        plan = dataclasses.replace(plan, summarize=True)
+    else:
+        rows_made = None
     builders = plan.builders(src)
     flushing = list(builders.values())
     reads = src.read_all(selected, plan.parts())
@@ -687,7 +738,9 @@ def _build_frames(
             _report_vanished(errors, src, key)
             continue
         sid, session, run_list = opened
-        _feed_session(src, plan, builders, sid, session, run_list, raw)
+        summary = _feed_session(src, plan, builders, sid, session, run_list, raw)
+        if rows_made is not None and summary is not None:
+            rows_made[key] = summary
     return {name: builders[name].frame_df(errors) for name in plan.wanted}
 
 
@@ -719,9 +772,11 @@ def _feed_session(
     session: dict,
     run_list: Runs,
     raw: dict[str, Any],
-) -> None:
-    """Add one session's rows to the builders (none when the session filters drop it)."""
+) -> tuple[list, list[str]] | None:
+    """Add one session's rows to the builders (none when the session filters drop it);
+    its ``sessions`` row and run statuses when the plan makes them."""
     stats = _feed_runs(plan, builders, sid, session, run_list)
+    summary = None
     if plan.want_summary:
         row, statuses = _summary_row(
             sid,
@@ -731,8 +786,9 @@ def _feed_session(
             raw.get("verification"),
             _lineage_values(src, sid),
         )
+        summary = (row, statuses)
         if plan.session_filtered and not plan.filters.session_ok(row, statuses):
-            return
+            return summary
         if "sessions" in builders:
             builders["sessions"].add_row(row)
     if "messages" in builders:
@@ -745,6 +801,7 @@ def _feed_session(
         builders["traces"].add(sid, raw.get("traces"), runs_with_models, raw.get("verification"))
     if "verification" in builders:
         builders["verification"].add(sid, raw.get("verification"))
+    return summary
 
 
 def _feed_runs(

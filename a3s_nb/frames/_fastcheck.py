@@ -40,7 +40,8 @@ JSON_DEPTH = 6
 
 def accepts(store: Any, session_id: str) -> bool:
     """True only if ``store.load(session_id)`` would succeed; False when it may not."""
-    if _DECODERS is None:
+    decoders = _built()[1]
+    if decoders is None:
         return False
     try:
         key, texts = store._read_texts(session_id)
@@ -52,7 +53,7 @@ def accepts(store: Any, session_id: str) -> bool:
                 continue
             if not isinstance(text, str | bytes):  # a part of a v1 envelope, parsed already
                 return False
-            decode = _DECODERS.get(part)
+            decode = decoders.get(part)
             if decode is None:  # a part this module does not describe
                 return False
             value = decode(text)
@@ -456,5 +457,24 @@ def _classes() -> tuple[dict[str, Any], dict[str, Any]] | None:
     return classes, {part: msgspec.json.Decoder(t).decode for part, t in roots.items()}
 
 
-#: The mirror classes by name, and a decoder per session part (None without msgspec).
-CLASSES, _DECODERS = _classes() or (None, None)
+_BUILT: tuple[Any, Any] | None = None
+
+
+def _built() -> tuple[Any, Any]:
+    """The mirror classes and the decoders, built on first use: a call that finds every
+    verdict in the load check's cache (a cached frame call in a new kernel) never pays for
+    them (about 40 ms)."""
+    global _BUILT
+    if _BUILT is None:
+        _BUILT = _classes() or (None, None)
+    return _BUILT
+
+
+def __getattr__(name: str) -> Any:
+    #: ``CLASSES``: the mirror classes by name; ``_DECODERS``: a decoder per session part
+    #: (both None without msgspec).
+    if name == "CLASSES":
+        return _built()[0]
+    if name == "_DECODERS":
+        return _built()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

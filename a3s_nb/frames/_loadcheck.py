@@ -440,8 +440,13 @@ class LoadCheck:
         self,
         ids: list[str],
         progress: Callable[[list], Iterable] | None = None,
+        verdicts: Callable[[list[str]], dict[str, Any]] | None = None,
     ) -> dict[str, CorruptFileError]:
-        """The sessions among ``ids`` that ``load()`` rejects, with its error."""
+        """The sessions among ``ids`` that ``load()`` rejects, with its error.
+
+        ``verdicts(ids)``, when given, reaches ``_check``'s verdicts on the sessions to
+        check in one go (``_parallel.check``: in worker processes); any it leaves out is
+        checked here."""
         if self.path is None:
             out = {}
             for sid in ids:
@@ -479,6 +484,11 @@ class LoadCheck:
         if stale:
             untrusted = set(cache["untrusted"])
             limit = self._now - RACY_SECONDS * 1e9
+            ready = (
+                verdicts([sid for sid in stale if stem_of[sid] in current["session"]])
+                if verdicts is not None
+                else {}
+            )
             for sid in progress(stale) if progress is not None else stale:
                 stem = stem_of[sid]
                 record(files, current, PARTS, stem)  # what the verdict is reached on
@@ -486,7 +496,7 @@ class LoadCheck:
                     entries.pop(stem, None)
                     untrusted.discard(stem)
                     continue
-                error = _check(self.store, sid)
+                error = ready[sid] if sid in ready else _check(self.store, sid)
                 if error is not None and error["problem"] == VANISHED:
                     entries.pop(stem, None)
                     untrusted.discard(stem)

@@ -8,7 +8,11 @@ directory (in ``/dev/shm`` when there is room: memory, not disk) and says it is 
 parent maps the files, concatenates each frame's tables in worker order and makes one
 DataFrame of them, with the dtypes, categories and ``attrs`` a build in one process gives.
 Only small things travel through the pipe: the ``errors`` entries and the warnings a worker
-raised, which the parent raises again, once each, at the user's line.
+raised, which the parent raises again, once each, at the user's line, and each session's
+``sessions`` row (the parent's sessions index takes them instead of reading the files
+again). Before the build, the sessions with no cached load verdict are checked the same
+way (``check``: each worker runs ``_loadcheck._check`` on its share and sends back the
+verdicts, which the parent records as if it had reached them).
 
 Workers are started by ``forkserver`` (``spawn`` where there is none), never by a plain
 fork of a process that may be a threaded Jupyter kernel. The fork server imports a3s_nb
@@ -51,7 +55,7 @@ import pandas as pd
 from .._warn import warn
 from ..errors import ParallelBuildError
 from ..store.store import FileStore, _pid_alive
-from . import _columns, _engine
+from . import _columns, _engine, _loadcheck
 from ._columns import _with_attrs
 from ._framecache import _fix_categories, _types_mapper
 
@@ -192,11 +196,21 @@ def remove_dead_leftovers() -> list[str]:
 
 def _work(conn: Connection, task: dict[str, Any]) -> None:
     """A worker's whole life: build one run of sessions, write its frames, report."""
+    _serve(conn, _build_chunk, task)
+
+
+def _check_work(conn: Connection, task: dict[str, Any]) -> None:
+    """A load-check worker's whole life: check one run of sessions, report the verdicts."""
+    _serve(conn, _check_chunk, task)
+
+
+def _serve(conn: Connection, job: Any, task: dict[str, Any]) -> None:
+    """Run ``job(conn, **task)`` and send its result (or its failure) to the parent."""
     # Ctrl-C in a terminal reaches the whole process group: the parent handles it and
     # stops the workers, which need not print tracebacks of their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        result = _build_chunk(conn, **task)
+        result = job(conn, **task)
     except BaseException as e:  # any failure is the parent's to raise
         with contextlib.suppress(Exception):
             conn.send(("error", f"{type(e).__name__}: {e}", traceback.format_exc()))
@@ -204,6 +218,41 @@ def _work(conn: Connection, task: dict[str, Any]) -> None:
         conn.send(("done", result))
     finally:
         conn.close()
+
+
+def _check_chunk(conn: Connection, *, path: str, ids: list[str]) -> dict[str, Any]:
+    """The load check's verdict on each of ``ids`` (``_loadcheck._check``)."""
+    store = FileStore(path, create=False)
+    return {sid: _loadcheck._check(store, sid) for sid in ids}
+
+
+def check(store: Any, ids: list[str], *, workers: int) -> dict[str, Any]:
+    """The load check's verdict (None or ``{path, problem}``) on each of ``ids`` of a
+    directory store, reached by ``workers`` processes, each on a contiguous share: what
+    ``_loadcheck._check`` answers in this process (tests/test_parallel.py)."""
+    parts = chunks(ids, min(workers, len(ids) // MIN_PER_WORKER))
+    ctx = _context()
+    running: list[tuple[Any, Connection]] = []
+    try:
+        with _without_main(), _preloading(ctx):
+            for k, part in enumerate(parts):
+                receive, send = ctx.Pipe(duplex=False)
+                task = {"path": str(store.path), "ids": part}
+                proc = ctx.Process(
+                    target=_check_work,
+                    args=(send, task),
+                    name=f"a3s_nb-check-{k}",
+                    daemon=True,
+                )
+                running.append((proc, receive))
+                proc.start()
+                send.close()
+        verdicts: dict[str, Any] = {}
+        for result in _gather(running, None):
+            verdicts.update(result)
+        return verdicts
+    finally:
+        _stop(running)
 
 
 def _build_chunk(
@@ -216,10 +265,12 @@ def _build_chunk(
     until: Any,
     status: Any,
     out: str,
+    rows: bool = False,
 ) -> dict[str, Any]:
     """Build the frames of ``ids`` as one process would, write each to ``out/<frame>.arrow``
     and return what else the parent needs: the ``errors`` entries of skipped sessions, each
-    frame's notes, and the warnings raised."""
+    frame's notes, and the warnings raised; with ``rows``, each session's ``sessions`` row
+    made in the same pass (for the parent's sessions index)."""
     import pyarrow as pa
 
     reported: list[dict] = []
@@ -240,6 +291,7 @@ def _build_chunk(
     # This process is this build's alone: its engine may be steered for it.
     _engine._report = counting_report
     _engine._progress = counting_progress
+    rows_made: dict[str, Any] | None = {} if rows else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         frames = _engine._collect(
@@ -253,6 +305,7 @@ def _build_chunk(
             cache=False,
             prechecked=(None, ids, {}, []),
             exact_ids=True,
+            rows_made=rows_made,
         )
     notes: dict[str, list[dict]] = {}
     for name, df in frames.items():
@@ -278,6 +331,7 @@ def _build_chunk(
                 about[next(at)] = name
     return {
         "reported": reported,
+        "rows": rows_made or {},
         "notes": notes,
         "warnings": [
             (about[i], _category(w.category), str(w.message))
@@ -344,10 +398,13 @@ def build(
     until: Any = None,
     status: Any = None,
     progress: bool | None = None,
+    rows_made: dict[str, Any] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The frames ``wanted`` of the sessions ``ids`` of a directory store, built by
     ``workers`` processes: what ``_collect_frames`` would give for them, with ``errors``
-    (already reported) first in each frame's ``attrs["errors"]``."""
+    (already reported) first in each frame's ``attrs["errors"]``. ``rows_made``, unless
+    None, gets each session's ``sessions`` row, made by the workers in their pass (as
+    ``_engine._build_frames`` does)."""
     pa = _columns.pa
 
     parts = chunks(ids, min(workers, len(ids) // MIN_PER_WORKER))
@@ -363,8 +420,22 @@ def build(
     scratch = _scratch_dir()
     try:
         with _without_main(), _preloading(ctx):
-            _start(ctx, parts, scratch, running, path, wanted, since, until, status)
+            _start(
+                ctx,
+                parts,
+                scratch,
+                running,
+                path,
+                wanted,
+                since,
+                until,
+                status,
+                rows=rows_made is not None,
+            )
         results = _gather(running, bar)
+        if rows_made is not None:
+            for r in results:
+                rows_made.update(r["rows"])
         # every worker is done: the frames, in session order
         out_frames: dict[str, pd.DataFrame] = {}
         reported = [e for r in results for e in r["reported"]]
@@ -406,6 +477,7 @@ def _start(
     since: Any,
     until: Any,
     status: Any,
+    rows: bool = False,
 ) -> None:
     """Start a worker per run of sessions; each is in ``running`` before it starts."""
     for k, part in enumerate(parts):
@@ -419,6 +491,7 @@ def _start(
             "until": until,
             "status": status,
             "out": out,
+            "rows": rows,
         }
         receive, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_work, args=(send, task), name=f"a3s_nb-frames-{k}", daemon=True)

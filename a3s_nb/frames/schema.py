@@ -1111,7 +1111,10 @@ workers=None)`.
 - `workers`: build in that many worker processes (`None` or 1: in the calling one), each
   reading a contiguous share of the sessions of a directory store; the frames are the same
   row for row, `attrs` included (other sources, and builds of fewer than 40 sessions, are
-  built in the calling process; `sessions` is served from its index either way). A worker
+  built in the calling process; `sessions` is served from its index either way). On a
+  store seen for the first time the workers also share the check of which sessions
+  `load()` accepts. It pays from a few thousand sessions with a core to spare (the first
+  call in a kernel also starts a fork server, about 2 s; see docs/analysis.md). A worker
   that fails raises `ParallelBuildError`. A build killed outright (SIGKILL, out of memory)
   leaves its temporary folders (`/dev/shm/a3s_nb-frames-<pid>-*`, `$TMPDIR/a3s_nb-pool-<pid>-*`);
   the next parallel build and `a3s-nb check --fix` remove those whose process is gone.

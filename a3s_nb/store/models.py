@@ -42,7 +42,11 @@ JSON = Any
 class A3sModel(BaseModel):
     """Base of every persisted type: keeps unknown fields, writes like serde."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True, validate_assignment=False)
+    # defer_build: a model's validator is built on its first use, not at import: a cached
+    # frame call in a new kernel validates nothing (tests/test_first_call.py)
+    model_config = ConfigDict(
+        extra="allow", populate_by_name=True, validate_assignment=False, defer_build=True
+    )
 
     _write_null: ClassVar[frozenset[str]] = frozenset()
     _omit_none: ClassVar[frozenset[str]] = frozenset()
@@ -828,6 +832,9 @@ class SessionBundle(BaseModel):
     ``subagent_tasks`` is ``None`` for stores written by a3s-code before 3.3, which have no
     such file; a3s_nb then does not create one either.
     """
+
+    # built on its first validation, not at import (``import a3s_nb`` stays light)
+    model_config = ConfigDict(defer_build=True)
 
     session: SessionData
     runs: list[RunRecord] = Field(default_factory=list)

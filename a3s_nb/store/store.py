@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 try:
     import fcntl
@@ -103,13 +103,16 @@ LAYOUT: dict[Part, tuple[str, str]] = {
     "session": ("", "{}.json"),
 }
 
+# built on first use, as the models are (defer_build): a call that validates nothing, such
+# as a cached frame call, never pays for the validators
+_DEFER = ConfigDict(defer_build=True)
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "session": TypeAdapter(SessionData),
-    "runs": TypeAdapter(list[RunRecord]),
-    "traces": TypeAdapter(list[TraceEvent]),
-    "verification": TypeAdapter(list[VerificationReport]),
+    "runs": TypeAdapter(list[RunRecord], config=_DEFER),
+    "traces": TypeAdapter(list[TraceEvent], config=_DEFER),
+    "verification": TypeAdapter(list[VerificationReport], config=_DEFER),
     "artifacts": TypeAdapter(ArtifactManifest),
-    "subagent_tasks": TypeAdapter(list[SubagentTaskSnapshot]),
+    "subagent_tasks": TypeAdapter(list[SubagentTaskSnapshot], config=_DEFER),
 }
 
 _MAX_ID_BYTES = 200
