@@ -67,6 +67,7 @@ def tmp(monkeypatch) -> Iterator[Path]:
 
 def kill_a_build(store: Path, tmp: Path) -> list[Path]:
     """SIGKILL a ``workers=2`` build mid-build; what it left behind."""
+    a3s_nb.sessions(store)  # load() verdicts cached: the build goes straight to the frames
     proc = subprocess.Popen(
         [sys.executable, "-c", _BUILD, str(store)],
         stdout=subprocess.PIPE,
