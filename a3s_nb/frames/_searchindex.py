@@ -34,7 +34,6 @@ import os
 import sqlite3
 import stat
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -42,6 +41,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import CorruptFileError, SessionNotFoundError
+from ..store import _metafiles
 from ..store._cachefile import digest, encode
 from ..store._json import loads
 from ..store._prompts import _args_json, _prompts
@@ -140,10 +140,6 @@ def _match_expr(grams: list[str]) -> str:
 # ============================================================================ the file
 
 
-class UnsafeIndexError(OSError):
-    """The index's folder or file is not what a3s_nb makes (a link, not a folder)."""
-
-
 _SCHEMA = (
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT)",
     "CREATE TABLE docs(id INTEGER PRIMARY KEY, stem TEXT NOT NULL, sid TEXT NOT NULL, "
@@ -162,17 +158,6 @@ _PRAGMAS = (
     "PRAGMA temp_store=MEMORY",
     "PRAGMA synchronous=NORMAL",
 )
-
-
-def _real_folder(path: Path) -> None:
-    """Make sure ``path`` is a folder of its own (created if missing), not a link."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        os.mkdir(path, 0o700)
-        st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode):
-        raise UnsafeIndexError(f"{path} is not a folder (a link or a file): index not used")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -209,9 +194,8 @@ def _open_existing(path: Path) -> sqlite3.Connection | None:
 def _fresh(path: Path) -> tuple[sqlite3.Connection, Path]:
     """A new, empty index under a name of its own (created exclusively, never through a
     link), to be renamed over ``path`` when built."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{time.time_ns()}.{uuid.uuid4().hex[:8]}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    os.close(os.open(tmp, flags, 0o600))
+    tmp = _metafiles.temp_name(path)
+    os.close(_metafiles.create(tmp, 0o600))  # exclusively, never through a link
     try:
         conn = _connect(tmp)
         conn.execute("BEGIN")
@@ -274,7 +258,7 @@ class SearchIndex:
         check.save()
         good = {check.stems[sid]: sid for sid in known if sid not in self.rejected}
         clean = digest([check.digest, sorted(good.items()), INDEX_FORMAT])
-        _real_folder(self.store.meta_dir)
+        _metafiles.ensure_dir(self.store.meta_dir)  # a real folder in the store, never a link
         conn = _open_existing(self.path)
         meta = _meta(conn) if conn is not None else {}
         if meta.get("format") == str(INDEX_FORMAT) and meta.get("state") == "clean":

@@ -13,7 +13,7 @@ from ..errors import CorruptFileError
 from ..store._tokens import USAGE_KEYS as _USAGE_KEYS
 from ..store._tokens import add_counts
 from ..store._tokens import add_usage as _add_usage
-from ..store.store import read_lineage
+from ..store.store import LINEAGE_COLUMNS, read_lineage
 from . import schema
 from ._runfile import (
     K_AGENT_END,
@@ -208,7 +208,7 @@ def _lineage_values(source: Any, session_id: str) -> dict[str, Any]:
         except CorruptFileError:
             rec = None
     if not rec:
-        return dict.fromkeys(_LINEAGE_COLS)
+        return dict.fromkeys(LINEAGE_COLUMNS)
     created = pd.Timestamp(rec["created_at"]) if rec.get("created_at") else None
     return {
         "lineage_kind": _str(rec.get("kind")),
@@ -224,16 +224,6 @@ def _edits(rec: dict[str, Any]) -> int:
     """How many tool results a fork edited (a record without ``edits``: none)."""
     edits = rec.get("edits")
     return len(edits) if isinstance(edits, list) else 0
-
-
-_LINEAGE_COLS = (
-    "lineage_kind",
-    "lineage_parent_id",
-    "lineage_at_prompt",
-    "lineage_created_at",
-    "lineage_model",
-    "lineage_edits",
-)
 
 
 def _summary_row(
@@ -319,7 +309,7 @@ def _summary_row(
         "verification_status": vstatus,
         **{k: _str(session.get(k)) for k in _IDENTITY},
         "cost_usd": cost,
-        **(lineage or dict.fromkeys(_LINEAGE_COLS)),
+        **(lineage or dict.fromkeys(LINEAGE_COLUMNS)),
     }
     statuses = sorted({st.status for st in stats if st.status is not None})
     return [values[c] for c in _SESSION_COLS], statuses

@@ -72,6 +72,7 @@ from ..store._tokens import runs_total_tokens, runs_usage
 from ..store._traceorigin import AGENT, Call, Trace, attribute, output_size, program_steps
 from ..store._v1layout import file_key
 from ..store.models import Message, RunRecord, SessionBundle, ToolResultBlock
+from ..store.store import LINEAGE_COLUMNS as store_lineage_columns
 from ..store.store import (
     LINEAGE_SCHEMA,
     FileStore,
@@ -436,16 +437,8 @@ def lineage_frame(store: Any = None) -> pd.DataFrame:
     return _lineage_frame(pd.DataFrame(rows, columns=LINEAGE_COLUMNS))
 
 
-#: The lineage columns that ``sessions()`` gains (see ``schema.py``).
-LINEAGE_COLUMNS = [
-    "session_id",
-    "lineage_kind",
-    "lineage_parent_id",
-    "lineage_at_prompt",
-    "lineage_created_at",
-    "lineage_model",
-    "lineage_edits",
-]
+#: ``lineage_frame()``'s columns: the session, then what ``sessions()`` gains from its record.
+LINEAGE_COLUMNS = ["session_id", *store_lineage_columns]
 
 
 def _lineage_row(rec: dict[str, Any]) -> dict[str, Any]:

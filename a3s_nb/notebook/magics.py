@@ -792,7 +792,7 @@ class A3sNb(Magics):
     @argument(
         "--workspace",
         help="Where to put the copy of the source's workspace the replay works in "
-        "(default: a new temporary directory).",
+        "(default: STORE/.a3s_nb/workspaces/<new id>, kept so the replay can be resumed).",
     )
     @argument("--as", dest="name", default="replay", help="The variable to bind (default: replay).")
     @argument(

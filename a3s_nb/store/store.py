@@ -1766,6 +1766,15 @@ LINEAGE_SCHEMA = "a3s_nb.lineage.v1"
 #: ``MemoryStore`` keeps them in memory. Made by fork and replay (``a3s_nb.lab``), read by
 #: the frames, removed with their session (``Store.delete``).
 LINEAGE_DIR = "lineage"
+#: The columns a lineage record gives a session (``sessions()``, ``lineage_frame()``).
+LINEAGE_COLUMNS = (
+    "lineage_kind",
+    "lineage_parent_id",
+    "lineage_at_prompt",
+    "lineage_created_at",
+    "lineage_model",
+    "lineage_edits",
+)
 
 
 def _lineage_file(store: Store, session_id: str) -> Path | None:
