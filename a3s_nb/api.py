@@ -18,8 +18,9 @@ import json
 import os
 import re
 import threading
+import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -257,7 +258,7 @@ def save(
         raise StoreError(f"cannot write session {sid} to store {st}: {e}") from e
     if not by_sdk:
         encoder.wrote(encoded["session"].data, encoded["session"].head)
-    _SAVED_AS[_key(session)] = _Saved(sid, state, "saved as")
+    _remember(session, sid, state, "saved as")
     messages = parts["session"]["messages"]
     counts = tool_call_counts(messages)
     return SaveResult(
@@ -353,16 +354,37 @@ class _Saved:
     id: str  # the id it is stored under
     fingerprint: tuple[Any, ...] | None  # its fingerprint then (None: it could not tell)
     how: str  # "saved as" or "resumed from"
+    session: Callable[[], Any]  # the session it is about (a weak reference where it can be)
 
 
 #: What the store holds of each live session of this process, by (id(session), its
 #: session_id): the id it was last saved under or resumed from, and its fingerprint then.
-#: :func:`save` writes it; later saves, autosave and ``%a3s_resume`` read it.
+#: :func:`save` writes it (``_remember``); later saves, autosave and ``%a3s_resume`` read
+#: it (``_recall``).
 _SAVED_AS: dict[tuple[int, str], _Saved] = {}
 
 
 def _key(session: Any) -> tuple[int, str]:
     return builtins.id(session), str(session.session_id)
+
+
+def _remember(session: Any, sid: str, state: tuple[Any, ...] | None, how: str) -> None:
+    try:
+        ref: Callable[[], Any] = weakref.ref(session)
+    except TypeError:  # an object that takes no weak reference: held, so its id stays its own
+        ref = lambda: session  # noqa: E731
+    _SAVED_AS[_key(session)] = _Saved(sid, state, how, ref)
+
+
+def _recall(session: Any) -> _Saved | None:
+    """What is remembered of ``session``; never what a dead session whose memory address
+    (``id``) it now has left behind."""
+    key = _key(session)
+    known = _SAVED_AS.get(key)
+    if known is not None and known.session() is not session:
+        del _SAVED_AS[key]
+        return None
+    return known
 
 
 def _state(session: Any) -> tuple[Any, ...] | None:
@@ -376,7 +398,7 @@ def _state(session: Any) -> tuple[Any, ...] | None:
 def saved_as(session: Any) -> str | None:
     """The id ``session`` was last saved under (or resumed from) in this process; None
     when it was neither."""
-    known = _SAVED_AS.get(_key(session))
+    known = _recall(session)
     return None if known is None else known.id
 
 
@@ -390,7 +412,7 @@ def unsaved_work(session: Any) -> str | None:
     """
     try:
         now = fingerprint(session)
-        known = _SAVED_AS.get(_key(session))
+        known = _recall(session)
     except Exception:  # closed or broken: there is nothing a save could read
         return None
     if now is None:
@@ -849,7 +871,7 @@ def resume(
         raise
     except Exception as e:  # anything else the SDK raises
         raise LiveSessionError(f"a3s-code could not resume session {full!r}: {e}") from e
-    _SAVED_AS[_key(live)] = _Saved(full, _state(live), "resumed from")  # nothing unsaved yet
+    _remember(live, full, _state(live), "resumed from")  # nothing unsaved yet
     return live
 
 

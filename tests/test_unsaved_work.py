@@ -158,3 +158,23 @@ def test_autosave_and_save_follow_one_memory(ip, a3s_code, sdk_agent, ws, store,
     assert out.startswith(f"updated session mywork in {store}: 4 messages, 2 runs")
     assert sorted(p.name for p in store.glob("*.json")) == ["mywork.json"]
     session.close()
+
+
+def test_what_a_dead_session_left_is_not_taken_for_a_new_one_at_its_address(tmp_path):
+    """The memory of where a session was saved is keyed by its address (``id``): a new
+    session with the same id at the address of a dead one must not inherit its saved-as id
+    (an autosave then wrote under another session's name, seen once in CI)."""
+    from a3s_nb import api
+
+    from .conftest import FIXTURE_STORE
+    from .fakes import fake_session
+
+    old, new = (
+        fake_session(FIXTURE_STORE, "fix-oscar-2-000"),
+        fake_session(FIXTURE_STORE, "fix-oscar-2-000"),
+    )
+    a3s_nb.save(old, id="fix-1", store=tmp_path / "store")
+    assert api.saved_as(old) == "fix-1"
+    api._SAVED_AS[api._key(new)] = api._SAVED_AS.pop(api._key(old))  # old died; new at its address
+    assert api.saved_as(new) is None
+    assert api._key(new) not in api._SAVED_AS
