@@ -2,7 +2,8 @@
 
     a3s-nb list   [--store DIR] [--limit N] [--model M] [--workspace W] [--since T]
                   [--contains TEXT]             saved sessions, newest first
-    a3s-nb show   ID [--store DIR]              one session's transcript
+    a3s-nb show   ID [--prompts] [--store DIR]  one session's transcript (--prompts: its
+                                                prompts and tool call ids)
     a3s-nb report ID [-o FILE.html]             one session as a self-contained HTML page
     a3s-nb search QUERY [--in KIND] [--regex]   find text in every session
     a3s-nb check  [--fix] [--store DIR]         load every session; report broken files
@@ -10,6 +11,9 @@
     a3s-nb export dataset DEST [--full]         every frame as a Parquet dataset (dir or s3://)
     a3s-nb export otel [OUT.jsonl] [--endpoint URL] [--content]
                                                 runs as OpenTelemetry GenAI traces
+    a3s-nb fork   ID [--at N] [--edit CALL_ID=TEXT] [--send PROMPT --config FILE]
+                                                fork after prompt N, tool results edited
+                                                (see ``a3s-nb fork -h``)
     a3s-nb replay ID --model P/M [--store DIR]  replay a session on a model; exit 1 on
                                                 a regression (see ``a3s-nb replay -h``)
 
@@ -87,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
         "show", parents=[common], help="a session's transcript", formatter_class=_Plain
     )
     show.add_argument("id", help="session id or a unique prefix of it")
+    show.add_argument(
+        "--prompts",
+        action="store_true",
+        help="one line per prompt and per tool call, with the numbers and call ids that "
+        "fork --at and --edit take",
+    )
     rep = sub.add_parser(
         "report", parents=[common], help="one session as a self-contained HTML page"
     )
@@ -151,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--status", help="otel: only runs with this status")
     export.add_argument("--since", help="otel: only runs created at or after this time")
     export.add_argument("--until", help="otel: only runs created before this time")
+    _fork_parser(sub)
     _replay_parser(sub)
     return parser
 
@@ -167,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _command(args: argparse.Namespace) -> int:
     if args.command == "replay":
         return _replay(args)
+    if args.command == "fork":
+        return _fork(args)
     try:
         store = open_store(getattr(args, "store", None), create=False)
         if args.command == "list":
@@ -174,7 +187,7 @@ def _command(args: argparse.Namespace) -> int:
         if args.command == "show":
             bundle = store.load(store.resolve(args.id))
             print(f"session {bundle.id} ({bundle.session.model_name or 'unknown model'})")
-            print(transcript_text(bundle, limit=0))
+            print(_prompt_lines(bundle) if args.prompts else transcript_text(bundle, limit=0))
             return 0
         if args.command == "report":
             from .exports.report import report_file  # pandas: imported on first use
@@ -377,25 +390,15 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    import os
-
     try:
-        config = args.config or os.environ.get("A3S_NB_AGENT_CONFIG")
-        if not config:
-            raise A3sNbError(
-                "replay needs an agent: give --config FILE (an a3s-code .acl config) or set "
-                "$A3S_NB_AGENT_CONFIG"
-            )
+        config = _config(args.config, "replay")
         checks = []
         for item in args.check:
             cid, sep, command = item.partition("=")
             if not sep or not cid.strip() or not command.strip():
                 raise A3sNbError(f"--check {item!r} is not ID=COMMAND")
             checks.append({"id": cid.strip(), "command": command.strip(), "required": True})
-        path = os.path.expanduser(config)
-        if not os.path.isfile(path):
-            raise A3sNbError(f"agent config {config} is not a file")
-        agent = import_a3s_code().Agent.create(path)
+        agent = _agent(config)
         store = open_store(getattr(args, "store", None), create=False)
         result = replay(
             args.id,
@@ -412,19 +415,171 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"a3s-nb: {e}", file=sys.stderr)
         return 2
     print(result)
+    _print_changes(result.diff)
+    return 0 if result.ok else 1
+
+
+def _config(given: str | None, command: str) -> str:
+    """The agent config file: ``--config``, else ``$A3S_NB_AGENT_CONFIG``."""
+    import os
+
+    config = given or os.environ.get("A3S_NB_AGENT_CONFIG")
+    if not config:
+        raise A3sNbError(
+            f"{command} needs an agent: give --config FILE (an a3s-code .acl config) or set "
+            "$A3S_NB_AGENT_CONFIG"
+        )
+    return config
+
+
+def _agent(config: str) -> Any:
+    import os
+
+    path = os.path.expanduser(config)
+    if not os.path.isfile(path):
+        raise A3sNbError(f"agent config {config} is not a file")
+    return import_a3s_code().Agent.create(path)
+
+
+def _print_changes(diff: Any) -> None:
+    """The rows of a :func:`~a3s_nb.diff` frame that are not ``same``, a line each."""
     import pandas as pd
 
     def show(value: object) -> str:
         return "-" if value is None or pd.isna(value) else str(value)
 
-    changed = result.diff[result.diff["change"] != "same"]
-    for rec in changed.itertuples():
+    for rec in diff[diff["change"] != "same"].itertuples():
         if rec.kind == "prompt":
             what = f"prompt {show(rec.prompt_a)} / {show(rec.prompt_b)}"
         else:
             what = f"  tool {show(rec.tool_a)} / {show(rec.tool_b)}"
-        print(f"  {rec.change:8} {what}  [{show(rec.status_a)} / {show(rec.status_b)}]")
-    return 0 if result.ok else 1
+        changed = f" ({rec.what_changed})" if isinstance(rec.what_changed, str) else ""
+        print(f"  {rec.change:8} {what}  [{show(rec.status_a)} / {show(rec.status_b)}]{changed}")
+
+
+def _prompt_lines(bundle: Any) -> str:
+    """A line per prompt (its number, status and first line) and per tool call (its id,
+    tool and status): what ``fork --at N`` and ``--edit CALL_ID=TEXT`` take."""
+    from .lab.lineage import prompts
+
+    lines = []
+    for p in prompts(bundle):
+        first = (p.text.splitlines() or [""])[0]
+        lines.append(f"{p.number:>3}  [{p.status or 'no run'}] {first}")
+        lines.extend(f"       {t.id or '(no id)'}  {t.name} {t.status}" for t in p.tools)
+    return "\n".join(lines) or "(no prompts)"
+
+
+# -------------------------------------------------------------------------------- fork
+
+_FORK_HELP = """\
+Fork a saved session after prompt N (default: all) into a new saved session, record its
+lineage, and print how it differs from its source. With --edit CALL_ID=TEXT it is a what-if
+fork: its history holds TEXT as that tool call's output, where the model reads it (a call of
+the kept prompts; `a3s-nb show ID --prompts` lists the numbers and call ids). With --send
+PROMPT the fork continues on an agent (from --config FILE or $A3S_NB_AGENT_CONFIG; give
+--workspace to work in a copy of the source's folder) and is saved after its prompts.
+Exit 2 on an error; nothing is written then.
+
+  a3s-nb show fix-1 --prompts
+  a3s-nb fork fix-1 --at 3 --edit call_807e="2 tests failed" --send "Fix what broke" \\
+      --config agent.acl --workspace /tmp/what-if
+"""
+
+
+def _fork_parser(sub: argparse._SubParsersAction) -> None:
+    cmd = sub.add_parser(
+        "fork",
+        help="fork a session after prompt N, optionally with edited tool results",
+        description=_FORK_HELP,
+        formatter_class=_PlainRaw,
+    )
+    cmd.add_argument("id", help="session id or a unique prefix of it")
+    cmd.add_argument("--at", type=int, help="keep the first N prompts (default: all)")
+    cmd.add_argument("--store", default=argparse.SUPPRESS, help="store directory")
+    cmd.add_argument("--id", dest="new_id", help="the fork's id (default: ID-fork-K)")
+    cmd.add_argument(
+        "--edit",
+        action="append",
+        default=[],
+        metavar="CALL_ID=TEXT",
+        help="tool call CALL_ID returned TEXT instead (repeatable)",
+    )
+    cmd.add_argument(
+        "--edit-file",
+        action="append",
+        default=[],
+        metavar="CALL_ID=FILE",
+        help="tool call CALL_ID returned the text of FILE instead (repeatable)",
+    )
+    cmd.add_argument(
+        "--send",
+        action="append",
+        default=[],
+        metavar="PROMPT",
+        help="continue the fork with this prompt on the agent (repeatable, in order)",
+    )
+    cmd.add_argument(
+        "--config", help="a3s-code agent config for --send (default: $A3S_NB_AGENT_CONFIG)"
+    )
+    cmd.add_argument(
+        "--workspace", help="copy the source's workspace here; the fork works in the copy"
+    )
+
+
+def _edit_words(args: argparse.Namespace) -> list[str]:
+    """``--edit`` words, and ``--edit-file`` ones with the file's text in place of its name."""
+    words = list(args.edit)
+    for item in args.edit_file:
+        call_id, sep, name = item.partition("=")
+        if not sep or not call_id.strip() or not name:
+            raise A3sNbError(f"--edit-file {item!r} is not CALL_ID=FILE")
+        try:
+            text = Path(name).expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise A3sNbError(f"--edit-file {item!r}: cannot read {name}: {e}") from e
+        words.append(f"{call_id}={text}")
+    return words
+
+
+def _fork(args: argparse.Namespace) -> int:
+    from .api import save
+    from .lab.lineage import diff, fork, lineage_of, parse_edits
+
+    try:
+        edits = parse_edits(_edit_words(args))
+        agent = _agent(_config(args.config, "fork --send")) if args.send else None
+        store = open_store(getattr(args, "store", None), create=False)
+        forked = fork(
+            args.id,
+            args.at,
+            new_id=args.new_id,
+            store=store,
+            agent=agent,
+            workspace=args.workspace,
+            edits=edits,
+        )
+        sid = forked.id if agent is None else forked.session_id
+        rec = lineage_of(sid, store=store) or {}
+        n = len(rec.get("edits") or ())
+        edited = f", {n} tool result{'s' if n != 1 else ''} edited" if n else ""
+        print(
+            f"session {sid}, forked from {rec.get('parent_id')} after prompt "
+            f"{rec.get('at_prompt')} of {rec.get('of_prompts')}{edited}"
+        )
+        if agent is not None:
+            try:
+                for k, prompt in enumerate(args.send, start=rec.get("at_prompt", 0) + 1):
+                    print(f"[prompt {k}] {forked.send(prompt).text}")
+            finally:
+                save(forked, store=store)
+                forked.close()
+        changes = diff(rec.get("parent_id") or args.id, sid, store=store)
+    except (A3sNbError, ImportError, OSError, ValueError, RuntimeError) as e:
+        print(f"a3s-nb: {e}", file=sys.stderr)
+        return 2
+    _print_changes(changes)
+    return 0
 
 
 def _export_otel(store: Store, args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -248,6 +249,67 @@ def test_fork_magic_bad_edit_is_a_usage_error_and_writes_nothing(ip, fixture_dir
     assert "fork" not in ip.user_ns
 
 
+# ---------------------------------------------------------------------------- the command
+
+
+def test_show_prompts_lists_the_numbers_and_call_ids_fork_takes(fixture_dir, capsys):
+    from a3s_nb.cli import main
+
+    assert main(["show", OSCAR, "--prompts", "--store", str(fixture_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[4].split() == ["2", "[completed]", "Run", "the", "check", "script", "for",
+                                "ticket", "foxtrot-0_2."]  # fmt: skip
+    assert lines[5].split() == [BASH, "bash", "error"]
+    assert [ln.split()[0] for ln in lines[1:] if ln.split()[0].isdigit()] == list("12345")
+
+
+def test_fork_command_edit_writes_a_what_if_fork_and_prints_the_changed_call(
+    fixture_dir, tmp_path, capsys
+):
+    from a3s_nb.cli import main
+
+    before = hashes(fixture_dir)
+    text = tmp_path / "out.txt"
+    text.write_text("line one\nline two\n")
+    argv = ["fork", OSCAR, "--at", "2", "--id", "wi", "--store", str(fixture_dir)]
+    assert main([*argv, "--edit", f"{BASH}={NEW}", "--edit-file", f"{READ}={text}"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"session wi, forked from {OSCAR} after prompt 2 of 5, 2 tool results edited"
+    assert [ln.split() for ln in out if "(output)" in ln] == [
+        ["changed", "tool", "read", "/", "read", "[ok", "/", "ok]", "(output)"],
+        ["changed", "tool", "bash", "/", "bash", "[error", "/", "error]", "(output)"],
+    ]
+    results = tool_results(on_disk(fixture_dir, "wi"))
+    assert (results[BASH]["content"], results[READ]["content"]) == (NEW, text.read_text())
+    assert {k: v for k, v in hashes(fixture_dir).items() if k in before} == before
+    edits = a3s_nb.lineage_of("wi", store=fixture_dir)["edits"]
+    assert sorted(e["call_id"] for e in edits) == sorted([READ, BASH])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--edit", BASH], "is not CALL_ID=TEXT"),
+        (["--edit", f"{BASH}=a", "--edit", f"{BASH}=b"], "gives tool call .* twice"),
+        (["--edit", "call_nope=x"], "no tool call 'call_nope'.* can be edited .*: call_b7b6"),
+        (["--edit", f"{MISSING}=x"], "after the cut at prompt 2"),
+        (["--edit-file", f"{BASH}=no-such-file.txt"], "cannot read no-such-file.txt"),
+        (["--edit-file", BASH], "is not CALL_ID=FILE"),
+        (["--send", "go on"], "fork --send needs an agent: give --config FILE"),
+        (["--send", "go on", "--config", "missing.acl"], "agent config missing.acl is not a file"),
+        (["--at", "9"], "prompt"),
+    ],
+)
+def test_fork_command_bad_input_exits_2_and_writes_nothing(fixture_dir, capsys, args, message):
+    from a3s_nb.cli import main
+
+    before = hashes(fixture_dir)
+    assert main(["fork", OSCAR, "--at", "2", "--store", str(fixture_dir), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("a3s-nb: ") and re.search(message, err), err
+    assert hashes(fixture_dir) == before
+
+
 # ------------------------------------------------------------------ the real SDK continues
 
 QUESTION = "What did the check report?"
@@ -361,3 +423,25 @@ def test_the_calculator_what_if(a3s_code, tmp_path, edit, answer, check):
         assert answer in fork.send(testing.CALC_WHATIF_PROMPT).text
         assert lineage.record_checks(fork, [testing.CALC_CHECK])["status"] == check
         fork.close()
+
+
+@pytest.mark.sdk
+def test_fork_command_send_continues_from_the_edited_output_and_saves(
+    llm, source, tmp_path, capsys
+):
+    from a3s_nb.cli import main
+
+    store, call = source
+    config = tmp_path / "agent.acl"
+    config.write_text(llm.acl_config())
+    argv = ["fork", "src", "--at", "1", "--id", "wi", "--store", str(store)]
+    argv += ["--edit", f"{call}={NEW}", "--send", QUESTION, "--config", str(config)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[prompt 2] It passed." in out  # the model read the edited output
+    doc = on_disk(store, "wi")
+    assert tool_results(doc)[call]["content"] == NEW
+    assert [b["text"] for b in blocks(doc["session"]["messages"], "text")][-2:] == [
+        QUESTION,
+        "It passed.",
+    ]

@@ -663,6 +663,23 @@ def fork(
     return api.resume(sid, agent, store=st, **options)
 
 
+def parse_edits(words: Sequence[str]) -> dict[str, str] | None:
+    """``CALL_ID=TEXT`` words (``--edit`` of the fork magic and command) as ``{call id:
+    text}``; None when there are none. :class:`EditError` says what is wrong with a word."""
+    out: dict[str, str] = {}
+    for word in words:
+        call_id, sep, text = word.partition("=")
+        if not sep or not call_id.strip():
+            raise EditError(
+                f"--edit {word!r} is not CALL_ID=TEXT: give the tool call id, '=', and the "
+                "output it should have returned (quote it when it has spaces)"
+            )
+        if call_id in out:
+            raise EditError(f"--edit gives tool call {call_id!r} twice: give each call once")
+        out[call_id] = text
+    return out or None
+
+
 def _same(a: Store, b: Store) -> bool:
     return isinstance(a, FileStore) and isinstance(b, FileStore) and a.path == b.path
 

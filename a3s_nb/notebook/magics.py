@@ -33,7 +33,7 @@ from traitlets import Bool, Unicode
 
 from .. import api
 from ..errors import A3sNbError
-from ..lab.lineage import diff, fork, lineage_of, replay
+from ..lab.lineage import diff, fork, lineage_of, parse_edits, replay
 from ..saved import SavedSession, transcript_html, transcript_text
 from ..sdk.capture import is_session_like
 from ..store.models import SessionBundle
@@ -103,22 +103,6 @@ def _usage_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise UsageError(f"a3s-code is not installed: {e}") from e
 
     return wrapper
-
-
-def _edits(words: list[str]) -> dict[str, str] | None:
-    """``--edit CALL_ID=TEXT`` words as ``{call id: text}`` (None when there are none)."""
-    out: dict[str, str] = {}
-    for word in words:
-        call_id, sep, text = word.partition("=")
-        if not sep or not call_id.strip():
-            raise UsageError(
-                f"--edit {word!r} is not CALL_ID=TEXT: give the tool call id, '=', and the "
-                "output it should have returned (quote it when it has spaces)"
-            )
-        if call_id in out:
-            raise UsageError(f"--edit gives tool call {call_id!r} twice: give each call once")
-        out[call_id] = text
-    return out or None
 
 
 def _split(line: str) -> list[str]:
@@ -664,7 +648,7 @@ class A3sNb(Magics):
         """
         args = _parse(self.a3s_fork, line)
         name = self._variable_name(args.name)
-        edits = _edits(args.edit)
+        edits = parse_edits(args.edit)
         agent = None
         if args.agent:
             agent = self._lookup(args.agent, "pass the variable that holds the a3s_code.Agent")
