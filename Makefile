@@ -15,7 +15,7 @@ LAB_PORT ?= 8888
 # Install within the versions last tested (constraints.txt); UNPINNED=1 takes the newest.
 PIN    := $(if $(UNPINNED),,-c constraints.txt)
 
-.PHONY: lab test venv test-venv browser java otel-backend lint bench notebooks clean
+.PHONY: lab test test-setup venv test-venv system otel-backend lint bench notebooks clean
 
 # What a notebook user needs (the same as binder/requirements.txt installs).
 venv: $(LAB_STAMP)
@@ -34,20 +34,15 @@ $(TEST_STAMP): $(LAB_STAMP)
 	$(BIN)/python -m pip install --quiet $(PIN) -e '.[all,export,test]' 'a3s-code==3.1.0'
 	touch $@
 
-# Debian's Chromium for the browser test (no browser download: the network allows none).
-browser:
-	@if [ ! -x /usr/bin/chromium ]; then \
+# Debian's packages the tests need, in one apt-get: Chromium for the browser tests (no
+# browser download: the network allows none) and Java for the Spark test (pyspark runs
+# Spark in a local JVM).
+system:
+	@if [ ! -x /usr/bin/chromium ] || ! command -v java >/dev/null 2>&1; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
-	fi
-
-# Debian's Java for the Spark test (pyspark runs Spark in a local JVM).
-java:
-	@if ! command -v java >/dev/null 2>&1; then \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    chromium fonts-dejavu-core openjdk-17-jre-headless >/dev/null; \
 	fi
 
 # The OpenTelemetry backend of the export test: an MLflow tracking server in its own venv
@@ -66,8 +61,14 @@ lab: venv
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.port=$(LAB_PORT) \
 	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
-test: test-venv browser java otel-backend lint
-	$(BIN)/python -m pytest
+# The three setups are independent (the venv, Debian's packages, MLflow's venv): they run
+# side by side.
+test:
+	$(MAKE) -j3 test-setup
+	$(MAKE) lint
+	$(BIN)/python -m pytest --durations=25
+
+test-setup: test-venv system otel-backend
 
 lint: test-venv
 	$(BIN)/ruff check a3s_nb tests benchmarks notebooks/execute.py
