@@ -473,6 +473,7 @@ def mlflow_side_by_side(store: Path, floor: dict, repeat: int, venv: Path) -> No
 
     import a3s_nb
 
+    venv = venv.absolute()  # the server runs in a temporary directory
     exe = venv / "bin" / "mlflow"
     if not exe.exists():
         print(f"   MLflow: {exe} not found (make otel-backend builds it); skipped")
