@@ -544,7 +544,7 @@ def _edit_words(args: argparse.Namespace) -> list[str]:
 
 def _fork(args: argparse.Namespace) -> int:
     from .api import save
-    from .lab.lineage import diff, fork, lineage_of, parse_edits
+    from .lab.lineage import diff, fork, fork_summary, lineage_of, parse_edits
 
     try:
         edits = parse_edits(_edit_words(args))
@@ -561,12 +561,7 @@ def _fork(args: argparse.Namespace) -> int:
         )
         sid = forked.id if agent is None else forked.session_id
         rec = lineage_of(sid, store=store) or {}
-        n = len(rec.get("edits") or ())
-        edited = f", {n} tool result{'s' if n != 1 else ''} edited" if n else ""
-        print(
-            f"session {sid}, forked from {rec.get('parent_id')} after prompt "
-            f"{rec.get('at_prompt')} of {rec.get('of_prompts')}{edited}"
-        )
+        print(f"session {sid}, {fork_summary(rec)}")
         if agent is not None:
             try:
                 for k, prompt in enumerate(args.send, start=rec.get("at_prompt", 0) + 1):

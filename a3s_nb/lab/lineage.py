@@ -680,6 +680,17 @@ def parse_edits(words: Sequence[str]) -> dict[str, str] | None:
     return out or None
 
 
+def fork_summary(record: Mapping[str, Any]) -> str:
+    """``forked from P after prompt A of B[, N tool results edited]``: a fork's lineage
+    record in the words the fork magic and command print."""
+    n = len(record.get("edits") or ())
+    edited = f", {n} tool result{'s' if n != 1 else ''} edited" if n else ""
+    return (
+        f"forked from {record.get('parent_id')} after prompt {record.get('at_prompt')} of "
+        f"{record.get('of_prompts')}{edited}"
+    )
+
+
 def _same(a: Store, b: Store) -> bool:
     return isinstance(a, FileStore) and isinstance(b, FileStore) and a.path == b.path
 

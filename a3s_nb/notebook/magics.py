@@ -33,7 +33,7 @@ from traitlets import Bool, Unicode
 
 from .. import api
 from ..errors import A3sNbError
-from ..lab.lineage import diff, fork, lineage_of, parse_edits, replay
+from ..lab.lineage import diff, fork, fork_summary, lineage_of, parse_edits, replay
 from ..saved import SavedSession, transcript_html, transcript_text
 from ..sdk.capture import is_session_like
 from ..store.models import SessionBundle
@@ -670,12 +670,7 @@ class A3sNb(Magics):
             if isinstance(obj, SavedSession)
             else f"live; {name}.send(...) continues it"
         )
-        n = len(rec.get("edits") or ())
-        edited = f", {n} tool result{'s' if n != 1 else ''} edited" if n else ""
-        print(
-            f"{name}: session {sid}, forked from {rec.get('parent_id')} after prompt "
-            f"{rec.get('at_prompt')} of {rec.get('of_prompts')}{edited} ({how})"
-        )
+        print(f"{name}: session {sid}, {fork_summary(rec)} ({how})")
 
     @magic_arguments()
     @argument("a", help="Session A: a saved id (or unique prefix), or a variable.")
