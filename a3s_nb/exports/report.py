@@ -211,9 +211,7 @@ def _write(path: Path, data: bytes) -> None:
         fd = fsio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
         made = True
         try:
-            view = memoryview(data)
-            while view:
-                view = view[fsio.write(fd, view) :]
+            fsio.write_all(fd, data)
             fsio.fsync(fd)
         finally:
             fsio.close(fd)

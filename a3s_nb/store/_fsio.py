@@ -47,3 +47,10 @@ def mkdir(path: Any, mode: int = 0o777) -> None:
 
 def rmdir(path: Any) -> None:
     os.rmdir(path)
+
+
+def write_all(fd: int, data: Any) -> None:
+    """Write all of ``data`` (a short write is continued, through ``write`` above)."""
+    view = memoryview(data)
+    while view:
+        view = view[write(fd, view) :]

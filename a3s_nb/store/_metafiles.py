@@ -143,9 +143,7 @@ def write_new(path: Path, data: bytes, *, fsync: bool = False) -> None:
     fd = create(path)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[fsio.write(fd, view) :]
+            fsio.write_all(fd, data)
             if fsync:
                 fsio.fsync(fd)
         finally:

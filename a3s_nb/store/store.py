@@ -1635,17 +1635,11 @@ def _same_bytes(target: Path, data: bytes) -> bool:
         return False
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[fsio.write(fd, view) :]
-
-
 def _write_new(tmp: Path, data: bytes) -> None:
     """Write ``data`` to a new, fsynced file ``tmp``."""
     fd = fsio.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
-        _write_all(fd, data)
+        fsio.write_all(fd, data)
         fsio.fsync(fd)
     finally:
         fsio.close(fd)
