@@ -17,7 +17,7 @@ from ..store._json import loads as _loads
 from ..store._metafiles import scandir
 from ..store.models import SessionBundle
 from ..store.store import LINEAGE_DIR, FileStore, MemoryStore, Store, resolve_id, sdk_safe_id
-from ._loadcheck import path_templates
+from ._loadcheck import LOCK_BATCH, path_templates
 from ._runfile import decode as _decode_runs
 
 # ============================================================================ sources
@@ -65,9 +65,6 @@ class _Source:
                 yield key, self.read(key, parts)
             except CorruptFileError as err:
                 yield key, err
-
-
-_LOCK_BATCH = 32
 
 
 class _StoreSource(_Source):
@@ -174,10 +171,10 @@ class _StoreSource(_Source):
     ) -> Iterator[tuple[str, dict[str, Any] | CorruptFileError]]:
         # The shared lock is taken per batch of sessions: an a3s_nb save in another kernel
         # is never seen half done, and a writer waits for one batch, not a whole frame.
-        for start in range(0, len(ids), _LOCK_BATCH):
+        for start in range(0, len(ids), LOCK_BATCH):
             batch: list[tuple[str, Any]] = []
             with self.store.lock(shared=True):
-                for key in ids[start : start + _LOCK_BATCH]:
+                for key in ids[start : start + LOCK_BATCH]:
                     try:
                         batch.append((key, self._read_parts(key, parts)))
                     except CorruptFileError as err:
