@@ -16,7 +16,15 @@ from ..store import _v1layout as v1
 from ..store._json import loads as _loads
 from ..store._metafiles import scandir
 from ..store.models import SessionBundle
-from ..store.store import LINEAGE_DIR, FileStore, MemoryStore, Store, resolve_id, sdk_safe_id
+from ..store.store import (
+    LINEAGE_DIR,
+    FileStore,
+    MemoryStore,
+    Store,
+    read_to_end,
+    resolve_id,
+    sdk_safe_id,
+)
 from ._loadcheck import LOCK_BATCH, path_templates
 from ._runfile import decode as _decode_runs
 
@@ -109,8 +117,11 @@ class _StoreSource(_Source):
     def _read_file(self, session_id: str, part: str) -> Any:
         path = self.templates[part].format(sdk_safe_id(session_id))
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                data = read_to_end(fd, os.fstat(fd).st_size)
+            finally:
+                os.close(fd)
             if data:
                 # the run files, most of the bytes, are decoded into typed records
                 return _decode_runs(data) if part == "runs" else _loads(data)

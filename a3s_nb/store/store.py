@@ -1596,13 +1596,22 @@ def _read_bytes(path: Path) -> bytes | None:
             raise CorruptFileError(path, "is a directory, not a file")
         if not stat.S_ISREG(st.st_mode):
             raise CorruptFileError(path, "is not a regular file")
-        with open(fd, "rb", closefd=False) as f:
-            data = f.read()
+        data = read_to_end(fd, st.st_size)
     except OSError as e:
         raise CorruptFileError(path, f"cannot be read: {e.strerror}") from None
     finally:
         os.close(fd)
     return data
+
+
+def read_to_end(fd: int, size: int) -> bytes:
+    """The bytes of the open file ``fd`` from where it is to its end, ``size`` (its size as
+    ``fstat`` gave it) at a time: no buffered file object, whose making costs as much as
+    reading a small file, and a file that grew meanwhile is still read whole."""
+    chunks = []
+    while chunk := os.read(fd, size + 1):
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _id_in_file(path: Path | str) -> str | None:
