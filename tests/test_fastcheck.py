@@ -81,6 +81,37 @@ def test_the_load_check_loads_no_valid_fixture_session(fixture_dir, monkeypatch)
     assert sorted(frames["sessions"]["session_id"]) == FIXTURE_IDS
 
 
+def test_a_cold_check_takes_the_store_lock_once_per_batch(fixture_dir, monkeypatch):
+    # each load() reuses the shared lock its batch holds instead of taking it again
+    store = a3s_nb.FileStore(fixture_dir)
+    taken: list[bool] = []
+    real = a3s_nb.FileStore._acquire
+    monkeypatch.setattr(
+        a3s_nb.FileStore,
+        "_acquire",
+        lambda self, shared: taken.append(shared) or real(self, shared),
+    )
+    monkeypatch.setattr(_loadcheck, "LOCK_BATCH", 3, raising=False)
+    check = _loadcheck.LoadCheck(store)
+    assert check.rejected(FIXTURE_IDS) == {}
+    assert taken == [True] * math.ceil(len(FIXTURE_IDS) / 3)
+
+
+@pytest.mark.parametrize("folder", ["plain", "br{ace}s {0}"])
+def test_load_reads_the_files_pathlib_names(tmp_path, folder):
+    # the session files' names are formatted from templates, not built with pathlib
+    root = tmp_path / folder
+    shutil.copytree(FIXTURE_STORE, root)
+    store = a3s_nb.FileStore(root)
+    odd = ["abc", "a/b", "a..b", "x{}y", "{0}", ".", "..", "...", "a\\b", " ", "é", ""]
+    for sid in odd:
+        for part in _loadcheck.PARTS:
+            assert store._file_name(sid, part) == str(store._file(sid, part)), (sid, part)
+    for sid in FIXTURE_IDS:
+        assert store.load(sid).session.id == sid
+        assert _loadcheck._check(store, sid) is None
+
+
 def test_a_rejected_session_is_still_loaded_for_its_message(fixture_dir):
     badfiles._bad_session_huge_int(fixture_dir)
     with pytest.warns(a3s_nb.CorruptSessionWarning, match=badfiles.VICTIM):

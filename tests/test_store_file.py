@@ -432,3 +432,23 @@ def _lookup_store(factory) -> a3s_nb.FileStore:
         store.save(make_bundle("s-1"))
         store.save(make_bundle("s-2"))
     return a3s_nb.open_store(path)
+
+
+@pytest.mark.parametrize("hint", [0, 10, 99, 100, 5000])
+def test_a_file_is_read_to_its_end_whatever_size_it_was_said_to_have(tmp_path, hint):
+    # the size fstat gave may be stale: a file that grew since is still read whole
+    path = tmp_path / "grown.json"
+    data = bytes(range(256)) * 40 + b"end"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert store_mod.read_to_end(fd, hint) == data
+    finally:
+        os.close(fd)
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"")
+    fd = os.open(empty, os.O_RDONLY)
+    try:
+        assert store_mod.read_to_end(fd, hint) == b""
+    finally:
+        os.close(fd)

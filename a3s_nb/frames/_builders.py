@@ -32,7 +32,7 @@ from ._columns import (
     _Repeat,
     _too_big,
 )
-from ._runfile import K_TOOL_END, K_TOOL_START, TYPE_NAMES, Record, Run
+from ._runfile import K_TOOL_END, TYPE_NAMES, Record, Run
 from ._runfile import MEMO_EVENTS as _MEMO_EVENTS
 from ._walk import (
     _S_UPDATED,
@@ -237,8 +237,9 @@ class _TracesBuilder(_Builder):
         runs: Any = (),
         reports: Any = None,
     ) -> None:
-        """One row per trace event; ``runs`` are the session's runs with each one's model,
-        ``reports`` its verification reports (for where each trace came from)."""
+        """One row per trace event; ``runs`` are the session's runs, each as ``(run, its
+        model, its tool_end events with their start)`` (``_walk._run_stats``), ``reports``
+        its verification reports (for where each trace came from)."""
         c = self.cols
         items = [_d(t) for t in _l(traces)]
         owners, origins, call_of, calls = _trace_origins(items, runs, reports)
@@ -283,17 +284,12 @@ def _trace_origins(
     calls: list[Call] = []
     call_info: list[tuple[Any, Any]] = []
     ordered = sorted(runs, key=lambda rm: _int_or_zero(rm[0].snapshot.created_at_ms))
-    for run, model in ordered:
+    for run, model, tool_ends in ordered:
         owner = (run.snapshot.id, model)
-        started: dict[Any, Any] = {}
-        for rec in run.events:
-            e = rec.event
-            if e.kind == K_TOOL_START:
-                started[e.tool_call_id] = rec.timestamp_ms
-            elif e.kind == K_TOOL_END:
-                steps = program_steps(e.x_metadata) if e.tool_name == "program" else ()
-                calls.append(Call(owner, e.tool_name, e.exit_code, output_size(e.text), steps))
-                call_info.append((_str(e.tool_call_id), _int(started.get(e.tool_call_id))))
+        for e, start in tool_ends:
+            steps = program_steps(e.x_metadata) if e.tool_name == "program" else ()
+            calls.append(Call(owner, e.tool_name, e.exit_code, output_size(e.text), steps))
+            call_info.append((_str(e.tool_call_id), _int(start)))
     owners, origins, call_of = attribute(traces, calls, verify_checks(reports))
     return owners, origins, call_of, call_info
 

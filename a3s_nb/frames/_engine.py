@@ -775,7 +775,9 @@ def _feed_session(
 ) -> tuple[list, list[str]] | None:
     """Add one session's rows to the builders (none when the session filters drop it);
     its ``sessions`` row and run statuses when the plan makes them."""
-    stats = _feed_runs(plan, builders, sid, session, run_list)
+    # each run's tool_end events, gathered by the walk that counts its statistics
+    tool_ends: list[list] | None = [] if "traces" in builders else None
+    stats = _feed_runs(plan, builders, sid, session, run_list, tool_ends)
     summary = None
     if plan.want_summary:
         row, statuses = _summary_row(
@@ -796,7 +798,8 @@ def _feed_session(
     if "traces" in builders:
         model = _session_model(session)
         runs_with_models = [
-            (run, st.model or model) for run, st in zip(run_list, stats, strict=True)
+            (run, st.model or model, ends)
+            for run, st, ends in zip(run_list, stats, tool_ends, strict=True)
         ]
         builders["traces"].add(sid, raw.get("traces"), runs_with_models, raw.get("verification"))
     if "verification" in builders:
@@ -805,10 +808,16 @@ def _feed_session(
 
 
 def _feed_runs(
-    plan: _Plan, builders: dict[str, Any], sid: str, session: dict, run_list: Runs
+    plan: _Plan,
+    builders: dict[str, Any],
+    sid: str,
+    session: dict,
+    run_list: Runs,
+    tool_ends: list[list] | None = None,
 ) -> list[_RunStats]:
     """Add a session's runs to ``runs``, ``run_events`` and ``spans`` (runs the run filters
-    keep), and return every run's statistics when the plan needs them."""
+    keep), and return every run's statistics when the plan needs them (and, into
+    ``tool_ends`` unless None, each run's ``tool_end`` events: see ``_run_stats``)."""
     want_runs = plan.want_runs
     if not (plan.want_summary or want_runs or "traces" in plan.wanted):
         return []
@@ -828,8 +837,12 @@ def _feed_runs(
         keep_run = want_runs and filters.run_ok(snap.status, snap.created_at_ms)
         span_rows: list | None = [] if keep_run and spans_b is not None else None
         st: Any = None
-        if need_stats:  # the one walk over the events for statistics (and spans)
-            st = _run_stats(run, span_rows, run_id)
+        if need_stats:  # the one walk over the events for statistics (spans, tool calls)
+            ends: list | None = None
+            if tool_ends is not None:
+                ends = []
+                tool_ends.append(ends)
+            st = _run_stats(run, span_rows, run_id, ends)
         if keep_run and events_b is not None:
             events_b.add(sid, run_id, run.events, run_list.encode)
         if need_stats:

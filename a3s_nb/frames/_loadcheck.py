@@ -21,10 +21,11 @@ never trusted.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +251,20 @@ def _check(store: Store, session_id: str) -> dict[str, str] | None:
             "problem": f"cannot be loaded: {type(e).__name__}: {e}",
         }
     return None
+
+
+#: Sessions checked under one taking of the store's shared lock (as the frames read them).
+LOCK_BATCH = 32
+
+
+def _locked_batches(store: Store, items: Iterable[str]) -> Iterator[str]:
+    """``items``, each batch of ``LOCK_BATCH`` yielded under the store's shared lock: the
+    ``load`` of each then reuses the lock held instead of taking it (a writer waits for
+    one batch at most)."""
+    it = iter(items)
+    while batch := list(itertools.islice(it, LOCK_BATCH)):
+        with store.lock(shared=True):
+            yield from batch
 
 
 def stems_of(ids: list[str]) -> list[str]:
@@ -489,7 +504,8 @@ class LoadCheck:
                 if verdicts is not None
                 else {}
             )
-            for sid in progress(stale) if progress is not None else stale:
+            checking = progress(stale) if progress is not None else stale
+            for sid in _locked_batches(self.store, checking):
                 stem = stem_of[sid]
                 record(files, current, PARTS, stem)  # what the verdict is reached on
                 if stem not in current["session"]:  # deleted since listed

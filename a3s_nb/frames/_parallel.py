@@ -221,9 +221,10 @@ def _serve(conn: Connection, job: Any, task: dict[str, Any]) -> None:
 
 
 def _check_chunk(conn: Connection, *, path: str, ids: list[str]) -> dict[str, Any]:
-    """The load check's verdict on each of ``ids`` (``_loadcheck._check``)."""
+    """The load check's verdict on each of ``ids`` (``_loadcheck._check``, a batch of
+    sessions under each taking of the store's shared lock, as in the calling process)."""
     store = FileStore(path, create=False)
-    return {sid: _loadcheck._check(store, sid) for sid in ids}
+    return {sid: _loadcheck._check(store, sid) for sid in _loadcheck._locked_batches(store, ids)}
 
 
 def check(store: Any, ids: list[str], *, workers: int) -> dict[str, Any]:

@@ -16,8 +16,16 @@ from ..store import _v1layout as v1
 from ..store._json import loads as _loads
 from ..store._metafiles import scandir
 from ..store.models import SessionBundle
-from ..store.store import LINEAGE_DIR, FileStore, MemoryStore, Store, resolve_id, sdk_safe_id
-from ._loadcheck import path_templates
+from ..store.store import (
+    LINEAGE_DIR,
+    FileStore,
+    MemoryStore,
+    Store,
+    read_to_end,
+    resolve_id,
+    sdk_safe_id,
+)
+from ._loadcheck import LOCK_BATCH, path_templates
 from ._runfile import decode as _decode_runs
 
 # ============================================================================ sources
@@ -67,9 +75,6 @@ class _Source:
                 yield key, err
 
 
-_LOCK_BATCH = 32
-
-
 class _StoreSource(_Source):
     def __init__(self, store: Store):
         self.store = store
@@ -112,8 +117,11 @@ class _StoreSource(_Source):
     def _read_file(self, session_id: str, part: str) -> Any:
         path = self.templates[part].format(sdk_safe_id(session_id))
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                data = read_to_end(fd, os.fstat(fd).st_size)
+            finally:
+                os.close(fd)
             if data:
                 # the run files, most of the bytes, are decoded into typed records
                 return _decode_runs(data) if part == "runs" else _loads(data)
@@ -174,10 +182,10 @@ class _StoreSource(_Source):
     ) -> Iterator[tuple[str, dict[str, Any] | CorruptFileError]]:
         # The shared lock is taken per batch of sessions: an a3s_nb save in another kernel
         # is never seen half done, and a writer waits for one batch, not a whole frame.
-        for start in range(0, len(ids), _LOCK_BATCH):
+        for start in range(0, len(ids), LOCK_BATCH):
             batch: list[tuple[str, Any]] = []
             with self.store.lock(shared=True):
-                for key in ids[start : start + _LOCK_BATCH]:
+                for key in ids[start : start + LOCK_BATCH]:
                     try:
                         batch.append((key, self._read_parts(key, parts)))
                     except CorruptFileError as err:

@@ -165,12 +165,21 @@ _SPAN_KINDS = frozenset(
 )
 
 
-def _run_stats(run: Run, spans: list | None = None, run_id: str | None = None) -> _RunStats:
-    """The one walk over a run's events: counts, tokens, model; and its spans when asked."""
+def _run_stats(
+    run: Run,
+    spans: list | None = None,
+    run_id: str | None = None,
+    tool_ends: list | None = None,
+) -> _RunStats:
+    """The one walk over a run's events: counts, tokens, model; and its spans when asked.
+    ``tool_ends`` (unless None) gets ``(event, start ms)`` of each ``tool_end`` event, the
+    start being the timestamp of the last ``tool_start`` of its id before it (the tool
+    calls the ``traces`` frame attributes its rows to)."""
     events = run.events
     st = _RunStats(run.snapshot)
     walker = _SpanWalker(run_id or "", st, spans) if spans is not None else None
     turn_usages = st.turn_usages
+    started: dict[Any, Any] | None = {} if tool_ends is not None else None
     for rec in events:
         e = rec.event
         kind = e.kind
@@ -182,6 +191,11 @@ def _run_stats(run: Run, spans: list | None = None, run_id: str | None = None) -
             st.n_tool_calls += 1
             if e.exit_code not in (0, None):
                 st.n_tool_errors += 1
+            if started is not None:
+                tool_ends.append((e, started.get(e.tool_call_id)))  # type: ignore[union-attr]
+        elif kind == K_TOOL_START:
+            if started is not None:
+                started[e.tool_call_id] = rec.timestamp_ms
         elif kind == K_TURN_END:
             turn_usages.append(e.usage)
         elif kind == K_STEP_START:

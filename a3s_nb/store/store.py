@@ -685,6 +685,21 @@ class FileStore(Store):
         directory, name = LAYOUT[part]
         return self.path / directory.format(stem) / name.format(stem)
 
+    def _file_name(self, session_id: str, part: Part) -> str:
+        """``str(self._file(session_id, part))`` by plain string formatting: building the
+        path with pathlib costs as much as reading a small file, and ``load`` reads six."""
+        stem = sdk_safe_id(session_id)
+        if stem in ("", "."):  # pathlib would fold ``x/./y`` and ``x//y``: let it
+            return str(self._file(session_id, part))
+        templates = self.__dict__.get("_file_templates")
+        if templates is None:
+            root = str(self.path).replace("{", "{{").replace("}", "}}")
+            templates = self._file_templates = {
+                p: os.path.join(root, directory, name).replace("{}", "{0}")
+                for p, (directory, name) in LAYOUT.items()
+            }
+        return templates[part].format(stem)
+
     def location(self, session_id: str, part: Part = "session") -> str:
         """The file a part of a session is read from: in the v1 layout when a3s-code
         would read it there (the snapshot envelope holds every part), else the flat one."""
@@ -1130,7 +1145,7 @@ class FileStore(Store):
 
     # ---- reading -------------------------------------------------------------------------
 
-    def _overlaid(self, path: Path) -> Path | None:
+    def _overlaid(self, path: Path | str) -> Path | str | None:
         """Where to read ``path`` from: itself, or what a pending journal this reader cannot
         finish puts there (None: the journal removes it)."""
         held = _held_locks().get(str(self.path))
@@ -1204,7 +1219,7 @@ class FileStore(Store):
         if not self._v1_rules(session_id):
             # a root copy may itself be a snapshot envelope: then it holds every part (told
             # from the document when it is read anyway, else from its first bytes)
-            path = self._file(session_id, "session")
+            path = self._file_name(session_id, "session")
             session = self._text(path) if "session" in parts else None
             if "session" in parts:
                 envelope = (
@@ -1217,12 +1232,12 @@ class FileStore(Store):
                 envelope = real is not None and v1.starts_as_envelope(real)
             if not envelope:
                 return {
-                    p: session if p == "session" else self._text(self._file(session_id, p))
+                    p: session if p == "session" else self._text(self._file_name(session_id, p))
                     for p in parts
                 }
         return self.read_parts(session_id, parts, parsed=True)  # type: ignore[return-value]
 
-    def _text(self, path: Path) -> str | None:
+    def _text(self, path: Path | str) -> str | None:
         """A store file's text, None when absent; refused as a3s-code refuses it (sealed,
         over the size limit)."""
         real = self._overlaid(path)
@@ -1581,13 +1596,22 @@ def _read_bytes(path: Path) -> bytes | None:
             raise CorruptFileError(path, "is a directory, not a file")
         if not stat.S_ISREG(st.st_mode):
             raise CorruptFileError(path, "is not a regular file")
-        with open(fd, "rb", closefd=False) as f:
-            data = f.read()
+        data = read_to_end(fd, st.st_size)
     except OSError as e:
         raise CorruptFileError(path, f"cannot be read: {e.strerror}") from None
     finally:
         os.close(fd)
     return data
+
+
+def read_to_end(fd: int, size: int) -> bytes:
+    """The bytes of the open file ``fd`` from where it is to its end, ``size`` (its size as
+    ``fstat`` gave it) at a time: no buffered file object, whose making costs as much as
+    reading a small file, and a file that grew meanwhile is still read whole."""
+    chunks = []
+    while chunk := os.read(fd, size + 1):
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _id_in_file(path: Path | str) -> str | None:
