@@ -31,7 +31,7 @@ from ._builders import (
     _VerificationBuilder,
 )
 from ._columns import _with_attrs
-from ._framecache import FrameCache, _fix_categories, _types_mapper
+from ._framecache import FrameCache, to_frame
 from ._loadcheck import LoadCheck, id_of_stem, stems_in, vanished
 from ._runfile import Run, Runs, runs_of
 from ._sources import _PARTS, _RUN_FRAMES, _SESSION_FRAMES, _open_source, _resolve_ids, _StoreSource
@@ -285,8 +285,7 @@ def _whole_sessions(
         remembered = RememberedFrame(src.store, f"{_cache_key()}.{SUMMARY_VERSION}")
         table = remembered.load(inputs)
         if table is not None:
-            df = table.to_pandas(types_mapper=_types_mapper(_columns.pa))
-            return _with_attrs("sessions", _fix_categories(df, "sessions"), sel.errors)
+            return _with_attrs("sessions", to_frame(table, "sessions"), sel.errors)
     reported = len(sel.errors)
     state: dict[str, Any] = {}
     summaries = _index_summaries(

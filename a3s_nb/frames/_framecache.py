@@ -38,7 +38,7 @@ from ..store._cachefile import encode as _encode
 from ..store._cachefile import read_json, write_json
 from ..store._json import loads
 from ..store.store import FileStore, sdk_safe_id
-from . import schema
+from . import _columns, schema
 from ._builders import _empty_frame
 from ._columns import _categories
 from ._loadcheck import LoadCheck
@@ -223,15 +223,13 @@ class FrameCache:
         fresh = build(todo, wanted) if todo else {}
         out: dict[str, pd.DataFrame] = {}
         all_notes: dict[str, list[dict]] = {}
-        mapper = _types_mapper(self.pa)
         for frame in wanted:
             plan, notes = plans[frame]
             segments = [seg for seg, _lo, _hi in plan]
             if any(seg.digest is None for seg in segments):
                 segments, notes = self._update(frame, plan, notes, good, cur, fresh, todo)
             all_notes[frame] = notes
-            table = _concat(self.pa, [seg.table for seg in segments], frame)
-            out[frame] = _fix_categories(table.to_pandas(types_mapper=mapper), frame)
+            out[frame] = to_frame(_concat(self.pa, [seg.table for seg in segments], frame), frame)
         return out, all_notes
 
     def _trusted(self, sig: list) -> list | None:
@@ -435,6 +433,24 @@ def _merge(pa: Any, kept: Any, drop: set[str], new: Any, frame: str) -> Any:
     merged = pa.concat_tables([p for p in pieces if p.num_rows] or [kept.slice(0, 0)])
     # many small record batches after many updates: made whole again now and then
     return merged.combine_chunks() if merged.column(0).num_chunks > 64 else merged
+
+
+def to_frame(table: Any, frame: str) -> pd.DataFrame:
+    """A cached table (``Table.from_pandas`` of ``frame``) as that frame again.
+
+    Each column goes through ``_columns._finish``, which makes the columns of a build
+    from the files: the same dtypes, categories in the same order, text left in Arrow;
+    and none of the round trip through pyarrow's pandas metadata and block manager,
+    which cost a new kernel's first cached call more than the conversion itself."""
+    pa = _columns.pa
+    stamp = pa.timestamp("ms", tz="UTC")
+    data = {}
+    for col in schema.columns(frame):
+        chunks = table.column(col.name).chunks
+        if col.kind == "timestamp":  # stored as timestamps, finished from epoch ms
+            chunks = [(c if c.type == stamp else c.cast(stamp)).view(pa.int64()) for c in chunks]
+        data[col.name] = _columns._finish(col, chunks)
+    return pd.DataFrame(data, copy=False)
 
 
 def _fix_categories(df: pd.DataFrame, frame: str) -> pd.DataFrame:
