@@ -101,3 +101,34 @@ def test_a_cached_frame_call_in_a_new_process_validates_nothing(fixture_dir):
         "print(b.id, len(b.session.messages) > 0, b.model_dump()['session']['id'] == b.id)"
     )
     assert out == f"{sid} True True"
+
+
+def test_a_frame_call_in_this_process_imports_neither_the_parallel_build_nor_search(
+    fixture_dir,
+):
+    """Neither the parallel build (multiprocessing and its setup) nor the search index
+    (sqlite3) is on the path of a call in this process: a new kernel does not pay for them."""
+    pytest.importorskip("pyarrow")
+    import a3s_nb
+
+    a3s_nb.all_frames(fixture_dir, progress=False)
+    later = (
+        "import sys\n"
+        "print(*(m in sys.modules for m in ('a3s_nb.frames._parallel', "
+        "'a3s_nb.frames._searchindex', 'sqlite3')))"
+    )
+    out = _run(
+        "import a3s_nb\n"
+        f"f = a3s_nb.all_frames({str(fixture_dir)!r}, progress=False, workers=1)\n"
+        f"s = a3s_nb.sessions({str(fixture_dir)!r}, progress=False)\n" + later
+    )
+    assert out == "False False False"
+    # asked for, they are there; a bad ``workers`` is still refused, naming the value
+    out = _run(
+        "import a3s_nb\n"
+        "try:\n"
+        f"    a3s_nb.all_frames({str(fixture_dir)!r}, progress=False, workers=0)\n"
+        "except ValueError as e:\n"
+        "    print('0' in str(e))\n" + later
+    )
+    assert out == "True\nTrue False False"

@@ -452,3 +452,33 @@ def test_a_remembered_sessions_frame_needs_the_very_write_of_the_index(fixture_d
     summarized.clear()
     got = a3s_nb.sessions(fixture_dir).set_index("session_id")
     assert got.loc[INDIA, "workspace"] == forged and summarized == []
+
+
+def test_a_cached_table_is_turned_back_into_the_very_frame(fixture_dir):
+    """``to_frame`` (the cached path's own conversion) gives each frame exactly as built
+    from the files: dtypes, nulls (integers, timestamps, categories), category order,
+    from chunks of any length and offset; each column writable on its own."""
+    built = frames_from_files(fixture_dir)
+    ints = nats = 0
+    for name in FRAMES:
+        df = built[name]
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        n = table.num_rows
+        pieces = [table.slice(0, 0), table.slice(0, n // 3), table.slice(n // 3)]
+        chunked = pa.concat_tables(pieces)  # chunks of offset 0 and n // 3, one empty
+        for t in (table, chunked, table.slice(0, 0)):
+            got = _framecache.to_frame(t, name)
+            want = df.iloc[: t.num_rows].reset_index(drop=True)
+            pd.testing.assert_frame_equal(got, want, check_exact=True, obj=name)
+            assert list(got.dtypes.astype(str)) == [c.dtype for c in schema.columns(name)]
+        for col in schema.columns(name):
+            nulls = int(df[col.name].isna().sum())
+            ints += nulls if col.kind == "int" else 0
+            nats += nulls if col.kind == "timestamp" else 0
+        got = _framecache.to_frame(table, name)
+        wide = [c.name for c in schema.columns(name) if c.kind == "int"]
+        if n and len(wide) > 1:  # one block of memory behind them, each column its own
+            got.loc[0, wide[0]] = -7
+            assert got.loc[0, wide[0]] == -7
+            pd.testing.assert_series_equal(got[wide[1]], df[wide[1]], obj=wide[1])
+    assert ints and nats  # the fixture has missing integers and times to convert
