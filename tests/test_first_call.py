@@ -132,3 +132,15 @@ def test_a_frame_call_in_this_process_imports_neither_the_parallel_build_nor_sea
         "    print('0' in str(e))\n" + later
     )
     assert out == "True\nTrue False False"
+
+
+def test_the_price_table_key_notices_an_upgrade(tmp_path, monkeypatch):
+    """The ``.dist-info`` folder found is remembered only while it is there."""
+    site = tmp_path / "site"
+    (site / "genai_prices-1.0.0.dist-info").mkdir(parents=True)
+    monkeypatch.setattr(sys, "path", [str(site)])
+    monkeypatch.delitem(sys.modules, "genai_prices", raising=False)
+    assert cost.price_table() == "genai-prices 1.0.0"
+    assert cost.price_table() == "genai-prices 1.0.0"
+    (site / "genai_prices-1.0.0.dist-info").rename(site / "genai_prices-1.1.0.dist-info")
+    assert cost.price_table() == "genai-prices 1.1.0"

@@ -35,11 +35,22 @@ ANTHROPIC_CLIENTS = frozenset({"anthropic", "claude"})
 _MTOK = 1_000_000
 
 
+#: ``dist -> (sys.path as searched, the .dist-info folder found, its version)``.
+_DIST_INFO: dict[str, tuple[tuple[str, ...], str, str]] = {}
+
+
 def _dist_info_version(dist: str) -> str | None:
     """The version of ``dist`` as its ``<name>-<version>.dist-info`` folder on ``sys.path``
-    names it (the first one, as ``importlib.metadata`` finds it), or None."""
+    names it (the first one, as ``importlib.metadata`` finds it), or None.
+
+    The folder found is remembered while ``sys.path`` is the same and the folder is still
+    there (an upgrade removes it): a frame call asks several times."""
+    path = tuple(sys.path)
+    found = _DIST_INFO.get(dist)
+    if found is not None and found[0] == path and os.path.isdir(found[1]):
+        return found[2]
     prefix = dist.replace("-", "_").lower() + "-"
-    for entry in sys.path:
+    for entry in path:
         try:
             names = os.listdir(entry or ".")
         except OSError:  # a zip file, a folder gone
@@ -48,6 +59,7 @@ def _dist_info_version(dist: str) -> str | None:
             if name.endswith(".dist-info") and name.lower().startswith(prefix):
                 version = name[len(prefix) : -len(".dist-info")]
                 if version and "-" not in version:
+                    _DIST_INFO[dist] = (path, os.path.join(entry or ".", name), version)
                     return version
     return None
 
