@@ -16,7 +16,6 @@ import pytest
 import a3s_nb
 from a3s_nb.frames import (
     CorruptSessionWarning,
-    _engine,
     _framecache,
     _loadcheck,
     _sources,
@@ -382,7 +381,7 @@ def test_a_remembered_sessions_frame_is_not_served_for_another_index(
     assert (fixture_dir / ".a3s_nb" / index.FRAME_RECORD).exists()
     path = fixture_dir / ".a3s_nb" / "index.json"
     data = json.loads(path.read_text())
-    data["entries"][INDIA]["row"][_engine._SESSION_COLS.index("workspace")] = "forged"
+    data["entries"][INDIA]["row"][_walk._SESSION_COLS.index("workspace")] = "forged"
     text = json.dumps(data)
     path.write_text(text)  # another index, as another kernel may write
     summarized.clear()
@@ -434,7 +433,7 @@ def test_a_remembered_sessions_frame_needs_the_very_write_of_the_index(fixture_d
     before = path.stat()
     text = path.read_text()
     data = json.loads(text)
-    column = _engine._SESSION_COLS.index("workspace")
+    column = _walk._SESSION_COLS.index("workspace")
     workspace = data["entries"][INDIA]["row"][column]
     forged = "x" * len(workspace)
     old_generation = data["generation"]

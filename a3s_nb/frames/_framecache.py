@@ -39,7 +39,6 @@ from ..store._cachefile import read_json, write_json
 from ..store._json import loads
 from ..store.store import FileStore, sdk_safe_id
 from . import _columns, schema
-from ._builders import _empty_frame
 from ._columns import _categories
 from ._loadcheck import LoadCheck
 
@@ -408,6 +407,8 @@ def _merge(pa: Any, kept: Any, drop: set[str], new: Any, frame: str) -> Any:
     if kept is None or kept.num_rows == 0:
         if new is not None:
             return new
+        from ._builders import _empty_frame  # the build's module: not on a cached call's path
+
         return pa.Table.from_pandas(_empty_frame(frame), preserve_index=False)
     names, rows = _blocks(kept)
     if new is not None:

@@ -18,7 +18,6 @@ from ..store._metafiles import scandir
 from ..store.models import SessionBundle
 from ..store.store import LINEAGE_DIR, FileStore, MemoryStore, Store, resolve_id, sdk_safe_id
 from ._loadcheck import path_templates
-from ._runfile import decode as _decode_runs
 
 # ============================================================================ sources
 
@@ -115,8 +114,13 @@ class _StoreSource(_Source):
             with open(path, "rb") as f:
                 data = f.read()
             if data:
-                # the run files, most of the bytes, are decoded into typed records
-                return _decode_runs(data) if part == "runs" else _loads(data)
+                if part != "runs":
+                    return _loads(data)
+                # the run files, most of the bytes, are decoded into typed records (the
+                # classes of which are made when the first is read)
+                from ._runfile import decode
+
+                return decode(data)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON
