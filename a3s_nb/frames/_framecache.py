@@ -441,11 +441,11 @@ def to_frame(table: Any, frame: str) -> pd.DataFrame:
 
     Each column is made as ``_columns._finish`` makes the columns of a build from the
     files (the same dtypes, categories in the same order, text left in Arrow), without
-    the round trip through pyarrow's pandas metadata. The integer and timestamp columns
-    are copied out of the memory-mapped file into one block of memory, one row per
-    column: a block of several MiB is backed by huge pages, where an array of its own
-    per column (1 MiB each at a thousand sessions) would take a page fault per 4 KiB,
-    which was most of the cost of a new kernel's first cached call."""
+    the round trip through pyarrow's pandas metadata and block manager. The integer and
+    timestamp columns are copied once out of the memory-mapped segments, into one block
+    of memory per frame, one row per column (``Table.to_pandas`` copied each of them
+    twice, into arrays of their own): in a new kernel every fresh page of memory costs a
+    page fault, and these copies were the largest cost of the first cached call."""
     columns = schema.columns(frame)
     wide = [col for col in columns if col.kind in ("int", "timestamp")]
     n = table.num_rows
