@@ -449,7 +449,9 @@ def to_frame(table: Any, frame: str) -> pd.DataFrame:
     columns = schema.columns(frame)
     wide = [col for col in columns if col.kind in ("int", "timestamp")]
     n = table.num_rows
-    block = np.empty((len(wide), n), dtype=np.int64)
+    # from Arrow's memory pool: faster to fill than numpy's own blocks of megabytes here
+    block = np.frombuffer(_columns.pa.allocate_buffer(8 * len(wide) * n), dtype=np.int64)
+    block = block.reshape(len(wide), n)
     masks = np.zeros((len(wide), n), dtype=bool)
     data = {}
     for k, col in enumerate(wide):
