@@ -16,7 +16,6 @@ import pytest
 import a3s_nb
 from a3s_nb.frames import (
     CorruptSessionWarning,
-    _engine,
     _framecache,
     _loadcheck,
     _sources,
@@ -382,7 +381,7 @@ def test_a_remembered_sessions_frame_is_not_served_for_another_index(
     assert (fixture_dir / ".a3s_nb" / index.FRAME_RECORD).exists()
     path = fixture_dir / ".a3s_nb" / "index.json"
     data = json.loads(path.read_text())
-    data["entries"][INDIA]["row"][_engine._SESSION_COLS.index("workspace")] = "forged"
+    data["entries"][INDIA]["row"][_walk._SESSION_COLS.index("workspace")] = "forged"
     text = json.dumps(data)
     path.write_text(text)  # another index, as another kernel may write
     summarized.clear()
@@ -434,7 +433,7 @@ def test_a_remembered_sessions_frame_needs_the_very_write_of_the_index(fixture_d
     before = path.stat()
     text = path.read_text()
     data = json.loads(text)
-    column = _engine._SESSION_COLS.index("workspace")
+    column = _walk._SESSION_COLS.index("workspace")
     workspace = data["entries"][INDIA]["row"][column]
     forged = "x" * len(workspace)
     old_generation = data["generation"]
@@ -452,3 +451,33 @@ def test_a_remembered_sessions_frame_needs_the_very_write_of_the_index(fixture_d
     summarized.clear()
     got = a3s_nb.sessions(fixture_dir).set_index("session_id")
     assert got.loc[INDIA, "workspace"] == forged and summarized == []
+
+
+def test_a_cached_table_is_turned_back_into_the_very_frame(fixture_dir):
+    """``to_frame`` (the cached path's own conversion) gives each frame exactly as built
+    from the files: dtypes, nulls (integers, timestamps, categories), category order,
+    from chunks of any length and offset; each column writable on its own."""
+    built = frames_from_files(fixture_dir)
+    ints = nats = 0
+    for name in FRAMES:
+        df = built[name]
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        n = table.num_rows
+        pieces = [table.slice(0, 0), table.slice(0, n // 3), table.slice(n // 3)]
+        chunked = pa.concat_tables(pieces)  # chunks of offset 0 and n // 3, one empty
+        for t in (table, chunked, table.slice(0, 0)):
+            got = _framecache.to_frame(t, name)
+            want = df.iloc[: t.num_rows].reset_index(drop=True)
+            pd.testing.assert_frame_equal(got, want, check_exact=True, obj=name)
+            assert list(got.dtypes.astype(str)) == [c.dtype for c in schema.columns(name)]
+        for col in schema.columns(name):
+            nulls = int(df[col.name].isna().sum())
+            ints += nulls if col.kind == "int" else 0
+            nats += nulls if col.kind == "timestamp" else 0
+        got = _framecache.to_frame(table, name)
+        wide = [c.name for c in schema.columns(name) if c.kind == "int"]
+        if n and len(wide) > 1:  # one block of memory behind them, each column its own
+            got.loc[0, wide[0]] = -7
+            assert got.loc[0, wide[0]] == -7
+            pd.testing.assert_series_equal(got[wide[1]], df[wide[1]], obj=wide[1])
+    assert ints and nats  # the fixture has missing integers and times to convert

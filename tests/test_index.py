@@ -223,3 +223,39 @@ def test_sessions_of_a_copied_store(fixture_dir, tmp_path, computed, no_racy_win
     computed.clear()
     assert len(a3s_nb.sessions(copy)) == 8
     assert computed == []
+
+
+def test_a_remembered_sessions_frame_reads_only_the_start_of_the_index(fixture_dir, monkeypatch):
+    """The index's generation leads the file: a new kernel's ``sessions()`` reads its
+    first bytes, not all the JSON of an index of megabytes; an index with the generation
+    further in (written by an earlier a3s_nb) is read whole, and the frame still served."""
+    a3s_nb.sessions(fixture_dir, progress=False)
+    again = a3s_nb.sessions(fixture_dir, progress=False)  # remembered from now on
+    path = fixture_dir / ".a3s_nb" / index.INDEX_FILE
+    assert path.read_bytes().startswith(b'{"generation":"')
+    heads: list = []
+    real_head = index.read_json_head
+    monkeypatch.setattr(index, "read_json_head", lambda *a: heads.append(a) or real_head(*a))
+    served: list = []
+    real_load = index.RememberedFrame.load
+
+    def load(self, inputs):
+        table = real_load(self, inputs)
+        served.append(table is not None)
+        return table
+
+    monkeypatch.setattr(index.RememberedFrame, "load", load)
+    pd.testing.assert_frame_equal(a3s_nb.sessions(fixture_dir, progress=False), again)
+    assert served == [True] and heads == []
+    # the same index in place, its generation last (same size, inode and mtime)
+    data = json.loads(path.read_bytes())
+    generation = data.pop("generation")
+    before = path.stat()
+    text = json.dumps({**data, "generation": generation}, separators=(",", ":")).encode()
+    text += b" " * (before.st_size - len(text))
+    assert len(text) == before.st_size
+    with open(path, "r+b") as f:
+        f.write(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    pd.testing.assert_frame_equal(a3s_nb.sessions(fixture_dir, progress=False), again)
+    assert served == [True, True] and len(heads) == 1

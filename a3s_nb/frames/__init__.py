@@ -41,7 +41,7 @@ import pandas as pd
 from ..errors import CorruptSessionWarning
 from ..store._v1layout import v1_name
 from ..store.store import CACHE_FORGETTERS, FileStore, sdk_safe_id
-from . import _columns, _framecache, _loadcheck, _parallel, _searchindex, index
+from . import _columns, _framecache, _loadcheck, index
 from ._engine import FRAME_NAMES, ShowAbove, _collect
 from .schema import ENUMS
 
@@ -76,6 +76,18 @@ def _shown(progress: bool | None) -> bool | ShowAbove:
     return ShowAbove(PROGRESS_THRESHOLD) if progress is None else progress
 
 
+def _workers(workers: Any) -> tuple[int, Any]:
+    """``workers`` checked, and the ``_parallel`` module when it is more than one: a call
+    in this process does not import it (multiprocessing and all: about 20 ms of a new
+    kernel's first call)."""
+    if workers is None or (type(workers) is int and workers == 1):
+        return 1, None
+    from . import _parallel
+
+    n = _parallel.check_workers(workers)
+    return n, (_parallel if n > 1 else None)
+
+
 def _one(
     name: str,
     source: Source,
@@ -86,6 +98,7 @@ def _one(
     progress: bool | None,
     workers: int | None,
 ) -> pd.DataFrame:
+    n, parallel = _workers(workers)
     return _collect(
         source,
         [name],
@@ -94,8 +107,8 @@ def _one(
         until=until,
         status=status,
         progress=_shown(progress),
-        workers=_parallel.check_workers(workers),
-        parallel=_parallel,
+        workers=n,
+        parallel=parallel,
     )[name]
 
 
@@ -132,6 +145,7 @@ def all_frames(
     >>> f = a3s_nb.all_frames("sessions", workers=2)           # doctest: +SKIP
     >>> f["spans"].merge(f["runs"], on=["session_id", "run_id"])  # doctest: +SKIP
     """
+    n, parallel = _workers(workers)
     return _collect(
         source,
         FRAME_NAMES if frames is None else frames,
@@ -140,8 +154,8 @@ def all_frames(
         until=until,
         status=status,
         progress=_shown(progress),
-        workers=_parallel.check_workers(workers),
-        parallel=_parallel,
+        workers=n,
+        parallel=parallel,
     )
 
 
@@ -328,6 +342,8 @@ del _fn
 def _forget_deleted(store: FileStore, session_id: str) -> None:
     """A deleted session's rows leave every cache the frames keep under ``.a3s_nb`` at once
     (``Store.delete`` calls this through ``CACHE_FORGETTERS``)."""
+    from . import _searchindex  # sqlite3: imported when a session is deleted, not before
+
     stems = [sdk_safe_id(session_id), _loadcheck.V1_STEM + v1_name(session_id)]
     index.forget(store, stems)
     _searchindex.forget(store, stems)

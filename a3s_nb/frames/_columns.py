@@ -211,11 +211,18 @@ def _finish_category(chunks: list, known: tuple[str, ...]) -> pd.Categorical:
         parts.append((chunk.dictionary.to_pylist(), chunk.indices))
     cats = _categories((v for names, _ in parts for v in names if v is not None), known)
     position = {c: i for i, c in enumerate(cats)}
-    codes = []
+    # the codes written in place, in the narrowest type that holds them (the one a
+    # Categorical keeps): no int64 array per chunk, no concatenation, no narrowing copy
+    narrow = np.int8 if len(cats) < 127 else np.int16 if len(cats) < 32767 else np.int32
+    all_codes = np.empty(sum(len(indices) for _, indices in parts), dtype=narrow)
+    at = 0
     for names, indices in parts:
-        lookup = np.array([position.get(v, -1) for v in names] + [-1], dtype=np.int64)
-        codes.append(lookup[indices.fill_null(len(names)).to_numpy(zero_copy_only=False)])
-    all_codes = np.concatenate(codes) if codes else np.zeros(0, dtype=np.int64)
+        lookup = np.array([position.get(v, -1) for v in names] + [-1], dtype=narrow)
+        if indices.null_count:  # (``fill_null`` costs a new kernel about 0.3 ms a chunk)
+            indices = indices.fill_null(len(names))
+        out = all_codes[at : at + len(indices)]
+        np.take(lookup, indices.to_numpy(zero_copy_only=False), out=out)
+        at += len(indices)
     return pd.Categorical.from_codes(all_codes, categories=cats)
 
 

@@ -11,7 +11,7 @@ import functools
 import gc
 import logging
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -20,38 +20,21 @@ from .._warn import warn
 from ..errors import CorruptFileError, CorruptSessionWarning, FilterError
 from ..store._cachefile import digest
 from ..store.store import FileStore
-from . import _columns, _loadcheck, _walk, cost, schema
-from ._builders import (
-    _EventsBuilder,
-    _MessagesBuilder,
-    _RunsBuilder,
-    _SessionsBuilder,
-    _SpansBuilder,
-    _TracesBuilder,
-    _VerificationBuilder,
-)
+from . import _columns, _loadcheck, cost, schema
 from ._columns import _with_attrs
-from ._framecache import FrameCache, _fix_categories, _types_mapper
+from ._framecache import FrameCache, to_frame
 from ._loadcheck import LoadCheck, id_of_stem, stems_in, vanished
-from ._runfile import Run, Runs, runs_of
 from ._sources import _PARTS, _RUN_FRAMES, _SESSION_FRAMES, _open_source, _resolve_ids, _StoreSource
-from ._walk import (
-    _S_CREATED,
-    _S_FIRST_RUN,
-    _S_LAST_RUN,
-    _S_UPDATED,
-    _SESSION_COLS,
-    _file_of,
-    _lineage_values,
-    _run_stats,
-    _RunStats,
-    _session_model,
-    _str,
-    _summary_row,
-    _where,
-)
 from .cost import price_table
 from .index import RememberedFrame, SessionIndex
+
+if TYPE_CHECKING:
+    from ._runfile import Run, Runs
+    from ._walk import _RunStats
+
+# The pass over the files (``_walk``, ``_builders`` and the typed run files of
+# ``_runfile``, whose classes take a new kernel about 10 ms to make) is imported by the
+# functions that build: a call served from the caches does not import it.
 
 FRAME_NAMES = schema.FRAME_NAMES
 log = logging.getLogger("a3s_nb.frames")
@@ -104,6 +87,8 @@ class _Filters:
         return True
 
     def session_ok(self, row: list[Any], statuses: Iterable[str]) -> bool:
+        from ._walk import _S_CREATED, _S_FIRST_RUN, _S_LAST_RUN, _S_UPDATED
+
         if self.status is not None and not self.status.intersection(statuses):
             return False
         if self.by_time:
@@ -207,6 +192,8 @@ def _report(errors: list[dict], session_id: str, err: CorruptFileError) -> None:
 
 def _report_vanished(errors: list[dict], src: Any, session_id: str) -> None:
     """Report a session listed for this build but deleted before its files were read."""
+    from ._walk import _where
+
     _report(errors, session_id, vanished(_where(src, session_id, "session")))
 
 
@@ -227,6 +214,7 @@ def _index_summaries(
     file the rows all came from (``SessionIndex.sig``). ``computed``: rows by session id
     that a pass over the files made since that scan (see ``_cached_frames``), taken instead
     of reading those sessions' files again."""
+    from . import _walk
 
     def compute(stem: str) -> tuple[list, list[str]] | None:
         sid = id_of_stem(stem)
@@ -240,7 +228,7 @@ def _index_summaries(
         source.store,
         # costs are cached with the rows: a new price table recomputes them
         key=f"{schema.SCHEMA_VERSION}.{SUMMARY_VERSION}.{price_table()}",
-        columns=_SESSION_COLS,
+        columns=_walk._SESSION_COLS,
     )
     listed = None if ids is None else dict(zip(stems_in(source.store, ids), ids, strict=True))
     entries = index.refresh(
@@ -285,8 +273,7 @@ def _whole_sessions(
         remembered = RememberedFrame(src.store, f"{_cache_key()}.{SUMMARY_VERSION}")
         table = remembered.load(inputs)
         if table is not None:
-            df = table.to_pandas(types_mapper=_types_mapper(_columns.pa))
-            return _with_attrs("sessions", _fix_categories(df, "sessions"), sel.errors)
+            return _with_attrs("sessions", to_frame(table, "sessions"), sel.errors)
     reported = len(sel.errors)
     state: dict[str, Any] = {}
     summaries = _index_summaries(
@@ -643,6 +630,17 @@ class _Plan:
 
     def builders(self, src: Any) -> dict[str, Any]:
         """A fresh builder for each wanted frame, naming the files its rows come from."""
+        from ._builders import (
+            _EventsBuilder,
+            _MessagesBuilder,
+            _RunsBuilder,
+            _SessionsBuilder,
+            _SpansBuilder,
+            _TracesBuilder,
+            _VerificationBuilder,
+        )
+        from ._walk import _file_of
+
         makers: dict[str, Any] = {
             "sessions": _SessionsBuilder,
             "messages": _MessagesBuilder,
@@ -698,6 +696,9 @@ def _sessions_from_index(
     src: Any, summaries: list[tuple[list, list[str]]], keep: set[str], errors: list[dict]
 ) -> pd.DataFrame:
     """The ``sessions`` frame of the kept rows, without reading a session file."""
+    from ._builders import _SessionsBuilder
+    from ._walk import _file_of
+
     builder = _SessionsBuilder()
     builder.where = _file_of(src, "sessions")
     for row, _ in summaries:
@@ -749,6 +750,9 @@ def _open_session(
 ) -> tuple[str, dict, Runs] | None:
     """``(session id, session object, runs)`` of one read; None when the session was
     deleted since it was listed; CorruptFileError when its session file is not an object."""
+    from ._runfile import runs_of
+    from ._walk import _str, _where
+
     if isinstance(raw, CorruptFileError):
         raise raw
     session = raw.get("session")
@@ -775,6 +779,8 @@ def _feed_session(
 ) -> tuple[list, list[str]] | None:
     """Add one session's rows to the builders (none when the session filters drop it);
     its ``sessions`` row and run statuses when the plan makes them."""
+    from ._walk import _lineage_values, _session_model, _summary_row
+
     # each run's tool_end events, gathered by the walk that counts its statistics
     tool_ends: list[list] | None = [] if "traces" in builders else None
     stats = _feed_runs(plan, builders, sid, session, run_list, tool_ends)
@@ -818,6 +824,8 @@ def _feed_runs(
     """Add a session's runs to ``runs``, ``run_events`` and ``spans`` (runs the run filters
     keep), and return every run's statistics when the plan needs them (and, into
     ``tool_ends`` unless None, each run's ``tool_end`` events: see ``_run_stats``)."""
+    from ._walk import _run_stats, _session_model
+
     want_runs = plan.want_runs
     if not (plan.want_summary or want_runs or "traces" in plan.wanted):
         return []

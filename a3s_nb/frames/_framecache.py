@@ -38,8 +38,7 @@ from ..store._cachefile import encode as _encode
 from ..store._cachefile import read_json, write_json
 from ..store._json import loads
 from ..store.store import FileStore, sdk_safe_id
-from . import schema
-from ._builders import _empty_frame
+from . import _columns, schema
 from ._columns import _categories
 from ._loadcheck import LoadCheck
 
@@ -223,15 +222,13 @@ class FrameCache:
         fresh = build(todo, wanted) if todo else {}
         out: dict[str, pd.DataFrame] = {}
         all_notes: dict[str, list[dict]] = {}
-        mapper = _types_mapper(self.pa)
         for frame in wanted:
             plan, notes = plans[frame]
             segments = [seg for seg, _lo, _hi in plan]
             if any(seg.digest is None for seg in segments):
                 segments, notes = self._update(frame, plan, notes, good, cur, fresh, todo)
             all_notes[frame] = notes
-            table = _concat(self.pa, [seg.table for seg in segments], frame)
-            out[frame] = _fix_categories(table.to_pandas(types_mapper=mapper), frame)
+            out[frame] = to_frame(_concat(self.pa, [seg.table for seg in segments], frame), frame)
         return out, all_notes
 
     def _trusted(self, sig: list) -> list | None:
@@ -410,6 +407,8 @@ def _merge(pa: Any, kept: Any, drop: set[str], new: Any, frame: str) -> Any:
     if kept is None or kept.num_rows == 0:
         if new is not None:
             return new
+        from ._builders import _empty_frame  # the build's module: not on a cached call's path
+
         return pa.Table.from_pandas(_empty_frame(frame), preserve_index=False)
     names, rows = _blocks(kept)
     if new is not None:
@@ -435,6 +434,57 @@ def _merge(pa: Any, kept: Any, drop: set[str], new: Any, frame: str) -> Any:
     merged = pa.concat_tables([p for p in pieces if p.num_rows] or [kept.slice(0, 0)])
     # many small record batches after many updates: made whole again now and then
     return merged.combine_chunks() if merged.column(0).num_chunks > 64 else merged
+
+
+def to_frame(table: Any, frame: str) -> pd.DataFrame:
+    """A cached table (``Table.from_pandas`` of ``frame``) as that frame again.
+
+    Each column is made as ``_columns._finish`` makes the columns of a build from the
+    files (the same dtypes, categories in the same order, text left in Arrow), without
+    the round trip through pyarrow's pandas metadata and block manager. The integer and
+    timestamp columns are copied once out of the memory-mapped segments, into one block
+    of memory per frame, one row per column (``Table.to_pandas`` copied each of them
+    twice, into arrays of their own): in a new kernel every fresh page of memory costs a
+    page fault, and these copies were the largest cost of the first cached call."""
+    columns = schema.columns(frame)
+    wide = [col for col in columns if col.kind in ("int", "timestamp")]
+    n = table.num_rows
+    # from Arrow's memory pool: faster to fill than numpy's own blocks of megabytes here
+    block = np.frombuffer(_columns.pa.allocate_buffer(8 * len(wide) * n), dtype=np.int64)
+    block = block.reshape(len(wide), n)
+    masks = np.zeros((len(wide), n), dtype=bool)
+    data = {}
+    for k, col in enumerate(wide):
+        _copy_int64(table.column(col.name), block[k], masks[k])
+        if col.kind == "int":
+            data[col.name] = pd.arrays.IntegerArray(block[k], masks[k], copy=False)
+        else:
+            block[k][masks[k]] = _columns._NAT
+            ms = block[k].view("datetime64[ms]")
+            data[col.name] = pd.DatetimeIndex(ms, copy=False).tz_localize("UTC").array
+    for col in columns:
+        if col.name not in data:
+            data[col.name] = _columns._finish(col, table.column(col.name).chunks)
+    return pd.DataFrame({col.name: data[col.name] for col in columns}, copy=False)
+
+
+def _copy_int64(column: Any, values: np.ndarray, missing: np.ndarray) -> None:
+    """The chunks of an Arrow column of 64-bit values (integers, timestamps) into
+    ``values``, their nulls into ``missing``."""
+    at = 0
+    for chunk in column.chunks:
+        m = len(chunk)
+        if not m:
+            continue
+        buffers = chunk.buffers()
+        values[at : at + m] = np.frombuffer(
+            buffers[1], dtype=np.int64, count=m, offset=chunk.offset * 8
+        )
+        if chunk.null_count:
+            missing[at : at + m] = chunk.is_null().to_numpy(zero_copy_only=False)
+        at += m
+    if at != len(values):  # pragma: no cover - a table's columns are all of its length
+        raise ValueError(f"column of {at} values in a table of {len(values)} rows")
 
 
 def _fix_categories(df: pd.DataFrame, frame: str) -> pd.DataFrame:

@@ -26,7 +26,6 @@ from ..store.store import (
     sdk_safe_id,
 )
 from ._loadcheck import LOCK_BATCH, path_templates
-from ._runfile import decode as _decode_runs
 
 # ============================================================================ sources
 
@@ -123,8 +122,13 @@ class _StoreSource(_Source):
             finally:
                 os.close(fd)
             if data:
-                # the run files, most of the bytes, are decoded into typed records
-                return _decode_runs(data) if part == "runs" else _loads(data)
+                if part != "runs":
+                    return _loads(data)
+                # the run files, most of the bytes, are decoded into typed records (the
+                # classes of which are made when the first is read)
+                from ._runfile import decode
+
+                return decode(data)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON

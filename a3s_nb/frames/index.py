@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -85,8 +86,9 @@ class SessionIndex:
 
     def _save(self, data: dict[str, Any]) -> list | None:
         """Write the index; the signature of the file written (see ``sig``), or None."""
-        value = {"format": INDEX_FORMAT, "key": self.key, "columns": self.columns}
-        value["generation"] = uuid.uuid4().hex  # no two writes alike (RememberedFrame)
+        # no two writes alike (RememberedFrame); first, so that it is read without the rest
+        value = {"generation": uuid.uuid4().hex}
+        value.update(format=INDEX_FORMAT, key=self.key, columns=self.columns)
         value.update((k, data[k]) for k in ("files", "untrusted", "entries"))
         if not write_json(self.path, value, "session index"):
             return None
@@ -207,12 +209,21 @@ class RememberedFrame:
             return None
         # the index file as it was read then: same file, same write
         index = self.store.meta_dir / INDEX_FILE
-        st = _metafiles.lstat(index)
-        if st is None:
+        fd = _metafiles.open_read(index)
+        if fd is None:
             return None
-        head = read_json_head(index, "session index") or {}
+        try:
+            st = os.fstat(fd)
+            generation = _generation(os.pread(fd, 64, 0))
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if generation is None:  # not written by ``_save``: read the whole head
+            head = read_json_head(index, "session index") or {}
+            generation = head.get("generation")
         if (
-            rec.get("index") != [st.st_mtime_ns, st.st_size, st.st_ino, head.get("generation")]
+            rec.get("index") != [st.st_mtime_ns, st.st_size, st.st_ino, generation]
             or not isinstance(rec.get("file"), str)
             or not rec["file"].startswith("index.frame.")
             or "/" in rec["file"]
@@ -256,6 +267,17 @@ class RememberedFrame:
                     _metafiles.unlink(Path(entry.path))
 
 
+_GENERATION = re.compile(rb'\{"generation":"([0-9a-f]{32})",')
+
+
+def _generation(start: bytes) -> str | None:
+    """The generation of an index file from its first bytes, when it leads the file (as
+    ``SessionIndex._save`` writes it): the index of thousands of sessions is megabytes of
+    JSON, and a remembered frame needs only this of it."""
+    m = _GENERATION.match(start)
+    return m.group(1).decode() if m else None
+
+
 def forget(store: FileStore, stems: list[str]) -> None:
     """Take deleted sessions out of the index and the load check now, and drop the
     remembered sessions frame: their rows must not stay on disk."""
@@ -277,8 +299,9 @@ def forget(store: FileStore, stems: list[str]) -> None:
             for sigs in files.values() if isinstance(files, dict) else ():
                 if isinstance(sigs, dict):
                     sigs.pop(stem, None)
-        if name == INDEX_FILE:
-            data["generation"] = uuid.uuid4().hex  # no two writes alike (RememberedFrame)
+        if name == INDEX_FILE:  # no two writes alike (RememberedFrame), the generation first
+            data.pop("generation", None)
+            data = {"generation": uuid.uuid4().hex, **data}
         else:  # the listing and the answer for the whole store name it too
             data["listing"], data["clean"], data["rejected"] = None, None, {}
         if not write_json(meta / name, data, what):
