@@ -380,13 +380,15 @@ class Store(abc.ABC):
             )
         return SessionBundle(**values)
 
-    def _read_texts(self, session_id: str) -> tuple[str, dict[Part, str | Parsed | None]]:
-        """The key ``load`` files ``session_id`` under and what its files hold (see
-        ``_read_session``), read under the shared lock."""
+    def _read_texts(
+        self, session_id: str, parts: Iterable[Part] = PARTS
+    ) -> tuple[str, dict[Part, str | Parsed | None]]:
+        """The key ``load`` files ``session_id`` under and what its files (of ``parts``)
+        hold (see ``_read_session``), read under the shared lock."""
         key = lookup_session_id(session_id)
         with self.lock(shared=True):
             key = self._key(key)
-            return key, self._read_session(key, PARTS)
+            return key, self._read_session(key, parts)
 
     def _read_session(
         self, session_id: str, parts: Iterable[Part]
