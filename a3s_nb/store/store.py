@@ -1315,6 +1315,8 @@ class FileStore(Store):
         if not os.path.lexists(real):
             return None
         stem = path.name[:-5]
+        if _only_id_of(stem):  # nothing else is filed here: no need to read the file
+            return stem
         inner = _id_in_file(real)
         if inner is not None and _same_id(sdk_safe_id(inner), stem):
             return inner
@@ -1505,6 +1507,19 @@ def _release(fd: int) -> None:
             fcntl.flock(fd, fcntl.LOCK_UN)
     with contextlib.suppress(OSError):
         fsio.close(fd)
+
+
+#: The non-ASCII characters whose NFC form is ASCII (singletons: Kelvin sign, Greek
+#: varia, Greek question mark), as their ASCII forms.
+_NFC_TARGETS = frozenset("K`;")
+
+
+def _only_id_of(stem: str) -> bool:
+    """Whether ``stem`` is the file stem of no id but itself: no id another than ``stem``
+    has ``sdk_safe_id(id)`` equal to it, even up to Unicode normalisation (``_same_id``).
+    True for an ASCII stem without ``_`` (what ``/``, ``\\`` and ``..`` map to) and
+    without the three ASCII characters other characters normalise to."""
+    return stem.isascii() and "_" not in stem and _NFC_TARGETS.isdisjoint(stem)
 
 
 def _same_id(a: str, b: str) -> bool:
