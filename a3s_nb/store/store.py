@@ -1328,21 +1328,26 @@ class FileStore(Store):
             entries = list(os.scandir(self.path))
         except OSError as e:
             raise StoreError(f"cannot list store {self.path}: {e.strerror}") from e
+        held = _held_locks().get(str(self.path))
+        overlay = held.overlay if held is not None and held.overlay else {}
         for entry in entries:
             name = entry.name
             if not name.endswith(".json"):
                 if _LEFTOVER.match(name):
                     self._dead_candidates.add(name)
                 continue
-            if name == ".json" or sdk_safe_id(name[:-5]) != name[:-5]:
+            stem = name[:-5]
+            if name == ".json" or sdk_safe_id(stem) != stem:
                 continue  # a name a3s-code cannot have written: see stray_files()
+            if _only_id_of(stem) and entry.path not in overlay:  # ``_owner``'s answer
+                ids.append(stem)
+                continue
             owner = self._owner(Path(entry.path))
             if owner is not None:
                 ids.append(owner)
-        held = _held_locks().get(str(self.path))
-        if held is not None and held.overlay:  # sessions a pending journal creates
+        if overlay:  # sessions a pending journal creates
             names = {e.name for e in entries}
-            for target, src in held.overlay.items():
+            for target, src in overlay.items():
                 path = Path(target)
                 if src is not None and path.parent == self.path and path.name not in names:
                     owner = self._owner(path)
