@@ -62,7 +62,7 @@ INDEX_FILE = "search.sqlite"
 INDEX_FORMAT = 2
 RACY_SECONDS = 2.0
 #: The files a session's rows come from.
-PARTS = ("session", "runs", "artifacts")
+PARTS: tuple[Part, ...] = ("session", "runs", "artifacts")
 #: Sessions read, then written to the index, at a time (bounds the memory of a build).
 BATCH = 256
 
@@ -129,17 +129,13 @@ def documents(bundle: SessionBundle) -> list[Doc]:
     return out
 
 
-#: The parts ``documents`` reads.
-TEXT_PARTS: tuple[Part, ...] = ("session", "runs", "artifacts")
-
-
 def searchable(store: FileStore, sid: str) -> SessionBundle | None:
     """What ``documents`` reads of a session ``Store.load()`` accepts (the load check's
     verdict), read once: the session and artifacts validated as ``load`` does, the runs
     through ``_runs_view`` when it can tell (validating their events is most of a
     ``load``). None when the session file is gone or holds another id (changed since the
     verdict); raises ``CorruptFileError`` when a part no longer validates."""
-    key, texts = store._read_texts(sid, TEXT_PARTS)
+    key, texts = store._read_texts(sid, PARTS)
     if texts["session"] is None:
         return None
     session = store._validate(key, "session", texts["session"])
@@ -388,8 +384,8 @@ class SearchIndex:
                 )
             }
             parts = {part: scanned.get(part, {}) for part in PARTS}
-            files = list(parts.values())
-            current = {stem: encode([f.get(stem) for f in files]) for stem in good}
+            ses, runs, arts = (parts[part].get for part in PARTS)  # (``PARTS``' order)
+            current = {stem: encode((ses(stem), runs(stem), arts(stem))) for stem in good}
             stale = sorted(
                 stem for stem, sid in good.items() if known.get(stem) != (sid, current[stem])
             )
