@@ -333,7 +333,9 @@ class SearchIndex:
         self.rejected = check.rejected(known, progress=progress)
         check.save()
         good = {check.stems[sid]: sid for sid in known if sid not in self.rejected}
-        clean = digest([check.digest, sorted(good.items()), INDEX_FORMAT])
+        # what ``good`` is made of: the files (v1 names included, which the stems follow),
+        # the sessions and those rejected
+        clean = digest([check.digest, known, sorted(self.rejected), INDEX_FORMAT])
         _metafiles.ensure_dir(self.store.meta_dir)  # a real folder in the store, never a link
         conn = _open_existing(self.path)
         meta = _meta(conn) if conn is not None else {}
