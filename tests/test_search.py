@@ -266,6 +266,16 @@ def test_what_a_new_session_writes_does_not_grow_with_the_store(
     assert sum(map(len, writes)) < 600, [w[:60] for w in writes]
 
 
+def test_a_session_that_grew_adds_only_its_new_text(fixture_dir, no_racy_window, monkeypatch):
+    a3s_nb.search("warm", fixture_dir)
+    add_message(fixture_dir, IDS[2], "one more ocelot")
+    statements = _written(monkeypatch)
+    assert list(a3s_nb.search("ocelot", fixture_dir)["session_id"]) == [IDS[2]]
+    changed = [s for s in statements if s.startswith(("INSERT INTO docs", "DELETE FROM docs"))]
+    assert len(changed) == 1 and "one more ocelot" in changed[0], changed
+    assert rows(a3s_nb.search("e", fixture_dir)) == expected(fixture_dir, "e")
+
+
 def test_a_session_rewritten_in_place_is_found_as_it_is_now(fixture_dir, no_racy_window):
     add_message(fixture_dir, IDS[2], "first quokka words")
     assert len(a3s_nb.search("quokka", fixture_dir)) == 1

@@ -10,7 +10,7 @@ What changed is found the way the frames find it (``_loadcheck``): the load chec
 store and stats every file once, and the index keeps, per session, the signatures of the
 files its rows came from (``session``, ``runs``: prompt numbers and times, ``artifacts``).
 Only sessions whose files changed, appeared or vanished are read again, and their rows are
-compared with the stored ones by digest, so a session that grew gets its new rows only.
+compared with the stored ones by value, so a session that grew gets its new rows only.
 Rows recomputed within ``RACY_SECONDS`` of their files' last change are checked again next
 time, as the load check and the sessions index do.
 
@@ -215,7 +215,7 @@ def _match_expr(grams: list[str]) -> str:
 _SCHEMA = (
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT)",
     "CREATE TABLE docs(id INTEGER PRIMARY KEY, stem TEXT NOT NULL, sid TEXT NOT NULL, "
-    "h TEXT NOT NULL, prompt INTEGER, message INTEGER, block INTEGER, kind TEXT, tool TEXT, "
+    "prompt INTEGER, message INTEGER, block INTEGER, kind TEXT, tool TEXT, "
     "call TEXT, time INTEGER, text TEXT)",
     "CREATE INDEX docs_stem ON docs(stem)",
     "CREATE INDEX docs_kind ON docs(kind)",
@@ -459,31 +459,32 @@ class SearchIndex:
         deleted, the new ones added. Returns how many rows were deleted."""
         conn = self.conn
         assert conn is not None
-        have: dict[str, list[int]] = defaultdict(list)
-        for row_id, h in conn.execute("SELECT id, h FROM docs WHERE stem = ?", (stem,)):
-            have[h].append(row_id)
-        add: list[tuple[str, Doc]] = []
+        have: dict[tuple, list[int]] = defaultdict(list)  # a row's values: its ids
+        for row_id, *row in conn.execute(
+            f"SELECT id, sid, {_DOC_COLS} FROM docs WHERE stem = ?", (stem,)
+        ):
+            have[tuple(row)].append(row_id)
+        add: list[Doc] = []
         for doc in docs:
-            h = digest([sid, *doc])
-            if have.get(h):
-                have[h].pop()
+            same = have.get((sid, *doc))
+            if same:
+                same.pop()
             else:
-                add.append((h, doc))
-        drop = [row_id for ids in have.values() for row_id in ids]
+                add.append(doc)
+        drop = [(row_id, row[-1]) for row, ids in have.items() for row_id in ids]
         if sid is None:
             conn.execute("DELETE FROM sessions WHERE stem = ?", (stem,))
-        for row_id in drop:
-            (text,) = conn.execute("SELECT text FROM docs WHERE id = ?", (row_id,)).fetchone()
+        for row_id, text in drop:
             conn.execute(
                 "INSERT INTO ft(ft, rowid, body) VALUES ('delete', ?, ?)", (row_id, text.lower())
             )
             conn.execute("DELETE FROM docs WHERE id = ?", (row_id,))
         if add:
             (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM docs").fetchone()
-            rows = [(top + n + 1, stem, sid, h, *doc) for n, (h, doc) in enumerate(add)]
+            rows = [(top + n + 1, stem, sid, *doc) for n, doc in enumerate(add)]
             conn.executemany(
-                f"INSERT INTO docs(id, stem, sid, h, {_DOC_COLS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO docs(id, stem, sid, {_DOC_COLS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             conn.executemany(
