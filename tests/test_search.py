@@ -362,6 +362,24 @@ def test_the_build_reads_each_session_once_without_validating_its_run_events(
     assert runs[: -len(IDS)] == []
 
 
+def test_the_build_reads_sessions_under_a_lock_taken_once_per_chunk(fixture_dir, monkeypatch):
+    from a3s_nb.store import store as store_mod
+
+    held, real = [], _searchindex.SearchIndex._docs_of
+
+    def docs_of(self, sid):
+        lock = store_mod._held_locks().get(str(self.store.path))
+        held.append(None if lock is None else id(lock))
+        return real(self, sid)
+
+    monkeypatch.setattr(_searchindex.SearchIndex, "_docs_of", docs_of)
+    monkeypatch.setattr(_searchindex, "LOCK_BATCH", 3)
+    a3s_nb.search("ok", fixture_dir)
+    # already held when a session is read, the same taking for each run of 3 sessions
+    assert len(held) == len(IDS) and None not in held
+    assert [len(set(held[i : i + 3])) for i in range(0, len(IDS), 3)] == [1, 1, 1]
+
+
 def _documents_both_ways(root: Path) -> None:
     store = a3s_nb.FileStore(root)
     for sid in store.list():
