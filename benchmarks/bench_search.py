@@ -3,6 +3,7 @@ frame build, in one run (see benchmarks/README.md, "Search").
 
     python benchmarks/bench_search.py                 # 5,000 sessions
     python benchmarks/bench_search.py --sizes 1000 --repeat 3
+    python benchmarks/bench_search.py --repeat 2 --queries rare absent
 
 The store is ``bench_frames.build_store``'s: clones of the fixture sessions.
 """
@@ -10,7 +11,10 @@ The store is ``bench_frames.build_store``'s: clones of the fixture sessions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import resource
 import shutil
 import sys
 import time
@@ -21,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_frames import FIXTURE, build_store  # noqa: E402
+from bench_frames import FIXTURE, FRAGMENTS, build_store  # noqa: E402
 
 #: A word in one fixture session's text, a common one, a short one, and regexes.
 QUERIES = {
@@ -34,10 +38,63 @@ QUERIES = {
 }
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its children (a cold frame build may use
+    worker processes)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        total += r.ru_utime + r.ru_stime
+    return total
+
+
 def timed(fn: Callable[[], object]) -> tuple[float, float, object]:
-    c0, w0 = time.process_time(), time.perf_counter()
+    c0, w0 = _cpu(), time.perf_counter()
     out = fn()
-    return time.process_time() - c0, time.perf_counter() - w0, out
+    return _cpu() - c0, time.perf_counter() - w0, out
+
+
+def stat_every_file(store: Path) -> int:
+    """One ``stat`` per file of every session: the least a change check that notices an
+    edit in place (same size, time set back) can cost."""
+    n = 0
+    for d in (store, *(store / f for f in FRAGMENTS)):
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            for name in os.listdir(fd):
+                if name.endswith(".json"):
+                    os.stat(name, dir_fd=fd)
+                    n += 1
+        finally:
+            os.close(fd)
+    fd = os.open(store / "artifacts", os.O_RDONLY)
+    try:
+        for name in os.listdir(fd):
+            with contextlib.suppress(OSError):
+                os.stat(f"{name}/artifacts.json", dir_fd=fd)
+                n += 1
+    finally:
+        os.close(fd)
+    return n
+
+
+def session_cost(store: Path, sid: str) -> int:
+    """What one session costs on its own: ``Store.load``, its texts, and their rows in an
+    index of its own (in memory)."""
+    import sqlite3
+
+    from a3s_nb import FileStore
+    from a3s_nb.frames import _searchindex
+
+    docs = _searchindex.documents(FileStore(store).load(sid))
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    for sql in _searchindex._SCHEMA:
+        conn.execute(sql)
+    index = _searchindex.SearchIndex.__new__(_searchindex.SearchIndex)
+    index.conn = conn
+    index._replace(sid, sid, docs)
+    conn.close()
+    return len(docs)
 
 
 def add_session(store: Path) -> str:
@@ -51,7 +108,7 @@ def add_session(store: Path) -> str:
     return new
 
 
-def bench(n: int, repeat: int) -> dict[str, dict[str, float]]:
+def bench(n: int, repeat: int, queries: list[str]) -> dict[str, dict[str, float]]:
     import a3s_nb
     from a3s_nb.frames import _searchindex
     from a3s_nb.frames import search as textsearch
@@ -80,7 +137,7 @@ def bench(n: int, repeat: int) -> dict[str, dict[str, float]]:
         keep("index_build_checked", cpu, wall)  # load verdicts cached: the index alone
         settle()
         a3s_nb.search("warm", store)
-        for name, (q, regex) in QUERIES.items():
+        for name, (q, regex) in ((k, QUERIES[k]) for k in queries):
             cpu, wall, df = timed(lambda q=q, regex=regex: a3s_nb.search(q, store, regex=regex))
             keep(f"query_warm.{name}", cpu, wall)
             best[f"query_warm.{name}"]["hits"] = len(df)
@@ -101,15 +158,19 @@ def bench(n: int, repeat: int) -> dict[str, dict[str, float]]:
                 lambda st=st, matcher=matcher: textsearch._brute_force(st, matcher, None)
             )
             keep(f"brute_force.{name}", cpu, wall)
+        cpu, wall, _r = timed(lambda: stat_every_file(store))
+        keep("stat_every_file", cpu, wall)
+        cpu, wall, _r = timed(lambda: a3s_nb.search("zebracorn-absent", store))
+        keep("query_warm_before_change", cpu, wall)
         new = add_session(store)
         cpu, wall, df = timed(lambda: a3s_nb.search("zebracorn-absent", store))
         keep("one_new_session", cpu, wall)
         assert df.empty
-        st = a3s_nb.FileStore(store)
-        cpu, wall, _r = timed(lambda st=st, new=new: _searchindex.documents(st.load(new)))
-        keep("that_session_load_and_texts", cpu, wall)
-        st.delete(new)
+        cpu, wall, _r = timed(lambda new=new: session_cost(store, new))
+        keep("that_session_load_and_index", cpu, wall)
         settle()
+        a3s_nb.search("zebracorn-absent", store)
+        a3s_nb.FileStore(store).delete(new)
         cpu, wall, df = timed(lambda: a3s_nb.search("zebracorn-absent", store))
         keep("one_deleted_session", cpu, wall)
         settle()
@@ -117,16 +178,61 @@ def bench(n: int, repeat: int) -> dict[str, dict[str, float]]:
     return best
 
 
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "-"
+
+
+def summary(r: dict[str, dict[str, float]]) -> list[str]:
+    """Each target of issue 19 beside its baseline from the same run (CPU s, then wall)."""
+    lines = [f"{'target':52} {'measured':>17} {'baseline':>17} {'ratio':>7}"]
+
+    def line(what: str, got: str, base: str | float, *, fixed: bool = False) -> None:
+        g = r[got]
+        b = {"cpu": base, "wall": base} if fixed else r[str(base)]
+        lines.append(
+            f"{what:52} {g['cpu']:8.4f} {g['wall']:8.4f} {b['cpu']:8.4f} {b['wall']:8.4f} "
+            f"{_ratio(g['wall'], b['wall']):>7}"
+        )
+
+    for name in (k for k in QUERIES if f"query_warm.{k}" in r):
+        line(f"warm {name}: whole call vs 50 ms", f"query_warm.{name}", 0.05, fixed=True)
+        line(f"warm {name}: whole call vs brute force", f"query_warm.{name}", f"brute_force.{name}")
+    line(
+        "warm, no change (absent): vs a stat of every file",
+        "query_warm_before_change",
+        "stat_every_file",
+    )
+    line("index from nothing vs cold all_frames", "index_cold", "frames_cold")
+    new, warm = r["one_new_session"], r["query_warm_before_change"]
+    r["one_new_session_over_warm"] = {k: new[k] - warm[k] for k in ("cpu", "wall")}
+    line(
+        "one new session, then a search vs warm search",
+        "one_new_session",
+        "query_warm_before_change",
+    )
+    line(
+        "... its cost over the warm search vs that session's load + index",
+        "one_new_session_over_warm",
+        "that_session_load_and_index",
+    )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--queries", nargs="+", choices=list(QUERIES), default=list(QUERIES), metavar="NAME"
+    )
     args = parser.parse_args()
     for n in args.sizes:
-        result = bench(n, args.repeat)
-        print(f"## {n} sessions (best of {args.repeat})")
+        result = bench(n, args.repeat, args.queries)
+        print(f"## {n} sessions (best of {args.repeat}; seconds, CPU then wall)")
         for name, m in result.items():
             print(f"{name:40} " + "  ".join(f"{k}={v:.4f}" for k, v in m.items()))
+        print()
+        print("\n".join(summary(result)))
         print(json.dumps(result))
 
 

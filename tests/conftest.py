@@ -69,9 +69,9 @@ def calls_of(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list:
 @pytest.fixture
 def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """Files the test just wrote count as settled (the racy window is for real clocks)."""
-    from a3s_nb.frames import _framecache, _loadcheck, index
+    from a3s_nb.frames import _framecache, _loadcheck, _searchindex, index
 
-    for mod in (_framecache, _loadcheck, index):
+    for mod in (_framecache, _loadcheck, _searchindex, index):
         monkeypatch.setattr(mod, "RACY_SECONDS", -1.0)
 
 

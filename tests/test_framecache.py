@@ -423,6 +423,30 @@ def test_load_verdicts_of_an_unchanged_store_come_from_the_cache_head(
     assert {str(w.message).split("'")[1] for w in caught} == {INDIA, IDS[1]}
 
 
+def test_a_session_deleted_before_its_verdict_was_trusted_leaves_the_head_usable(
+    fixture_dir, monkeypatch
+):
+    """A session saved and deleted within the racy window is forgotten with its verdict:
+    it does not keep every later call on the whole cache."""
+    for part in ("", "runs/", "traces/", "verification/"):
+        path = fixture_dir / f"{part}{IDS[1]}.json"
+        if path.exists():
+            (fixture_dir / f"{part}brand-new.json").write_text(
+                path.read_text().replace(IDS[1], "brand-new")
+            )
+    a3s_nb.runs(fixture_dir)  # its verdict: not trusted yet (its files are new)
+    a3s_nb.FileStore(fixture_dir).delete("brand-new")
+    monkeypatch.setattr(_loadcheck, "RACY_SECONDS", -1.0)  # everything settled since
+    for _ in range(2):  # the first call judges, the second writes the digest
+        first = a3s_nb.runs(fixture_dir)
+    loaded: list[int] = []
+    real = _loadcheck.LoadCheck._load
+    monkeypatch.setattr(_loadcheck.LoadCheck, "_load", lambda self: loaded.append(1) or real(self))
+    again = a3s_nb.runs(fixture_dir)
+    assert loaded == []
+    pd.testing.assert_frame_equal(again, first)
+
+
 def test_a_remembered_sessions_frame_needs_the_very_write_of_the_index(fixture_dir, summarized):
     """Another write of the index that keeps its size, inode and time (as one in the same
     clock tick could) is told apart by the generation each write gets."""

@@ -206,6 +206,14 @@ def test_fts_syntax_in_a_query_is_plain_text(fixture_dir):
 # ============================================================================ up to date
 
 
+def clone(root: Path, src: str, new: str) -> None:
+    """A copy of session ``src`` under the id ``new``, as a save would write it."""
+    for part in ("", "runs/", "traces/", "verification/"):
+        path = root / f"{part}{src}.json"
+        if path.exists():
+            (root / f"{part}{new}.json").write_text(path.read_text().replace(src, new))
+
+
 def test_a_new_session_costs_that_session_only(fixture_dir, no_racy_window, monkeypatch):
     a3s_nb.search("warm", fixture_dir)
     read = []
@@ -215,15 +223,57 @@ def test_a_new_session_costs_that_session_only(fixture_dir, no_racy_window, monk
     )
     a3s_nb.search("warm", fixture_dir)
     assert read == []  # unchanged store: nothing read
-    for part in ("", "runs/", "traces/", "verification/"):
-        src = fixture_dir / f"{part}{IDS[1]}.json"
-        if src.exists():
-            text = src.read_text().replace(IDS[1], "brand-new")
-            (fixture_dir / f"{part}brand-new.json").write_text(text)
+    clone(fixture_dir, IDS[1], "brand-new")
     add_message(fixture_dir, "brand-new", "zebracorn appears")
     df = a3s_nb.search("zebracorn", fixture_dir)
     assert read == ["brand-new"]
     assert list(df["session_id"]) == ["brand-new"]
+
+
+def _written(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements every index connection runs from now on, values filled in."""
+    statements: list[str] = []
+    real = _searchindex._connect
+
+    def traced(path: Path) -> sqlite3.Connection:
+        conn = real(path)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(_searchindex, "_connect", traced)
+    return statements
+
+
+@pytest.mark.parametrize("others", [0, 24])
+def test_what_a_new_session_writes_does_not_grow_with_the_store(
+    fixture_dir, no_racy_window, monkeypatch, others
+):
+    # what the index writes besides the new session's own rows (its texts, their pieces)
+    # is the same in a store of 8 sessions as in one of 32: no record is rewritten whole
+    for n in range(others):
+        clone(fixture_dir, IDS[n % len(IDS)], f"other-{n:03d}")
+    a3s_nb.search("warm", fixture_dir)
+    clone(fixture_dir, IDS[1], "brand-new")
+    statements = _written(monkeypatch)
+    a3s_nb.search("warm", fixture_dir)
+    writes = [
+        s
+        for s in statements
+        if s.split(" ", 1)[0] in ("INSERT", "UPDATE", "DELETE")
+        and not s.startswith(("INSERT INTO docs", "INSERT INTO ft"))
+    ]
+    assert writes, statements
+    assert sum(map(len, writes)) < 600, [w[:60] for w in writes]
+
+
+def test_a_session_that_grew_adds_only_its_new_text(fixture_dir, no_racy_window, monkeypatch):
+    a3s_nb.search("warm", fixture_dir)
+    add_message(fixture_dir, IDS[2], "one more ocelot")
+    statements = _written(monkeypatch)
+    assert list(a3s_nb.search("ocelot", fixture_dir)["session_id"]) == [IDS[2]]
+    changed = [s for s in statements if s.startswith(("INSERT INTO docs", "DELETE FROM docs"))]
+    assert len(changed) == 1 and "one more ocelot" in changed[0], changed
+    assert rows(a3s_nb.search("e", fixture_dir)) == expected(fixture_dir, "e")
 
 
 def test_a_session_rewritten_in_place_is_found_as_it_is_now(fixture_dir, no_racy_window):
@@ -285,6 +335,116 @@ def test_a_session_load_rejects_is_left_out_and_reported(fixture_dir, no_racy_wi
     assert IDS[4] not in set(df["session_id"])
     assert [e["session_id"] for e in df.attrs["errors"]] == [IDS[4]]
     assert rows(df) == expected(fixture_dir, "e")
+
+
+# ============================================================================ the build
+
+
+def test_the_build_reads_each_session_once_without_validating_its_run_events(
+    fixture_dir, monkeypatch
+):
+    from a3s_nb.store.store import FileStore
+
+    loads, runs = [], []
+    real_load, real_validate = FileStore.load, FileStore._validate
+    monkeypatch.setattr(
+        FileStore, "load", lambda self, sid: loads.append(sid) or real_load(self, sid)
+    )
+    monkeypatch.setattr(
+        FileStore,
+        "_validate",
+        lambda self, key, part, text: (
+            (part != "runs" or not runs.append(key)) and real_validate(self, key, part, text)
+        ),
+    )
+    assert rows(a3s_nb.search("ok", fixture_dir)) == expected(fixture_dir, "ok")
+    assert loads[: -len(IDS)] == []  # (``expected`` loads every session once, last)
+    assert runs[: -len(IDS)] == []
+
+
+def test_the_build_reads_sessions_under_a_lock_taken_once_per_chunk(fixture_dir, monkeypatch):
+    from a3s_nb.store import store as store_mod
+
+    held, real = [], _searchindex.SearchIndex._docs_of
+
+    def docs_of(self, sid):
+        lock = store_mod._held_locks().get(str(self.store.path))
+        held.append(None if lock is None else id(lock))
+        return real(self, sid)
+
+    monkeypatch.setattr(_searchindex.SearchIndex, "_docs_of", docs_of)
+    monkeypatch.setattr(_searchindex, "LOCK_BATCH", 3)
+    a3s_nb.search("ok", fixture_dir)
+    # already held when a session is read, the same taking for each run of 3 sessions
+    assert len(held) == len(IDS) and None not in held
+    assert [len(set(held[i : i + 3])) for i in range(0, len(IDS), 3)] == [1, 1, 1]
+
+
+def _documents_both_ways(root: Path) -> None:
+    store = a3s_nb.FileStore(root)
+    for sid in store.list():
+        bundle = _searchindex.searchable(store, sid)
+        assert bundle is not None
+        assert _searchindex.documents(bundle) == _searchindex.documents(store.load(sid)), sid
+
+
+def test_the_texts_read_for_the_index_are_those_of_a_load(tmp_path):
+    root = tmp_path / "store"
+    shutil.copytree(FIXTURE_STORE, root)
+    runs = json.loads((root / "runs" / f"{IDS[0]}.json").read_text())
+    # read without the models: a planned run (a prompt per step) and a failed one
+    planned = json.loads(json.dumps(runs[0]))
+    planned["snapshot"]["created_at_ms"] += 1
+    planned["events"][:0] = [
+        {"sequence": 0, "timestamp_ms": 1, "event": {"type": "planning_start", "prompt": "p"}},
+        {
+            "sequence": 0,
+            "timestamp_ms": 1,
+            "event": {
+                "type": "step_start",
+                "step_id": "s1",
+                "description": "d",
+                "step_number": 1,
+                "total_steps": 2,
+            },
+        },
+        {
+            "sequence": 0,
+            "timestamp_ms": 1,
+            "event": {
+                "type": "step_start",
+                "step_id": "s2",
+                "description": "d",
+                "step_number": 2,
+                "total_steps": 2,
+            },
+        },
+    ]
+    failed = json.loads(json.dumps(runs[0]))
+    failed["snapshot"].update(status="failed", created_at_ms=0)
+    (root / "runs" / f"{IDS[0]}.json").write_text(json.dumps([failed, *runs, planned]))
+    assert _searchindex._runs_view((root / "runs" / f"{IDS[0]}.json").read_text()) is not None
+    # validated with the models: a time the models take as a float, event envelopes
+    loose = json.loads((root / "runs" / f"{IDS[1]}.json").read_text())
+    loose[0]["snapshot"]["created_at_ms"] = float(loose[0]["snapshot"]["created_at_ms"])
+    (root / "runs" / f"{IDS[1]}.json").write_text(json.dumps(loose))
+    assert _searchindex._runs_view((root / "runs" / f"{IDS[1]}.json").read_text()) is None
+    from a3s_nb.store import _envelope
+
+    enveloped = json.loads((root / "runs" / f"{IDS[2]}.json").read_text())
+    for run in enveloped:
+        snap = run["snapshot"]
+        run["events"] = [
+            _envelope.envelope_of(r, snap["id"], snap["session_id"]) for r in run["events"]
+        ]
+    (root / "runs" / f"{IDS[2]}.json").write_text(json.dumps(enveloped))
+    assert _searchindex._runs_view((root / "runs" / f"{IDS[2]}.json").read_text()) is None
+    _documents_both_ways(root)
+    assert rows(a3s_nb.search("e", root)) == expected(root, "e")
+
+
+def test_the_texts_read_for_the_index_in_the_v1_layout_are_those_of_a_load(tmp_path):
+    _documents_both_ways(build_v1_store(tmp_path / "v1store", sealed=False))
 
 
 # ============================================================================ the file

@@ -203,6 +203,28 @@ def test_sdk_rewritten_ids_list_as_their_real_id(tmp_path):
         store.load("tenant_s1")
 
 
+@pytest.mark.parametrize(
+    ("name", "held"),
+    [("K-1", "\u212a-1"), ("a;b", "a\u037eb"), ("q`", "q\u1fef"), ("caf\u00e9", "cafe\u0301")],
+)
+def test_an_id_filed_under_a_name_equal_up_to_normalisation_lists_as_itself(tmp_path, name, held):
+    """The Kelvin sign, Greek varia and Greek question mark are one id with K, ` and ;
+    (``_same_id``): a file named with those holds an id the name alone does not tell."""
+    store = a3s_nb.open_store(tmp_path / "s")
+    data = make_bundle("x").session.model_dump(mode="json")
+    data["id"] = held
+    (store.path / f"{name}.json").write_text(json.dumps(data))
+    assert store.list() == [held]
+
+
+def test_listing_reads_no_file_whose_name_is_its_only_id(fixture_store, monkeypatch):
+    read = []
+    real = store_mod._id_in_file
+    monkeypatch.setattr(store_mod, "_id_in_file", lambda path: read.append(path) or real(path))
+    assert fixture_store.list() == sorted(p.stem for p in fixture_store.path.glob("*.json"))
+    assert read == []
+
+
 def test_hand_written_api_key_is_dropped_on_save(tmp_path):
     store = a3s_nb.open_store(tmp_path / "s")
     data = make_bundle().session.model_dump(mode="json")

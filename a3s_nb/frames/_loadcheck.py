@@ -531,6 +531,12 @@ class LoadCheck:
             for sigs in files.values():
                 sigs.pop(stem, None)
             self._dirty = True
+        # so does the distrust of a session without a verdict now (deleted, here or by
+        # ``index.forget``): kept, it would keep every later call off the head
+        trusting = [stem for stem in cache["untrusted"] if stem in entries]
+        if len(trusting) != len(cache["untrusted"]):
+            cache["untrusted"] = trusting
+            self._dirty = True
         out: dict[str, CorruptFileError] = {}
         found: dict[str, dict] = {}
         for sid, stem in stem_of.items():

@@ -10,7 +10,7 @@ What changed is found the way the frames find it (``_loadcheck``): the load chec
 store and stats every file once, and the index keeps, per session, the signatures of the
 files its rows came from (``session``, ``runs``: prompt numbers and times, ``artifacts``).
 Only sessions whose files changed, appeared or vanished are read again, and their rows are
-compared with the stored ones by digest, so a session that grew gets its new rows only.
+compared with the stored ones by value, so a session that grew gets its new rows only.
 Rows recomputed within ``RACY_SECONDS`` of their files' last change are checked again next
 time, as the load check and the sessions index do.
 
@@ -29,6 +29,8 @@ halfway is rebuilt, not trusted. A store that cannot be written is searched with
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import logging
 import os
 import sqlite3
@@ -43,22 +45,29 @@ from urllib.parse import quote
 from ..errors import CorruptFileError, SessionNotFoundError
 from ..store import _metafiles
 from ..store._cachefile import digest, encode
-from ..store._json import loads
 from ..store._prompts import _args_json, _prompts
-from ..store.models import SessionBundle, TextBlock, ToolResultBlock, ToolUseBlock
-from ..store.store import FileStore
-from ._loadcheck import LoadCheck, changed_stems, newest, record
+from ..store.models import (
+    ArtifactManifest,
+    SessionBundle,
+    TextBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+)
+from ..store.store import FileStore, Part, _same_id
+from ._loadcheck import LoadCheck, newest
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "search.sqlite"
 #: Bump when ``documents`` or the tables change: the index is then rebuilt.
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 RACY_SECONDS = 2.0
 #: The files a session's rows come from.
-PARTS = ("session", "runs", "artifacts")
+PARTS: tuple[Part, ...] = ("session", "runs", "artifacts")
 #: Sessions read, then written to the index, at a time (bounds the memory of a build).
 BATCH = 256
+#: Sessions read under one taking of the store's shared lock (a writer waits that long).
+LOCK_BATCH = 32
 
 #: A searchable text: ``(prompt, message, block, kind, tool, tool_call_id, time_ms, text)``.
 Doc = tuple[int | None, int | None, int, str, str | None, str | None, int | None, str]
@@ -87,7 +96,7 @@ def documents(bundle: SessionBundle) -> list[Doc]:
     messages = bundle.session.messages
     prompt_of: dict[int, int] = {}
     time_of: dict[int, int | None] = {}
-    for p in _prompts(bundle):
+    for p in _prompts(bundle, content=False):
         time_of[p.number] = p.run.snapshot.created_at_ms if p.run is not None else None
         for i in range(*p.messages):
             prompt_of[i] = p.number
@@ -123,6 +132,72 @@ def documents(bundle: SessionBundle) -> list[Doc]:
     return out
 
 
+def searchable(store: FileStore, sid: str) -> SessionBundle | None:
+    """What ``documents`` reads of a session ``Store.load()`` accepts (the load check's
+    verdict), read once: the session and artifacts validated as ``load`` does, the runs
+    through ``_runs_view`` when it can tell (validating their events is most of a
+    ``load``). None when the session file is gone or holds another id (changed since the
+    verdict); raises ``CorruptFileError`` when a part no longer validates."""
+    key, texts = store._read_texts(sid, PARTS)
+    if texts["session"] is None:
+        return None
+    session = store._validate(key, "session", texts["session"])
+    if not _same_id(session.id, key):
+        return None
+    runs: Any = []
+    text = texts["runs"]
+    if text is not None:
+        view = _runs_view(text)
+        runs = view if view is not None else store._validate(key, "runs", text)
+    text = texts["artifacts"]
+    artifacts = (
+        store._validate(key, "artifacts", text)
+        if text is not None
+        else ArtifactManifest.model_construct(artifacts=[])
+    )
+    # every field given: pydantic would inspect each default factory, on every call
+    return SessionBundle.model_construct(
+        session=session,
+        runs=runs,  # views, not models: ``documents`` reads only the fields they hold
+        traces=[],
+        verification=[],
+        artifacts=artifacts,
+        subagent_tasks=None,
+    )
+
+
+@functools.cache
+def _runs_decoder() -> Callable[[str | bytes], list[Any]] | None:
+    try:
+        import msgspec
+    except ImportError:  # pragma: no cover - msgspec is in a3s-nb[all]: runs are validated
+        return None
+
+    # Exactly what ``_prompts(content=False)`` reads of a run, in types no looser than
+    # the models' (a value of another type fails here, and the runs are validated); a
+    # record is read only in the shape with ``event`` (an envelope has none: validated).
+    # Built with ``defstruct``: this module's annotations are strings.
+    struct = msgspec.defstruct
+    record = struct("Record", [("event", struct("Event", [("type", str)]))])
+    snapshot = struct("Snapshot", [("status", str), ("prompt", str), ("created_at_ms", int)])
+    events = ("events", list[record], msgspec.field(default_factory=list))
+    run = struct("Run", [("snapshot", snapshot), events])
+    return msgspec.json.Decoder(list[run]).decode
+
+
+def _runs_view(text: Any) -> list[Any] | None:
+    """The runs file's text as read-only views of the fields prompt numbering reads, or
+    None when that cannot be told this way (a part read out of an envelope, a value of a
+    looser type than msgspec's strict one): the caller validates it then."""
+    decode = _runs_decoder()
+    if decode is None or not isinstance(text, str | bytes):
+        return None
+    try:
+        return decode(text)
+    except ValueError:  # msgspec's errors are ValueErrors
+        return None
+
+
 def trigrams(text: str) -> list[str]:
     """Pieces of three characters of ``text`` that together cover it (a trigram index
     holding all of them is a superset of the texts that contain ``text``)."""
@@ -143,10 +218,14 @@ def _match_expr(grams: list[str]) -> str:
 _SCHEMA = (
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT)",
     "CREATE TABLE docs(id INTEGER PRIMARY KEY, stem TEXT NOT NULL, sid TEXT NOT NULL, "
-    "h TEXT NOT NULL, prompt INTEGER, message INTEGER, block INTEGER, kind TEXT, tool TEXT, "
+    "prompt INTEGER, message INTEGER, block INTEGER, kind TEXT, tool TEXT, "
     "call TEXT, time INTEGER, text TEXT)",
     "CREATE INDEX docs_stem ON docs(stem)",
     "CREATE INDEX docs_kind ON docs(kind)",
+    # per session: what its rows were read from (``encode`` of the signatures of its
+    # ``PARTS`` files, None for an absent one); not trusted: read again next time
+    "CREATE TABLE sessions(stem TEXT PRIMARY KEY, sid TEXT NOT NULL, sigs BLOB NOT NULL, "
+    "trusted INTEGER NOT NULL)",
     # contentless: the lowercased text is only tokenized; the text itself is in ``docs``
     "CREATE VIRTUAL TABLE ft USING fts5(body, content='', detail=none, "
     "tokenize='trigram case_sensitive 1')",
@@ -257,7 +336,9 @@ class SearchIndex:
         self.rejected = check.rejected(known, progress=progress)
         check.save()
         good = {check.stems[sid]: sid for sid in known if sid not in self.rejected}
-        clean = digest([check.digest, sorted(good.items()), INDEX_FORMAT])
+        # what ``good`` is made of: the files (v1 names included, which the stems follow),
+        # the sessions and those rejected
+        clean = digest([check.digest, known, sorted(self.rejected), INDEX_FORMAT])
         _metafiles.ensure_dir(self.store.meta_dir)  # a real folder in the store, never a link
         conn = _open_existing(self.path)
         meta = _meta(conn) if conn is not None else {}
@@ -299,40 +380,44 @@ class SearchIndex:
             conn.execute("UPDATE meta SET value = 'dirty' WHERE key = 'state'")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            meta = _meta(conn)  # as it is now that no other process writes it
-            files: dict[str, dict[str, list[int]]] = loads(meta.get("files") or "{}")
-            indexed: dict[str, str] = loads(meta.get("stems") or "{}")
-            untrusted = set(loads(meta.get("untrusted") or "[]"))
-            current = {part: scanned.get(part, {}) for part in PARTS}
-            recheck = changed_stems(files, current) | untrusted
-            stale = sorted(s for s, sid in good.items() if s in recheck or indexed.get(s) != sid)
-            gone = sorted(s for s in indexed if s not in good)
+            # as it is now that no other process writes it: per stem, the session it was
+            # read as and the signatures of its files then (None: look again)
+            known = {
+                stem: (sid, sigs if trusted else None)
+                for stem, sid, sigs, trusted in conn.execute(
+                    "SELECT stem, sid, sigs, trusted FROM sessions"
+                )
+            }
+            parts = {part: scanned.get(part, {}) for part in PARTS}
+            ses, runs, arts = (parts[part].get for part in PARTS)  # (``PARTS``' order)
+            current = {stem: encode((ses(stem), runs(stem), arts(stem))) for stem in good}
+            stale = sorted(
+                stem for stem, sid in good.items() if known.get(stem) != (sid, current[stem])
+            )
+            gone = sorted(stem for stem in known if stem not in good)
             limit = scanned_at - RACY_SECONDS * 1e9
             deleted = 0
             self.read = 0
             for stem in gone:
                 deleted += self._replace(stem, None, [])
-                indexed.pop(stem, None)
-                untrusted.discard(stem)
-                for sigs in files.values():
-                    sigs.pop(stem, None)
             work = progress(stale) if progress is not None and stale else stale
             batch: list[tuple[str, list[Doc] | None]] = []
-            for stem in work:
-                batch.append((stem, self._docs_of(good[stem])))
+            pending = iter(work)
+            while chunk := list(itertools.islice(pending, LOCK_BATCH)):
+                with self.store.lock(shared=True):  # taken once for the chunk, not per read
+                    batch.extend((stem, self._docs_of(good[stem])) for stem in chunk)
                 if len(batch) >= BATCH:
-                    deleted += self._apply(batch, good, indexed, files, current, untrusted, limit)
+                    deleted += self._apply(batch, good, current, parts, limit)
                     batch = []
-            deleted += self._apply(batch, good, indexed, files, current, untrusted, limit)
+            deleted += self._apply(batch, good, current, parts, limit)
             if deleted:  # merge the FTS index: the deleted rows' pieces leave it
                 conn.execute("INSERT INTO ft(ft) VALUES ('optimize')")
-            values = {
-                "files": encode(files).decode(),
-                "stems": encode(indexed).decode(),
-                "untrusted": encode(sorted(untrusted)).decode(),
-                "clean": clean if not untrusted else "",
-            }
-            conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
+            (untrusted,) = conn.execute(
+                "SELECT count(*) FROM sessions WHERE NOT trusted"
+            ).fetchone()
+            conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('clean', ?)", ("" if untrusted else clean,)
+            )
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -343,40 +428,35 @@ class SearchIndex:
             os.replace(fresh, self.path)
 
     def _docs_of(self, sid: str) -> list[Doc] | None:
-        """The texts of one session, read now; None if it can no longer be loaded."""
+        """The texts of one session (which the load check accepted), read now; None if it
+        can no longer be read."""
         self.read += 1
         try:
-            bundle = self.store.load(sid)
+            bundle = searchable(self.store, sid)
         except (CorruptFileError, SessionNotFoundError):  # changed since checked: next time
             return None
-        return documents(bundle)
+        return None if bundle is None else documents(bundle)
 
     def _apply(
         self,
         batch: list[tuple[str, list[Doc] | None]],
         good: dict[str, str],
-        indexed: dict[str, str],
-        files: dict[str, dict[str, list[int]]],
-        current: dict[str, dict[str, list[int]]],
-        untrusted: set[str],
+        current: dict[str, bytes],
+        parts: dict[str, dict[str, list[int]]],
         limit: float,
     ) -> int:
+        """Write a batch of sessions' rows, and what they were read from: the signatures
+        of their files, trusted unless a file changed within ``RACY_SECONDS``."""
         deleted = 0
         for stem, docs in batch:
-            if docs is None:
+            if docs is None:  # no record: read again next time
                 deleted += self._replace(stem, None, [])
-                indexed.pop(stem, None)
-                for sigs in files.values():
-                    sigs.pop(stem, None)
-                untrusted.add(stem)
                 continue
             deleted += self._replace(stem, good[stem], docs)
-            indexed[stem] = good[stem]
-            record(files, current, PARTS, stem)
-            if newest(current, stem) >= limit:  # racily clean: look again next time
-                untrusted.add(stem)
-            else:
-                untrusted.discard(stem)
+            self.conn.execute(  # type: ignore[union-attr]
+                "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?)",
+                (stem, good[stem], current[stem], int(newest(parts, stem) < limit)),
+            )
         return deleted
 
     def _replace(self, stem: str, sid: str | None, docs: list[Doc]) -> int:
@@ -384,29 +464,32 @@ class SearchIndex:
         deleted, the new ones added. Returns how many rows were deleted."""
         conn = self.conn
         assert conn is not None
-        have: dict[str, list[int]] = defaultdict(list)
-        for row_id, h in conn.execute("SELECT id, h FROM docs WHERE stem = ?", (stem,)):
-            have[h].append(row_id)
-        add: list[tuple[str, Doc]] = []
+        have: dict[tuple, list[int]] = defaultdict(list)  # a row's values: its ids
+        for row_id, *row in conn.execute(
+            f"SELECT id, sid, {_DOC_COLS} FROM docs WHERE stem = ?", (stem,)
+        ):
+            have[tuple(row)].append(row_id)
+        add: list[Doc] = []
         for doc in docs:
-            h = digest([sid, *doc])
-            if have.get(h):
-                have[h].pop()
+            same = have.get((sid, *doc))
+            if same:
+                same.pop()
             else:
-                add.append((h, doc))
-        drop = [row_id for ids in have.values() for row_id in ids]
-        for row_id in drop:
-            (text,) = conn.execute("SELECT text FROM docs WHERE id = ?", (row_id,)).fetchone()
+                add.append(doc)
+        drop = [(row_id, row[-1]) for row, ids in have.items() for row_id in ids]
+        if sid is None:
+            conn.execute("DELETE FROM sessions WHERE stem = ?", (stem,))
+        for row_id, text in drop:
             conn.execute(
                 "INSERT INTO ft(ft, rowid, body) VALUES ('delete', ?, ?)", (row_id, text.lower())
             )
             conn.execute("DELETE FROM docs WHERE id = ?", (row_id,))
         if add:
             (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM docs").fetchone()
-            rows = [(top + n + 1, stem, sid, h, *doc) for n, (h, doc) in enumerate(add)]
+            rows = [(top + n + 1, stem, sid, *doc) for n, doc in enumerate(add)]
             conn.executemany(
-                f"INSERT INTO docs(id, stem, sid, h, {_DOC_COLS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO docs(id, stem, sid, {_DOC_COLS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             conn.executemany(

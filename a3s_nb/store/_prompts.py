@@ -83,7 +83,9 @@ def _ordered_runs(bundle: SessionBundle) -> list[RunRecord]:
     return sorted(bundle.runs, key=lambda r: r.snapshot.created_at_ms)  # stable
 
 
-def _prompts(bundle: SessionBundle) -> list[Prompt]:
+def _prompts(bundle: SessionBundle, *, content: bool = True) -> list[Prompt]:
+    """The prompts of a session; ``content=False`` leaves their ``tools`` and ``answer``
+    empty (numbering and spans alone: what search indexes by)."""
     messages = bundle.session.messages
     groups = _message_groups(messages)
     out: list[Prompt] = []
@@ -98,7 +100,7 @@ def _prompts(bundle: SessionBundle) -> list[Prompt]:
     for start, end in groups[gi:]:
         text = messages[start].text if _starts_prompt(messages[start]) else ""
         out.append(Prompt(len(out) + 1, text, None, (start, end)))
-    for p in out:
+    for p in out if content else ():
         p.tools, p.answer = _prompt_content(messages[p.messages[0] : p.messages[1]], p.run)
     return out
 

@@ -380,13 +380,15 @@ class Store(abc.ABC):
             )
         return SessionBundle(**values)
 
-    def _read_texts(self, session_id: str) -> tuple[str, dict[Part, str | Parsed | None]]:
-        """The key ``load`` files ``session_id`` under and what its files hold (see
-        ``_read_session``), read under the shared lock."""
+    def _read_texts(
+        self, session_id: str, parts: Iterable[Part] = PARTS
+    ) -> tuple[str, dict[Part, str | Parsed | None]]:
+        """The key ``load`` files ``session_id`` under and what its files (of ``parts``)
+        hold (see ``_read_session``), read under the shared lock."""
         key = lookup_session_id(session_id)
         with self.lock(shared=True):
             key = self._key(key)
-            return key, self._read_session(key, PARTS)
+            return key, self._read_session(key, parts)
 
     def _read_session(
         self, session_id: str, parts: Iterable[Part]
@@ -1328,6 +1330,8 @@ class FileStore(Store):
         if not os.path.lexists(real):
             return None
         stem = path.name[:-5]
+        if _only_id_of(stem):  # nothing else is filed here: no need to read the file
+            return stem
         inner = _id_in_file(real)
         if inner is not None and _same_id(sdk_safe_id(inner), stem):
             return inner
@@ -1339,21 +1343,26 @@ class FileStore(Store):
             entries = list(os.scandir(self.path))
         except OSError as e:
             raise StoreError(f"cannot list store {self.path}: {e.strerror}") from e
+        held = _held_locks().get(str(self.path))
+        overlay = held.overlay if held is not None and held.overlay else {}
         for entry in entries:
             name = entry.name
             if not name.endswith(".json"):
                 if _LEFTOVER.match(name):
                     self._dead_candidates.add(name)
                 continue
-            if name == ".json" or sdk_safe_id(name[:-5]) != name[:-5]:
+            stem = name[:-5]
+            if name == ".json" or sdk_safe_id(stem) != stem:
                 continue  # a name a3s-code cannot have written: see stray_files()
+            if _only_id_of(stem) and entry.path not in overlay:  # ``_owner``'s answer
+                ids.append(stem)
+                continue
             owner = self._owner(Path(entry.path))
             if owner is not None:
                 ids.append(owner)
-        held = _held_locks().get(str(self.path))
-        if held is not None and held.overlay:  # sessions a pending journal creates
+        if overlay:  # sessions a pending journal creates
             names = {e.name for e in entries}
-            for target, src in held.overlay.items():
+            for target, src in overlay.items():
                 path = Path(target)
                 if src is not None and path.parent == self.path and path.name not in names:
                     owner = self._owner(path)
@@ -1518,6 +1527,19 @@ def _release(fd: int) -> None:
             fcntl.flock(fd, fcntl.LOCK_UN)
     with contextlib.suppress(OSError):
         fsio.close(fd)
+
+
+#: The non-ASCII characters whose NFC form is ASCII (singletons: Kelvin sign, Greek
+#: varia, Greek question mark), as their ASCII forms.
+_NFC_TARGETS = frozenset("K`;")
+
+
+def _only_id_of(stem: str) -> bool:
+    """Whether ``stem`` is the file stem of no id but itself: no id another than ``stem``
+    has ``sdk_safe_id(id)`` equal to it, even up to Unicode normalisation (``_same_id``).
+    True for an ASCII stem without ``_`` (what ``/``, ``\\`` and ``..`` map to) and
+    without the three ASCII characters other characters normalise to."""
+    return stem.isascii() and "_" not in stem and _NFC_TARGETS.isdisjoint(stem)
 
 
 def _same_id(a: str, b: str) -> bool:
