@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import a3s_nb
 from a3s_nb.errors import SearchQueryError
-from a3s_nb.frames import _searchindex
+from a3s_nb.frames import _loadcheck, _searchindex
 from a3s_nb.frames import search as textsearch
 
 from .conftest import FIXTURE_STORE
@@ -373,7 +373,7 @@ def test_the_build_reads_sessions_under_a_lock_taken_once_per_chunk(fixture_dir,
         return real(self, sid)
 
     monkeypatch.setattr(_searchindex.SearchIndex, "_docs_of", docs_of)
-    monkeypatch.setattr(_searchindex, "LOCK_BATCH", 3)
+    monkeypatch.setattr(_loadcheck, "LOCK_BATCH", 3)
     a3s_nb.search("ok", fixture_dir)
     # already held when a session is read, the same taking for each run of 3 sessions
     assert len(held) == len(IDS) and None not in held

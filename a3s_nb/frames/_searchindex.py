@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import logging
 import os
 import sqlite3
@@ -54,7 +53,7 @@ from ..store.models import (
     ToolUseBlock,
 )
 from ..store.store import FileStore, Part, _same_id
-from ._loadcheck import LoadCheck, newest
+from ._loadcheck import LoadCheck, _locked_batches, newest
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +65,6 @@ RACY_SECONDS = 2.0
 PARTS: tuple[Part, ...] = ("session", "runs", "artifacts")
 #: Sessions read, then written to the index, at a time (bounds the memory of a build).
 BATCH = 256
-#: Sessions read under one taking of the store's shared lock (a writer waits that long).
-LOCK_BATCH = 32
-
 #: A searchable text: ``(prompt, message, block, kind, tool, tool_call_id, time_ms, text)``.
 Doc = tuple[int | None, int | None, int, str, str | None, str | None, int | None, str]
 
@@ -402,10 +398,9 @@ class SearchIndex:
                 deleted += self._replace(stem, None, [])
             work = progress(stale) if progress is not None and stale else stale
             batch: list[tuple[str, list[Doc] | None]] = []
-            pending = iter(work)
-            while chunk := list(itertools.islice(pending, LOCK_BATCH)):
-                with self.store.lock(shared=True):  # taken once for the chunk, not per read
-                    batch.extend((stem, self._docs_of(good[stem])) for stem in chunk)
+            # the shared lock is taken once per LOCK_BATCH sessions read, not per read
+            for stem in _locked_batches(self.store, work):
+                batch.append((stem, self._docs_of(good[stem])))
                 if len(batch) >= BATCH:
                     deleted += self._apply(batch, good, current, parts, limit)
                     batch = []
