@@ -88,6 +88,23 @@ def on_disk(store: Path, sid: str) -> dict:
     }
 
 
+@pytest.fixture
+def lock_takings(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Each taking of a ``FileStore``'s lock from now on (True: shared), in order; the load
+    check reads 3 sessions per taking of the shared lock."""
+    from a3s_nb.frames import _loadcheck
+
+    taken: list[bool] = []
+    real = a3s_nb.FileStore._acquire
+    monkeypatch.setattr(
+        a3s_nb.FileStore,
+        "_acquire",
+        lambda self, shared: taken.append(shared) or real(self, shared),
+    )
+    monkeypatch.setattr(_loadcheck, "LOCK_BATCH", 3)
+    return taken
+
+
 @pytest.fixture(scope="session")
 def manifest() -> dict:
     """What each fixture session was scripted to contain (written beside the store)."""

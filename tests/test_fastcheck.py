@@ -81,20 +81,11 @@ def test_the_load_check_loads_no_valid_fixture_session(fixture_dir, monkeypatch)
     assert sorted(frames["sessions"]["session_id"]) == FIXTURE_IDS
 
 
-def test_a_cold_check_takes_the_store_lock_once_per_batch(fixture_dir, monkeypatch):
+def test_a_cold_check_takes_the_store_lock_once_per_batch(fixture_dir, lock_takings):
     # each load() reuses the shared lock its batch holds instead of taking it again
-    store = a3s_nb.FileStore(fixture_dir)
-    taken: list[bool] = []
-    real = a3s_nb.FileStore._acquire
-    monkeypatch.setattr(
-        a3s_nb.FileStore,
-        "_acquire",
-        lambda self, shared: taken.append(shared) or real(self, shared),
-    )
-    monkeypatch.setattr(_loadcheck, "LOCK_BATCH", 3, raising=False)
-    check = _loadcheck.LoadCheck(store)
+    check = _loadcheck.LoadCheck(a3s_nb.FileStore(fixture_dir))
     assert check.rejected(FIXTURE_IDS) == {}
-    assert taken == [True] * math.ceil(len(FIXTURE_IDS) / 3)
+    assert lock_takings == [True] * math.ceil(len(FIXTURE_IDS) / 3)
 
 
 @pytest.mark.parametrize("folder", ["plain", "br{ace}s {0}"])

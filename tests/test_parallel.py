@@ -94,21 +94,14 @@ def test_parallel_filtered_frames_equal_serial_frames(fixture_dir, kwargs):
     assert_same(fixture_dir, "messages", **kwargs)  # filtered through the sessions index
 
 
-def test_a_worker_checks_a_batch_of_sessions_under_one_taking_of_the_lock(fixture_dir, monkeypatch):
-    from a3s_nb.frames import _loadcheck
-
+def test_a_worker_checks_a_batch_of_sessions_under_one_taking_of_the_lock(
+    fixture_dir, lock_takings
+):
     ids = a3s_nb.FileStore(fixture_dir).list()
-    taken: list[bool] = []
-    real = a3s_nb.FileStore._acquire
-    monkeypatch.setattr(
-        a3s_nb.FileStore,
-        "_acquire",
-        lambda self, shared: taken.append(shared) or real(self, shared),
-    )
-    monkeypatch.setattr(_loadcheck, "LOCK_BATCH", 3, raising=False)
+    lock_takings.clear()  # the listing's own taking
     verdicts = _parallel._check_chunk(None, path=str(fixture_dir), ids=ids)
     assert verdicts == dict.fromkeys(ids)
-    assert taken == [True] * -(-len(ids) // 3)
+    assert lock_takings == [True] * -(-len(ids) // 3)
 
 
 def test_a_cold_load_check_is_split_among_the_workers(fixture_dir, monkeypatch):
