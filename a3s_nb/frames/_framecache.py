@@ -293,25 +293,31 @@ class FrameCache:
         notes = [e for e in notes if e.get("session_id") not in replaced]
         notes += [e for e in fresh_notes if e["session_id"] in replaced]
         notes.sort(key=lambda e: str(e.get("session_id")))  # the order a build gives
-        if None not in (seg.file for seg in segments):
-            manifest = {
-                "format": CACHE_FORMAT,
-                "key": self.key,
-                "rows": sum(seg.rows for seg in segments),
-                "notes": notes,
-                "segments": [
-                    {"file": seg.file, "first": seg.first, "rows": seg.rows, "digest": seg.digest}
-                    for seg in segments
-                ],
-            }
-            tmp = self.dir / f"{frame}.json.{_generation()}.tmp"
-            if write_json(self.dir / f"{frame}.json", manifest, "frame cache", tmp=tmp):
-                self._sweep(frame, {str(seg.file) for seg in segments})
-                return segments, notes
+        if None not in (seg.file for seg in segments) and self._commit(frame, segments, notes):
+            return segments, notes
         for name in written:  # a read-only store works, it just is not cached
             with contextlib.suppress(OSError):
                 _metafiles.unlink(self.dir / name)
         return segments, notes
+
+    def _commit(self, frame: str, segments: list[_Segment], notes: list) -> bool:
+        """Write ``frame``'s manifest naming ``segments`` (all written) and ``notes``, then
+        remove its files no manifest names; False when the manifest could not be written."""
+        manifest = {
+            "format": CACHE_FORMAT,
+            "key": self.key,
+            "rows": sum(seg.rows for seg in segments),
+            "notes": notes,
+            "segments": [
+                {"file": seg.file, "first": seg.first, "rows": seg.rows, "digest": seg.digest}
+                for seg in segments
+            ],
+        }
+        tmp = self.dir / f"{frame}.json.{_generation()}.tmp"
+        if not write_json(self.dir / f"{frame}.json", manifest, "frame cache", tmp=tmp):
+            return False
+        self._sweep(frame, {str(seg.file) for seg in segments})
+        return True
 
     def _write(self, frame: str, table: Any, first: str, ids: list[str], sigs: list) -> _Segment:
         """One segment file (its ``file`` None when the store cannot be written)."""
@@ -555,20 +561,8 @@ def _forget_in(cache: FrameCache, frame: str, gone: set[str]) -> None:
     left = [e for e in notes if e.get("session_id") not in gone]
     if not changed and len(left) == len(notes):
         return
-    manifest = {
-        "format": CACHE_FORMAT,
-        "key": cache.key,
-        "rows": sum(seg.rows for seg in kept),
-        "notes": left,
-        "segments": [
-            {"file": seg.file, "first": seg.first, "rows": seg.rows, "digest": seg.digest}
-            for seg in kept
-        ],
-    }
-    tmp = cache.dir / f"{frame}.json.{_generation()}.tmp"
-    if not write_json(cache.dir / f"{frame}.json", manifest, "frame cache", tmp=tmp):
+    if not cache._commit(frame, kept, left):
         raise _Unusable(f"manifest of {frame} not written")
-    cache._sweep(frame, {str(seg.file) for seg in kept})
 
 
 def _compact(pa: Any, table: Any) -> Any:
