@@ -24,8 +24,11 @@ and keeps the best CPU and the best wall time of each:
 * ``all_frames_cold`` the same with no ``.a3s_nb`` caches at all: every session is first
   checked with ``Store.load()`` (see docs/frames.md), which also reads artifacts
 * ``all_frames_warm`` ``all_frames`` on an unchanged store: served from the frame cache
+  (the store watched since the second call: only what changed is stat'ed)
+* ``all_frames_warm_unwatched`` the same with the watch off (``A3S_NB_WATCH=0``): every
+  file stat'ed, as in a new kernel
 * ``one_changed``     ``all_frames`` after one session's run file was rewritten
-* ``sessions_warm``   ``sessions()`` served from its index
+* ``sessions_warm``   ``sessions()`` served from its index (``..._unwatched``: as above)
 * ``new_kernel.<fn>`` the first ``all_frames`` / ``sessions()`` call of a new process that
   has pandas, pyarrow and a3s_nb imported, the caches on disk (measured in that process)
 * ``new_kernel.import`` ``import a3s_nb`` in a new process that has pandas and pyarrow
@@ -208,6 +211,19 @@ def all_frames_phase(store: Path, **kwargs: Any) -> Callable[[], int]:
     return run
 
 
+def unwatched(fn: Callable[[], int]) -> Callable[[], int]:
+    """``fn`` with the store's watch turned off: every file stat'ed, as a new kernel does."""
+
+    def run() -> int:
+        os.environ["A3S_NB_WATCH"] = "0"
+        try:
+            return fn()
+        finally:
+            del os.environ["A3S_NB_WATCH"]
+
+    return run
+
+
 #: A new kernel's first call: pandas, pyarrow and a3s_nb imported, the caches on disk.
 _NEW_KERNEL = """
 import json, resource, sys, time
@@ -354,6 +370,7 @@ def make_phases(store: Path, files: dict[str, list[str]], only: set[str] | None)
         change_one_session(store)
 
     phases["all_frames_warm"] = (all_frames_phase(store), warm)
+    phases["all_frames_warm_unwatched"] = (unwatched(all_frames_phase(store)), warm)
     phases["one_changed"] = (all_frames_phase(store), warm_then_change)
     phases["new_kernel.import"] = (new_kernel_phase(store, "import"), None)
     for name in ("all_frames", "sessions"):
@@ -375,6 +392,10 @@ def make_phases(store: Path, files: dict[str, list[str]], only: set[str] | None)
     phases["sessions_warm"] = (
         frame_phase(store, "sessions"),
         # the index in place, out of the racy window of the last change, untimed
+        lambda: (settle(), a3s_nb.sessions(store, progress=False)),
+    )
+    phases["sessions_warm_unwatched"] = (
+        unwatched(frame_phase(store, "sessions")),
         lambda: (settle(), a3s_nb.sessions(store, progress=False)),
     )
     if only:

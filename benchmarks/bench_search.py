@@ -162,6 +162,10 @@ def bench(n: int, repeat: int, queries: list[str]) -> dict[str, dict[str, float]
         keep("stat_every_file", cpu, wall)
         cpu, wall, _r = timed(lambda: a3s_nb.search("zebracorn-absent", store))
         keep("query_warm_before_change", cpu, wall)
+        os.environ["A3S_NB_WATCH"] = "0"  # the same call stat'ing every file
+        cpu, wall, _r = timed(lambda: a3s_nb.search("zebracorn-absent", store))
+        del os.environ["A3S_NB_WATCH"]
+        keep("query_warm_unwatched", cpu, wall)
         new = add_session(store)
         cpu, wall, df = timed(lambda: a3s_nb.search("zebracorn-absent", store))
         keep("one_new_session", cpu, wall)
@@ -197,6 +201,11 @@ def summary(r: dict[str, dict[str, float]]) -> list[str]:
     for name in (k for k in QUERIES if f"query_warm.{k}" in r):
         line(f"warm {name}: whole call vs 50 ms", f"query_warm.{name}", 0.05, fixed=True)
         line(f"warm {name}: whole call vs brute force", f"query_warm.{name}", f"brute_force.{name}")
+    line(
+        "warm, no change (absent): vs the same without the watch",
+        "query_warm_before_change",
+        "query_warm_unwatched",
+    )
     line(
         "warm, no change (absent): vs a stat of every file",
         "query_warm_before_change",

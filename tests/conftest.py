@@ -150,6 +150,7 @@ def fixture_store(fixture_dir: Path) -> a3s_nb.FileStore:
 def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's store or writes into the working directory."""
     monkeypatch.delenv("A3S_NB_STORE", raising=False)
+    monkeypatch.delenv("A3S_NB_WATCH", raising=False)
     monkeypatch.chdir(tmp_path)
 
 

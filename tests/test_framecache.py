@@ -23,6 +23,7 @@ from a3s_nb.frames import (
     index,
     schema,
 )
+from a3s_nb.store import _watch
 
 from .conftest import calls_of, edit_runs, frames_from_files
 
@@ -283,7 +284,7 @@ def test_a_dangling_link_in_place_of_a_session_file_is_reported(fixture_dir, no_
         got = a3s_nb.all_frames(fixture_dir)
     assert INDIA not in set(got["runs"].session_id)
     scanned = _loadcheck.scan(a3s_nb.FileStore(fixture_dir))
-    assert scanned["runs"][INDIA] == _loadcheck.UNREADABLE
+    assert scanned["runs"][INDIA] == _watch.UNREADABLE
 
 
 def test_racily_clean_files_are_looked_at_again(fixture_dir, reads, checked, summarized):

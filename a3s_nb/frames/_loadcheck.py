@@ -35,6 +35,7 @@ from ..store import _v1layout as v1
 from ..store import models
 from ..store import store as stores
 from ..store._cachefile import digest, read_json, read_json_head, write_json
+from ..store._watch import Slot, Watches, scan_dirs, signature
 from ..store.store import PARTS, FileStore, Store, sdk_safe_id
 from . import _fastcheck
 
@@ -69,21 +70,6 @@ def _stat(path: str) -> list[int] | None:
     return signature(st)
 
 
-def signature(st: os.stat_result) -> list[int]:
-    """What a cache records of a file it read: ``[mtime_ns, size, inode, ctime_ns]``.
-
-    The modification time can be set back (``os.utime``: rsync, some editors), so an edit
-    in place that keeps the size would go unseen by ``(mtime, size)`` alone; the inode
-    and the change time cannot be set back. (What is "changed too recently to trust"
-    goes by the modification time alone: a store copied with its times kept is trusted
-    at once.)"""
-    return [st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns]
-
-
-#: The signature of an entry that is listed but cannot be stat'ed (vanished while we
-#: looked, or a dangling link): load() decides what that means.
-UNREADABLE = [-1, -1, -1, -1]
-
 _PROBE = "a3s-nb-layout-probe"
 
 
@@ -99,51 +85,8 @@ def path_templates(store: FileStore) -> dict[str, str]:
     }
 
 
-_DIR_FD = os.stat in os.supports_dir_fd and os.listdir in os.supports_fd
-
-
-def _scan_files(directory: str, head: str, tail: str, leaf: str) -> dict[str, list[int]]:
-    """``stem -> signature`` of the entries ``<head><stem><tail>`` of ``directory``
-    (or of the file ``leaf`` in them, when each stem has a directory of its own). Links are
-    followed.
-
-    One listing and one ``stat`` per entry, relative to the open directory where the
-    system allows it: at thousands of sessions these stats are most of a warm call.
-    """
-    fixed = len(head) + len(tail)
-    out: dict[str, list[int]] = {}
-    fd = None
-    try:
-        if _DIR_FD:
-            fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-            names = os.listdir(fd)
-        else:  # pragma: no cover - Windows
-            names = os.listdir(directory)
-    except OSError:
-        if fd is not None:
-            os.close(fd)
-        return out
-    stat = os.stat
-    try:
-        for name in names:
-            if len(name) <= fixed or not name.endswith(tail) or not name.startswith(head):
-                continue
-            stem = name[len(head) : len(name) - len(tail)]
-            path = f"{name}/{leaf}" if leaf else name
-            try:
-                if fd is not None:
-                    st = stat(path, dir_fd=fd)
-                else:  # pragma: no cover - Windows
-                    st = stat(os.path.join(directory, path))
-            except OSError:
-                if not leaf:  # vanished, or a dangling link: load() says what that means
-                    out[stem] = UNREADABLE
-                continue  # a session without artifacts
-            out[stem] = [st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns]
-    finally:
-        if fd is not None:
-            os.close(fd)
-    return out
+#: The store scans of this process: a store scanned again is watched (``_watch``).
+_WATCHES = Watches()
 
 
 #: The stem of a session read by a3s-code's v1 rules: ``v1/id_<b64>`` (a flat stem never
@@ -172,21 +115,38 @@ def id_of_stem(stem: str) -> str:
     return stem
 
 
-def _scan_v1(store: FileStore, parts: Iterable[str], out: dict[str, dict[str, list[int]]]) -> None:
-    """Add the sessions with files under ``v1/`` to a ``scan`` result, under ``v1/<name>``:
-    per part, the signature of the file a3s-code reads it from (the v1 one, else the root
-    one). A snapshot envelope holds every part, so its signature changes with any of them."""
-    base = os.path.join(str(store.path), v1.V1_DIR)
-    if not os.path.isdir(base):
-        return
-    found: dict[str, dict[str, list[int]]] = {}
+def _slots(store: FileStore, parts: tuple[str, ...]) -> list[tuple[str, Slot]]:
+    """``(key, slot)`` of each directory ``scan`` lists: a part's own, then (a store with
+    ``v1/``) each part's v1 directory, keyed ``v1/<part>``."""
+    files = store.session_files(_PROBE)
+    out = []
     for part in parts:
-        if part == "session":
-            found[part] = _scan_files(os.path.join(base, "sessions"), "", ".json", "")
-        elif part == "artifacts":
-            found[part] = _scan_files(os.path.join(base, "artifacts"), "", "", "artifacts.json")
-        else:
-            found[part] = _scan_files(os.path.join(base, v1.FRAGMENT_DIRS[part]), "", ".json", "")
+        directory, name = os.path.split(str(files[part]))  # type: ignore[index]
+        leaf = ""
+        if _PROBE not in name:  # ``<dir>/<stem>/<leaf>``: a directory per session
+            directory, name, leaf = *os.path.split(directory), name
+        if _PROBE not in name or _PROBE in directory:  # pragma: no cover - not a3s-code's
+            raise ValueError(f"unsupported store layout: {files[part]}")  # type: ignore[index]
+        head, _, tail = name.partition(_PROBE)
+        out.append((part, Slot(directory, head, tail, leaf)))
+    base = os.path.join(str(store.path), v1.V1_DIR)
+    if os.path.isdir(base):
+        for part in parts:
+            if part == "session":
+                slot = Slot(os.path.join(base, "sessions"), "", ".json")
+            elif part == "artifacts":
+                slot = Slot(os.path.join(base, "artifacts"), "", "", "artifacts.json")
+            else:
+                slot = Slot(os.path.join(base, v1.FRAGMENT_DIRS[part]), "", ".json")
+            out.append((V1_STEM + part, slot))
+    return out
+
+
+def _add_v1(found: dict[str, dict[str, list[int]]], out: dict[str, dict[str, list[int]]]) -> None:
+    """Add the sessions with files under ``v1/`` (``found``: ``part -> v1 name ->
+    signature``) to a ``scan`` result, under ``v1/<name>``: per part, the signature of the
+    file a3s-code reads it from (the v1 one, else the root one). A snapshot envelope holds
+    every part, so its signature changes with any of them."""
     names = {n for files in found.values() for n in files if n.startswith("id_")}
     flat_stem = {n: sdk_safe_id(v1.decode_v1_name(n) or "") for n in names}
     for part, files in found.items():
@@ -200,21 +160,16 @@ def _scan_v1(store: FileStore, parts: Iterable[str], out: dict[str, dict[str, li
 def scan(store: FileStore, parts: Iterable[str] = PARTS) -> dict[str, dict[str, list[int]]]:
     """The signature of every file of the given parts in the store, as ``part -> stem ->
     signature`` (a file that does not exist has no entry): one listing per part
-    directory, one ``stat`` per file. Sessions in a3s-code's v1 layout are under
-    ``v1/<name>`` (see ``stems_in``)."""
-    files = store.session_files(_PROBE)
+    directory, one ``stat`` per file, or, for a store this process scanned before, what
+    changed since by the kernel's watch (``_watch``). Sessions in a3s-code's v1 layout are
+    under ``v1/<name>`` (see ``stems_in``)."""
     parts = tuple(parts)
-    out: dict[str, dict[str, list[int]]] = {}
-    for part in parts:
-        directory, name = os.path.split(str(files[part]))  # type: ignore[index]
-        leaf = ""
-        if _PROBE not in name:  # ``<dir>/<stem>/<leaf>``: a directory per session
-            directory, name, leaf = *os.path.split(directory), name
-        if _PROBE not in name or _PROBE in directory:  # pragma: no cover - not a3s-code's
-            raise ValueError(f"unsupported store layout: {files[part]}")  # type: ignore[index]
-        head, _, tail = name.partition(_PROBE)
-        out[part] = _scan_files(directory, head, tail, leaf)
-    _scan_v1(store, parts, out)
+    keyed = _slots(store, parts)
+    found = _WATCHES.scan(str(store.path), tuple(slot for _, slot in keyed), scan_dirs)
+    raw = dict(zip((key for key, _ in keyed), found, strict=True))
+    out = {part: raw[part] for part in parts}
+    if len(raw) > len(parts):
+        _add_v1({part: raw[V1_STEM + part] for part in parts}, out)
     return out
 
 
