@@ -307,8 +307,8 @@ class LiveScan:
                 return
             if stat_.S_ISDIR(entry_st.st_mode) and entry_st.st_dev == dev:
                 wd = self._watch(entry)
-                if wd in self._dirs:  # not a directory of its own  # pragma: no cover
-                    unseen = True
+                if wd in self._dirs or self._leaf_dirs.get(wd, (i, stem)) != (i, stem):
+                    unseen = True  # not a directory of its own (a bind mount)  # pragma: no cover
                 elif wd >= 0:
                     self._leaf_dirs[wd] = (i, stem)
             else:
