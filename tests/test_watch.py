@@ -281,13 +281,8 @@ def test_a_v1_store_is_watched_like_a_flat_one(tmp_path, fresh_watches):
     assert watched(root) is not None
 
 
-def test_an_unchanged_watched_store_is_answered_without_a_stat_per_file(
-    fixture_dir, fresh_watches, monkeypatch
-):
-    start_watching(fixture_dir)
-    store = a3s_nb.FileStore(fixture_dir)
-    expected = full_scan(fixture_dir)
-    assert sum(map(len, expected.values())) >= 40
+def count_stats(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths ``os.stat`` and ``os.lstat`` are called on from now on."""
     stats: list[str] = []
     for name in ("stat", "lstat"):
         real = getattr(os, name)
@@ -297,6 +292,17 @@ def test_an_unchanged_watched_store_is_answered_without_a_stat_per_file(
             return _real(path, *a, **k)
 
         monkeypatch.setattr(os, name, counted)
+    return stats
+
+
+def test_an_unchanged_watched_store_is_answered_without_a_stat_per_file(
+    fixture_dir, fresh_watches, monkeypatch
+):
+    start_watching(fixture_dir)
+    store = a3s_nb.FileStore(fixture_dir)
+    expected = full_scan(fixture_dir)
+    assert sum(map(len, expected.values())) >= 40
+    stats = count_stats(monkeypatch)
     assert _loadcheck.scan(store) == expected
     assert len(stats) <= 2, stats  # the root (still the store?) and v1/ (there now?)
 
@@ -334,6 +340,19 @@ def test_the_environment_can_turn_the_watch_off(fixture_dir, fresh_watches, monk
     for _ in range(3):
         assert _loadcheck.scan(store) == full_scan(fixture_dir)
     assert watched(fixture_dir) is None
+
+
+def test_turning_the_watch_off_later_stats_every_file_again(
+    fixture_dir, fresh_watches, monkeypatch
+):
+    start_watching(fixture_dir)
+    store = a3s_nb.FileStore(fixture_dir)
+    files = sum(map(len, full_scan(fixture_dir).values()))
+    monkeypatch.setenv("A3S_NB_WATCH", "off")
+    expected = full_scan(fixture_dir)
+    stats = count_stats(monkeypatch)
+    assert _loadcheck.scan(store) == expected
+    assert len(stats) >= files
 
 
 def test_a_forked_child_does_not_read_its_parents_watch(fixture_dir, fresh_watches):

@@ -431,13 +431,13 @@ class Watches:
 
     def _get(self, root: str, slots: tuple[Slot, ...]) -> LiveScan | None:
         with self._lock:
+            if not enabled():
+                return None
             live = self._live.get(root)
             if live is not None and live.slots == slots and live.pid == os.getpid():
                 return live
             if live is not None:
                 self._drop(root, live)
-            if not enabled():
-                return None
             known = self._seen.get(root)
             if known is None:  # the first ask: a full scan
                 if len(self._seen) >= 256:
