@@ -117,6 +117,24 @@ def test_segments_one_changed_session_rewrites_one_segment(
     assert files == {f for frame in _framecache.CACHED for f in segment_files(fixture_dir, frame)}
 
 
+def test_a_cold_call_returns_the_frames_it_built(
+    fixture_dir, no_racy_window, segments_of_two, monkeypatch
+):
+    """A call that builds every row (no cache yet) returns the frames it built, without
+    turning the segments it wrote back into frames; the next call, served from those
+    segments, gives the very same frames."""
+    back: list[str] = []
+    real = _framecache.to_frame
+    monkeypatch.setattr(_framecache, "to_frame", lambda t, f: back.append(f) or real(t, f))
+    cold = a3s_nb.all_frames(fixture_dir, progress=False)
+    assert back == []
+    same(cold, frames_from_files(fixture_dir))
+    assert len(segment_files(fixture_dir, "run_events")) == 4
+    warm = a3s_nb.all_frames(fixture_dir, progress=False)
+    assert sorted(back) == sorted(_framecache.CACHED)
+    same(warm, cold)
+
+
 def test_segments_follow_sessions_added_and_deleted(
     fixture_dir, no_racy_window, segments_of_two, reads
 ):
