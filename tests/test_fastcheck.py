@@ -62,6 +62,19 @@ def test_every_fixture_session_is_proved_valid_without_load(fixture_dir):
         assert assert_same_verdict(store, sid)
 
 
+def test_the_decoded_mirror_values_are_not_tracked_by_the_cycle_collector():
+    """A checked file's value is a tree of mirror instances dropped at once: none of them
+    is tracked by the garbage collector (which only costs time on millions of events)."""
+    import gc
+
+    decode = _fastcheck._DECODERS["runs"]
+    runs = decode((FIXTURE_STORE / "runs" / f"{FIXTURE_IDS[0]}.json").read_bytes())
+    assert runs and runs[0].events
+    for value in (runs[0], runs[0].snapshot, runs[0].events[0], runs[0].events[0].event):
+        assert not gc.is_tracked(value), type(value).__name__
+    assert all(not c.__struct_config__.gc for c in _fastcheck.CLASSES.values())
+
+
 def test_a_memory_store_is_proved_the_same_way(fixture_dir):
     disk = a3s_nb.FileStore(fixture_dir)
     mem = a3s_nb.MemoryStore()

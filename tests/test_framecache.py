@@ -118,6 +118,24 @@ def test_segments_one_changed_session_rewrites_one_segment(
     assert files == {f for frame in _framecache.CACHED for f in segment_files(fixture_dir, frame)}
 
 
+def test_a_cold_call_returns_the_frames_it_built(
+    fixture_dir, no_racy_window, segments_of_two, monkeypatch
+):
+    """A call that builds every row (no cache yet) returns the frames it built, without
+    turning the segments it wrote back into frames; the next call, served from those
+    segments, gives the very same frames."""
+    back: list[str] = []
+    real = _framecache.to_frame
+    monkeypatch.setattr(_framecache, "to_frame", lambda t, f: back.append(f) or real(t, f))
+    cold = a3s_nb.all_frames(fixture_dir, progress=False)
+    assert back == []
+    same(cold, frames_from_files(fixture_dir))
+    assert len(segment_files(fixture_dir, "run_events")) == 4
+    warm = a3s_nb.all_frames(fixture_dir, progress=False)
+    assert sorted(back) == sorted(_framecache.CACHED)
+    same(warm, cold)
+
+
 def test_segments_follow_sessions_added_and_deleted(
     fixture_dir, no_racy_window, segments_of_two, reads
 ):
@@ -506,3 +524,55 @@ def test_a_cached_table_is_turned_back_into_the_very_frame(fixture_dir):
             assert got.loc[0, wide[0]] == -7
             pd.testing.assert_series_equal(got[wide[1]], df[wide[1]], obj=wide[1])
     assert ints and nats  # the fixture has missing integers and times to convert
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _arrow_table() -> pa.Table:
+    text = pa.array([f"{i:05d}" + "x" * 995 for i in range(1000)], pa.large_string())
+    return pa.table({"text": text, "n": pa.array(range(1000), pa.int64())})
+
+
+def test_a_segment_file_is_written_from_the_tables_buffers(tmp_path, monkeypatch):
+    """A segment goes to its file buffer by buffer: its text data (1 MB) in a write of its
+    own, the few bytes of metadata and padding gathered, never a copy of the whole file
+    made in memory first; the file is byte for byte the one pyarrow writes."""
+    from a3s_nb.store import _fsio, _metafiles
+
+    table = _arrow_table()
+    sizes: list[int] = []
+    real = _fsio.write
+
+    def write(fd, data):
+        sizes.append(memoryview(data).nbytes)
+        return real(fd, data)
+
+    monkeypatch.setattr(_fsio, "write", write)
+    path = tmp_path / ".a3s_nb" / "frames" / "t.arrow"
+    _metafiles.write_arrow(path, table)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    assert path.read_bytes() == sink.getvalue().to_pybytes()
+    assert max(sizes) == table["text"].chunk(0).buffers()[2].size == 1_000_000
+    assert sum(sizes) == path.stat().st_size and len(sizes) <= 4
+    assert _metafiles.read_arrow(path).equals(table)
+
+
+def test_a_segment_file_whose_write_fails_is_removed(tmp_path, monkeypatch):
+    from a3s_nb.store import _fsio, _metafiles
+
+    real, calls = _fsio.write, []
+
+    def write(fd, data):
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(_fsio, "write", write)
+    path = tmp_path / ".a3s_nb" / "frames" / "t.arrow"
+    with pytest.raises(OSError, match="No space"):
+        _metafiles.write_arrow(path, _arrow_table())
+    assert len(calls) == 2 and list(path.parent.iterdir()) == []

@@ -161,3 +161,16 @@ def test_the_cache_key_changes_with_the_schema_version(monkeypatch):
     finally:
         monkeypatch.undo()
         _engine._cache_key.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "output", ["", "plain ascii\n", "caf\u00e9 \u2014 \U0001f600", "lone \ud800 surrogate", 7, None]
+)
+def test_a_tool_outputs_size_is_its_utf8_byte_length(output):
+    """``output_bytes`` as a3s-code counts it: the UTF-8 bytes of the output (an ASCII
+    output's length, taken without encoding it; a lone surrogate counted as three bytes)."""
+    from a3s_nb.store._traceorigin import output_size
+
+    expected = len(output.encode("utf-8", "surrogatepass")) if isinstance(output, str) else None
+    assert output_size(output) == expected
+    assert output_size("lone \ud800 surrogate") == 18

@@ -83,7 +83,9 @@ def _classes() -> tuple[dict[str, Any], dict[str, Any]] | None:
     J = _json_type(JSON_DEPTH)
     field = msgspec.field
 
-    class S(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # gc=False: a decoded value is a tree, dropped as soon as it is checked; tracking
+    # its millions of instances for the cycle collector only costs time
+    class S(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
         pass
 
     class TokenUsage(S, kw_only=True):

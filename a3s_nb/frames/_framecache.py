@@ -228,6 +228,16 @@ class FrameCache:
             if any(seg.digest is None for seg in segments):
                 segments, notes = self._update(frame, plan, notes, good, cur, fresh, todo)
             all_notes[frame] = notes
+            built = fresh.get(frame)
+            if (
+                built is not None
+                and len(stale[frame]) == len(good)
+                and sum(seg.rows for seg in segments) == len(built)
+            ):
+                # every row was built now (a cold call): the segments are slices of these
+                # rows, in order, which ``to_frame`` would turn back into this very frame
+                out[frame] = built
+                continue
             out[frame] = to_frame(_concat(self.pa, [seg.table for seg in segments], frame), frame)
         return out, all_notes
 

@@ -227,10 +227,65 @@ def read_arrow(path: Path) -> object:
 
 
 def write_arrow(path: Path, table: object) -> None:
-    """Write ``table`` as the new Arrow IPC file ``path`` (see ``write_new``)."""
+    """Write ``table`` as the new Arrow IPC file ``path`` (as ``write_new`` writes: a new
+    file, never through a link, removed again if the write fails), straight from Arrow's
+    buffers to the file: no copy of the whole file in memory first."""
     import pyarrow as pa
 
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:  # type: ignore[attr-defined]
-        writer.write_table(table)
-    write_new(path, memoryview(sink.getvalue()))  # type: ignore[arg-type]
+    fd = create(path)
+    try:
+        try:
+            sink = _FdSink(fd)
+            with pa.ipc.new_file(pa.PythonFile(sink, mode="w"), table.schema) as writer:  # type: ignore[attr-defined]
+                writer.write_table(table)
+            sink.flush()
+        finally:
+            fsio.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            unlink(path)
+        raise
+
+
+#: Writes to an ``_FdSink`` smaller than this are gathered into one system call.
+_GATHER = 1 << 16
+
+
+class _FdSink:
+    """A file object over ``fd`` for ``pyarrow.PythonFile``: the Arrow IPC writer writes
+    each column buffer once (written as it is, no copy) and its metadata and padding in
+    pieces of a few bytes (gathered). It never closes ``fd``."""
+
+    closed = False
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.pos = 0
+        self.pending = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        view = memoryview(data)  # type: ignore[arg-type]
+        n = view.nbytes
+        if n < _GATHER:
+            self.pending += view
+            if len(self.pending) >= _GATHER:
+                self.flush()
+        else:
+            self.flush()
+            fsio.write_all(self.fd, view)
+        self.pos += n
+        return n
+
+    def flush(self) -> None:
+        if self.pending:
+            data, self.pending = self.pending, bytearray()
+            fsio.write_all(self.fd, data)
+
+    def tell(self) -> int:
+        return self.pos
+
+    def close(self) -> None:
+        pass

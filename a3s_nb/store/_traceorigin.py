@@ -24,14 +24,15 @@ So, with the runs in the order they were made:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 AGENT, PROGRAM, VERIFY, DIRECT = "agent", "program", "verify", "direct"
 
+# (Trace and Call are named tuples: the frames make one per trace and per tool call of
+# every session, and a frozen dataclass costs four times as much to make.)
 
-@dataclass(frozen=True)
-class Trace:
+
+class Trace(NamedTuple):
     """What the matching reads of one trace event."""
 
     kind: Any
@@ -41,8 +42,7 @@ class Trace:
     output_bytes: Any
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
     """One ``tool_end`` of a run: ``owner`` is the caller's handle for its run."""
 
     owner: Any
@@ -55,7 +55,9 @@ class Call:
 
 def output_size(output: Any) -> int | None:
     """What a trace's ``output_bytes`` is for a ``tool_end`` output."""
-    return len(output.encode("utf-8", "surrogatepass")) if isinstance(output, str) else None
+    if not isinstance(output, str):
+        return None
+    return len(output) if output.isascii() else len(output.encode("utf-8", "surrogatepass"))
 
 
 def program_steps(metadata: Any) -> tuple[tuple[Any, Any, Any], ...]:
