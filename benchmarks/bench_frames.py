@@ -232,16 +232,23 @@ def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
 c0, t0 = cpu(), time.perf_counter()
+def kib(field):
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith(field + ":"))
 import a3s_nb
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # VmHWM from here: the call's growth of the peak resident set
+rss0 = kib("VmRSS")
 if sys.argv[2] != "import":
     kw = {"workers": int(sys.argv[3])} if len(sys.argv) > 3 else {}
     c0, t0 = cpu(), time.perf_counter()
     out = getattr(a3s_nb, sys.argv[2])(sys.argv[1], progress=False, **kw)
 wall, used = time.perf_counter() - t0, cpu() - c0
+peak = (kib("VmHWM") - rss0) / 1024
 rows = 0 if sys.argv[2] == "import" else len(out) if sys.argv[2] == "sessions" else sum(
     map(len, out.values())
 )
-print("@@" + json.dumps({"cpu": used, "wall": wall, "peak": 0.0, "rows": rows}))
+print("@@" + json.dumps({"cpu": used, "wall": wall, "peak": peak, "rows": rows}))
 """
 
 
