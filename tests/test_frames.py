@@ -538,6 +538,29 @@ def test_chunked_build_matches_one_chunk(fixture_store, fixture_frames, monkeypa
         pd.testing.assert_frame_equal(got[name], fixture_frames[name])
 
 
+@pytest.mark.skipif(_builders._TRIM is None, reason="glibc's malloc_trim")
+def test_each_flushed_chunk_hands_what_it_freed_back_to_the_system(
+    fixture_store, fixture_frames, monkeypatch
+):
+    """glibc keeps freed small pieces for later: without a trim the resident set of a
+    build held the peak of every chunk (benchmarks/README.md has the figures)."""
+    flushes, trims = [], []
+    real_flush = _builders._Builder.flush
+
+    def flush(self):
+        flushes.append(self.frame)
+        real_flush(self)
+
+    monkeypatch.setattr(_builders._Builder, "flush", flush)
+    monkeypatch.setattr(_builders, "_TRIM", lambda pad: trims.append(pad) or 1)
+    monkeypatch.setattr(_builders, "CHUNK_ROWS", 7)
+    got = a3s_nb.all_frames(fixture_store)
+    assert len(flushes) > len(FRAMES)  # chunks flushed along the way, then each frame's last
+    assert trims == [0] * len(flushes)
+    for name in FRAMES:
+        pd.testing.assert_frame_equal(got[name], fixture_frames[name])
+
+
 # ----------------------------------------------------------------------------- robustness
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import operator
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +55,24 @@ from ._walk import (
 #: bounds the memory of a large build: Python objects cost several times their Arrow size
 #: and, kept long, pin the allocator's memory full of freed JSON.
 CHUNK_ROWS = 32_768
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None on another C library or system."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # musl, or no C library to load
+        return None
+
+
+#: Handing back what a flushed chunk freed. The values of a chunk's rows (the parsed JSON
+#: they came from, the Python lists) are freed in small pieces that glibc's allocator keeps
+#: for later, so a build's resident set grew to the peak of every chunk at once and stayed
+#: there: at 5,000 sessions, trimming after each flush took the peak of a cold build in a
+#: new process from 666 to 597 MiB (1.58x to 1.41x the bytes read) for 0.1 s of CPU.
+_TRIM = _malloc_trim()
 
 
 class _Builder:
@@ -110,6 +130,8 @@ class _Builder:
             self.chunks[col.name].append(_chunk(col, cols.pop(col.name), n, lost))
         self.n = 0
         self.cols = self.fresh()
+        if _TRIM is not None:
+            _TRIM(0)
 
     def frame_df(self, errors: list[dict]) -> pd.DataFrame:
         if _columns.pa is None:
