@@ -138,20 +138,28 @@ def create(path: Path, mode: int = 0o644) -> int:
     return fsio.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, mode)
 
 
-def write_new(path: Path, data: bytes, *, fsync: bool = False) -> None:
-    """Write ``data`` to the new file ``path`` (removed again if the write fails)."""
+@contextlib.contextmanager
+def new_file(path: Path) -> Iterator[int]:
+    """The new file ``path`` (see ``create``) open for writing, closed after the block and
+    removed again if the block raises."""
     fd = create(path)
     try:
         try:
-            fsio.write_all(fd, data)
-            if fsync:
-                fsio.fsync(fd)
+            yield fd
         finally:
             fsio.close(fd)
     except BaseException:
         with contextlib.suppress(OSError):
             unlink(path)
         raise
+
+
+def write_new(path: Path, data: bytes, *, fsync: bool = False) -> None:
+    """Write ``data`` to the new file ``path`` (removed again if the write fails)."""
+    with new_file(path) as fd:
+        fsio.write_all(fd, data)
+        if fsync:
+            fsio.fsync(fd)
 
 
 def write_atomic(path: Path, data: bytes, *, fsync: bool = False, tmp: Path | None = None) -> None:
@@ -232,19 +240,11 @@ def write_arrow(path: Path, table: object) -> None:
     buffers to the file: no copy of the whole file in memory first."""
     import pyarrow as pa
 
-    fd = create(path)
-    try:
-        try:
-            sink = _FdSink(fd)
-            with pa.ipc.new_file(pa.PythonFile(sink, mode="w"), table.schema) as writer:  # type: ignore[attr-defined]
-                writer.write_table(table)
-            sink.flush()
-        finally:
-            fsio.close(fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            unlink(path)
-        raise
+    with new_file(path) as fd:
+        sink = _FdSink(fd)
+        with pa.ipc.new_file(pa.PythonFile(sink, mode="w"), table.schema) as writer:  # type: ignore[attr-defined]
+            writer.write_table(table)
+        sink.flush()
 
 
 #: Writes to an ``_FdSink`` smaller than this are gathered into one system call.
