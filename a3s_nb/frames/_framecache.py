@@ -39,7 +39,6 @@ from ..store._cachefile import read_json, write_json
 from ..store._json import loads
 from ..store.store import FileStore, sdk_safe_id
 from . import _columns, schema
-from ._columns import _categories
 from ._loadcheck import LoadCheck
 
 log = logging.getLogger(__name__)
@@ -60,18 +59,6 @@ CACHED = ("messages", "traces", "runs", "run_events", "spans", "verification")
 SOURCES = ("session", "runs", "traces", "verification")
 
 Build = Callable[[list[str], list[str]], dict[str, pd.DataFrame]]
-
-
-def _types_mapper(pa: Any) -> Callable[[Any], Any]:
-    strings = pd.StringDtype("pyarrow")
-    mapping = {
-        pa.int64(): pd.Int64Dtype(),
-        pa.bool_(): pd.BooleanDtype(),
-        pa.float64(): pd.Float64Dtype(),
-        pa.string(): strings,
-        pa.large_string(): strings,
-    }
-    return mapping.get
 
 
 def _digest(sessions: list[str], sigs: list[Any]) -> str:
@@ -501,21 +488,6 @@ def _copy_int64(column: Any, values: np.ndarray, missing: np.ndarray) -> None:
         at += m
     if at != len(values):  # pragma: no cover - a table's columns are all of its length
         raise ValueError(f"column of {at} values in a table of {len(values)} rows")
-
-
-def _fix_categories(df: pd.DataFrame, frame: str) -> pd.DataFrame:
-    """Categories in the order a fresh build gives: known values first, then new ones sorted."""
-    for col in schema.columns(frame):
-        if col.kind != "category":
-            continue
-        cat = df[col.name]
-        if not isinstance(cat.dtype, pd.CategoricalDtype):
-            cat = cat.astype("category")
-        wanted = _categories(cat.cat.categories, schema.ENUMS[col.enum])
-        if list(cat.cat.categories) != wanted:
-            cat = cat.cat.set_categories(wanted)
-        df[col.name] = cat
-    return df
 
 
 def forget(store: FileStore, session_ids: list[str]) -> None:

@@ -57,7 +57,7 @@ from ..errors import ParallelBuildError
 from ..store.store import FileStore, _pid_alive
 from . import _columns, _engine, _loadcheck
 from ._columns import _with_attrs
-from ._framecache import _fix_categories, _types_mapper
+from ._framecache import to_frame
 
 #: A worker gets at least this many sessions (fewer workers are started if need be).
 MIN_PER_WORKER = 20
@@ -440,7 +440,6 @@ def build(
         # every worker is done: the frames, in session order
         out_frames: dict[str, pd.DataFrame] = {}
         reported = [e for r in results for e in r["reported"]]
-        mapper = _types_mapper(pa)
         for name in wanted:
             tables = []
             for k in range(len(parts)):
@@ -448,7 +447,7 @@ def build(
                 with pa.memory_map(file) as source:
                     tables.append(pa.ipc.open_file(source).read_all())
             table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-            df = _fix_categories(table.to_pandas(types_mapper=mapper), name)
+            df = to_frame(table, name)
             if name == "sessions" and len(parts) > 1:
                 df = _newest_first(df)
             notes = [e for r in results for e in r["notes"][name]]
