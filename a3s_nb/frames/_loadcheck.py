@@ -36,7 +36,7 @@ from ..store import models
 from ..store import store as stores
 from ..store._cachefile import digest, read_json, read_json_head, write_json
 from ..store._watch import Slot, Watches, scan_dirs, signature
-from ..store.store import PARTS, FileStore, Store, sdk_safe_id
+from ..store.store import _PROBE, PARTS, FileStore, Store, sdk_safe_id
 from . import _fastcheck
 
 log = logging.getLogger(__name__)
@@ -68,21 +68,6 @@ def _stat(path: str) -> list[int] | None:
     except OSError:
         return None
     return signature(st)
-
-
-_PROBE = "a3s-nb-layout-probe"
-
-
-def path_templates(store: FileStore) -> dict[str, str]:
-    """``part -> path`` with ``{}`` for the file stem, in the store's own layout.
-
-    Asked of the store once (``FileStore.session_files``), then filled with plain string
-    formatting: pathlib costs as much as parsing a small file.
-    """
-    return {
-        part: str(path).replace("{", "{{").replace("}", "}}").replace(_PROBE, "{}")
-        for part, path in store.session_files(_PROBE).items()
-    }
 
 
 #: The store scans of this process: a store scanned again is watched (``_watch``).

@@ -25,7 +25,7 @@ from ..store.store import (
     resolve_id,
     sdk_safe_id,
 )
-from ._loadcheck import LOCK_BATCH, path_templates
+from ._loadcheck import LOCK_BATCH
 
 # ============================================================================ sources
 
@@ -84,7 +84,7 @@ class _StoreSource(_Source):
         direct = isinstance(store, FileStore) and not store.reads_through_journal()
         self.cached = direct
         self.root = str(store.path) if direct else None  # type: ignore[attr-defined]
-        self.templates = path_templates(store) if isinstance(store, FileStore) else {}
+        self.templates = store.path_templates() if isinstance(store, FileStore) else {}
         self._lineage: set[str] | None = None
         self._v1: set[str] | None = None  # the v1 stems of the store, listed once
 

@@ -94,6 +94,9 @@ PARTS: tuple[Part, ...] = (
 #: Where each per-session file lives, relative to the store: ``(directory, file name)``,
 #: with ``{}`` standing for the session's file stem (``sdk_safe_id(session_id)``). The one
 #: spelling of the layout: other modules ask ``FileStore.session_files`` or this table.
+#: A stem no session has, to learn a store's file names from (``path_templates``).
+_PROBE = "a3s-nb-layout-probe"
+
 LAYOUT: dict[Part, tuple[str, str]] = {
     "artifacts": ("artifacts/{}", "artifacts.json"),
     "traces": ("traces", "{}.json"),
@@ -687,20 +690,24 @@ class FileStore(Store):
         directory, name = LAYOUT[part]
         return self.path / directory.format(stem) / name.format(stem)
 
+    def path_templates(self) -> dict[Part, str]:
+        """``part -> path`` with ``{}`` for the file stem, filled with ``str.format``: the
+        names of ``session_files`` without pathlib, which costs as much as reading a small
+        file (the frames and ``load`` name thousands)."""
+        templates = self.__dict__.get("_path_templates")
+        if templates is None:
+            templates = self._path_templates = {
+                part: str(path).replace("{", "{{").replace("}", "}}").replace(_PROBE, "{}")
+                for part, path in self.session_files(_PROBE).items()
+            }
+        return templates
+
     def _file_name(self, session_id: str, part: Part) -> str:
-        """``str(self._file(session_id, part))`` by plain string formatting: building the
-        path with pathlib costs as much as reading a small file, and ``load`` reads six."""
+        """``str(self._file(session_id, part))`` (see ``path_templates``)."""
         stem = sdk_safe_id(session_id)
         if stem in ("", "."):  # pathlib would fold ``x/./y`` and ``x//y``: let it
             return str(self._file(session_id, part))
-        templates = self.__dict__.get("_file_templates")
-        if templates is None:
-            root = str(self.path).replace("{", "{{").replace("}", "}}")
-            templates = self._file_templates = {
-                p: os.path.join(root, directory, name).replace("{}", "{0}")
-                for p, (directory, name) in LAYOUT.items()
-            }
-        return templates[part].format(stem)
+        return self.path_templates()[part].format(stem)
 
     def location(self, session_id: str, part: Part = "session") -> str:
         """The file a part of a session is read from: in the v1 layout when a3s-code
