@@ -57,15 +57,25 @@ def _dense(values: Any, n: int) -> list:
 
 
 def _clean_strings(values: list) -> list:
-    return [v if v is None or isinstance(v, str) else _json(v) for v in values]
+    """Text as it is; any other value as its JSON, but a float NaN (which pyarrow reads as a
+    null) as NA."""
+    return [v if v is None or isinstance(v, str) else None if v != v else _json(v) for v in values]
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _clean_ints(values: list) -> list:
-    """Ints that fit int64; anything else (a JSON float, text, 2**63 and beyond) is NA."""
-    return [v if type(v) is int and _INT64_MIN <= v <= _INT64_MAX else None for v in values]
+    """Ints that fit int64, and floats with such an integral value (``2.0`` is 2, as
+    ``load()`` reads it); anything else (``2.5``, ``true``, text, 2**63 and beyond) is NA."""
+    return [
+        v
+        if type(v) is int and _INT64_MIN <= v <= _INT64_MAX
+        else int(v)
+        if type(v) is float and v.is_integer() and _INT64_MIN <= v <= _INT64_MAX
+        else None
+        for v in values
+    ]
 
 
 def _too_big(values: Any) -> list[tuple[int, int]]:
@@ -80,7 +90,8 @@ def _too_big(values: Any) -> list[tuple[int, int]]:
 
 
 def _clean_floats(values: list) -> list:
-    return [float(v) if type(v) in (int, float) else None for v in values]
+    """Numbers as floats (``true`` is 1.0, as pyarrow and ``load()`` read it); else NA."""
+    return [float(v) if type(v) in (int, float, bool) else None for v in values]
 
 
 def _clean_bools(values: list) -> list:
@@ -101,6 +112,18 @@ def _pool() -> Any:
     return pa.system_memory_pool()
 
 
+def _exact_ints(items: list, typ: Any) -> Any:
+    """``items`` as an int64 array when they are ints and nulls alone, else ArrowTypeError
+    (the caller then cleans them). pyarrow's conversion to int64 truncates a float (2.9
+    becomes 2, silently), so the type of the values is inferred first."""
+    arr = pa.array(items, from_pandas=True, memory_pool=_pool())
+    if arr.type == typ:
+        return arr
+    if arr.type == pa.null():
+        return arr.cast(typ, memory_pool=_pool())
+    raise pa.ArrowTypeError(f"integers expected, found {arr.type}")
+
+
 def _arrow(
     values: Any,
     n: int,
@@ -116,6 +139,8 @@ def _arrow(
 
     def convert(items: list) -> Any:
         try:
+            if clean is _clean_ints:
+                return _exact_ints(items, typ)
             return pa.array(items, type=typ, from_pandas=True, memory_pool=_pool())
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             if lost is not None and clean is _clean_ints:
@@ -230,25 +255,15 @@ def _array(col: schema.Column, values: Any, n: int) -> Any:
     """The pandas array of a whole column held in Python (when pyarrow is missing)."""
     values = _dense(values, n)
     kind = col.kind
+    # every value cleaned, so that it becomes what the Arrow way makes of it
     if kind in ("string", "json"):
-        try:
-            return pd.array(values, dtype=_string_dtype())
-        except (TypeError, ValueError):
-            return pd.array(_clean_strings(values), dtype=_string_dtype())
+        return pd.array(_clean_strings(values), dtype=_string_dtype())
     if kind == "int":
-        if _too_big(values):
-            values = _clean_ints(values)
-        try:
-            return pd.array(values, dtype="Int64")
-        except (TypeError, ValueError, OverflowError):
-            return pd.array(_clean_ints(values), dtype="Int64")
+        return pd.array(_clean_ints(values), dtype="Int64")
     if kind == "float":
         return pd.array(_clean_floats(values), dtype="Float64")
     if kind == "bool":
-        try:
-            return pd.array(values, dtype="boolean")
-        except (TypeError, ValueError):
-            return pd.array(_clean_bools(values), dtype="boolean")
+        return pd.array(_clean_bools(values), dtype="boolean")
     if kind == "timestamp":
         ms = np.array([_NAT if v is None else v for v in _clean_ints(values)], dtype=np.int64)
         return pd.DatetimeIndex(ms.view("datetime64[ms]")).tz_localize("UTC").array

@@ -1138,6 +1138,10 @@ at most 6 levels, known event types only) is one `load()` accepts, and is not va
 with the models; any other session is loaded, for `load()`'s verdict and message. An
 integer that does not fit a 64-bit column (`2**63` and beyond, which `load()` accepts) is
 shown as `<NA>`; its session is kept and gets an `errors` entry in the frames holding it.
+A value of another JSON type than its column's is `<NA>` (text columns hold it as JSON),
+whatever the values around it: an integer column takes a float only when it is whole
+(`3.0` is 3, as `load()` reads it), never truncated (a hand-written `exit_code` of `2.9`
+in a tool's metadata, which `load()` accepts as it is, is `<NA>`, not 2).
 A session deleted (by another kernel or the SDK) after a build listed it and before it read
 its files is left out the same way, with the problem "was deleted while it was being read";
 `export_dataset` and `to_otel` list such sessions in their result's `errors` and carry on.
