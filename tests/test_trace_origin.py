@@ -174,3 +174,28 @@ def test_a_tool_outputs_size_is_its_utf8_byte_length(output):
     expected = len(output.encode("utf-8", "surrogatepass")) if isinstance(output, str) else None
     assert output_size(output) == expected
     assert output_size("lone \ud800 surrogate") == 18
+
+
+def test_the_cache_key_changes_with_the_code_of_every_builder(monkeypatch, tmp_path):
+    """A module the cached values come from (the column conversion, the builders, the walk,
+    trace origins) edited under the same version number: the key changes, so the frames
+    are built again by the new code."""
+    from a3s_nb.frames import _builders, _columns, _engine, _runfile, _walk
+    from a3s_nb.store import _traceorigin
+
+    files = _engine._code_files()
+    modules = (_builders, _columns, _walk, _runfile, _engine, _traceorigin)
+    assert {Path(m.__file__) for m in modules} <= set(files)
+    _engine._cache_key.cache_clear()
+    key = _engine._cache_key()
+    edited = tmp_path / Path(_columns.__file__).name
+    edited.write_bytes(Path(_columns.__file__).read_bytes() + b"\n# edited\n")
+    monkeypatch.setattr(
+        _engine, "_code_files", lambda: [edited if f.name == edited.name else f for f in files]
+    )
+    _engine._cache_key.cache_clear()
+    try:
+        assert _engine._cache_key() != key
+    finally:
+        monkeypatch.undo()
+        _engine._cache_key.cache_clear()

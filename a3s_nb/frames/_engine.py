@@ -11,6 +11,7 @@ import functools
 import gc
 import logging
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -20,7 +21,7 @@ from .._warn import warn
 from ..errors import CorruptFileError, CorruptSessionWarning, FilterError
 from ..store._cachefile import digest
 from ..store.store import FileStore
-from . import _columns, _loadcheck, cost, schema
+from . import _columns, _loadcheck, schema
 from ._columns import _with_attrs
 from ._framecache import FrameCache, to_frame
 from ._loadcheck import LoadCheck, id_of_stem, stems_in, vanished
@@ -303,10 +304,20 @@ def _cache_key() -> str:
 
     h = hashlib.sha1(f"{__version__}.{schema.SCHEMA_VERSION}.{price_table()}".encode())
     h.update(_loadcheck._models_key().encode())
-    for path in (__file__, schema.__file__, cost.__file__):
-        with contextlib.suppress(OSError, TypeError), open(path or "", "rb") as f:
+    for path in _code_files():
+        with contextlib.suppress(OSError), open(path, "rb") as f:
+            h.update(path.name.encode())
             h.update(f.read())
     return h.hexdigest()
+
+
+def _code_files() -> list[Path]:
+    """The modules a cached value can come from: every one of ``a3s_nb.frames`` (the
+    builders, their column conversion, the walk over run events...) and of ``a3s_nb.store``
+    (trace origins, token sums, the layouts read). An edited checkout with the same version
+    number gets its frames built again, not the old code's."""
+    frames = Path(__file__).parent
+    return sorted(p for d in (frames, frames.parent / "store") for p in d.glob("*.py"))
 
 
 def _cached_frames(
