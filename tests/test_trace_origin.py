@@ -178,24 +178,45 @@ def test_a_tool_outputs_size_is_its_utf8_byte_length(output):
 
 def test_the_cache_key_changes_with_the_code_of_every_builder(monkeypatch, tmp_path):
     """A module the cached values come from (the column conversion, the builders, the walk,
-    trace origins) edited under the same version number: the key changes, so the frames
-    are built again by the new code."""
-    from a3s_nb.frames import _builders, _columns, _engine, _runfile, _walk
+    trace origins, the search texts) edited under the same version number: the frames' key
+    and the search index's format change, so both are made again by the new code."""
+    from a3s_nb.frames import _builders, _columns, _engine, _runfile, _searchindex, _walk
     from a3s_nb.store import _traceorigin
 
     files = _engine._code_files()
-    modules = (_builders, _columns, _walk, _runfile, _engine, _traceorigin)
+    modules = (_builders, _columns, _walk, _runfile, _engine, _searchindex, _traceorigin)
     assert {Path(m.__file__) for m in modules} <= set(files)
-    _engine._cache_key.cache_clear()
-    key = _engine._cache_key()
+
+    def keys() -> tuple[str, str]:
+        _engine._cache_key.cache_clear()
+        _engine.code_digest.cache_clear()
+        return _engine._cache_key(), _searchindex._format()
+
+    before = keys()
     edited = tmp_path / Path(_columns.__file__).name
     edited.write_bytes(Path(_columns.__file__).read_bytes() + b"\n# edited\n")
     monkeypatch.setattr(
         _engine, "_code_files", lambda: [edited if f.name == edited.name else f for f in files]
     )
-    _engine._cache_key.cache_clear()
     try:
-        assert _engine._cache_key() != key
+        after = keys()
+        assert after[0] != before[0] and after[1] != before[1]
     finally:
         monkeypatch.undo()
-        _engine._cache_key.cache_clear()
+        keys()
+
+
+def test_the_sessions_index_is_rebuilt_by_new_code(fixture_dir, monkeypatch):
+    """The sessions index keeps computed rows: another build of the code (the frames'
+    cache key) recomputes them, as it rebuilds the cached frames."""
+    from a3s_nb.frames import _engine, _walk
+
+    a3s_nb.sessions(fixture_dir)
+    calls = []
+    real = _walk._summarize
+    monkeypatch.setattr(_walk, "_summarize", lambda *a: calls.append(a) or real(*a))
+    a3s_nb.sessions(fixture_dir)
+    assert calls == []  # the same code: every row from the index
+    monkeypatch.setattr(_engine, "_cache_key", lambda: "other code")
+    a3s_nb.sessions(fixture_dir)
+    assert len(calls) == len(a3s_nb.FileStore(fixture_dir).list())

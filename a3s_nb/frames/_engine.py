@@ -227,8 +227,9 @@ def _index_summaries(
 
     index = SessionIndex(
         source.store,
-        # costs are cached with the rows: a new price table recomputes them
-        key=f"{schema.SCHEMA_VERSION}.{SUMMARY_VERSION}.{price_table()}",
+        # the rows are computed by the frames' code, with costs from the price table: a
+        # new one of either (the cache key holds both) recomputes them
+        key=f"{_cache_key()}.{SUMMARY_VERSION}",
         columns=_walk._SESSION_COLS,
     )
     listed = None if ids is None else dict(zip(stems_in(source.store, ids), ids, strict=True))
@@ -302,8 +303,20 @@ def _cache_key() -> str:
     the price table (worked out once per process, as the load check's models key is)."""
     import hashlib
 
-    h = hashlib.sha1(f"{__version__}.{schema.SCHEMA_VERSION}.{price_table()}".encode())
-    h.update(_loadcheck._models_key().encode())
+    key = f"{schema.SCHEMA_VERSION}.{price_table()}.{_loadcheck._models_key()}.{code_digest()}"
+    return hashlib.sha1(key.encode()).hexdigest()
+
+
+@functools.cache
+def code_digest() -> str:
+    """A digest of this build of a3s_nb's reading code: its version and every module of
+    ``a3s_nb.frames`` (the builders, their column conversion, the walk over run events,
+    the search index's texts...) and of ``a3s_nb.store`` (trace origins, token sums, the
+    layouts read). The caches of values computed from the files are keyed by it: an edited
+    checkout under the same version number computes them again, not the old code's."""
+    import hashlib
+
+    h = hashlib.sha1(__version__.encode())
     for path in _code_files():
         with contextlib.suppress(OSError), open(path, "rb") as f:
             h.update(path.name.encode())
@@ -312,10 +325,6 @@ def _cache_key() -> str:
 
 
 def _code_files() -> list[Path]:
-    """The modules a cached value can come from: every one of ``a3s_nb.frames`` (the
-    builders, their column conversion, the walk over run events...) and of ``a3s_nb.store``
-    (trace origins, token sums, the layouts read). An edited checkout with the same version
-    number gets its frames built again, not the old code's."""
     frames = Path(__file__).parent
     return sorted(p for d in (frames, frames.parent / "store") for p in d.glob("*.py"))
 

@@ -266,6 +266,14 @@ def _open_existing(path: Path) -> sqlite3.Connection | None:
     return conn
 
 
+def _format() -> str:
+    """The index's ``format``: ``INDEX_FORMAT`` and the code its texts are read by (an
+    index another build of a3s_nb made is made again)."""
+    from ._engine import code_digest  # the frames' engine: not on this module's import path
+
+    return f"{INDEX_FORMAT}.{code_digest()}"
+
+
 def _fresh(path: Path) -> tuple[sqlite3.Connection, Path]:
     """A new, empty index under a name of its own (created exclusively, never through a
     link), to be renamed over ``path`` when built."""
@@ -276,9 +284,7 @@ def _fresh(path: Path) -> tuple[sqlite3.Connection, Path]:
         conn.execute("BEGIN")
         for sql in _SCHEMA:
             conn.execute(sql)
-        conn.execute(
-            "INSERT INTO meta VALUES ('format', ?), ('state', 'building')", (str(INDEX_FORMAT),)
-        )
+        conn.execute("INSERT INTO meta VALUES ('format', ?), ('state', 'building')", (_format(),))
         conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(OSError):
@@ -334,11 +340,11 @@ class SearchIndex:
         good = {check.stems[sid]: sid for sid in known if sid not in self.rejected}
         # what ``good`` is made of: the files (v1 names included, which the stems follow),
         # the sessions and those rejected
-        clean = digest([check.digest, known, sorted(self.rejected), INDEX_FORMAT])
+        clean = digest([check.digest, known, sorted(self.rejected), _format()])
         _metafiles.ensure_dir(self.store.meta_dir)  # a real folder in the store, never a link
         conn = _open_existing(self.path)
         meta = _meta(conn) if conn is not None else {}
-        if meta.get("format") == str(INDEX_FORMAT) and meta.get("state") == "clean":
+        if meta.get("format") == _format() and meta.get("state") == "clean":
             self.conn = conn
             if meta.get("clean") == clean:  # every row trusted, on exactly these files
                 return
