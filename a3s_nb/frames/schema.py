@@ -1151,7 +1151,9 @@ in `<store>/.a3s_nb/frames/` (Arrow IPC, one file per segment of 256 sessions in
 with the `(mtime_ns, size)` of each session's files; the next call rebuilds only the
 sessions whose files changed, appeared or vanished, and rewrites only their segments.
 `sessions()` of a whole store is kept as Arrow too, next to the index it was built from. Which sessions `load()` rejects is asked again on every call, never cached with
-the rows; a cache that does not open or disagrees with its manifest is rebuilt. Delete the
+the rows; a cache that does not open or disagrees with its manifest is rebuilt, and so
+is one made by another build of a3s_nb (another version, an edited module of
+`a3s_nb.frames` or `a3s_nb.store`) or with another price table. Delete the
 directory at any time: it is only a cache. `runs` and
 `sessions` also hold `price_table` (the `genai-prices` version the costs come from, None
 when it is not installed) and `unpriced_models`: the models whose rows have no cost. The
