@@ -11,7 +11,6 @@ The store is ``bench_frames.build_store``'s: clones of the fixture sessions.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -25,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_frames import FIXTURE, FRAGMENTS, build_store  # noqa: E402
+from bench_frames import FIXTURE, build_store, stat_every_file  # noqa: E402
 
 #: A word in one fixture session's text, a common one, a short one, and regexes.
 QUERIES = {
@@ -52,30 +51,6 @@ def timed(fn: Callable[[], object]) -> tuple[float, float, object]:
     c0, w0 = _cpu(), time.perf_counter()
     out = fn()
     return _cpu() - c0, time.perf_counter() - w0, out
-
-
-def stat_every_file(store: Path) -> int:
-    """One ``stat`` per file of every session: the least a change check that notices an
-    edit in place (same size, time set back) can cost."""
-    n = 0
-    for d in (store, *(store / f for f in FRAGMENTS)):
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            for name in os.listdir(fd):
-                if name.endswith(".json"):
-                    os.stat(name, dir_fd=fd)
-                    n += 1
-        finally:
-            os.close(fd)
-    fd = os.open(store / "artifacts", os.O_RDONLY)
-    try:
-        for name in os.listdir(fd):
-            with contextlib.suppress(OSError):
-                os.stat(f"{name}/artifacts.json", dir_fd=fd)
-                n += 1
-    finally:
-        os.close(fd)
-    return n
 
 
 def session_cost(store: Path, sid: str) -> int:
