@@ -40,6 +40,11 @@ and keeps the best CPU and the best wall time of each:
   ``all_frames`` with no ``.a3s_nb`` caches, in it and with ``workers=2`` (its fork
   server started by that call; compare wall time: the workers' CPU is not counted)
 
+Each new-process phase also parses the floor's files (orjson) in its own process right
+after its call, and the ratio of the two is printed per round under the table: the
+machine is shared, its load swings from one minute to the next, and a ratio of two
+timings taken seconds apart moves less than one of two bests taken minutes apart.
+
 With ``--mlflow VENV`` the same sessions' runs are also exported to a local MLflow tracking
 server (sqlite backend, untimed) and MLflow's ``search_traces`` is timed in VENV's Python.
 
@@ -275,7 +280,16 @@ peak = (kib("VmHWM") - rss0) / 1024
 rows = 0 if sys.argv[2] == "import" else len(out) if sys.argv[2] == "sessions" else sum(
     map(len, out.values())
 )
-print("@@" + json.dumps({"cpu": used, "wall": wall, "peak": peak, "rows": rows}))
+# the floor again, in this process right after the call: the machine's load swings from
+# second to second, so a ratio of two numbers taken moments apart is the steadier one
+import glob, orjson
+c1 = cpu()
+for part in ("", "/runs", "/traces", "/verification"):  # the files the floor reads
+    for path in glob.glob(glob.escape(sys.argv[1] + part) + "/*.json"):
+        with open(path, "rb") as f:
+            orjson.loads(f.read())
+floor = cpu() - c1
+print("@@" + json.dumps({"cpu": used, "wall": wall, "peak": peak, "rows": rows, "floor": floor}))
 """
 
 
@@ -443,6 +457,8 @@ def _keep_best(best: dict[str, dict], name: str, m: dict) -> None:
     b = best.setdefault(name, {"cpu": m["cpu"], "wall": m["wall"], "peak": 0.0, "worst": 0.0})
     b["cpu"], b["wall"] = min(b["cpu"], m["cpu"]), min(b["wall"], m["wall"])
     b["worst"] = max(b["worst"], m["cpu"])
+    if m.get("floor"):  # a new process's call over the floor parsed right after it
+        b.setdefault("paired", []).append(m["cpu"] / m["floor"])
     b["peak"] = max(b["peak"], m["peak"])
     b["rows"] = m["rows"]
 
@@ -498,6 +514,15 @@ def bench(n: int, repeat: int, only: set[str] | None) -> dict[str, dict]:
             f"{fl['wall']:.3f} | {b['wall']:.3f} | {b['wall'] / fl['wall']:.2f} | "
             f"{b['peak']:.0f} | {b['peak'] * 2**20 / size:.2f} |"
         )
+    paired = {name: sorted(b["paired"]) for name, b in best.items() if b.get("paired")}
+    if paired:
+        print(
+            "\n   Each new-process phase over the floor parsed in the same process right"
+            " after it\n   (orjson over the same files), per round: the ratio the machine's"
+            " load moves least"
+        )
+        for name, ratios in paired.items():
+            print(f"   {name:<28} " + ", ".join(f"{r:.2f}" for r in ratios))
     print(flush=True)
     return best
 
