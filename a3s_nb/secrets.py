@@ -69,6 +69,32 @@ __all__ = [
 RULES_VERSION = "3"
 
 _A = re.ASCII
+
+
+class _Lazy:
+    """A regular expression compiled where it is first used.
+
+    The scanner holds about 130 of them; compiling them all cost every ``import a3s_nb``
+    about 40 ms, though most kernels never scan (they read, or save nothing). The first
+    method asked of one compiles it and keeps the compiled pattern's methods on this
+    object, where later calls find them at once (no call through ``__getattr__`` again).
+    ``pattern`` is there from the start: anchors join their checks' patterns unread.
+    """
+
+    def __init__(self, pattern: Any, flags: int = 0) -> None:
+        self.pattern = pattern
+        self._flags = flags
+
+    def __getattr__(self, name: str) -> Any:  # only for what is not on the object yet
+        if name.startswith("__"):
+            raise AttributeError(name)
+        compiled = re.compile(self.pattern, self._flags)
+        value = getattr(compiled, name)
+        for method in ("search", "match", "fullmatch", "finditer", "findall", "sub", "split"):
+            self.__dict__[method] = getattr(compiled, method)
+        return value
+
+
 # A token character on either side would mean we matched inside a longer word.
 _L = r"(?<![A-Za-z0-9_\-])"
 _R = r"(?![A-Za-z0-9_\-])"
@@ -94,10 +120,10 @@ def _wordy(s: str) -> bool:
     return sum(map(len, _WORDS.findall(s))) > 0.4 * len(s)
 
 
-_WORDS = re.compile(r"[a-z]{5,}", _A)
+_WORDS = _Lazy(r"[a-z]{5,}", _A)
 
 
-_PLACEHOLDER = re.compile(
+_PLACEHOLDER = _Lazy(
     r"(?i)(?:x{3,}|\*{3,}|\.{3,}|-{3,}|_{3,}|#{3,}|0{4,}|"
     r"0?123456789?\d*|qwerty\d*|(?:dead)?beef\w*|#[0-9a-f]{3,8}|"
     r"change_?(?:me|it)|replace_?me|pass(?:word|wd)?\d*|secret|token|pwd|"
@@ -112,7 +138,7 @@ _PLACEHOLDER = re.compile(
     r"<.*|\{.*|:.*|.*\{[^}]*\}.*|.*<[A-Za-z][\w \-]*(?:>.*)?|\$\{.*|\$\(.*|\$[A-Za-z_]\w*|%\(?\w*\)?[sd]|\[.*\]?)"
 )
 # A name rather than a value: next_token, NextToken, page_token, WebTest.COOKIE_SECRET
-_NAME_LIKE = re.compile(
+_NAME_LIKE = _Lazy(
     r"[A-Za-z]+(?:_[A-Za-z]+)+|[A-Za-z][a-z]+(?:[A-Z][a-z]+)+|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+"
     r"|[A-Za-z_]\w*(?:\.\w+)+:[A-Za-z_]\w*"  # module.path:Name
     r"|[a-z]+\??",  # one lower-case word: a type ("string?"), a keyword, a marker
@@ -144,7 +170,7 @@ _NAME = (
     + _NAME_WORD
     + r"(?![A-Za-z0-9])"
 )
-_NAME_RE = re.compile(r"(?i)" + _NAME, _A)
+_NAME_RE = _Lazy(r"(?i)" + _NAME, _A)
 # Words that make a secret-named key something else: next_token, input_token,
 # publicKeyToken, csrf_token, max_tokens, token_type (the last ones end in no secret word).
 _NOT_SECRET_WORDS = frozenset(
@@ -170,7 +196,7 @@ _NOT_SECRET_WORDS = frozenset(
         "limit",
     ]
 )
-_NAME_PARTS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", _A)
+_NAME_PARTS = _Lazy(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", _A)
 
 
 def _name_not_secret(name: str) -> bool:
@@ -179,7 +205,7 @@ def _name_not_secret(name: str) -> bool:
 
 # Anchored on the secret word (a regex that starts with the name would be tried at every
 # position); the rest of the name is read backwards by _check_assign.
-_ASSIGN = re.compile(
+_ASSIGN = _Lazy(
     r"(?i)(?P<word>" + _NAME_WORD + r")(?![A-Za-z0-9])(?P<q>[\"'\]\\]{0,3})"
     r"(?P<s1>[ \t]{0,3})(?P<sep>:=|=>|=|:)(?P<s2>[ \t]{0,3})"
     # the value: in quotes, in escaped quotes (JSON inside a string), or bare
@@ -188,10 +214,10 @@ _ASSIGN = re.compile(
     r"(?P<bare>[^\s\"'`,;&)\]}>\\\x85\xa0\u2028\u2029]{1,300}))",
     _A,
 )
-_NAME_HEAD = re.compile(r"[A-Za-z0-9_.\-]{0,60}\Z", _A)
-_IDENT = re.compile(r"[A-Za-z_]\w*", _A)
-_DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+", _A)
-_PATHLIKE = re.compile(
+_NAME_HEAD = _Lazy(r"[A-Za-z0-9_.\-]{0,60}\Z", _A)
+_IDENT = _Lazy(r"[A-Za-z_]\w*", _A)
+_DOTTED = _Lazy(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+", _A)
+_PATHLIKE = _Lazy(
     r"(?:~|\.{1,2})?/[^/\s].*|[A-Za-z]:\\.*|.*\.(?:json|pem|key|crt|cer|p12|pfx|txt|ya?ml|env|ini|toml)",
     _A | re.IGNORECASE,
 )
@@ -252,7 +278,7 @@ def _secret_key(key: str) -> bool:
 
 # ------------------------------------------------------------------------ other checks
 
-_AWS_CONTEXT = re.compile(r"(?i:aws|secret)|(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}", _A)
+_AWS_CONTEXT = _Lazy(r"(?i:aws|secret)|(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}", _A)
 _AWS_NEAR_CHARS = 200
 
 
@@ -310,9 +336,9 @@ class _Anchor:
         # checked occurrence (the regex engine scans for a literal prefix at C speed).
         scan = None
         if not self.checks:
-            scan = re.compile(re.escape(self.text))
+            scan = _Lazy(re.escape(self.text))
         elif all(not c.search and not c.back for c in self.checks):
-            scan = re.compile(b"|".join(c.regex.pattern for c in self.checks))
+            scan = _Lazy(b"|".join(c.regex.pattern for c in self.checks))
         object.__setattr__(self, "scan", scan)
 
     def found(self, raw: bytes, low: bytes, lo: int = 0, hi: int | None = None) -> int:
@@ -343,12 +369,12 @@ def _a(text: bytes, lower: bool = False, *checks: _Check) -> _Anchor:
 
 def _m(regex: bytes, back: int = 0) -> _Check:
     """A check matched where the anchor starts (``back`` bytes before it)."""
-    return _Check(re.compile(regex), back)
+    return _Check(_Lazy(regex), back)
 
 
 def _s(regex: bytes, back: int, ahead: int) -> _Check:
     """A check searched from ``back`` bytes before the anchor to ``ahead`` after it."""
-    return _Check(re.compile(regex), back, ahead, search=True)
+    return _Check(_Lazy(regex), back, ahead, search=True)
 
 
 def _raw(*texts: bytes) -> tuple[_Anchor, ...]:
@@ -438,7 +464,7 @@ def _rule(
     group: int | str = 0,
     check: Callable | None = None,
 ) -> _Rule:
-    return _Rule(kind, re.compile(regex, _A), anchors, group, check)
+    return _Rule(kind, _Lazy(regex, _A), anchors, group, check)
 
 
 def _token(
@@ -471,7 +497,7 @@ def _check_value(group: int | str) -> Callable[[re.Match[str], str], bool]:
     return check
 
 
-_SAS_VERSION = re.compile(r"(?<![A-Za-z0-9_])sv=\d{4}-\d{2}-\d{2}", _A)
+_SAS_VERSION = _Lazy(r"(?<![A-Za-z0-9_])sv=\d{4}-\d{2}-\d{2}", _A)
 
 
 def _check_sas(m: re.Match[str], text: str) -> bool:
@@ -1013,7 +1039,7 @@ class SecretFinding:
         return f"{self.part}: {self.path}: {self.kind} ({self.preview})"
 
 
-_SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+_SECRET_NAME = _Lazy(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 _MIN_ENV_VALUE = 8
 
 
@@ -1227,7 +1253,7 @@ class _Units:
         return {p: out[p] if p in out else type(v)() for p, v in parts.items()}
 
 
-_SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}", _A)
+_SAFE_KEY = _Lazy(r"[A-Za-z_][A-Za-z0-9_]{0,40}", _A)
 
 
 def _delta_field(item: Any) -> str | None:

@@ -150,3 +150,23 @@ def test_the_price_table_key_notices_an_upgrade(tmp_path, monkeypatch):
     assert cost.price_table() == "genai-prices 1.0.0"
     (site / "genai_prices-1.0.0.dist-info").rename(site / "genai_prices-1.1.0.dist-info")
     assert cost.price_table() == "genai-prices 1.1.0"
+
+
+def test_import_a3s_nb_compiles_none_of_the_secret_scanners_patterns():
+    """The scanner's ~130 regular expressions are compiled by the first scan, not by every
+    ``import a3s_nb`` (about 40 ms a kernel that never saves would pay)."""
+    count = (
+        "import a3s_nb\n"
+        "from a3s_nb import secrets\n"
+        "lazy = [v for v in vars(secrets).values() if isinstance(v, secrets._Lazy)]\n"
+        "lazy += [c.regex for a in secrets._ANCHORS for c in a.checks]\n"
+        "lazy += [r.pattern for r in secrets._RULES]\n"
+        "print(len(lazy), sum('search' in vars(p) for p in lazy), end=' ')\n"
+    )
+    before = _run(count).split()
+    assert int(before[0]) > 100 and before[1] == "0"
+    after = _run(
+        count + "secrets.scan({'text': 'key sk-proj-' + 'Ab3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF'})\n"
+        "print(sum('search' in vars(p) for p in lazy))"
+    ).split()
+    assert after[1] == "0" and int(after[2]) > 0
