@@ -39,7 +39,8 @@ Speed: each file is cut into units (a message, a run, a trace, ...). A unit's co
 is searched for the literal anchors of every rule at C speed, and only units with an anchor
 are walked string by string. A unit found clean is remembered (a keyed digest of its JSON,
 in a bounded in-process cache keyed also by the rule set and the secret environment values),
-so saving a long session again rescans only what changed.
+so saving a long session again rescans only what changed. The rules' regular expressions
+are compiled by the first scan that needs them (``_Lazy``), not by ``import a3s_nb``.
 """
 
 from __future__ import annotations
