@@ -180,23 +180,31 @@ def test_the_cache_key_changes_with_the_code_of_every_builder(monkeypatch, tmp_p
     """A module the cached values come from (the column conversion, the builders, the walk,
     trace origins, the search texts) edited under the same version number: the frames' key
     and the search index's format change, so both are made again by the new code."""
-    from a3s_nb.frames import _builders, _columns, _engine, _runfile, _searchindex, _walk
+    from a3s_nb.frames import (
+        _builders,
+        _columns,
+        _engine,
+        _loadcheck,
+        _runfile,
+        _searchindex,
+        _walk,
+    )
     from a3s_nb.store import _traceorigin
 
-    files = _engine._code_files()
+    files = _loadcheck._code_files()
     modules = (_builders, _columns, _walk, _runfile, _engine, _searchindex, _traceorigin)
     assert {Path(m.__file__) for m in modules} <= set(files)
 
     def keys() -> tuple[str, str]:
         _engine._cache_key.cache_clear()
-        _engine.code_digest.cache_clear()
+        _loadcheck.code_digest.cache_clear()
         return _engine._cache_key(), _searchindex._format()
 
     before = keys()
     edited = tmp_path / Path(_columns.__file__).name
     edited.write_bytes(Path(_columns.__file__).read_bytes() + b"\n# edited\n")
     monkeypatch.setattr(
-        _engine, "_code_files", lambda: [edited if f.name == edited.name else f for f in files]
+        _loadcheck, "_code_files", lambda: [edited if f.name == edited.name else f for f in files]
     )
     try:
         after = keys()

@@ -11,12 +11,10 @@ import functools
 import gc
 import logging
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .._version import __version__
 from .._warn import warn
 from ..errors import CorruptFileError, CorruptSessionWarning, FilterError
 from ..store._cachefile import digest
@@ -300,33 +298,11 @@ def _whole_sessions(
 @functools.cache
 def _cache_key() -> str:
     """What the cached frames depend on besides the files: the code that builds them and
-    the price table (worked out once per process, as the load check's models key is)."""
+    the price table (worked out once per process)."""
     import hashlib
 
-    key = f"{schema.SCHEMA_VERSION}.{price_table()}.{_loadcheck._models_key()}.{code_digest()}"
+    key = f"{schema.SCHEMA_VERSION}.{price_table()}.{_loadcheck.code_digest()}"
     return hashlib.sha1(key.encode()).hexdigest()
-
-
-@functools.cache
-def code_digest() -> str:
-    """A digest of this build of a3s_nb's reading code: its version and every module of
-    ``a3s_nb.frames`` (the builders, their column conversion, the walk over run events,
-    the search index's texts...) and of ``a3s_nb.store`` (trace origins, token sums, the
-    layouts read). The caches of values computed from the files are keyed by it: an edited
-    checkout under the same version number computes them again, not the old code's."""
-    import hashlib
-
-    h = hashlib.sha1(__version__.encode())
-    for path in _code_files():
-        with contextlib.suppress(OSError), open(path, "rb") as f:
-            h.update(path.name.encode())
-            h.update(f.read())
-    return h.hexdigest()
-
-
-def _code_files() -> list[Path]:
-    frames = Path(__file__).parent
-    return sorted(p for d in (frames, frames.parent / "store") for p in d.glob("*.py"))
 
 
 def _cached_frames(

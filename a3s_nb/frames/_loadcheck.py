@@ -20,7 +20,7 @@ never trusted.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import itertools
 import logging
 import os
@@ -34,7 +34,7 @@ from ..errors import CorruptFileError, SessionNotFoundError
 from ..store import _v1layout as v1
 from ..store import models
 from ..store import store as stores
-from ..store._cachefile import digest, read_json, read_json_head, write_json
+from ..store._cachefile import digest, read_json, read_json_head, source_digest, write_json
 from ..store._watch import Slot, Watches, scan_dirs, signature
 from ..store.store import _PROBE, PARTS, FileStore, Store, sdk_safe_id
 from . import _fastcheck
@@ -45,21 +45,29 @@ CACHE_FILE = "loadcheck.json"
 CACHE_FORMAT = 3
 RACY_SECONDS = 2.0
 
-_MODELS_KEY: str | None = None
 
-
+@functools.cache
 def _models_key() -> str:
     """Changes whenever the models (what ``load`` accepts) may have changed."""
-    global _MODELS_KEY
-    if _MODELS_KEY is None:
-        h = hashlib.sha1(__version__.encode())
-        for mod in (models, stores, v1, _fastcheck):
-            try:
-                h.update(Path(mod.__file__ or "").read_bytes())
-            except OSError:
-                h.update(mod.__name__.encode())
-        _MODELS_KEY = h.hexdigest()
-    return _MODELS_KEY
+    return source_digest(
+        __version__, [mod.__file__ or mod.__name__ for mod in (models, stores, v1, _fastcheck)]
+    )
+
+
+@functools.cache
+def code_digest() -> str:
+    """A digest of this build of a3s_nb's reading code: its version and every module of
+    ``a3s_nb.frames`` (the builders, their column conversion, the walk over run events,
+    the search index's texts...) and of ``a3s_nb.store`` (trace origins, token sums, the
+    layouts read; the models among them, so it changes with ``_models_key``). The caches of
+    values computed from the files (frames, sessions index, search index) are keyed by it:
+    an edited checkout under the same version number computes them again."""
+    return source_digest(__version__, _code_files())
+
+
+def _code_files() -> list[Path]:
+    frames = Path(__file__).parent
+    return sorted(p for d in (frames, frames.parent / "store") for p in d.glob("*.py"))
 
 
 def _stat(path: str) -> list[int] | None:

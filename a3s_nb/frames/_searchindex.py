@@ -53,7 +53,7 @@ from ..store.models import (
     ToolUseBlock,
 )
 from ..store.store import FileStore, Part, _same_id
-from ._loadcheck import LoadCheck, _locked_batches, newest
+from ._loadcheck import LoadCheck, _locked_batches, code_digest, newest
 
 log = logging.getLogger(__name__)
 
@@ -269,8 +269,6 @@ def _open_existing(path: Path) -> sqlite3.Connection | None:
 def _format() -> str:
     """The index's ``format``: ``INDEX_FORMAT`` and the code its texts are read by (an
     index another build of a3s_nb made is made again)."""
-    from ._engine import code_digest  # the frames' engine: not on this module's import path
-
     return f"{INDEX_FORMAT}.{code_digest()}"
 
 

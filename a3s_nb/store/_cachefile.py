@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,20 @@ encode = _encoder()
 def digest(value: Any) -> str:
     """A digest of JSON-able ``value``: what a cache was computed from, in 32 hex digits."""
     return hashlib.blake2b(encode(value), digest_size=16).hexdigest()
+
+
+def source_digest(version: str, paths: Iterable[str | os.PathLike[str]]) -> str:
+    """A digest of ``version`` and the bytes of the files ``paths`` (a file that cannot be
+    read counts by its name): what a cache is keyed by to be made again by other code."""
+    h = hashlib.sha1(version.encode())
+    for path in paths:
+        h.update(os.fsencode(os.path.basename(path)))
+        try:
+            with open(path, "rb") as f:
+                h.update(f.read())
+        except OSError:
+            h.update(b"unreadable")
+    return h.hexdigest()
 
 
 def _head_decoder() -> Callable[[bytes], dict[str, Any]] | None:
