@@ -68,14 +68,13 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 def _clean_ints(values: list) -> list:
     """Ints that fit int64, and floats with such an integral value (``2.0`` is 2, as
     ``load()`` reads it); anything else (``2.5``, ``true``, text, 2**63 and beyond) is NA."""
-    return [
-        v
-        if type(v) is int and _INT64_MIN <= v <= _INT64_MAX
-        else int(v)
-        if type(v) is float and v.is_integer() and _INT64_MIN <= v <= _INT64_MAX
-        else None
-        for v in values
-    ]
+    return [_int64(v) for v in values]
+
+
+def _int64(v: Any) -> int | None:
+    if type(v) is float and v.is_integer():
+        v = int(v)
+    return v if type(v) is int and _INT64_MIN <= v <= _INT64_MAX else None
 
 
 def _too_big(values: Any) -> list[tuple[int, int]]:

@@ -94,9 +94,6 @@ PARTS: tuple[Part, ...] = (
 #: Where each per-session file lives, relative to the store: ``(directory, file name)``,
 #: with ``{}`` standing for the session's file stem (``sdk_safe_id(session_id)``). The one
 #: spelling of the layout: other modules ask ``FileStore.session_files`` or this table.
-#: A stem no session has, to learn a store's file names from (``path_templates``).
-_PROBE = "a3s-nb-layout-probe"
-
 LAYOUT: dict[Part, tuple[str, str]] = {
     "artifacts": ("artifacts/{}", "artifacts.json"),
     "traces": ("traces", "{}.json"),
@@ -105,6 +102,9 @@ LAYOUT: dict[Part, tuple[str, str]] = {
     "subagent_tasks": ("subagent_tasks", "{}.json"),
     "session": ("", "{}.json"),
 }
+
+#: A stem no session has, to learn a store's file names from (``path_templates``).
+_PROBE = "a3s-nb-layout-probe"
 
 # built on first use, as the models are (defer_build): a call that validates nothing, such
 # as a cached frame call, never pays for the validators
