@@ -243,10 +243,10 @@ def all_frames_phase(store: Path, **kwargs: Any) -> Callable[[], int]:
     return run
 
 
-def unwatched(fn: Callable[[], int]) -> Callable[[], int]:
+def unwatched(fn: Callable[[], Any]) -> Callable[[], Any]:
     """``fn`` with the store's watch turned off: every file stat'ed, as a new kernel does."""
 
-    def run() -> int:
+    def run() -> Any:
         os.environ["A3S_NB_WATCH"] = "0"
         try:
             return fn()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_frames import FIXTURE, build_store, stat_every_file  # noqa: E402
+from bench_frames import FIXTURE, build_store, stat_every_file, unwatched  # noqa: E402
 
 #: A word in one fixture session's text, a common one, a short one, and regexes.
 QUERIES = {
@@ -137,9 +136,8 @@ def bench(n: int, repeat: int, queries: list[str]) -> dict[str, dict[str, float]
         keep("stat_every_file", cpu, wall)
         cpu, wall, _r = timed(lambda: a3s_nb.search("zebracorn-absent", store))
         keep("query_warm_before_change", cpu, wall)
-        os.environ["A3S_NB_WATCH"] = "0"  # the same call stat'ing every file
-        cpu, wall, _r = timed(lambda: a3s_nb.search("zebracorn-absent", store))
-        del os.environ["A3S_NB_WATCH"]
+        # the same call stat'ing every file
+        cpu, wall, _r = timed(unwatched(lambda: a3s_nb.search("zebracorn-absent", store)))
         keep("query_warm_unwatched", cpu, wall)
         new = add_session(store)
         cpu, wall, df = timed(lambda: a3s_nb.search("zebracorn-absent", store))
